@@ -1,0 +1,44 @@
+# attestation-ledger. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format bench run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is required")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-virtualenv -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv with the pinned dependencies and the project (editable)
+
+test: $(STAMP) ## run the whole test suite (exit code 5, "no tests ran", fails too)
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff (format and lint) and mypy strict
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP) ## run the benchmarks in bench/ (prints tables; never fails on speed)
+	$(PY) -m bench
+
+run: $(STAMP) ## start the service (arrives with issue #4)
+	@echo "make run: the service arrives with issue #4 (ingestion API under gunicorn)."
+	@echo "Until then: $(VENV)/bin/attest-ledger verify FILE --at doc"
+	@exit 2
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

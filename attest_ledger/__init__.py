@@ -1,0 +1,1 @@
+"""The application shell: command line, settings, and the glue between verifier and ledger."""

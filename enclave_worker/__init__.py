@@ -1,0 +1,11 @@
+"""The attester side: enclave workers that compute results and prove them with attestation.
+
+It talks to the service over HTTP only and imports nothing from ``verifier``, ``ledger`` or
+``web``. Its simulated NSM and PKI build documents with their own code, an independent
+cross-check of the verifier.
+"""
+
+from enclave_worker.simulated_nsm import SimulatedNsm, simulated_image_pcrs
+from enclave_worker.simulated_pki import SimulatedNitroPki, SimulatedNitroWarning
+
+__all__ = ["SimulatedNitroPki", "SimulatedNitroWarning", "SimulatedNsm", "simulated_image_pcrs"]

@@ -1,0 +1,74 @@
+"""The binding of a job's result hash into the attestation document's ``user_data``.
+
+An attester proves "this enclave computed this result" by asking its NSM for a document whose
+``user_data`` is exactly::
+
+    user_data = b"attestation-ledger:result:v1:" || algorithm || b":" || digest
+
+where ``algorithm`` is the ASCII name ``sha256``, ``sha384`` or ``sha512`` and ``digest`` is
+the raw (not hex) hash of the result, 32, 48 or 64 bytes long. For SHA-256 that is 69 bytes.
+
+Why this shape: the prefix separates our binding from any other use of ``user_data`` and
+carries a version for later change; naming the algorithm makes the digest length, and so the
+whole value, unambiguous; the digest is embedded rather than hashed again so that an auditor
+reading a document sees the result hash itself. The comparison is of the whole value, in
+constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+__all__ = ["RESULT_BINDING_PREFIX", "ResultHash"]
+
+RESULT_BINDING_PREFIX = b"attestation-ledger:result:v1:"
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
+@dataclass(frozen=True, slots=True)
+class ResultHash:
+    """A hash of a computed result, written ``sha256:<hex>`` in text."""
+
+    algorithm: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        size = _DIGEST_SIZES.get(self.algorithm)
+        if size is None:
+            raise ValueError(
+                f"result hash algorithm: expected one of {', '.join(_DIGEST_SIZES)}, "
+                f"found {self.algorithm[:20]!r}"
+            )
+        if len(self.digest) != size:
+            raise ValueError(
+                f"result hash: {self.algorithm} digests are {size} bytes, found {len(self.digest)}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> ResultHash:
+        """Parse ``<algorithm>:<lowercase or uppercase hex>``; raises ``ValueError``."""
+        algorithm, sep, hex_digest = text.partition(":")
+        if not sep:
+            raise ValueError(
+                "result hash: expected '<algorithm>:<hex digest>', e.g. 'sha256:ab12...'"
+            )
+        try:
+            digest = bytes.fromhex(hex_digest)
+        except ValueError:
+            raise ValueError("result hash: the digest is not hexadecimal") from None
+        return cls(algorithm=algorithm.lower(), digest=digest)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> ResultHash:
+        """Hash ``data`` (the result itself) with ``algorithm``."""
+        if algorithm not in _DIGEST_SIZES:
+            raise ValueError(f"result hash algorithm {algorithm!r} is not supported")
+        return cls(algorithm=algorithm, digest=hashlib.new(algorithm, data).digest())
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.digest.hex()}"
+
+    def user_data(self) -> bytes:
+        """The exact ``user_data`` that binds this result hash (see the module docstring)."""
+        return RESULT_BINDING_PREFIX + self.algorithm.encode("ascii") + b":" + self.digest

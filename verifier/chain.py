@@ -1,0 +1,298 @@
+"""The certificate path from the pinned root to the document's signing certificate.
+
+The path is fixed by the format: ``cabundle[0]`` (the root) -> ``cabundle[1]`` -> ... ->
+``cabundle[-1]`` -> ``certificate``. Each link is checked explicitly rather than with
+``cryptography.x509.verification``, whose client policy rejects every Nitro chain by default
+(the leaf has no Authority Key Identifier) and which offers no way to reuse work across
+documents. For every certificate:
+
+1. it parses as DER X.509 v3, signed with ecdsa-with-SHA384, with a P-384 key (AWS's profile);
+2. its issuer name is its parent's subject and its signature verifies under the parent's key;
+3. a CA (every cabundle entry) has critical basicConstraints with cA true, keyCertSign in its
+   keyUsage, and a pathLenConstraint, if any, not below the number of CAs beneath it;
+4. the signing certificate is not a CA and has digitalSignature in its keyUsage;
+5. no critical extension other than basicConstraints and keyUsage;
+6. it is valid at the verification time (notBefore may be up to ``clock_skew`` in the future).
+
+Steps 1-5 of a CA link depend only on the two certificates' exact bytes, so a verified link
+is cached (:class:`LinkCache`), keyed by both DER encodings. Step 6 is never cached: every
+certificate's validity window is checked against every verification time. The signing
+certificate's link is verified every time, so a warm cache leaves two signature
+verifications per document: that link and the COSE signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
+
+from verifier.errors import (
+    CertificateExpired,
+    CertificateNotYetValid,
+    ChainInvalid,
+    UntrustedRoot,
+)
+from verifier.timefmt import iso_utc
+from verifier.trust import TrustAnchor
+
+__all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "verify_chain"]
+
+_ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
+_UNDERSTOOD_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """What the result reports about one certificate of the path."""
+
+    position: str  # "cabundle[0]" ... "certificate"
+    role: str  # "root", "intermediate" or "leaf"
+    subject: str
+    issuer: str
+    serial_number: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "position": self.position,
+            "role": self.role,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial_number": self.serial_number,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "not_before": iso_utc(self.not_before, "seconds"),
+            "not_after": iso_utc(self.not_after, "seconds"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedChain:
+    certificates: tuple[CertificateInfo, ...]  # root first, signing certificate last
+    signing_key: ec.EllipticCurvePublicKey
+    anchor: TrustAnchor
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedCertificate:
+    der: bytes
+    certificate: x509.Certificate
+    public_key: ec.EllipticCurvePublicKey
+    info: CertificateInfo
+
+
+# (parent DER, child DER, position of the child in the path, length of the path)
+_LinkKey = tuple[bytes, bytes, int, int]
+
+
+class LinkCache:
+    """A bounded, thread-safe cache of CA links whose time-independent checks passed.
+
+    Keyed by the exact DER bytes of parent and child (and the child's place in the path), so a
+    different certificate can never hit another's entry. Validity windows are not part of what
+    is cached: they are checked against every verification time.
+    """
+
+    def __init__(self, maxsize: int = 512) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._maxsize = maxsize
+        self._entries: OrderedDict[_LinkKey, _CheckedCertificate] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: _LinkKey) -> _CheckedCertificate | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: _LinkKey, entry: _CheckedCertificate) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+
+
+def verify_chain(
+    certificate: bytes,
+    cabundle: tuple[bytes, ...],
+    *,
+    anchor: TrustAnchor,
+    at: datetime,
+    clock_skew: timedelta,
+    cache: LinkCache | None = None,
+) -> VerifiedChain:
+    """Verify the path from ``anchor`` through ``cabundle`` to ``certificate`` at time ``at``.
+
+    Raises :class:`UntrustedRoot` if ``cabundle[0]`` is not the anchor, :class:`ChainInvalid`
+    for a broken link, :class:`CertificateExpired` / :class:`CertificateNotYetValid` if some
+    certificate is outside its validity window at ``at``.
+    """
+    if cabundle[0] != anchor.der:
+        raise UntrustedRoot(
+            f"cabundle[0]: expected the pinned root {anchor.name!r} "
+            f"(SHA-256 {anchor.fingerprint}), found a certificate with SHA-256 "
+            f"{hashlib.sha256(cabundle[0]).hexdigest()}"
+        )
+    total = len(cabundle) + 1
+    parent = _CheckedCertificate(
+        anchor.der,
+        anchor.certificate,
+        anchor.public_key,
+        _info(anchor.certificate, anchor.der, 0, total),
+    )
+    root_limit = _extension(anchor.certificate.extensions, x509.BasicConstraints)
+    limit = root_limit.value.path_length if root_limit is not None else None
+    if limit is not None and limit < len(cabundle) - 1:
+        raise ChainInvalid(
+            f"cabundle[0]: pathLenConstraint {limit} allows fewer than "
+            f"the {len(cabundle) - 1} CA certificate(s) beneath it"
+        )
+    checked = [parent]
+    for position in range(1, len(cabundle)):
+        der = cabundle[position]
+        # Position and length are part of the key: the pathLen check and the reported
+        # position depend on them, not only on the two certificates.
+        key = (parent.der, der, position, total)
+        entry = cache.get(key) if cache is not None else None
+        if entry is None:
+            cas_below = len(cabundle) - 1 - position
+            entry = _check_link(parent, der, position, total, cas_below=cas_below)
+            if cache is not None:
+                cache.put(key, entry)
+        checked.append(entry)
+        parent = entry
+    leaf = _check_link(parent, certificate, total - 1, total, cas_below=None)
+    checked.append(leaf)
+
+    for entry in checked:
+        _check_validity(entry.info, at, clock_skew)
+
+    return VerifiedChain(
+        certificates=tuple(entry.info for entry in checked),
+        signing_key=leaf.public_key,
+        anchor=anchor,
+    )
+
+
+def _check_link(
+    parent: _CheckedCertificate, der: bytes, position: int, total: int, *, cas_below: int | None
+) -> _CheckedCertificate:
+    """Steps 1-5 for one certificate; ``cas_below`` is None for the signing certificate."""
+    name = _position_name(position, total)
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise ChainInvalid(f"{name}: not a DER X.509 certificate") from None
+    if certificate.version is not x509.Version.v3:
+        raise ChainInvalid(f"{name}: expected an X.509 v3 certificate")
+    if certificate.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA384:
+        raise ChainInvalid(
+            f"{name}: expected signature algorithm ecdsa-with-SHA384, "
+            f"found {certificate.signature_algorithm_oid.dotted_string}"
+        )
+    try:
+        key = certificate.public_key()
+    except ValueError:
+        raise ChainInvalid(f"{name}: unreadable public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
+        raise ChainInvalid(f"{name}: expected a P-384 public key")
+    if certificate.issuer != parent.certificate.subject:
+        raise ChainInvalid(
+            f"{name}: issuer {certificate.issuer.rfc4514_string()!r} is not the subject of "
+            f"{parent.info.position} ({parent.info.subject!r})"
+        )
+    try:
+        certificate.verify_directly_issued_by(parent.certificate)
+    except InvalidSignature:
+        raise ChainInvalid(
+            f"{name}: signature does not verify under the key of {parent.info.position}"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ChainInvalid(f"{name}: cannot be checked against {parent.info.position}") from exc
+
+    try:
+        extensions = certificate.extensions
+    except ValueError:
+        raise ChainInvalid(f"{name}: malformed or duplicated extensions") from None
+    for extension in extensions:
+        if extension.critical and extension.oid not in _UNDERSTOOD_CRITICAL:
+            raise ChainInvalid(
+                f"{name}: unsupported critical extension {extension.oid.dotted_string}"
+            )
+    basic = _extension(extensions, x509.BasicConstraints)
+    usage = _extension(extensions, x509.KeyUsage)
+    if cas_below is not None:
+        if basic is None or not basic.value.ca:
+            raise ChainInvalid(f"{name}: expected a CA certificate (basicConstraints cA=true)")
+        if not basic.critical:
+            raise ChainInvalid(f"{name}: basicConstraints must be critical in a CA certificate")
+        if basic.value.path_length is not None and basic.value.path_length < cas_below:
+            raise ChainInvalid(
+                f"{name}: pathLenConstraint {basic.value.path_length} allows fewer than the "
+                f"{cas_below} CA certificate(s) beneath it"
+            )
+        if usage is None or not usage.value.key_cert_sign:
+            raise ChainInvalid(f"{name}: expected keyUsage keyCertSign in a CA certificate")
+    else:
+        if basic is not None and basic.value.ca:
+            raise ChainInvalid(f"{name}: the signing certificate must not be a CA")
+        if usage is None or not usage.value.digital_signature:
+            raise ChainInvalid(f"{name}: expected keyUsage digitalSignature")
+    return _CheckedCertificate(der, certificate, key, _info(certificate, der, position, total))
+
+
+def _check_validity(info: CertificateInfo, at: datetime, clock_skew: timedelta) -> None:
+    if info.not_before - clock_skew > at:
+        raise CertificateNotYetValid(
+            f"{info.position} ({info.subject}) is valid from "
+            f"{iso_utc(info.not_before, 'seconds')}; verification time {iso_utc(at)} "
+            f"(clock skew allowed: {clock_skew})"
+        )
+    if at > info.not_after:
+        raise CertificateExpired(
+            f"{info.position} ({info.subject}) expired at {iso_utc(info.not_after, 'seconds')}; "
+            f"verification time {iso_utc(at)}"
+        )
+
+
+def _extension(
+    extensions: x509.Extensions, kind: type[_ExtensionT]
+) -> x509.Extension[_ExtensionT] | None:
+    try:
+        return extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _position_name(position: int, total: int) -> str:
+    return "certificate" if position == total - 1 else f"cabundle[{position}]"
+
+
+def _info(certificate: x509.Certificate, der: bytes, position: int, total: int) -> CertificateInfo:
+    role = "root" if position == 0 else "leaf" if position == total - 1 else "intermediate"
+    return CertificateInfo(
+        position=_position_name(position, total),
+        role=role,
+        subject=certificate.subject.rfc4514_string(),
+        issuer=certificate.issuer.rfc4514_string(),
+        serial_number=format(certificate.serial_number, "x"),
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+    )

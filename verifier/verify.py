@@ -1,0 +1,137 @@
+"""Verify an AWS Nitro attestation document: the one entry point that ties the steps together.
+
+1. Parse the COSE_Sign1 envelope strictly (tag 18 or none, ``{1: -35}``, 96-byte signature).
+2. Parse the payload into an :class:`AttestationDocument` (every field typed and bounded).
+3. Verify the certificate path from the pinned trust anchor to the signing certificate at the
+   verification time.
+4. Verify the COSE signature with the signing certificate's key.
+5. Appraise the now-authentic document against the policy, collecting every violation.
+
+Steps 1-4 raise at the first failure (nothing after a broken signature is worth reporting);
+step 5 raises one :class:`PolicyViolation` carrying them all. The verifier never reads the
+clock: the caller passes ``at``, either an aware ``datetime`` (for example "now" at
+ingestion) or :data:`DOCUMENT_TIME` to judge the document as of its own signed timestamp
+(re-verifying an archived document), and the result records which.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Final
+
+from verifier.appraisal import appraise
+from verifier.binding import ResultHash
+from verifier.chain import LinkCache, verify_chain
+from verifier.cose import COSESign1
+from verifier.document import AttestationDocument
+from verifier.errors import PolicyViolation, VerifierError
+from verifier.policy import Policy
+from verifier.result import AttestationResult, Status, TimeBasis, evidence_digest
+from verifier.trust import TrustAnchor, aws_nitro_root_g1
+
+__all__ = ["DOCUMENT_TIME", "NitroVerifier", "parse_evidence"]
+
+
+class _DocumentTime(enum.Enum):
+    DOCUMENT_TIME = "document_time"
+
+
+#: Pass as ``at`` to verify a document as of its own signed timestamp.
+DOCUMENT_TIME: Final = _DocumentTime.DOCUMENT_TIME
+
+
+def parse_evidence(evidence: bytes) -> tuple[COSESign1, AttestationDocument]:
+    """Parse without verifying anything: for display and for tools. Raises MalformedEvidence."""
+    envelope = COSESign1.from_bytes(evidence)
+    return envelope, AttestationDocument.from_payload(envelope.payload)
+
+
+class NitroVerifier:
+    """Verifies Nitro attestation documents against one trust anchor.
+
+    By default the anchor is the pinned AWS Nitro Enclaves Root-G1. Any other anchor (the
+    simulated PKI of tests and demos) must be passed explicitly. The verifier keeps a bounded
+    cache of verified CA links (see :mod:`verifier.chain`); it holds no other state, reads no
+    clock and does no I/O, and one instance may be shared between threads.
+    """
+
+    def __init__(
+        self, *, trust_anchor: TrustAnchor | None = None, link_cache_size: int = 512
+    ) -> None:
+        self.trust_anchor = trust_anchor if trust_anchor is not None else aws_nitro_root_g1()
+        self._links = LinkCache(link_cache_size)
+
+    def verify(
+        self,
+        evidence: bytes,
+        *,
+        at: datetime | _DocumentTime,
+        policy: Policy,
+        nonce: bytes | None = None,
+        result_hash: ResultHash | None = None,
+    ) -> AttestationResult:
+        """Verify ``evidence`` (raw COSE_Sign1 bytes) and return the affirming or warning result.
+
+        ``nonce``: if given, the document must carry exactly this nonce.
+        ``result_hash``: if given, ``user_data`` must bind it (:mod:`verifier.binding`).
+
+        Raises a :class:`~verifier.errors.VerifierError` subclass for every failure;
+        ``ValueError`` for a naive ``at`` (a programming error, not a property of evidence).
+        """
+        if isinstance(at, datetime):
+            if at.tzinfo is None or at.utcoffset() is None:
+                raise ValueError("'at' must be timezone-aware; pass datetime.now(UTC), not now()")
+            at = at.astimezone(UTC)
+        if not isinstance(policy, Policy):
+            raise TypeError("'policy' must be a verifier.Policy")
+
+        envelope, document = parse_evidence(evidence)
+        if isinstance(at, datetime):
+            moment, basis = at, TimeBasis.GIVEN
+        else:
+            moment, basis = document.timestamp, TimeBasis.DOCUMENT
+
+        try:
+            chain = verify_chain(
+                document.certificate,
+                document.cabundle,
+                anchor=self.trust_anchor,
+                at=moment,
+                clock_skew=policy.clock_skew,
+                cache=self._links,
+            )
+            envelope.verify_signature(chain.signing_key)
+        except VerifierError as exc:
+            exc.document = document
+            raise
+
+        appraisal = appraise(
+            document, policy, at=moment, time_basis=basis, nonce=nonce, result_hash=result_hash
+        )
+        if appraisal.violations:
+            status = Status.CONTRAINDICATED
+        elif policy.accepts_any_measurement or document.is_debug:  # debug allowed, or unappraised
+            status = Status.WARNING
+        else:
+            status = Status.AFFIRMING
+        result = AttestationResult(
+            status=status,
+            document=document,
+            evidence_sha256=evidence_digest(evidence),
+            certificates=chain.certificates,
+            trust_anchor_name=chain.anchor.name,
+            trust_anchor_sha256=chain.anchor.fingerprint,
+            policy=policy,
+            matched_image=appraisal.matched_image,
+            pcr_appraisals=appraisal.pcr_appraisals,
+            violations=appraisal.violations,
+            notes=appraisal.notes,
+            verified_at=moment,
+            time_basis=basis,
+            nonce_checked=nonce is not None,
+            result_binding_checked=result_hash is not None,
+        )
+        if status is Status.CONTRAINDICATED:
+            raise PolicyViolation(result)
+        return result
