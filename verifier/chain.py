@@ -23,6 +23,7 @@ verifications per document: that link and the COSE signature.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -31,8 +32,9 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from verifier.errors import (
@@ -46,6 +48,18 @@ from verifier.trust import TrustAnchor
 
 __all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "verify_chain"]
 
+# What cryptography raises from its (lazy) accessors for a corrupt certificate. The
+# deprecation warning arrives as an exception where warnings are errors, as in our tests.
+_CERTIFICATE_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.AttributeNotFound,
+    CryptographyDeprecationWarning,
+)
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
 _UNDERSTOOD_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
 
@@ -150,12 +164,7 @@ def verify_chain(
             f"{hashlib.sha256(cabundle[0]).hexdigest()}"
         )
     total = len(cabundle) + 1
-    parent = _CheckedCertificate(
-        anchor.der,
-        anchor.certificate,
-        anchor.public_key,
-        _info(anchor.certificate, anchor.der, 0, total),
-    )
+    parent = _anchor_entry(anchor)
     root_limit = _extension(anchor.certificate.extensions, x509.BasicConstraints)
     limit = root_limit.value.path_length if root_limit is not None else None
     if limit is not None and limit < len(cabundle) - 1:
@@ -190,15 +199,47 @@ def verify_chain(
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _anchor_entry(anchor: TrustAnchor) -> _CheckedCertificate:
+    """The root's entry, computed once per anchor (its position is always cabundle[0])."""
+    info = _info(anchor.certificate, anchor.der, 0, 2, issuer=None)
+    return _CheckedCertificate(anchor.der, anchor.certificate, anchor.public_key, info)
+
+
 def _check_link(
     parent: _CheckedCertificate, der: bytes, position: int, total: int, *, cas_below: int | None
 ) -> _CheckedCertificate:
-    """Steps 1-5 for one certificate; ``cas_below`` is None for the signing certificate."""
+    """Steps 1-5 for one certificate; ``cas_below`` is None for the signing certificate.
+
+    cryptography parses most fields lazily, so a corrupt certificate can raise from any
+    accessor; every such failure is a broken chain, never an exception of another type.
+    """
     name = _position_name(position, total)
     try:
+        return _inspect_link(
+            parent, der, position=position, total=total, name=name, cas_below=cas_below
+        )
+    except ChainInvalid:
+        raise
+    except _CERTIFICATE_PARSE_ERRORS as exc:
+        raise ChainInvalid(f"{name}: malformed certificate ({_first_line(exc)})") from None
+
+
+def _inspect_link(
+    parent: _CheckedCertificate,
+    der: bytes,
+    *,
+    position: int,
+    total: int,
+    name: str,
+    cas_below: int | None,
+) -> _CheckedCertificate:
+    try:
         certificate = x509.load_der_x509_certificate(der)
-    except ValueError:
-        raise ChainInvalid(f"{name}: not a DER X.509 certificate") from None
+    except (ValueError, x509.InvalidVersion):
+        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate") from None
+    if certificate.serial_number <= 0:
+        raise ChainInvalid(f"{name}: serial number must be positive (RFC 5280)")
     if certificate.version is not x509.Version.v3:
         raise ChainInvalid(f"{name}: expected an X.509 v3 certificate")
     if certificate.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA384:
@@ -228,7 +269,7 @@ def _check_link(
 
     try:
         extensions = certificate.extensions
-    except ValueError:
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         raise ChainInvalid(f"{name}: malformed or duplicated extensions") from None
     for extension in extensions:
         if extension.critical and extension.oid not in _UNDERSTOOD_CRITICAL:
@@ -254,7 +295,9 @@ def _check_link(
             raise ChainInvalid(f"{name}: the signing certificate must not be a CA")
         if usage is None or not usage.value.digital_signature:
             raise ChainInvalid(f"{name}: expected keyUsage digitalSignature")
-    return _CheckedCertificate(der, certificate, key, _info(certificate, der, position, total))
+    # The issuer name equals the parent's subject (checked above): reuse its string form.
+    info = _info(certificate, der, position, total, issuer=parent.info.subject)
+    return _CheckedCertificate(der, certificate, key, info)
 
 
 def _check_validity(info: CertificateInfo, at: datetime, clock_skew: timedelta) -> None:
@@ -280,17 +323,25 @@ def _extension(
         return None
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:100]
+
+
 def _position_name(position: int, total: int) -> str:
     return "certificate" if position == total - 1 else f"cabundle[{position}]"
 
 
-def _info(certificate: x509.Certificate, der: bytes, position: int, total: int) -> CertificateInfo:
+def _info(
+    certificate: x509.Certificate, der: bytes, position: int, total: int, *, issuer: str | None
+) -> CertificateInfo:
     role = "root" if position == 0 else "leaf" if position == total - 1 else "intermediate"
+    subject = certificate.subject.rfc4514_string()
     return CertificateInfo(
         position=_position_name(position, total),
         role=role,
-        subject=certificate.subject.rfc4514_string(),
-        issuer=certificate.issuer.rfc4514_string(),
+        subject=subject,
+        issuer=subject if issuer is None else issuer,
         serial_number=format(certificate.serial_number, "x"),
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
         not_before=certificate.not_valid_before_utc,

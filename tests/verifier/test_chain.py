@@ -240,7 +240,7 @@ def test_unknown_critical_extension_is_rejected(sim_pki) -> None:
 def test_unparseable_certificate_is_a_broken_chain(sim_nsm, sim_verifier, sim_policy) -> None:
     payload = sim_nsm.payload_fields(timestamp=SIM_AT)
     payload["cabundle"][2] = b"\x30\x03\x02\x01\x00"
-    with pytest.raises(ChainInvalid, match=r"cabundle\[2\]: not a DER X.509 certificate"):
+    with pytest.raises(ChainInvalid, match=r"cabundle\[2\]: not a DER X.509 v3 certificate"):
         sim_verifier.verify(sim_nsm.sign(encode_payload(payload)), at=SIM_AT, policy=sim_policy)
 
 
@@ -321,3 +321,41 @@ def test_parsed_document_travels_with_chain_errors(sim_pki) -> None:
     assert error.document.module_id == pki.module_id
     _, document = parse_evidence(simulated_nsm(pki).attest(timestamp=SIM_AT))
     assert document.cabundle[2] == pki.certificates["zonal"].der
+
+
+@pytest.mark.parametrize("serial", [0, -5])
+def test_non_positive_serial_is_rejected(sim_pki, serial) -> None:
+    """Found by the property tests: cryptography warns about (and will one day refuse) such
+    certificates; either way it must be a broken chain, not another exception."""
+    import warnings
+
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    # cryptography will not build such a certificate, so patch the DER of a real one.
+    zonal = sim_pki.certificates["zonal"]
+    tbs_serial = zonal.certificate.serial_number.to_bytes(20, "big").lstrip(b"\x00")
+    der = zonal.der
+    at = der.index(tbs_serial)
+    length = der[at - 1]
+    replacement = b"\x00" if serial == 0 else b"\xfb"
+    patched = der[: at - 1] + bytes([len(replacement)]) + replacement + der[at + length :]
+    # Lengths of the enclosing SEQUENCEs shrink by (length - 1); rebuild them.
+    shrink = length - len(replacement)
+    body = bytearray(patched)
+    for offset in (1, 5):  # outer SEQUENCE and tbsCertificate, both with 2-byte lengths (0x82)
+        size = int.from_bytes(body[offset + 1 : offset + 3], "big") - shrink
+        body[offset + 1 : offset + 3] = size.to_bytes(2, "big")
+    nsm = simulated_nsm(sim_pki)
+    payload = nsm.payload_fields(timestamp=SIM_AT)
+    payload["cabundle"][2] = bytes(body)
+    raw = nsm.sign(encode_payload(payload))
+    verifier = NitroVerifier(trust_anchor=anchor_for(sim_pki))
+    for mode, message in (
+        ("error", "serial number which wasn't positive"),
+        ("ignore", "must be positive"),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter(mode, CryptographyDeprecationWarning)
+            with pytest.raises(ChainInvalid, match=r"cabundle\[2\]") as caught:
+                verifier.verify(raw, at=SIM_AT, policy=policy_for_pcrs(nsm.pcrs))
+        assert message in caught.value.message
