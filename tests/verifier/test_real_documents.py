@@ -46,6 +46,7 @@ def verifier() -> NitroVerifier:
 
 
 def accept_any() -> UnsafeAcceptAnyPolicy:
+    """Accept any measurement and any kind of Nitro evidence: what is tested is the chain."""
     with pytest.warns(UnsafePolicyWarning):
         return UnsafeAcceptAnyPolicy(evidence_kind=EvidenceKind.AWS_NITRO_TPM)
 
