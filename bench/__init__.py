@@ -1,0 +1,1 @@
+"""Benchmarks: each measures our figure beside its bound and its peers, in the same run."""

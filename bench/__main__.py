@@ -1,0 +1,31 @@
+"""``python -m bench [NAME ...]``: run the benchmarks and print their tables.
+
+Benchmarks never fail on speed; they report ratios to the bound and the peers measured in the
+same run, because absolute times on a shared machine are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import verifier_throughput
+
+BENCHMARKS = {"verifier": verifier_throughput.main}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", help=f"any of {', '.join(BENCHMARKS)}; default all")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    for name in args.names or list(BENCHMARKS):
+        BENCHMARKS[name](seconds=args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
