@@ -1,0 +1,75 @@
+"""C2SP tlog-checkpoint bodies (c2sp.org/tlog-checkpoint) with the ledger's chain extension.
+
+A checkpoint body is::
+
+    <origin>
+    <tree size, decimal>
+    <base64 root hash>
+    chain-head <base64 chain hash after tree size entries>
+
+The fourth line is an extension line, which the spec allows (monitors that do not know it
+ignore it); it ties the hash chain to the signed tree head. Checkpoints without it, as other
+logs write them, parse too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from ledger.errors import InvalidNote
+from ledger.merkle import HASH_SIZE
+
+__all__ = ["CHAIN_EXTENSION", "CheckpointBody"]
+
+CHAIN_EXTENSION = "chain-head"
+_SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
+@dataclass(frozen=True)
+class CheckpointBody:
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    chain_head: bytes | None = None
+
+    def to_text(self) -> str:
+        lines = [self.origin, str(self.tree_size), base64.b64encode(self.root_hash).decode()]
+        if self.chain_head is not None:
+            lines.append(f"{CHAIN_EXTENSION} {base64.b64encode(self.chain_head).decode()}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> CheckpointBody:
+        """Parse a checkpoint body (the note text); raises :class:`InvalidNote`."""
+        if not text.endswith("\n"):
+            raise InvalidNote("checkpoint: must end with a newline")
+        lines = text[:-1].split("\n")
+        if len(lines) < 3:
+            raise InvalidNote("checkpoint: expected origin, tree size and root hash lines")
+        origin, size_text, root_text, *extensions = lines
+        if not origin or " " in origin or "+" in origin:
+            raise InvalidNote("checkpoint: the origin line is empty or has spaces or '+'")
+        if not _SIZE.fullmatch(size_text):
+            raise InvalidNote("checkpoint: the tree size is not a canonical decimal number")
+        root = _hash(root_text, "root hash")
+        chain_head = None
+        for extension in extensions:
+            key, _, value = extension.partition(" ")
+            if key == CHAIN_EXTENSION:
+                if chain_head is not None:
+                    raise InvalidNote("checkpoint: more than one chain-head line")
+                chain_head = _hash(value, "chain head")
+        return cls(origin, int(size_text), root, chain_head)
+
+
+def _hash(text: str, what: str) -> bytes:
+    try:
+        value = base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        raise InvalidNote(f"checkpoint: the {what} is not base64") from None
+    if len(value) != HASH_SIZE:
+        raise InvalidNote(f"checkpoint: the {what} must be {HASH_SIZE} bytes")
+    return value

@@ -1,0 +1,74 @@
+"""Errors raised by the ledger. One root, stable machine-readable codes.
+
+::
+
+    LedgerError                     code
+    ├── InvalidEntry                invalid_entry        not canonical JSON, evidence digest wrong...
+    ├── InvalidProof                invalid_proof        a Merkle proof does not verify
+    ├── InvalidNote                 invalid_note         a signed note or checkpoint is malformed or
+    │                                                    its signature does not verify
+    ├── EntryNotFound               not_found            no entry at that index
+    ├── TreeSizeUnavailable         tree_size_unavailable a size beyond the current tree
+    ├── LedgerBusy                  ledger_busy          the sequencer lock was not obtained in time
+    ├── CheckpointConflict          checkpoint_conflict  another writer moved the latest checkpoint
+    └── LedgerCorrupt               ledger_corrupt       stored state contradicts itself
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "CheckpointConflict",
+    "EntryNotFound",
+    "InvalidEntry",
+    "InvalidNote",
+    "InvalidProof",
+    "LedgerBusy",
+    "LedgerCorrupt",
+    "LedgerError",
+    "TreeSizeUnavailable",
+]
+
+
+class LedgerError(Exception):
+    code: ClassVar[str] = "ledger_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidEntry(LedgerError):
+    code = "invalid_entry"
+
+
+class InvalidProof(LedgerError):
+    code = "invalid_proof"
+
+
+class InvalidNote(LedgerError):
+    code = "invalid_note"
+
+
+class EntryNotFound(LedgerError):
+    code = "not_found"
+
+
+class TreeSizeUnavailable(LedgerError):
+    code = "tree_size_unavailable"
+
+
+class LedgerBusy(LedgerError):
+    code = "ledger_busy"
+
+
+class CheckpointConflict(LedgerError):
+    code = "checkpoint_conflict"
+
+
+class LedgerCorrupt(LedgerError):
+    code = "ledger_corrupt"
