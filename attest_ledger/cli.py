@@ -11,8 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from attest_ledger import verify_command
+from attest_ledger import (
+    audit_command,
+    checkpoint_command,
+    db_command,
+    keys_command,
+    verify_command,
+)
 from attest_ledger.exit_codes import EXIT_OK
+from attest_ledger.settings import Settings
 
 __all__ = ["build_parser", "main"]
 
@@ -23,15 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Verify attestation evidence and keep an auditable ledger of verdicts.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    verify_command.register(commands)
+    for module in (verify_command, db_command, keys_command, checkpoint_command, audit_command):
+        module.register(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
+        code: int = args.handler(args, settings or Settings.from_env())
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error of ours. Point stdout at devnull so
         # the interpreter's final flush does not raise again.

@@ -15,6 +15,7 @@ from cryptography import x509
 
 from attest_ledger.evidence_input import read_evidence
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from attest_ledger.settings import Settings
 from verifier import (
     DOCUMENT_TIME,
     AttestationDocument,
@@ -75,7 +76,7 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     err: TextIO = sys.stderr
     try:
         policy = _load_policy(args.policy, err)

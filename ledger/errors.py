@@ -3,12 +3,12 @@
 ::
 
     LedgerError                     code
-    ├── InvalidEntry                invalid_entry        not canonical JSON, evidence digest wrong...
+    ├── InvalidEntry                invalid_entry        not canonical JSON, wrong evidence...
     ├── InvalidProof                invalid_proof        a Merkle proof does not verify
     ├── InvalidNote                 invalid_note         a signed note or checkpoint is malformed or
     │                                                    its signature does not verify
     ├── EntryNotFound               not_found            no entry at that index
-    ├── TreeSizeUnavailable         tree_size_unavailable a size beyond the current tree
+    ├── TreeSizeUnavailable         tree_size_unavailable  beyond the current tree
     ├── LedgerBusy                  ledger_busy          the sequencer lock was not obtained in time
     ├── CheckpointConflict          checkpoint_conflict  another writer moved the latest checkpoint
     └── LedgerCorrupt               ledger_corrupt       stored state contradicts itself

@@ -83,7 +83,9 @@ def range_nodes(start: int, end: int) -> list[NodeID]:
     for level in reversed(range(size.bit_length())):
         if size >> level & 1:
             if offset % (1 << level):
-                raise ValueError(f"leaf range [{start}, {end}) is not a subtree of an RFC 9162 tree")
+                raise ValueError(
+                    f"leaf range [{start}, {end}) is not a subtree of an RFC 9162 tree"
+                )
             nodes.append((level, offset >> level))
             offset += 1 << level
     return nodes
@@ -156,9 +158,7 @@ def fold(hashes: Sequence[bytes]) -> bytes:
     return result
 
 
-def root_from_inclusion_proof(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that ``proof`` implies for ``leaf`` at ``index`` (RFC 9162 section 2.1.3.2).
 
     Raises :class:`InvalidProof` if the proof cannot be for that index and size.
@@ -252,7 +252,7 @@ def verify_consistency(
 
 
 def _check_hash(value: bytes, what: str) -> None:
-    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+    if len(value) != HASH_SIZE:
         raise InvalidProof(f"{what}: expected {HASH_SIZE} bytes")
 
 

@@ -146,7 +146,7 @@ def _check_text(text: str) -> None:
         raise InvalidNote("note text must end with a newline")
     if "\n\n" in text:
         raise InvalidNote("note text must not contain a blank line")
-    if any(ord(c) < 0x20 and c != "\n" or c == "\x7f" for c in text):
+    if any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in text):
         raise InvalidNote("note text must not contain control characters")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["verifier", "ledger", "web", "enclave_worker", "attest_ledger"]
+PACKAGES = ["verifier", "ledger", "migrations", "web", "enclave_worker", "attest_ledger"]
 
 
 def modules(package: str) -> list[Path]:
@@ -78,8 +78,23 @@ def test_nothing_imports_web(package: str) -> None:
         assert "web" not in {top(n) for n in imported(path)}, path
 
 
+@pytest.mark.parametrize("path", modules("ledger"), ids=lambda p: p.name)
+def test_ledger_knows_nothing_of_flask_or_the_verifier(path: Path) -> None:
+    bad = {
+        n
+        for n in imported(path)
+        if top(n) in {"flask", "werkzeug", "verifier", "web", "attest_ledger", "enclave_worker"}
+    }
+    assert not bad, f"{path.name} imports {bad}"
+
+
+def test_merkle_module_is_pure() -> None:
+    names = {top(n) for n in imported(ROOT / "ledger" / "merkle.py")}
+    assert names <= {"__future__", "hashlib", "hmac", "collections", "dataclasses", "ledger"}
+
+
 def test_every_package_is_listed_in_pyproject() -> None:
     import tomllib
 
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert sorted(listed) == sorted(PACKAGES)
+    assert sorted(p for p in listed if "." not in p) == sorted(PACKAGES)

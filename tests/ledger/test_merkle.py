@@ -134,11 +134,19 @@ def test_published_ct_roots_and_proofs() -> None:
     for proof in vectors["inclusion_proofs"]:
         index, size = proof["leaf_index"], proof["tree_size"]
         assert [p.hex() for p in store.inclusion(index, size)] == proof["proof"]
-        verify_inclusion(leaf_hash(h(proof["leaf_input_hex"])), index, size, [h(p) for p in proof["proof"]], h(proof["root"]))
+        verify_inclusion(
+            leaf_hash(h(proof["leaf_input_hex"])),
+            index,
+            size,
+            [h(p) for p in proof["proof"]],
+            h(proof["root"]),
+        )
     for proof in vectors["consistency_proofs"]:
         size1, size2 = proof["size1"], proof["size2"]
         assert [p.hex() for p in store.consistency(size1, size2)] == proof["proof"]
-        verify_consistency(size1, size2, [h(p) for p in proof["proof"]], h(proof["root1"]), h(proof["root2"]))
+        verify_consistency(
+            size1, size2, [h(p) for p in proof["proof"]], h(proof["root1"]), h(proof["root2"])
+        )
 
 
 def test_real_certificate_transparency_leaf() -> None:
@@ -160,20 +168,32 @@ def test_classic8_exhaustive() -> None:
     for proof in vectors["inclusion_proofs"]:
         index, size = proof["leaf_index"], proof["tree_size"]
         assert [p.hex() for p in store.inclusion(index, size)] == proof["proof"]
-        verify_inclusion(h(proof["leaf_hash"]), index, size, [h(p) for p in proof["proof"]], h(proof["root"]))
+        verify_inclusion(
+            h(proof["leaf_hash"]), index, size, [h(p) for p in proof["proof"]], h(proof["root"])
+        )
     assert len(vectors["consistency_proofs"]) == 36
     for proof in vectors["consistency_proofs"]:
         size1, size2 = proof["size1"], proof["size2"]
         assert [p.hex() for p in store.consistency(size1, size2)] == proof["proof"]
-        verify_consistency(size1, size2, [h(p) for p in proof["proof"]], h(proof["root1"]), h(proof["root2"]))
+        verify_consistency(
+            size1, size2, [h(p) for p in proof["proof"]], h(proof["root1"]), h(proof["root2"])
+        )
 
 
 PROBES = load("tdev_merkle_probes.json")
 
 
-@pytest.mark.parametrize("probe", PROBES["inclusion"], ids=lambda p: p["file"].removeprefix("testdata/inclusion/"))
+@pytest.mark.parametrize(
+    "probe", PROBES["inclusion"], ids=lambda p: p["file"].removeprefix("testdata/inclusion/")
+)
 def test_inclusion_probes(probe) -> None:
-    args = (h(probe["leafHash"]), probe["leafIdx"], probe["treeSize"], [h(p) for p in probe["proof"]], h(probe["root"]))
+    args = (
+        h(probe["leafHash"]),
+        probe["leafIdx"],
+        probe["treeSize"],
+        [h(p) for p in probe["proof"]],
+        h(probe["root"]),
+    )
     if probe["wantErr"]:
         with pytest.raises(InvalidProof):
             verify_inclusion(*args)
@@ -181,9 +201,17 @@ def test_inclusion_probes(probe) -> None:
         verify_inclusion(*args)
 
 
-@pytest.mark.parametrize("probe", PROBES["consistency"], ids=lambda p: p["file"].removeprefix("testdata/consistency/"))
+@pytest.mark.parametrize(
+    "probe", PROBES["consistency"], ids=lambda p: p["file"].removeprefix("testdata/consistency/")
+)
 def test_consistency_probes(probe) -> None:
-    args = (probe["size1"], probe["size2"], [h(p) for p in probe["proof"]], h(probe["root1"]), h(probe["root2"]))
+    args = (
+        probe["size1"],
+        probe["size2"],
+        [h(p) for p in probe["proof"]],
+        h(probe["root1"]),
+        h(probe["root2"]),
+    )
     if probe["wantErr"]:
         with pytest.raises(InvalidProof):
             verify_consistency(*args)
@@ -200,18 +228,38 @@ def test_probe_counts() -> None:
 REKOR = load("sigstore_rekor_real_bundles.json")["entries"]
 
 
-@pytest.mark.parametrize("entry", REKOR, ids=lambda e: f"{e['log'].split('//')[-1]}-{e['leaf_index_in_tree']}")
+@pytest.mark.parametrize(
+    "entry", REKOR, ids=lambda e: f"{e['log'].split('//')[-1]}-{e['leaf_index_in_tree']}"
+)
 def test_real_rekor_inclusion_proofs(entry) -> None:
     body = base64.b64decode(entry["canonicalized_body_b64"])
     assert leaf_hash(body).hex() == entry["leaf_hash"]
     proof = [h(p) for p in entry["proof"]]
-    verify_inclusion(h(entry["leaf_hash"]), entry["leaf_index_in_tree"], entry["tree_size"], proof, h(entry["root"]))
+    verify_inclusion(
+        h(entry["leaf_hash"]),
+        entry["leaf_index_in_tree"],
+        entry["tree_size"],
+        proof,
+        h(entry["root"]),
+    )
     with pytest.raises(InvalidProof):
-        verify_inclusion(h(entry["leaf_hash"]), entry["leaf_index_in_tree"] ^ 1, entry["tree_size"], proof, h(entry["root"]))
+        verify_inclusion(
+            h(entry["leaf_hash"]),
+            entry["leaf_index_in_tree"] ^ 1,
+            entry["tree_size"],
+            proof,
+            h(entry["root"]),
+        )
     if proof:
         broken = [*proof[:-1], bytes(32)]
         with pytest.raises(InvalidProof):
-            verify_inclusion(h(entry["leaf_hash"]), entry["leaf_index_in_tree"], entry["tree_size"], broken, h(entry["root"]))
+            verify_inclusion(
+                h(entry["leaf_hash"]),
+                entry["leaf_index_in_tree"],
+                entry["tree_size"],
+                broken,
+                h(entry["root"]),
+            )
 
 
 # --- the naive model, exhaustively for small trees and by property for larger ones ----------
@@ -241,7 +289,9 @@ def test_proofs_match_the_naive_model(size: int, data) -> None:
     old = data.draw(st.integers(1, size))
     assert store.inclusion(index, size) == path(index, leaves)
     assert store.consistency(old, size) == subproof(old, leaves, True)
-    verify_inclusion(leaf_hash(leaves[index]), index, size, store.inclusion(index, size), mth(leaves))
+    verify_inclusion(
+        leaf_hash(leaves[index]), index, size, store.inclusion(index, size), mth(leaves)
+    )
     verify_consistency(old, size, store.consistency(old, size), mth(leaves[:old]), mth(leaves))
 
 
@@ -279,7 +329,9 @@ def test_reads_are_logarithmic() -> None:
     size = 1_000_003
     store = Store.__new__(Store)
     store.reads = []
-    store.read = lambda wanted: (store.reads.append(list(wanted)), {n: bytes(32) for n in wanted})[1]  # type: ignore[method-assign]
+    store.read = lambda wanted: (store.reads.append(list(wanted)), {n: bytes(32) for n in wanted})[
+        1
+    ]  # type: ignore[method-assign]
     hash_ranges(inclusion_ranges(123_456, size), store.read)
     hash_ranges(consistency_ranges(77_777, size), store.read)
     hash_ranges([(0, size)], store.read)
@@ -327,7 +379,10 @@ def test_range_nodes_rejects_ranges_no_rfc_tree_has() -> None:
         (lambda: verify_consistency(6, 5, [], bytes(32), bytes(32)), "no proof from size 6"),
         (lambda: verify_consistency(5, 5, [bytes(32)], bytes(32), bytes(32)), "must be empty"),
         (lambda: verify_consistency(5, 5, [], bytes(32), b"\x01" * 32), "different roots"),
-        (lambda: verify_consistency(3, 5, [], bytes(32), bytes(32)), "empty between different sizes"),
+        (
+            lambda: verify_consistency(3, 5, [], bytes(32), bytes(32)),
+            "empty between different sizes",
+        ),
     ],
 )
 def test_verification_errors_say_why(call, message) -> None:

@@ -13,7 +13,12 @@ from ledger.errors import InvalidNote
 from ledger.note import NoteSigner, NoteVerifier, key_id, open_note, sign_note
 
 VECTORS = json.loads(
-    (Path(__file__).resolve().parent.parent / "fixtures" / "vectors" / "signed_note_checkpoint_vectors.json").read_text()
+    (
+        Path(__file__).resolve().parent.parent
+        / "fixtures"
+        / "vectors"
+        / "signed_note_checkpoint_vectors.json"
+    ).read_text()
 )
 SIGNABLE = [v for v in VECTORS if "skey_TEST_ONLY" in v]
 CHECKPOINTS = [v for v in VECTORS if v["name"].startswith("checkpoint-")]
@@ -28,7 +33,11 @@ def test_signing_is_byte_exact(vector) -> None:
     assert signer.to_skey() == vector["skey_TEST_ONLY"]
 
 
-@pytest.mark.parametrize("vector", [v for v in VECTORS if v["name"] != "cosignature-v1-ed25519-over-size-1100"], ids=lambda v: v["name"])
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in VECTORS if v["name"] != "cosignature-v1-ed25519-over-size-1100"],
+    ids=lambda v: v["name"],
+)
 def test_every_vector_opens(vector) -> None:
     verifier = NoteVerifier.parse(vector["vkey"])
     opened = open_note(vector["signed_note"], [verifier])
@@ -55,7 +64,10 @@ def test_signatures_by_unknown_keys_are_ignored() -> None:
 
 def test_a_known_key_with_a_bad_signature_rejects_the_note() -> None:
     signer = NoteSigner.parse(TEST_SKEY)
-    note = sign_note("example.com/attestation-ledger-test\n5\n" + base64.b64encode(bytes(32)).decode() + "\n", [signer])
+    note = sign_note(
+        "example.com/attestation-ledger-test\n5\n" + base64.b64encode(bytes(32)).decode() + "\n",
+        [signer],
+    )
     tampered = note.replace("\n5\n", "\n6\n")
     with pytest.raises(InvalidNote, match="does not verify"):
         open_note(tampered, [signer.verifier()])

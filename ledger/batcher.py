@@ -1,0 +1,145 @@
+"""Group commit: many concurrent single-entry appends, one transaction per batch.
+
+Callers in any number of threads call :meth:`AppendBatcher.append`; a single worker thread
+collects what is waiting (up to ``max_batch``, waiting at most ``max_wait`` for more), appends
+it in one transaction and commits. Each caller is acknowledged only after the commit that
+made its entry durable; if the batch fails, it is retried entry by entry so that one bad
+entry cannot sink the others, and each caller gets its own outcome.
+
+While one batch commits the next one fills, so throughput follows the commit rate times the
+batch size instead of collapsing to one commit per entry.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.append import DEFAULT_LOCK_TIMEOUT, Appended, append
+from ledger.entry import NewEntry, PreparedEntry, prepare
+from ledger.errors import LedgerError
+
+__all__ = ["AppendBatcher", "BatcherClosed"]
+
+#: Work to do in the same transaction, after the entry is appended (e.g. record a receipt).
+AfterAppend = Callable[[Session, Appended], None]
+
+
+class BatcherClosed(LedgerError):
+    code = "ledger_busy"
+
+
+@dataclass
+class _Job:
+    entry: PreparedEntry
+    after: AfterAppend | None
+    future: Future[Appended]
+
+
+class AppendBatcher:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        max_batch: int = 1000,
+        max_wait: float = 0.002,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._factory = session_factory
+        self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._lock_timeout = lock_timeout
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._gate = threading.Lock()  # makes "closed?" and "enqueue" one step
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name="ledger-append-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, entry: NewEntry, *, after: AfterAppend | None = None) -> Future[Appended]:
+        """Queue ``entry``; the future resolves once its batch has committed.
+
+        The entry is validated here, in the caller's thread: :class:`InvalidEntry` is raised at
+        once instead of failing a batch.
+        """
+        job = _Job(prepare(entry), after, Future())
+        with self._gate:
+            if self._closed.is_set():
+                raise BatcherClosed("the append batcher is closed")
+            self._queue.put(job)
+        return job.future
+
+    def append(
+        self, entry: NewEntry, *, after: AfterAppend | None = None, timeout: float | None = None
+    ) -> Appended:
+        """Append ``entry`` and return once it is durable (committed)."""
+        return self.submit(entry, after=after).result(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting entries, finish what is queued, and stop the worker."""
+        with self._gate:
+            if not self._closed.is_set():
+                self._closed.set()
+                self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self._max_wait
+            while len(batch) < self._max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    job = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                batch.append(job)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        try:
+            results = self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            for job in batch:  # isolate the failure: each entry in its own transaction
+                self._commit([job])
+            return
+        self.batches += 1
+        for job, result in zip(batch, results, strict=True):
+            job.future.set_result(result)
+
+    def _transaction(self, batch: list[_Job]) -> list[Appended]:
+        session = self._factory()
+        try:
+            results = append(session, [job.entry for job in batch], lock_timeout=self._lock_timeout)
+            for job, result in zip(batch, results, strict=True):
+                if job.after is not None:
+                    job.after(session, result)
+            session.commit()
+            return results
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()

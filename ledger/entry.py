@@ -1,0 +1,155 @@
+"""What an entry is, for the ledger: canonical JSON bytes, optionally committing to evidence.
+
+The ledger does not interpret entries beyond this contract:
+
+* the entry bytes are a JSON object in canonical form: keys sorted, no insignificant
+  whitespace, UTF-8, no floating-point numbers (so that the form is unique and matches RFC
+  8785 for every value it can hold); the bytes are what the Merkle leaf hashes;
+* an entry stored with evidence carries ``"evidence_sha256": "<hex SHA-256 of the evidence>"``,
+  so the evidence is committed to by the leaf and can be checked by anyone holding both;
+* a few optional top-level keys (:data:`INDEX_KEYS`) are copied into indexed columns for
+  queries. They are derived from the bytes, never supplied separately, so they cannot
+  disagree with what the tree commits to, and the audit re-derives them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ledger.errors import InvalidEntry
+from ledger.merkle import leaf_hash
+
+__all__ = ["INDEX_KEYS", "MAX_ENTRY_BYTES", "NewEntry", "PreparedEntry", "canonical_json"]
+
+#: Entries are records, not documents; evidence is stored beside them.
+MAX_ENTRY_BYTES = 64 * 1024
+MAX_EVIDENCE_BYTES = 64 * 1024
+#: Top-level keys copied into indexed text columns (document_time is parsed as a timestamp).
+INDEX_KEYS = ("kind", "verdict", "worker", "image", "pcr0", "module_id", "result_hash")
+_INDEX_TEXT_LIMIT = 1024
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a JSON object (see the module docstring)."""
+    _reject_floats(value)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _reject_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise InvalidEntry("entry: floating-point numbers are not allowed (not canonical)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidEntry("entry: object keys must be strings")
+            _reject_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_floats(item)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to append: its canonical bytes and, optionally, the evidence it commits to."""
+
+    data: bytes
+    evidence: bytes | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], *, evidence: bytes | None = None) -> NewEntry:
+        """Build the canonical bytes of ``record``, adding ``evidence_sha256`` if evidence."""
+        body = dict(record)
+        if evidence is not None:
+            body["evidence_sha256"] = hashlib.sha256(evidence).hexdigest()
+        return cls(data=canonical_json(body), evidence=evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """A validated entry with everything the database rows need."""
+
+    data: bytes
+    evidence: bytes | None
+    leaf_hash: bytes
+    evidence_sha256: bytes | None
+    columns: Mapping[str, Any]
+
+
+def prepare(entry: NewEntry) -> PreparedEntry:
+    """Validate ``entry`` against the contract; raises :class:`InvalidEntry`."""
+    record = parse_entry(entry.data)
+    digest_text = record.get("evidence_sha256")
+    if entry.evidence is None:
+        if digest_text is not None:
+            raise InvalidEntry("entry: names evidence_sha256 but no evidence was given")
+        evidence_sha256 = None
+    else:
+        if len(entry.evidence) > MAX_EVIDENCE_BYTES:
+            raise InvalidEntry(f"evidence: larger than {MAX_EVIDENCE_BYTES} bytes")
+        evidence_sha256 = hashlib.sha256(entry.evidence).digest()
+        if digest_text != evidence_sha256.hex():
+            raise InvalidEntry("entry: evidence_sha256 does not match the evidence given")
+    return PreparedEntry(
+        data=entry.data,
+        evidence=entry.evidence,
+        leaf_hash=leaf_hash(entry.data),
+        evidence_sha256=evidence_sha256,
+        columns=index_columns(record),
+    )
+
+
+def parse_entry(data: bytes) -> dict[str, Any]:
+    """Parse and check entry bytes: a canonical JSON object. Raises :class:`InvalidEntry`."""
+    if not isinstance(data, bytes):
+        raise InvalidEntry("entry: bytes expected")
+    if len(data) > MAX_ENTRY_BYTES:
+        raise InvalidEntry(f"entry: larger than {MAX_ENTRY_BYTES} bytes")
+    try:
+        record = json.loads(data.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidEntry(f"entry: not JSON ({str(exc)[:80]})") from None
+    if not isinstance(record, dict):
+        raise InvalidEntry("entry: must be a JSON object")
+    if canonical_json(record) != data:
+        raise InvalidEntry("entry: not in canonical form (sorted keys, no whitespace, UTF-8)")
+    digest = record.get("evidence_sha256")
+    if digest is not None and (
+        not isinstance(digest, str) or len(digest) != 64 or digest != digest.lower()
+    ):
+        raise InvalidEntry("entry: evidence_sha256 must be 64 lowercase hex digits")
+    return record
+
+
+def _no_float(text: str) -> Any:
+    raise InvalidEntry(f"entry: floating-point numbers are not allowed ({text[:20]})")
+
+
+def index_columns(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The indexed column values that ``record`` implies."""
+    columns: dict[str, Any] = {}
+    for key in INDEX_KEYS:
+        value = record.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > _INDEX_TEXT_LIMIT):
+            raise InvalidEntry(f"entry: {key} must be a string of at most 1024 characters")
+        columns[key] = value
+    digest = record.get("evidence_sha256")
+    columns["evidence_sha256"] = bytes.fromhex(digest) if digest else None
+    moment = record.get("document_time")
+    if moment is None:
+        columns["document_time"] = None
+    else:
+        try:
+            parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise InvalidEntry("entry: document_time must be an ISO-8601 instant with offset")
+        columns["document_time"] = parsed
+    return columns
