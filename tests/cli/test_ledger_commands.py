@@ -104,6 +104,7 @@ def test_db_commands(capsys, databases, tmp_path) -> None:
     try:
         settings = Settings(tmp_path, url, tmp_path / "k", "example.com/x")
         code, out, _ = run(capsys, settings, "db", "current")
+        assert code == 0
         assert out.strip() == "current none, newest 0001"
         assert run(capsys, settings, "db", "upgrade")[0] == 0
         assert run(capsys, settings, "db", "current")[1].strip() == "current 0001, newest 0001"
