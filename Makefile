@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench faketime run clean
+.PHONY: help install test test-db lint format bench faketime run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -22,6 +22,9 @@ install: $(STAMP) ## create .venv with the pinned dependencies and the project (
 
 test: $(STAMP) ## run the whole test suite (exit code 5, "no tests ran", fails too)
 	$(PY) -m pytest
+
+test-db: $(STAMP) ## run only the database tests (TEST_DATABASE_URL selects the server)
+	$(PY) -m pytest -m db
 
 lint: $(STAMP) ## ruff (format and lint) and mypy strict
 	$(VENV)/bin/ruff format --check .
