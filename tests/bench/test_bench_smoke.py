@@ -1,0 +1,28 @@
+"""The benchmarks run (at toy scale) so that `make bench` never rots. Nothing is timed here:
+figures belong to `make bench`, on a quiet machine, as ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import ledger_bench, verifier_throughput
+
+
+def test_verifier_benchmark_runs(capsys) -> None:
+    results = verifier_throughput.main(seconds=0.05)
+    assert results["p384_verifications_per_second"] > 0
+    assert set(results["per_document"]) == {
+        d.removesuffix(".cbor") for d in verifier_throughput.DOCUMENTS
+    }
+    assert all(row["ours_warm"] > 0 for row in results["per_document"].values())
+    assert "Verifier throughput" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_ledger_benchmark_runs(capsys) -> None:
+    results = ledger_bench.main(quick=True, sizes=(300, 1000))
+    assert results["audit"]["ok"] is True
+    assert results["audit"]["entries"] == 1000
+    assert set(results["proofs"]) == {300, 1000}
+    assert results["appends"]["batch 1000"] > 0
+    assert "Proof latency" in capsys.readouterr().out
