@@ -3,14 +3,22 @@
 This is the only module that reads ``os.environ`` (the CLI calls :meth:`Settings.from_env`
 once). Every variable is optional:
 
-=========================  ==========================================================
-``DATABASE_URL``           PostgreSQL 14+ to use; unset means an embedded PostgreSQL 18
-                           in ``<data dir>/postgres`` (started on demand, from a wheel)
-``ATTEST_LEDGER_DATA_DIR`` where local state lives (default ``./var``)
-``ATTEST_LEDGER_KEY``      the ledger's signing key (default ``<data dir>/ledger.key``)
-``ATTEST_LEDGER_ORIGIN``   the log's origin, used when a key is created
-                           (default ``attestation-ledger.localhost/log``)
-=========================  ==========================================================
+=====================================  ==================================================
+``DATABASE_URL``                       PostgreSQL 14+ to use; unset means an embedded
+                                       PostgreSQL 18 in ``<data dir>/postgres``
+``ATTEST_LEDGER_DATA_DIR``             local state (default ``./var``)
+``ATTEST_LEDGER_KEY``                  the checkpoint-signing key (``<data dir>/ledger.key``)
+``ATTEST_LEDGER_ORIGIN``               the log's origin, used when a key is created
+``ATTEST_LEDGER_TRUST_ROOT``           a PEM root to trust *instead of* AWS's (the simulated
+                                       PKI of demos and tests; the service warns)
+``ATTEST_LEDGER_BIND``                 where ``serve`` listens (``127.0.0.1:8000``)
+``ATTEST_LEDGER_WORKERS``              gunicorn worker processes (default: the CPU count)
+``ATTEST_LEDGER_THREADS``              threads per worker process (default 8)
+``ATTEST_LEDGER_CHECKPOINT_INTERVAL``  seconds before waiting entries are checkpointed (5)
+``ATTEST_LEDGER_CHECKPOINT_ENTRIES``   entries that trigger a checkpoint at once (1000)
+``ATTEST_LEDGER_CHALLENGE_TTL``        seconds a challenge stays valid (300)
+``ATTEST_LEDGER_RATE_LIMIT``           requests per second per client and process (200)
+=====================================  ==================================================
 """
 
 from __future__ import annotations
@@ -19,10 +27,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["DEFAULT_ORIGIN", "Settings"]
+_N = TypeVar("_N", int, float)
+
+__all__ = ["DEFAULT_ORIGIN", "Settings", "SettingsError", "normalise_database_url"]
 
 DEFAULT_ORIGIN = "attestation-ledger.localhost/log"
+
+
+class SettingsError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -30,7 +45,16 @@ class Settings:
     data_dir: Path
     database_url: str | None
     ledger_key_path: Path
-    ledger_origin: str
+    ledger_origin: str = DEFAULT_ORIGIN
+    trust_root_path: Path | None = None
+    bind: str = "127.0.0.1:8000"
+    workers: int = 0  # 0: the CPU count
+    threads: int = 8
+    checkpoint_interval: float = 5.0
+    checkpoint_entries: int = 1000
+    challenge_ttl: float = 300.0
+    rate_limit: float = 200.0
+    max_request_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -38,12 +62,34 @@ class Settings:
         data_dir = Path(env.get("ATTEST_LEDGER_DATA_DIR") or "var").resolve()
         url = env.get("DATABASE_URL") or None
         key = env.get("ATTEST_LEDGER_KEY")
+        root = env.get("ATTEST_LEDGER_TRUST_ROOT")
         return cls(
             data_dir=data_dir,
             database_url=normalise_database_url(url) if url else None,
             ledger_key_path=Path(key).resolve() if key else data_dir / "ledger.key",
             ledger_origin=env.get("ATTEST_LEDGER_ORIGIN") or DEFAULT_ORIGIN,
+            trust_root_path=Path(root).resolve() if root else None,
+            bind=env.get("ATTEST_LEDGER_BIND") or "127.0.0.1:8000",
+            workers=_number(env, "ATTEST_LEDGER_WORKERS", 0, int),
+            threads=_number(env, "ATTEST_LEDGER_THREADS", 8, int),
+            checkpoint_interval=_number(env, "ATTEST_LEDGER_CHECKPOINT_INTERVAL", 5.0, float),
+            checkpoint_entries=_number(env, "ATTEST_LEDGER_CHECKPOINT_ENTRIES", 1000, int),
+            challenge_ttl=_number(env, "ATTEST_LEDGER_CHALLENGE_TTL", 300.0, float),
+            rate_limit=_number(env, "ATTEST_LEDGER_RATE_LIMIT", 200.0, float),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, found {text!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
 
 
 def normalise_database_url(url: str) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
+from attest_ledger.models import ServiceBase
 from ledger.models import Base
 
 #: pg_advisory_lock key shared by every migration run ("attest-l" in ASCII).
 MIGRATION_LOCK = 0x6174746573742D6C
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = [Base.metadata, ServiceBase.metadata]
 
 
 def run(connection: Connection) -> None:

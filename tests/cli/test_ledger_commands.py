@@ -105,11 +105,11 @@ def test_db_commands(capsys, databases, tmp_path) -> None:
         settings = Settings(tmp_path, url, tmp_path / "k", "example.com/x")
         code, out, _ = run(capsys, settings, "db", "current")
         assert code == 0
-        assert out.strip() == "current none, newest 0001"
+        assert out.strip() == "current none, newest 0002"
         assert run(capsys, settings, "db", "upgrade")[0] == 0
-        assert run(capsys, settings, "db", "current")[1].strip() == "current 0001, newest 0001"
+        assert run(capsys, settings, "db", "current")[1].strip() == "current 0002, newest 0002"
         assert run(capsys, settings, "db", "downgrade", "base")[0] == 0
-        assert run(capsys, settings, "db", "current")[1].strip() == "current none, newest 0001"
+        assert run(capsys, settings, "db", "current")[1].strip() == "current none, newest 0002"
     finally:
         databases.drop(url)
 

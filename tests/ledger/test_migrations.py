@@ -9,6 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, pool, text
 
 from attest_ledger.database import alembic_config, downgrade, upgrade
+from attest_ledger.models import ServiceBase
 from ledger.append import append
 from ledger.db import make_engine, make_session_factory, session_scope
 from ledger.models import Base
@@ -34,7 +35,7 @@ def test_models_match_the_migrations(empty_url) -> None:
     engine = create_engine(empty_url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_server_default": True})
-        differences = compare_metadata(context, Base.metadata)
+        differences = compare_metadata(context, [Base.metadata, ServiceBase.metadata])
     engine.dispose()
     assert differences == []
 
@@ -50,7 +51,7 @@ def test_every_revision_upgrades_and_downgrades(empty_url) -> None:
     engine = create_engine(empty_url, poolclass=pool.NullPool)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert set(Base.metadata.tables) <= tables
+    assert set(Base.metadata.tables) | set(ServiceBase.metadata.tables) <= tables
     downgrade(empty_url, "base")
     engine = create_engine(empty_url, poolclass=pool.NullPool)
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}

@@ -1,0 +1,119 @@
+"""The service's own tables (not part of the Merkle ledger, which lives in ``ledger.models``).
+
+* ``api_clients``: workers (may submit) and readers (may read); only a SHA-256 of each bearer
+  token is stored, and a client is revoked, never deleted.
+* ``challenges``: single-use nonces handed to workers, with an expiry.
+* ``idempotency_keys``: a worker's key -> the entry its request produced.
+* ``policy_images``, ``policy_settings``, ``worker_images``: the reference values in force.
+  Every change to them is also appended to the ledger, and ``policy_settings.revision_entry``
+  names that entry, so each verdict can point at the exact policy that judged it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ledger.models import NAMING_CONVENTION
+
+__all__ = [
+    "ApiClient",
+    "Challenge",
+    "IdempotencyKey",
+    "PolicyImage",
+    "PolicySettings",
+    "ServiceBase",
+    "WorkerImage",
+]
+
+
+class ServiceBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ApiClient(ServiceBase):
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(Text)
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("role IN ('worker', 'reader')", name="role_known"),
+        CheckConstraint("octet_length(token_sha256) = 32", name="token_sha256_size"),
+    )
+
+
+class Challenge(ServiceBase):
+    __tablename__ = "challenges"
+
+    nonce: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_clients.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(ServiceBase):
+    __tablename__ = "idempotency_keys"
+
+    client_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("api_clients.id"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    entry_idx: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PolicyImage(ServiceBase):
+    __tablename__ = "policy_images"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: {"0": "<96 hex>", ...}
+    pcrs: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PolicySettings(ServiceBase):
+    __tablename__ = "policy_settings"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    allow_debug: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    max_age_seconds: Mapped[int | None] = mapped_column(Integer, server_default="300")
+    clock_skew_seconds: Mapped[int] = mapped_column(Integer, server_default="60")
+    #: The ledger entry that recorded the policy now in force (None before the first change).
+    revision_entry: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class WorkerImage(ServiceBase):
+    __tablename__ = "worker_images"
+
+    client_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("api_clients.id"), primary_key=True
+    )
+    image_name: Mapped[str] = mapped_column(
+        Text, ForeignKey("policy_images.name", ondelete="CASCADE"), primary_key=True
+    )

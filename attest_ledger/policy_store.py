@@ -1,0 +1,219 @@
+"""The reference values in force, and their history in the ledger.
+
+Named enclave images (PCR sets), whether debug enclaves are allowed, the maximum document age
+and clock skew, and which workers may attest which images. Every change is made in one
+transaction with a ledger entry holding the complete policy after the change::
+
+    {"kind": "policy", "change": {...}, "policy": {...}, "policy_sha256": "<hex>"}
+
+and ``policy_settings.revision_entry`` then names that entry. A verdict records the revision
+it was judged under, so an auditor can always find the exact reference values behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from attest_ledger.models import ApiClient, PolicyImage, PolicySettings, WorkerImage
+from ledger.append import append
+from ledger.entry import NewEntry, canonical_json
+from verifier import Policy, PolicyInvalid, ReferenceImage
+
+__all__ = ["PolicyConfig", "PolicyError", "PolicyStore"]
+
+_IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class PolicyError(Exception):
+    """A policy change that cannot be made (unknown image or worker, bad PCR value...)."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    images: Mapping[str, Mapping[int, bytes]]
+    allow_debug: bool
+    max_age_seconds: int | None
+    clock_skew_seconds: int
+    workers: Mapping[str, frozenset[str]]
+    revision_entry: int | None
+    _compiled: dict[str, Policy | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The complete policy as JSON, in canonical order."""
+        return {
+            "images": [
+                {"name": name, "pcrs": {str(i): v.hex() for i, v in sorted(pcrs.items())}}
+                for name, pcrs in sorted(self.images.items())
+            ],
+            "allow_debug": self.allow_debug,
+            "max_age_seconds": self.max_age_seconds,
+            "clock_skew_seconds": self.clock_skew_seconds,
+            "workers": {worker: sorted(images) for worker, images in sorted(self.workers.items())},
+        }
+
+    def digest(self) -> str:
+        return hashlib.sha256(canonical_json(self.snapshot())).hexdigest()
+
+    def for_worker(self, worker: str) -> Policy | None:
+        """The verifier policy for ``worker``: the images it may attest. None if it may attest
+        none (the verifier refuses an empty policy, and so do we: fail closed)."""
+        if worker not in self._compiled:
+            names = sorted(self.workers.get(worker, ()))
+            images = tuple(ReferenceImage(name, dict(self.images[name])) for name in names)
+            self._compiled[worker] = (
+                Policy(
+                    name=f"worker:{worker}",
+                    images=images,
+                    allow_debug=self.allow_debug,
+                    max_age=None
+                    if self.max_age_seconds is None
+                    else timedelta(seconds=self.max_age_seconds),
+                    clock_skew=timedelta(seconds=self.clock_skew_seconds),
+                )
+                if images
+                else None
+            )
+        return self._compiled[worker]
+
+
+class PolicyStore:
+    """Reads the policy (cached per revision) and makes recorded changes."""
+
+    def __init__(self) -> None:
+        self._cached: PolicyConfig | None = None
+
+    def current(self, session: Session) -> PolicyConfig:
+        revision = session.execute(
+            select(PolicySettings.revision_entry).where(PolicySettings.id == 1)
+        ).scalar()
+        cached = self._cached
+        if cached is not None and cached.revision_entry == revision and revision is not None:
+            return cached
+        config = load(session)
+        self._cached = config
+        return config
+
+    # --- changes, each recorded in the ledger ------------------------------------------------
+
+    def add_image(self, session: Session, name: str, pcrs: Mapping[int, bytes]) -> int:
+        if not _IMAGE_NAME.fullmatch(name):
+            raise PolicyError("an image name is 1-64 letters, digits, '.', '_' or '-'")
+        try:
+            ReferenceImage(name, dict(pcrs))
+        except PolicyInvalid as exc:
+            raise PolicyError(exc.message) from None
+        if session.get(PolicyImage, name) is not None:
+            raise PolicyError(f"image {name!r} exists; remove it first to change its PCRs")
+        session.add(PolicyImage(name=name, pcrs={str(i): v.hex() for i, v in sorted(pcrs.items())}))
+        session.flush()
+        return _record(session, {"action": "image_added", "image": name})
+
+    def remove_image(self, session: Session, name: str) -> int:
+        if session.get(PolicyImage, name) is None:
+            raise PolicyError(f"no image named {name!r}")
+        session.execute(delete(WorkerImage).where(WorkerImage.image_name == name))
+        session.execute(delete(PolicyImage).where(PolicyImage.name == name))
+        return _record(session, {"action": "image_removed", "image": name})
+
+    def set_options(
+        self,
+        session: Session,
+        *,
+        allow_debug: bool | None = None,
+        max_age_seconds: int | str | None = "keep",
+        clock_skew_seconds: int | None = None,
+    ) -> int:
+        values: dict[str, Any] = {}
+        if allow_debug is not None:
+            values["allow_debug"] = allow_debug
+        if max_age_seconds != "keep":
+            if max_age_seconds is not None and not (
+                isinstance(max_age_seconds, int) and max_age_seconds > 0
+            ):
+                raise PolicyError("max age must be a positive number of seconds, or none")
+            values["max_age_seconds"] = max_age_seconds
+        if clock_skew_seconds is not None:
+            if clock_skew_seconds < 0:
+                raise PolicyError("clock skew must not be negative")
+            values["clock_skew_seconds"] = clock_skew_seconds
+        if not values:
+            raise PolicyError("nothing to change")
+        session.execute(update(PolicySettings).where(PolicySettings.id == 1).values(**values))
+        return _record(session, {"action": "options_set", **values})
+
+    def allow(self, session: Session, worker: str, image: str) -> int:
+        client = _worker(session, worker)
+        if session.get(PolicyImage, image) is None:
+            raise PolicyError(f"no image named {image!r}")
+        if session.get(WorkerImage, (client.id, image)) is None:
+            session.add(WorkerImage(client_id=client.id, image_name=image))
+            session.flush()
+        return _record(session, {"action": "worker_allowed", "worker": worker, "image": image})
+
+    def deny(self, session: Session, worker: str, image: str) -> int:
+        client = _worker(session, worker)
+        if session.get(WorkerImage, (client.id, image)) is None:
+            raise PolicyError(f"worker {worker!r} may not attest {image!r} anyway")
+        session.execute(
+            delete(WorkerImage).where(
+                WorkerImage.client_id == client.id, WorkerImage.image_name == image
+            )
+        )
+        return _record(session, {"action": "worker_denied", "worker": worker, "image": image})
+
+
+def _worker(session: Session, name: str) -> ApiClient:
+    client = session.execute(select(ApiClient).where(ApiClient.name == name)).scalar_one_or_none()
+    if client is None or client.role != "worker":
+        raise PolicyError(f"no worker named {name!r}")
+    return client
+
+
+def load(session: Session) -> PolicyConfig:
+    settings = session.execute(select(PolicySettings).where(PolicySettings.id == 1)).scalar_one()
+    images = {
+        image.name: {int(i): bytes.fromhex(v) for i, v in image.pcrs.items()}
+        for image in session.execute(select(PolicyImage)).scalars()
+    }
+    workers: dict[str, set[str]] = {}
+    for name, image in session.execute(
+        select(ApiClient.name, WorkerImage.image_name).join(
+            WorkerImage, WorkerImage.client_id == ApiClient.id
+        )
+    ):
+        workers.setdefault(name, set()).add(image)
+    return PolicyConfig(
+        images=images,
+        allow_debug=settings.allow_debug,
+        max_age_seconds=settings.max_age_seconds,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        workers={k: frozenset(v) for k, v in workers.items()},
+        revision_entry=settings.revision_entry,
+    )
+
+
+def _record(session: Session, change: dict[str, Any]) -> int:
+    """Append the change and the complete resulting policy; make it the revision in force."""
+    session.flush()
+    config = load(session)
+    entry = NewEntry.from_record(
+        {
+            "kind": "policy",
+            "change": change,
+            "policy": config.snapshot(),
+            "policy_sha256": config.digest(),
+        }
+    )
+    (appended,) = append(session, [entry])
+    session.execute(
+        update(PolicySettings).where(PolicySettings.id == 1).values(revision_entry=appended.index)
+    )
+    return appended.index

@@ -1,0 +1,102 @@
+"""Everything a running service process needs, built once from the settings.
+
+The web app, the command line and the tests build a :class:`Runtime`; nothing is created at
+import time. A runtime owns threads (the append batcher, the checkpoint publisher) and a
+connection pool, so it must be closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest_ledger import database
+from attest_ledger.intake import Intake
+from attest_ledger.policy_store import PolicyStore
+from attest_ledger.publisher import CheckpointPublisher
+from attest_ledger.settings import Settings
+from ledger.batcher import AppendBatcher
+from ledger.db import make_session_factory
+from ledger.keys import load_signing_key
+from ledger.note import NoteSigner, NoteVerifier
+from verifier import NitroVerifier, TrustAnchor, aws_nitro_root_g1
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    verifier: NitroVerifier
+    signer: NoteSigner
+    batcher: AppendBatcher
+    intake: Intake
+    policies: PolicyStore
+    publisher: CheckpointPublisher | None = None
+    #: The service's notion of now (tests fix it; the verifier itself never reads a clock).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        self.intake.clock = lambda: self.clock()  # noqa: PLW0108 - late-bound: tests replace self.clock
+
+    @property
+    def log_key(self) -> NoteVerifier:
+        return self.signer.verifier()
+
+    @property
+    def trust_anchor(self) -> TrustAnchor:
+        return self.verifier.trust_anchor
+
+    @classmethod
+    def build(cls, settings: Settings, *, publish: bool = True, pool_size: int = 10) -> Runtime:
+        signer = load_signing_key(settings.ledger_key_path)
+        engine = database.engine_for(settings, pool_size=pool_size)
+        sessions = make_session_factory(engine)
+        verifier = NitroVerifier(trust_anchor=trust_anchor_for(settings.trust_root_path))
+        batcher = AppendBatcher(sessions)
+        policies = PolicyStore()
+        intake = Intake(
+            verifier=verifier, policies=policies, batcher=batcher, session_factory=sessions
+        )
+        publisher = (
+            CheckpointPublisher(
+                engine,
+                signer,
+                interval=settings.checkpoint_interval,
+                max_entries=settings.checkpoint_entries,
+            ).start()
+            if publish
+            else None
+        )
+        return cls(
+            settings, engine, sessions, verifier, signer, batcher, intake, policies, publisher
+        )
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop()
+        self.batcher.close()
+        self.engine.dispose()
+
+
+def trust_anchor_for(path: Path | None) -> TrustAnchor:
+    """AWS's pinned root, unless a root file is configured explicitly (and then say so)."""
+    if path is None:
+        return aws_nitro_root_g1()
+    anchor = TrustAnchor.from_pem(path.read_bytes(), name=f"configured root {path.name}")
+    log.warning(
+        "trusting %s (SHA-256 %s) INSTEAD of the AWS Nitro root: for simulated enclaves only",
+        path,
+        anchor.fingerprint,
+    )
+    return anchor

@@ -1,0 +1,361 @@
+"""The JSON API, versioned under /api/v1.
+
+Workers (``worker`` tokens)::
+
+    POST /api/v1/challenges            fresh single-use nonces
+    POST /api/v1/attestations          submit a document and a result hash -> receipt
+
+Anyone (checkpoints and proofs between them are public, as in any transparency log)::
+
+    GET  /api/v1/checkpoint[?tree_size=N]     the signed checkpoint (text/plain)
+    GET  /api/v1/checkpoints[?before=&limit=] the list of checkpoints
+    GET  /api/v1/log-key                      the ledger's verifier key
+    GET  /api/v1/consistency?first=&second=   a consistency proof between two sizes
+
+Readers (``reader`` tokens)::
+
+    GET  /api/v1/entries/<index>               an entry, its bytes and hashes
+    GET  /api/v1/entries/<index>/proof[?tree_size=N&format=json|tlog-proof]
+    GET  /api/v1/entries/<index>/evidence      the raw attestation document (application/cbor)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from attest_ledger import challenges
+from attest_ledger.intake import Client, Receipt, Submission
+from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint, list_checkpoints
+from ledger.entry import canonical_json
+from ledger.errors import InvalidEntry
+from ledger.reads import consistency_proof, get_entry, get_evidence, inclusion_proof, tree_state
+from verifier import MAX_EVIDENCE_BYTES, ResultHash
+from verifier.timefmt import iso_utc
+from web.auth import current_client, require
+from web.problems import Problem
+from web.sessions import db
+
+__all__ = ["bp"]
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+_MAX_JOB_BYTES = 4096
+_MAX_CHALLENGES = 100
+_IDEMPOTENCY_KEY_CHARS = 200
+
+
+def runtime() -> Any:
+    return current_app.extensions["attest_ledger.runtime"]
+
+
+def metrics() -> Any:
+    return current_app.extensions["attest_ledger.metrics"]
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+
+def _json_body(*, required: bool) -> dict[str, Any]:
+    if not request.get_data(cache=True):
+        if required:
+            raise Problem(400, "malformed_request", "a JSON body is required")
+        return {}
+    if request.mimetype != "application/json":
+        raise Problem(415, "unsupported_media_type", "the body must be application/json")
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "malformed_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "malformed_request", "the body must be a JSON object")
+    return body
+
+
+@bp.post("/challenges")
+@require("worker")
+def issue_challenges() -> tuple[Response, int]:
+    body = _json_body(required=False)
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= _MAX_CHALLENGES:
+        raise Problem(
+            400, "malformed_request", f"count must be an integer from 1 to {_MAX_CHALLENGES}"
+        )
+    ttl = timedelta(seconds=runtime().settings.challenge_ttl)
+    session = db()
+    issued = challenges.issue(session, current_client().id, count, ttl, runtime().clock())
+    session.commit()
+    return jsonify(
+        {
+            "challenges": [
+                {"nonce": c.nonce.hex(), "expires_at": iso_utc(c.expires_at)} for c in issued
+            ],
+            "ttl_seconds": int(ttl.total_seconds()),
+        }
+    ), 201
+
+
+@bp.post("/attestations")
+@require("worker")
+def submit_attestation() -> tuple[Response, int]:
+    submission = _parse_submission(_json_body(required=True))
+    client = current_client()
+    started = time.perf_counter()
+    receipt = runtime().intake.submit(Client(client.id, client.name), submission)
+    metrics().submission(
+        str(receipt.record.get("verdict")),
+        time.perf_counter() - started,
+        verify=receipt.verify_seconds,
+        append=receipt.append_seconds,
+        new=not (receipt.duplicate or receipt.replayed),
+    )
+    status = 200 if receipt.duplicate or receipt.replayed else 201
+    return jsonify(_receipt_json(receipt)), status
+
+
+def _parse_submission(body: dict[str, Any]) -> Submission:
+    unknown = set(body) - {"attestation_document", "result_hash", "job", "idempotency_key"}
+    if unknown:
+        raise Problem(
+            400, "malformed_request", f"unknown field(s): {', '.join(sorted(unknown))[:100]}"
+        )
+    encoded = body.get("attestation_document")
+    if not isinstance(encoded, str) or not encoded:
+        raise Problem(400, "malformed_request", "attestation_document must be a base64 string")
+    if len(encoded) > (MAX_EVIDENCE_BYTES * 4) // 3 + 8:
+        raise Problem(
+            413,
+            "payload_too_large",
+            f"the attestation document is larger than {MAX_EVIDENCE_BYTES} bytes",
+        )
+    try:
+        document = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(
+            400, "malformed_request", "attestation_document is not valid base64"
+        ) from None
+    hash_text = body.get("result_hash")
+    if not isinstance(hash_text, str):
+        raise Problem(400, "malformed_request", "result_hash must be a string like 'sha256:<hex>'")
+    try:
+        result_hash = ResultHash.parse(hash_text)
+    except ValueError as exc:
+        raise Problem(400, "malformed_request", str(exc)) from None
+    job = body.get("job", {})
+    if not isinstance(job, dict):
+        raise Problem(400, "malformed_request", "job must be a JSON object")
+    try:
+        if len(canonical_json(job)) > _MAX_JOB_BYTES:
+            raise Problem(400, "malformed_request", f"job is larger than {_MAX_JOB_BYTES} bytes")
+    except InvalidEntry as exc:
+        raise Problem(400, "malformed_request", f"job: {exc.message}") from None
+    key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
+    if key is not None and (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= _IDEMPOTENCY_KEY_CHARS
+        or not key.isprintable()
+    ):
+        raise Problem(
+            400,
+            "malformed_request",
+            f"the idempotency key must be 1-{_IDEMPOTENCY_KEY_CHARS} printable characters",
+        )
+    request_digest = hashlib.sha256(
+        canonical_json({"document": encoded, "result_hash": hash_text, "job": job})
+    ).digest()
+    return Submission(document, result_hash, job, key, request_digest)
+
+
+def _receipt_json(receipt: Receipt) -> dict[str, Any]:
+    record = receipt.record
+    latest = latest_checkpoint(db())
+    if latest is not None and latest.tree_size > receipt.index:
+        checkpoint: dict[str, Any] = {
+            "status": "published",
+            "tree_size": latest.tree_size,
+            "note": latest.note,
+            "proof_url": f"/api/v1/entries/{receipt.index}/proof?tree_size={latest.tree_size}",
+        }
+    else:
+        settings = runtime().settings
+        checkpoint = {
+            "status": "pending",
+            "expected_within_seconds": settings.checkpoint_interval,
+            "or_after_entries": settings.checkpoint_entries,
+            "url": "/api/v1/checkpoint",
+        }
+    return {
+        "entry": {
+            "index": receipt.index,
+            "leaf_hash": receipt.leaf_hash.hex(),
+            "url": f"/api/v1/entries/{receipt.index}",
+        },
+        "verdict": {
+            "status": record.get("verdict"),
+            "error": record.get("error"),
+            "reasons": record.get("reasons", []),
+            "image": record.get("image"),
+            "policy": record.get("policy"),
+            "policy_revision": record.get("policy_revision"),
+            "verified_at": record.get("verified_at"),
+        },
+        "evidence_sha256": record.get("evidence_sha256"),
+        "duplicate": receipt.duplicate,
+        "replayed": receipt.replayed,
+        "checkpoint": checkpoint,
+    }
+
+
+# --- public ----------------------------------------------------------------------------------
+
+
+def _int_arg(name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
+    text = request.args.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or len(text) > 19:
+        raise Problem(400, "malformed_request", f"{name} must be a non-negative integer")
+    value = int(text)
+    if value < minimum:
+        raise Problem(400, "malformed_request", f"{name} must be at least {minimum}")
+    return value
+
+
+@bp.get("/checkpoint")
+def get_checkpoint() -> Response:
+    size = _int_arg("tree_size")
+    checkpoint = checkpoint_at(db(), size) if size is not None else latest_checkpoint(db())
+    if checkpoint is None:
+        raise Problem(
+            404,
+            "not_found",
+            "no checkpoint" + (f" at tree size {size}" if size is not None else " yet"),
+        )
+    return Response(checkpoint.note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+def _checkpoint_json(checkpoint: SignedCheckpoint) -> dict[str, Any]:
+    return {
+        "tree_size": checkpoint.tree_size,
+        "root_hash": checkpoint.body.root_hash.hex(),
+        "chain_head": checkpoint.body.chain_head.hex() if checkpoint.body.chain_head else None,
+        "created_at": iso_utc(checkpoint.created_at),
+        "note": checkpoint.note,
+    }
+
+
+@bp.get("/checkpoints")
+def get_checkpoints() -> Response:
+    before = _int_arg("before")
+    limit = _int_arg("limit", default=50, minimum=1) or 50
+    items = list_checkpoints(db(), before=before, limit=min(limit, 500))
+    return jsonify({"checkpoints": [_checkpoint_json(c) for c in items]})
+
+
+@bp.get("/log-key")
+def get_log_key() -> Response:
+    key = runtime().log_key
+    return jsonify(
+        {
+            "origin": key.name,
+            "verifier_key": str(key),
+            "algorithm": "ed25519",
+            "format": "c2sp.org/signed-note",
+        }
+    )
+
+
+@bp.get("/consistency")
+def get_consistency() -> Response:
+    first = _int_arg("first", minimum=1)
+    second = _int_arg("second", minimum=1)
+    if first is None or second is None:
+        raise Problem(400, "malformed_request", "first and second tree sizes are required")
+    hashes = consistency_proof(db(), first, second)
+    return jsonify({"first": first, "second": second, "hashes": [h.hex() for h in hashes]})
+
+
+# --- readers ---------------------------------------------------------------------------------
+
+
+@bp.get("/entries/<int:index>")
+@require("reader")
+def get_entry_view(index: int) -> Response:
+    stored = get_entry(db(), index)
+    return jsonify(
+        {
+            "index": stored.index,
+            "leaf_hash": stored.leaf_hash.hex(),
+            "chain_hash": stored.chain_hash.hex(),
+            "appended_at": iso_utc(stored.appended_at),
+            "entry": json.loads(stored.data),
+            "entry_bytes_b64": base64.b64encode(stored.data).decode(),
+            "evidence_url": f"/api/v1/entries/{index}/evidence" if stored.evidence_sha256 else None,
+        }
+    )
+
+
+@bp.get("/entries/<int:index>/proof")
+@require("reader")
+def get_inclusion_proof(index: int) -> Response:
+    session = db()
+    size = _int_arg("tree_size", minimum=1)
+    if size is None:
+        latest = latest_checkpoint(session)
+        if latest is None or latest.tree_size <= index:
+            raise Problem(
+                404,
+                "not_yet_checkpointed",
+                f"no checkpoint covers entry {index} yet; retry shortly",
+            )
+        size = latest.tree_size
+    stored = get_entry(session, index)
+    hashes = inclusion_proof(session, index, size)
+    checkpoint = checkpoint_at(session, size)
+    if request.args.get("format") == "tlog-proof":
+        if checkpoint is None:
+            raise Problem(
+                400,
+                "malformed_request",
+                f"tlog-proof needs a signed checkpoint; none at size {size}",
+            )
+        text = "c2sp.org/tlog-proof@v1\n" + f"index {index}\n"
+        text += (
+            "".join(base64.b64encode(h).decode() + "\n" for h in hashes) + "\n" + checkpoint.note
+        )
+        return Response(text, mimetype="text/plain")
+    return jsonify(
+        {
+            "index": index,
+            "tree_size": size,
+            "leaf_hash": stored.leaf_hash.hex(),
+            "hashes": [h.hex() for h in hashes],
+            "checkpoint": checkpoint.note if checkpoint is not None else None,
+        }
+    )
+
+
+@bp.get("/entries/<int:index>/evidence")
+@require("reader")
+def get_evidence_view(index: int) -> Response:
+    evidence = get_evidence(db(), index)
+    if evidence is None:
+        raise Problem(404, "not_found", f"entry {index} has no evidence")
+    return Response(
+        evidence,
+        mimetype="application/cbor",
+        headers={"Content-Disposition": f'attachment; filename="entry-{index}.cbor"'},
+    )
+
+
+@bp.get("/tree")
+def get_tree() -> Response:
+    """The current (not yet checkpointed) size; the root is only published signed."""
+    return jsonify({"tree_size": tree_state(db()).size})

@@ -1,0 +1,121 @@
+"""RFC 9457 problem details: the one place that maps domain errors to HTTP.
+
+Every error response is ``application/problem+json``::
+
+    {"type": "urn:attestation-ledger:problem:<code>", "title": ..., "status": ...,
+     "detail": ..., "code": "<code>", "instance": "<path>"}
+
+``code`` is stable and machine-readable; clients never parse ``detail``. Stack traces never
+reach a response.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from attest_ledger.intake import IntakeError
+from ledger.errors import EntryNotFound, LedgerBusy, LedgerError, TreeSizeUnavailable
+
+__all__ = ["Problem", "problem_response", "register_problem_handlers"]
+
+log = logging.getLogger(__name__)
+
+_STATUS_FOR_INTAKE = {
+    "idempotency_conflict": 409,
+    "evidence_conflict": 409,
+    "nonce_already_used": 409,
+}
+_HTTP_CODES = {
+    400: "malformed_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
+        self.extra = extra or {}
+
+
+def problem_response(problem: Problem) -> Response:
+    body = {
+        "type": f"urn:attestation-ledger:problem:{problem.code}",
+        "title": problem.code.replace("_", " ").capitalize(),
+        "status": problem.status,
+        "detail": problem.detail,
+        "code": problem.code,
+        "instance": request.path,
+        **problem.extra,
+    }
+    response = jsonify(body)
+    response.status_code = problem.status
+    response.mimetype = "application/problem+json"
+    response.headers.update(problem.headers)
+    return response
+
+
+def register_problem_handlers(app: Flask) -> None:
+    app.register_error_handler(Problem, problem_response)
+
+    @app.errorhandler(LedgerBusy)
+    def _busy(exc: LedgerBusy) -> Response:
+        return problem_response(Problem(503, "ledger_busy", exc.message, retry_after=1))
+
+    @app.errorhandler(EntryNotFound)
+    def _not_found(exc: EntryNotFound) -> Response:
+        return problem_response(Problem(404, "not_found", exc.message))
+
+    @app.errorhandler(TreeSizeUnavailable)
+    def _size(exc: TreeSizeUnavailable) -> Response:
+        return problem_response(Problem(400, exc.code, exc.message))
+
+    @app.errorhandler(LedgerError)
+    def _ledger(exc: LedgerError) -> Response:
+        log.error("ledger error: [%s] %s", exc.code, exc.message)
+        return problem_response(Problem(500, exc.code, "the ledger reported an internal error"))
+
+    @app.errorhandler(IntakeError)
+    def _intake(exc: IntakeError) -> Response:
+        return problem_response(
+            Problem(_STATUS_FOR_INTAKE.get(exc.code, 400), exc.code, exc.message)
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        detail = exc.description or code
+        if status == 413:
+            detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return problem_response(Problem(status, code, detail))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(Problem(500, "internal_error", "an internal error occurred"))
