@@ -14,9 +14,13 @@ from collections.abc import Sequence
 from attest_ledger import (
     audit_command,
     checkpoint_command,
+    clients_command,
     db_command,
     keys_command,
+    policy_command,
+    serve_command,
     verify_command,
+    worker_command,
 )
 from attest_ledger.exit_codes import EXIT_OK
 from attest_ledger.settings import Settings
@@ -30,7 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Verify attestation evidence and keep an auditable ledger of verdicts.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (verify_command, db_command, keys_command, checkpoint_command, audit_command):
+    for module in (
+        verify_command,
+        serve_command,
+        worker_command,
+        db_command,
+        keys_command,
+        clients_command,
+        policy_command,
+        checkpoint_command,
+        audit_command,
+    ):
         module.register(commands)
     return parser
 

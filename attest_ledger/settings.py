@@ -18,6 +18,7 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_CHECKPOINT_ENTRIES``   entries that trigger a checkpoint at once (1000)
 ``ATTEST_LEDGER_CHALLENGE_TTL``        seconds a challenge stays valid (300)
 ``ATTEST_LEDGER_RATE_LIMIT``           requests per second per client and process (200)
+``ATTEST_LEDGER_WORKER_TOKEN``         the token ``worker run`` uses (or ``--token-file``)
 =====================================  ==================================================
 """
 
@@ -55,6 +56,7 @@ class Settings:
     challenge_ttl: float = 300.0
     rate_limit: float = 200.0
     max_request_bytes: int = 64 * 1024
+    worker_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +78,7 @@ class Settings:
             checkpoint_entries=_number(env, "ATTEST_LEDGER_CHECKPOINT_ENTRIES", 1000, int),
             challenge_ttl=_number(env, "ATTEST_LEDGER_CHALLENGE_TTL", 300.0, float),
             rate_limit=_number(env, "ATTEST_LEDGER_RATE_LIMIT", 200.0, float),
+            worker_token=env.get("ATTEST_LEDGER_WORKER_TOKEN") or None,
         )
 
 

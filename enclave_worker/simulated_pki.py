@@ -19,10 +19,12 @@ still chain: that is how tests build one broken link at a time.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -96,12 +98,19 @@ class SimulatedNitroPki:
 
     @classmethod
     def generate(
-        cls, *, at: datetime, region: str = "us-east-1", instance_id: str | None = None
+        cls,
+        *,
+        at: datetime,
+        region: str = "us-east-1",
+        instance_id: str | None = None,
+        root: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None,
     ) -> SimulatedNitroPki:
         """A fresh chain whose every certificate is valid at ``at`` (an aware datetime).
 
         The leaf starts a minute before ``at``, as a real NSM's leaf precedes the document
-        it signs; it then lives 3 hours, so documents stamped up to then verify.
+        it signs; it then lives 3 hours, so documents stamped up to then verify. ``root``
+        (key, certificate) reuses a persisted simulated root instead of making a new one,
+        so that a service configured to trust it keeps trusting new chains.
         """
         if at.tzinfo is None:
             raise ValueError("'at' must be timezone-aware")
@@ -192,7 +201,19 @@ class SimulatedNitroPki:
             ),
         }
         issued: dict[str, IssuedCertificate] = {}
+        if root is not None:
+            root_key, root_certificate = root
+            root_spec = dataclasses.replace(
+                specs["root"],
+                subject=root_certificate.subject,
+                not_before=root_certificate.not_valid_before_utc,
+                not_after=root_certificate.not_valid_after_utc,
+                serial_number=root_certificate.serial_number,
+            )
+            issued["root"] = IssuedCertificate("root", root_spec, root_certificate, root_key)
         for level in LEVELS:
+            if level in issued:
+                continue
             key = ec.generate_private_key(ec.SECP384R1())
             issued[level] = _issue(level, specs[level], key, issued)
         return cls(
@@ -358,3 +379,52 @@ def _issue(
     )
     certificate = builder.sign(signer_key, algorithm)
     return IssuedCertificate(level=level, spec=spec, certificate=certificate, private_key=key)
+
+
+def load_or_create_root(
+    directory: Path, *, at: datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The persisted simulated root in ``directory`` (``root.pem``, ``root.key`` mode 0600),
+    created on first use. A service that trusts ``root.pem`` trusts every chain made from it.
+    """
+    cert_path, key_path = directory / "root.pem", directory / "root.key"
+    if cert_path.exists() and key_path.exists():
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} is not an EC private key")
+        return key, certificate
+    warnings.warn(
+        "creating a simulated Nitro root: it is not AWS and proves nothing about hardware",
+        SimulatedNitroWarning,
+        stacklevel=2,
+    )
+    key = ec.generate_private_key(ec.SECP384R1())
+    spec = _spec(
+        _name(
+            (NameOID.COUNTRY_NAME, "US"),
+            (NameOID.ORGANIZATION_NAME, "Amazon"),
+            (NameOID.ORGANIZATIONAL_UNIT_NAME, "AWS"),
+            (NameOID.COMMON_NAME, "simulated.nitro-enclaves"),
+        ),
+        at - timedelta(days=1),
+        timedelta(days=365 * 30),
+        ca=True,
+        path_length=None,
+        crl_sign=True,
+        digital_signature=True,
+        key_identifiers=True,
+    )
+    issued = _issue("root", spec, key, {})
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    cert_path.write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM))
+    return key, issued.certificate

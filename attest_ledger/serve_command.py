@@ -1,0 +1,132 @@
+"""``attest-ledger serve``: the service under gunicorn.
+
+Defaults: bound to 127.0.0.1:8000, one worker process per CPU, each with 8 threads
+(gthread), 30 s timeouts, access log on stdout. The master process starts the embedded
+PostgreSQL if DATABASE_URL is unset, refuses to start on an outdated schema or without a
+signing key, and prepares the shared directory Prometheus needs for multi-process metrics.
+Each worker builds its own runtime (pool, batcher, publisher) after the fork.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+from typing import Any
+
+from attest_ledger import database
+from attest_ledger.db_command import head_revision, schema_is_current
+from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
+from attest_ledger.settings import Settings
+from ledger.keys import KeyFileError, load_signing_key
+
+__all__ = ["register", "serve"]
+
+log = logging.getLogger("attest_ledger")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="run the service under gunicorn")
+    parser.add_argument("--bind", help="host:port (default ATTEST_LEDGER_BIND or 127.0.0.1:8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default 8)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = dataclasses.replace(
+        settings,
+        bind=args.bind or settings.bind,
+        workers=args.workers if args.workers is not None else settings.workers,
+        threads=args.threads if args.threads is not None else settings.threads,
+    )
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+    )
+    try:
+        load_signing_key(settings.ledger_key_path)
+    except KeyFileError as exc:
+        print(f"attest-ledger serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    url = database.database_url(settings)
+    if not schema_is_current(url):
+        print(
+            f"attest-ledger serve: the database schema is not at {head_revision()}; "
+            "run `attest-ledger db upgrade` first",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    metrics_dir = settings.data_dir / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus_client loads
+    worker_settings = dataclasses.replace(settings, database_url=url)
+    workers = settings.workers or os.cpu_count() or 1
+    _Gunicorn(
+        worker_settings,
+        {
+            "bind": settings.bind,
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": settings.threads,
+            "timeout": 30,
+            "graceful_timeout": 15,
+            "keepalive": 5,
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "attest-ledger",
+            "worker_exit": _worker_exit,
+            "child_exit": _child_exit,
+        },
+    ).run()
+    return EXIT_OK
+
+
+_runtime: Any = None
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    if _runtime is not None:
+        _runtime.close()  # drains the batcher: acknowledged means committed, even on shutdown
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415 - after the env is set
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _application_class() -> type:
+    from gunicorn.app.base import BaseApplication  # noqa: PLC0415 - only when serving
+
+    class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+        def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+            self.settings = settings
+            self.options = options
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            global _runtime  # noqa: PLW0603 - one runtime per worker process
+            from attest_ledger.runtime import Runtime  # noqa: PLC0415 - built after the fork
+            from web import create_app  # noqa: PLC0415
+
+            _runtime = Runtime.build(self.settings)
+            return create_app(_runtime)
+
+    return Application
+
+
+def _Gunicorn(settings: Settings, options: dict[str, Any]) -> Any:  # noqa: N802 - a class, made lazily
+    return _application_class()(settings, options)
