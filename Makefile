@@ -50,10 +50,8 @@ faketime: ## install libfaketime (Debian package), which runs the peer verifiers
 bench: $(STAMP) $(PEERS_VENV)/.installed faketime ## run the benchmarks in bench/ (prints tables; never fails on speed)
 	$(PY) -m bench $(BENCH)
 
-run: $(STAMP) ## start the service (arrives with issue #4)
-	@echo "make run: the service arrives with issue #4 (ingestion API under gunicorn)."
-	@echo "Until then: $(VENV)/bin/attest-ledger verify FILE --at doc"
-	@exit 2
+run: $(STAMP) ## set up a demo ledger, start the service on 127.0.0.1:8000, feed it (Ctrl-C stops)
+	$(VENV)/bin/attest-ledger demo
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

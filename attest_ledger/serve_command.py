@@ -4,7 +4,8 @@ Defaults: bound to 127.0.0.1:8000, one worker process per CPU, each with 8 threa
 (gthread), 30 s timeouts, access log on stdout. The master process starts the embedded
 PostgreSQL if DATABASE_URL is unset, refuses to start on an outdated schema or without a
 signing key, and prepares the shared directory Prometheus needs for multi-process metrics.
-Each worker builds its own runtime (pool, batcher, publisher) after the fork.
+Each worker loads ``web.wsgi:create()``, which builds its own runtime (pool, batcher,
+publisher) after the fork.
 """
 
 from __future__ import annotations
@@ -66,11 +67,12 @@ def serve(settings: Settings) -> int:
     metrics_dir = settings.data_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus_client loads
-    worker_settings = dataclasses.replace(settings, database_url=url)
+    # The workers read their settings from the environment (web.wsgi): hand them the
+    # resolved database, and the metrics directory before prometheus_client is imported.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ["DATABASE_URL"] = url
     workers = settings.workers or os.cpu_count() or 1
     _Gunicorn(
-        worker_settings,
         {
             "bind": settings.bind,
             "workers": workers,
@@ -83,19 +85,10 @@ def serve(settings: Settings) -> int:
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "attest-ledger",
-            "worker_exit": _worker_exit,
             "child_exit": _child_exit,
         },
     ).run()
     return EXIT_OK
-
-
-_runtime: Any = None
-
-
-def _worker_exit(server: Any, worker: Any) -> None:
-    if _runtime is not None:
-        _runtime.close()  # drains the batcher: acknowledged means committed, even on shutdown
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -106,10 +99,10 @@ def _child_exit(server: Any, worker: Any) -> None:
 
 def _application_class() -> type:
     from gunicorn.app.base import BaseApplication  # noqa: PLC0415 - only when serving
+    from gunicorn.util import import_app  # noqa: PLC0415
 
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
-        def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-            self.settings = settings
+        def __init__(self, options: dict[str, Any]) -> None:
             self.options = options
             super().__init__()
 
@@ -118,15 +111,11 @@ def _application_class() -> type:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            global _runtime  # noqa: PLW0603 - one runtime per worker process
-            from attest_ledger.runtime import Runtime  # noqa: PLC0415 - built after the fork
-            from web import create_app  # noqa: PLC0415
-
-            _runtime = Runtime.build(self.settings)
-            return create_app(_runtime)
+            # In each worker, after the fork; by name, as any WSGI server would load it.
+            return import_app("web.wsgi:create()")
 
     return Application
 
 
-def _Gunicorn(settings: Settings, options: dict[str, Any]) -> Any:  # noqa: N802 - a class, made lazily
-    return _application_class()(settings, options)
+def _Gunicorn(options: dict[str, Any]) -> Any:  # noqa: N802 - a class, made lazily
+    return _application_class()(options)

@@ -1,0 +1,245 @@
+"""``attest-ledger demo``: what ``make run`` does on a fresh machine (and again, keeping data).
+
+1. migrate the database (the embedded PostgreSQL unless DATABASE_URL is set);
+2. create the ledger's signing key and a simulated Nitro root, unless they exist;
+3. add a demo worker and a demo auditor (tokens in var/, mode 0600) and a demo policy;
+4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated root;
+5. run a simulated worker that submits a few dozen attestations, some bad on purpose;
+6. print where to look, and keep the service running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from attest_ledger import database
+from attest_ledger.clients import create_client
+from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
+from attest_ledger.models import ApiClient, PolicyImage, WorkerImage
+from attest_ledger.policy_store import PolicyStore
+from attest_ledger.settings import Settings
+from enclave_worker import SimulatedNitroWarning, simulated_image_pcrs
+from enclave_worker.simulated_pki import load_or_create_root
+from ledger.db import make_session_factory, session_scope
+from ledger.keys import create_signing_key, load_signing_key
+
+__all__ = ["register"]
+
+IMAGE = "demo-inference"
+WORKER = "demo-worker"
+AUDITOR = "demo-auditor"
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "demo", help="set up a demo ledger, start the service, feed it (make run)"
+    )
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--jobs", type=int, default=36, help="attestations the demo worker submits")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="stop the service after the demo run"
+    )
+    parser.set_defaults(handler=run)
+
+
+def say(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM too: stop the service and the database cleanly
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, _stop)
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    root_dir = data / "simulated-pki"
+    settings = dataclasses.replace(
+        settings, trust_root_path=settings.trust_root_path or root_dir / "root.pem"
+    )
+
+    url, signer, worker_token = _set_up(settings, data, root_dir)
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "ATTEST_LEDGER_DATA_DIR": str(data),
+            "ATTEST_LEDGER_TRUST_ROOT": str(settings.trust_root_path),
+            "ATTEST_LEDGER_KEY": str(settings.ledger_key_path),
+            "DATABASE_URL": url,
+            "ATTEST_LEDGER_CHECKPOINT_INTERVAL": str(min(settings.checkpoint_interval, 2.0)),
+        }
+    )
+    server = f"http://127.0.0.1:{args.port}"
+    command = [sys.executable, "-m", "attest_ledger.cli"]
+    log_path = data / "service.log"
+    say(f"starting the service on {server} (log: {log_path})")
+    with log_path.open("ab") as log:
+        service = subprocess.Popen(  # noqa: S603 - our own CLI
+            [*command, "serve", "--bind", f"127.0.0.1:{args.port}"], env=env, stdout=log, stderr=log
+        )
+    try:
+        if not _wait_ready(server, service):
+            print(f"the service did not become ready; see {log_path}", file=sys.stderr)
+            return EXIT_USAGE
+        say(f"a simulated worker submits {args.jobs} attestations; every fourth is bad on purpose")
+        worker = subprocess.run(  # noqa: S603 - our own CLI
+            [
+                *command,
+                "worker",
+                "run",
+                "--server",
+                server,
+                "--count",
+                str(args.jobs),
+                "--mix",
+                "--image",
+                IMAGE,
+                "--name",
+                "demo",
+                "--simulated-pki",
+                str(root_dir),
+            ],
+            env={**env, "ATTEST_LEDGER_WORKER_TOKEN": worker_token},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        _show_worker(worker.stdout, worker.stderr)
+        time.sleep(2.5)  # let the publisher sign a checkpoint covering the demo
+        _where_to_look(server, data, signer.verifier())
+        if args.no_wait:
+            return EXIT_OK
+        say("the service keeps running; Ctrl-C stops it")
+        service.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if service.poll() is None:
+            service.send_signal(signal.SIGTERM)
+            try:
+                service.wait(30)
+            except subprocess.TimeoutExpired:
+                service.kill()
+    return EXIT_OK
+
+
+def _set_up(settings: Settings, data: Path, root_dir: Path) -> tuple[str, Any, str]:
+    """Steps 1-3, each skipped when already done."""
+    where = (
+        "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL 18 in {data}/postgres"
+    )
+    say(f"database: {where}")
+    url = database.database_url(settings)
+    database.upgrade(url)
+    if settings.ledger_key_path.exists():
+        signer = load_signing_key(settings.ledger_key_path)
+        say(f"signing key: {settings.ledger_key_path} (kept)")
+    else:
+        signer = create_signing_key(settings.ledger_key_path, settings.ledger_origin)
+        say(f"signing key: {settings.ledger_key_path} (created, mode 0600)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNitroWarning)
+        load_or_create_root(root_dir, at=datetime.now(UTC))
+    say(f"simulated Nitro root (NOT AWS): {settings.trust_root_path}")
+    engine = database.engine_for(dataclasses.replace(settings, database_url=url), pool_size=1)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            worker_token = _client(session, WORKER, "worker", data / "demo-worker.token")
+            _client(session, AUDITOR, "reader", data / "demo-auditor.token")
+            _policy(session)
+    finally:
+        engine.dispose()
+    return url, signer, worker_token
+
+
+def _client(session: Any, name: str, role: str, token_file: Path) -> str:
+    exists = session.execute(select(ApiClient).where(ApiClient.name == name)).scalar_one_or_none()
+    if exists is not None and token_file.exists():
+        return token_file.read_text().strip()
+    if exists is not None:  # the token is lost: a new client name keeps the history honest
+        name = f"{name}-{int(time.time())}"
+    token = create_client(session, name, role)
+    descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    say(f"{role} {name!r}: token in {token_file} (mode 0600)")
+    return token
+
+
+def _policy(session: Any) -> None:
+    store = PolicyStore()
+    if session.get(PolicyImage, IMAGE) is None:
+        pcrs = simulated_image_pcrs(IMAGE)
+        store.add_image(session, IMAGE, {i: pcrs[i] for i in (0, 1, 2)})
+        say(f"policy: image {IMAGE!r} (PCR0-2 of the simulated enclave) added")
+    worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == WORKER)).scalar()
+    if worker_id is not None and session.get(WorkerImage, (worker_id, IMAGE)) is None:
+        store.allow(session, WORKER, IMAGE)
+        say(f"policy: {WORKER} may attest {IMAGE}")
+
+
+def _wait_ready(server: str, service: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{server}/readyz", timeout=2) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _show_worker(stdout: str, stderr: str) -> None:
+    for line in stdout.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        reasons = ", ".join(item.get("reasons") or []) or item.get("error", "")
+        bad = f" (bad on purpose: {item['bad']})" if item.get("bad") else ""
+        index, verdict = item.get("index", "-"), item.get("verdict", "refused")
+        print(f"    entry {index:>4}  {verdict:<16} {reasons}{bad}")
+    for line in stderr.splitlines():
+        if line.startswith("worker:"):
+            say(line)
+
+
+def _where_to_look(server: str, data: Path, key: Any) -> None:
+    cli = ".venv/bin/attest-ledger"
+    reader = f'-H "Authorization: Bearer $(cat {data}/demo-auditor.token)"'
+    worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-worker.token)"
+    proof = f"{server}/api/v1/entries/3/proof?format=tlog-proof"
+    lines = [
+        f"The service is running on {server}",
+        f"  readiness        {server}/readyz",
+        f"  metrics          {server}/metrics",
+        f"  checkpoint       {server}/api/v1/checkpoint",
+        f"  ledger key       {key}",
+        f"  an entry         curl {reader} {server}/api/v1/entries/3",
+        f"  its proof        curl {reader} '{proof}'",
+        f"  audit the ledger ATTEST_LEDGER_DATA_DIR={data} {cli} audit",
+        f"  more jobs        {worker} {cli} worker run --server {server} --count 20 --mix",
+        f"Data lives in {data}; running `make run` again keeps it.",
+    ]
+    print("\n" + "\n".join(lines) + "\n", flush=True)

@@ -1,0 +1,208 @@
+"""End to end: real gunicorn on loopback, the embedded (or test) PostgreSQL, several worker
+processes, then every acknowledged entry proven offline against a signed checkpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from attest_ledger.clients import create_client
+from attest_ledger.policy_store import PolicyStore
+from enclave_worker import SimulatedNitroWarning, simulated_image_pcrs
+from enclave_worker.simulated_pki import load_or_create_root
+from ledger.checkpoint import CheckpointBody
+from ledger.db import make_engine, make_session_factory, session_scope
+from ledger.keys import create_signing_key
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import NoteVerifier, open_note
+
+pytestmark = [pytest.mark.db, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "attest_ledger.cli"]
+EXPECTED = {
+    None: [],
+    "wrong-image": ["pcr_mismatch", "pcr_mismatch", "pcr_mismatch"],
+    "stale": ["document_too_old"],
+    "wrong-nonce": ["nonce_unknown"],
+    "tampered": ["signature_invalid"],
+    "unbound": ["result_binding_mismatch"],
+    "debug": ["debug_mode", "pcr_mismatch", "pcr_mismatch", "pcr_mismatch"],
+    "replay": ["nonce_replayed"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def live(db_url, tmp_path):
+    data = tmp_path / "var"
+    data.mkdir()
+    key = data / "ledger.key"
+    create_signing_key(key, "example.com/e2e")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNitroWarning)
+        load_or_create_root(data / "simulated-pki", at=datetime.now(UTC))
+    engine = make_engine(db_url)
+    tokens = {}
+    with session_scope(make_session_factory(engine)) as session:
+        for name, role in (("alpha", "worker"), ("beta", "worker"), ("auditor", "reader")):
+            tokens[name] = create_client(session, name, role)
+        store = PolicyStore()
+        pcrs = simulated_image_pcrs("e2e-image")
+        store.add_image(session, "e2e-image", {i: pcrs[i] for i in (0, 1, 2)})
+        store.allow(session, "alpha", "e2e-image")
+        store.allow(session, "beta", "e2e-image")
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "ATTEST_LEDGER_DATA_DIR": str(data),
+        "ATTEST_LEDGER_KEY": str(key),
+        "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
+        "ATTEST_LEDGER_CHECKPOINT_INTERVAL": "0.5",
+    }
+    server = subprocess.Popen(
+        [*CLI, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("the service did not start:\n" + server.communicate()[0])
+        time.sleep(0.2)
+    yield {"base": base, "env": env, "tokens": tokens, "data": data, "server": server}
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    server.communicate(timeout=30)  # drains and closes the log pipe
+
+
+def test_workers_against_gunicorn_then_every_receipt_proven_offline(live) -> None:
+    base, env, tokens = live["base"], live["env"], live["tokens"]
+    workers = [
+        subprocess.Popen(
+            [
+                *CLI, "worker", "run", "--server", base, "--count", str(count), *flags,
+                "--image", "e2e-image", "--name", name,
+                "--simulated-pki", str(live["data"] / "simulated-pki"),
+            ],
+            cwd=ROOT,
+            env={**env, "ATTEST_LEDGER_WORKER_TOKEN": tokens[token]},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, token, count, flags in (
+            ("a1", "alpha", 32, ["--mix"]),
+            ("b1", "beta", 32, ["--mix"]),
+            ("a2", "alpha", 20, []),
+        )
+    ]  # fmt: skip
+    receipts = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+        receipts.extend(json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    assert len(receipts) == 84
+    assert len({r["index"] for r in receipts}) == 84  # one entry each, none lost, none shared
+
+    # failures recorded with the right reasons
+    for receipt in receipts:
+        assert receipt["reasons"] == EXPECTED[receipt["bad"]], receipt
+        assert receipt["verdict"] == ("affirming" if receipt["bad"] is None else "contraindicated")
+    assert sum(r["bad"] is not None for r in receipts) == 16
+
+    # a signed checkpoint covering everything, checked with the public key alone
+    key = NoteVerifier.parse(httpx.get(f"{base}/api/v1/log-key").json()["verifier_key"])
+    top = max(r["index"] for r in receipts)
+    deadline = time.monotonic() + 30
+    while True:
+        body = CheckpointBody.parse(
+            open_note(httpx.get(f"{base}/api/v1/checkpoint").text, [key]).text
+        )
+        if body.tree_size > top or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert body.tree_size > top
+
+    reader = {"Authorization": f"Bearer {tokens['auditor']}"}
+    with httpx.Client(base_url=base, headers=reader) as http:
+        for receipt in receipts:
+            index = receipt["index"]
+            entry = http.get(f"/api/v1/entries/{index}").json()
+            data = base64.b64decode(entry["entry_bytes_b64"])
+            assert leaf_hash(data).hex() == receipt["leaf_hash"]
+            proof = http.get(
+                f"/api/v1/entries/{index}/proof", params={"tree_size": body.tree_size}
+            ).json()
+            hashes = [bytes.fromhex(h) for h in proof["hashes"]]
+            verify_inclusion(leaf_hash(data), index, body.tree_size, hashes, body.root_hash)
+
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'attest_submissions_total{verdict="affirming"} 68.0' in metrics
+    assert 'attest_submissions_total{verdict="contraindicated"} 16.0' in metrics
+
+    audit = subprocess.run(
+        [*CLI, "audit", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "audit passed" in audit.stdout
+
+    server = live["server"]
+    server.send_signal(signal.SIGTERM)
+    log, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, log
+    assert "Traceback" not in log
+
+
+def test_serve_refuses_an_outdated_schema(databases, tmp_path) -> None:
+    url = databases.empty()
+    try:
+        key = tmp_path / "ledger.key"
+        create_signing_key(key, "example.com/e2e")
+        result = subprocess.run(
+            [*CLI, "serve", "--bind", f"127.0.0.1:{free_port()}"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": url,
+                "ATTEST_LEDGER_KEY": str(key),
+                "ATTEST_LEDGER_DATA_DIR": str(tmp_path),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert "run `attest-ledger db upgrade` first" in result.stderr
+    finally:
+        databases.drop(url)
