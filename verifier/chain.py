@@ -17,8 +17,9 @@ documents. For every certificate:
 Steps 1-5 of a CA link depend only on the two certificates' exact bytes, so a verified link
 is cached (:class:`LinkCache`), keyed by both DER encodings. Step 6 is never cached: every
 certificate's validity window is checked against every verification time. The signing
-certificate's link is verified every time, so a warm cache leaves two signature
-verifications per document: that link and the COSE signature.
+certificate's parsed form may be cached too (an NSM reuses its leaf for hours), but its
+signature is verified every time, so a warm cache leaves two signature verifications per
+document: that link and the COSE signature.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def verify_chain(
     at: datetime,
     clock_skew: timedelta,
     cache: LinkCache | None = None,
+    leaf_cache: LinkCache | None = None,
 ) -> VerifiedChain:
     """Verify the path from ``anchor`` through ``cabundle`` to ``certificate`` at time ``at``.
 
@@ -186,7 +188,16 @@ def verify_chain(
                 cache.put(key, entry)
         checked.append(entry)
         parent = entry
-    leaf = _check_link(parent, certificate, total - 1, total, cas_below=None)
+    # The signing certificate: its parsed form and time-independent checks may be reused (an
+    # NSM signs many documents with one leaf), but its signature is verified every time.
+    leaf_key = (parent.der, certificate, total - 1, total)
+    leaf = leaf_cache.get(leaf_key) if leaf_cache is not None else None
+    if leaf is None:
+        leaf = _check_link(parent, certificate, total - 1, total, cas_below=None)
+        if leaf_cache is not None:
+            leaf_cache.put(leaf_key, leaf)
+    else:
+        _check_signature(leaf.certificate, parent, "certificate")
     checked.append(leaf)
 
     for entry in checked:
@@ -258,14 +269,7 @@ def _inspect_link(
             f"{name}: issuer {certificate.issuer.rfc4514_string()!r} is not the subject of "
             f"{parent.info.position} ({parent.info.subject!r})"
         )
-    try:
-        certificate.verify_directly_issued_by(parent.certificate)
-    except InvalidSignature:
-        raise ChainInvalid(
-            f"{name}: signature does not verify under the key of {parent.info.position}"
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise ChainInvalid(f"{name}: cannot be checked against {parent.info.position}") from exc
+    _check_signature(certificate, parent, name)
 
     try:
         extensions = certificate.extensions
@@ -298,6 +302,17 @@ def _inspect_link(
     # The issuer name equals the parent's subject (checked above): reuse its string form.
     info = _info(certificate, der, position, total, issuer=parent.info.subject)
     return _CheckedCertificate(der, certificate, key, info)
+
+
+def _check_signature(certificate: x509.Certificate, parent: _CheckedCertificate, name: str) -> None:
+    try:
+        certificate.verify_directly_issued_by(parent.certificate)
+    except InvalidSignature:
+        raise ChainInvalid(
+            f"{name}: signature does not verify under the key of {parent.info.position}"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ChainInvalid(f"{name}: cannot be checked against {parent.info.position}") from exc
 
 
 def _check_validity(info: CertificateInfo, at: datetime, clock_skew: timedelta) -> None:

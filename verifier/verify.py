@@ -17,6 +17,8 @@ ingestion) or :data:`DOCUMENT_TIME` to judge the document as of its own signed t
 from __future__ import annotations
 
 import enum
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Final
 
@@ -31,6 +33,9 @@ from verifier.result import AttestationResult, Status, TimeBasis, evidence_diges
 from verifier.trust import TrustAnchor, aws_nitro_root_g1
 
 __all__ = ["DOCUMENT_TIME", "NitroVerifier", "parse_evidence"]
+
+
+_PARSED_REMEMBERED = 64
 
 
 class _DocumentTime(enum.Enum):
@@ -61,6 +66,25 @@ class NitroVerifier:
     ) -> None:
         self.trust_anchor = trust_anchor if trust_anchor is not None else aws_nitro_root_g1()
         self._links = LinkCache(link_cache_size)
+        self._leaves = LinkCache(link_cache_size)
+        self._parsed: OrderedDict[bytes, tuple[COSESign1, AttestationDocument]] = OrderedDict()
+        self._parsed_lock = threading.Lock()
+
+    def parse(self, evidence: bytes) -> tuple[COSESign1, AttestationDocument]:
+        """:func:`parse_evidence`, remembered for the last few documents: a service that
+        reads a document's nonce before verifying it does not parse it twice. Parsing is a
+        pure function of the bytes, so a remembered result is the same result."""
+        with self._parsed_lock:
+            found = self._parsed.get(evidence)
+            if found is not None:
+                self._parsed.move_to_end(evidence)
+                return found
+        parsed = parse_evidence(evidence)
+        with self._parsed_lock:
+            self._parsed[evidence] = parsed
+            if len(self._parsed) > _PARSED_REMEMBERED:
+                self._parsed.popitem(last=False)
+        return parsed
 
     def verify(
         self,
@@ -86,7 +110,7 @@ class NitroVerifier:
         if not isinstance(policy, Policy):
             raise TypeError("'policy' must be a verifier.Policy")
 
-        envelope, document = parse_evidence(evidence)
+        envelope, document = self.parse(evidence)
         if isinstance(at, datetime):
             moment, basis = at, TimeBasis.GIVEN
         else:
@@ -100,6 +124,7 @@ class NitroVerifier:
                 at=moment,
                 clock_skew=policy.clock_skew,
                 cache=self._links,
+                leaf_cache=self._leaves,
             )
             envelope.verify_signature(chain.signing_key)
         except VerifierError as exc:

@@ -359,3 +359,31 @@ def test_non_positive_serial_is_rejected(sim_pki, serial) -> None:
             with pytest.raises(ChainInvalid, match=r"cabundle\[2\]") as caught:
                 verifier.verify(raw, at=SIM_AT, policy=policy_for_pcrs(nsm.pcrs))
         assert message in caught.value.message
+
+
+def test_a_warm_verifier_checks_exactly_two_signatures_per_document(sim_pki, monkeypatch) -> None:
+    """The promise behind the benchmark: with the CA links cached, each document still costs
+    the leaf link and the COSE signature, and nothing is taken on trust from the cache."""
+    from verifier import chain, cose
+
+    nsm = simulated_nsm(sim_pki)
+    verifier = NitroVerifier(trust_anchor=anchor_for(sim_pki))
+    policy = policy_for_pcrs(nsm.pcrs)
+    verifier.verify(nsm.attest(timestamp=SIM_AT), at=SIM_AT, policy=policy)  # warm
+
+    calls = {"links": 0, "cose": 0}
+    original_link, original_cose = chain._check_signature, cose.COSESign1.verify_signature
+
+    def count_link(*args, **kwargs):
+        calls["links"] += 1
+        return original_link(*args, **kwargs)
+
+    def count_cose(self, key):
+        calls["cose"] += 1
+        return original_cose(self, key)
+
+    monkeypatch.setattr(chain, "_check_signature", count_link)
+    monkeypatch.setattr(cose.COSESign1, "verify_signature", count_cose)
+    for _ in range(3):
+        verifier.verify(nsm.attest(timestamp=SIM_AT), at=SIM_AT, policy=policy)
+    assert calls == {"links": 3, "cose": 3}
