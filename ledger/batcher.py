@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,10 +26,22 @@ from ledger.append import DEFAULT_LOCK_TIMEOUT, Appended, append
 from ledger.entry import NewEntry, PreparedEntry, prepare
 from ledger.errors import LedgerError
 
-__all__ = ["AppendBatcher", "BatcherClosed"]
+__all__ = ["AppendBatcher", "BatcherClosed", "FollowUp"]
 
 #: Work to do in the same transaction, after the entry is appended (e.g. record a receipt).
 AfterAppend = Callable[[Session, Appended], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """Work for the batch's transaction after its entries are appended, done once for all the
+    entries of the batch that share the same ``run``: ``run(session, [(appended, payload),
+    ...])``, in the batch's order. One statement for the batch instead of one per entry, while
+    the sequencer lock is held. ``run`` raises to fail the batch; the batch is then retried
+    entry by entry, so the error reaches only the entry that caused it."""
+
+    run: Callable[[Session, list[tuple[Appended, Any]]], None]
+    payload: Any
 
 
 class BatcherClosed(LedgerError):
@@ -38,7 +51,7 @@ class BatcherClosed(LedgerError):
 @dataclass
 class _Job:
     entry: PreparedEntry
-    after: AfterAppend | None
+    after: AfterAppend | FollowUp | None
     future: Future[Appended]
 
 
@@ -49,7 +62,7 @@ class AppendBatcher:
         *,
         max_batch: int = 1000,
         max_wait: float = 0.002,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -60,11 +73,14 @@ class AppendBatcher:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._gate = threading.Lock()  # makes "closed?" and "enqueue" one step
-        self.batches = 0
+        self.batches = 0  # committed transactions
+        self.split_batches = 0  # batches that failed and were retried entry by entry
         self._thread = threading.Thread(target=self._run, name="ledger-append-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, entry: NewEntry, *, after: AfterAppend | None = None) -> Future[Appended]:
+    def submit(
+        self, entry: NewEntry, *, after: AfterAppend | FollowUp | None = None
+    ) -> Future[Appended]:
         """Queue ``entry``; the future resolves once its batch has committed.
 
         The entry is validated here, in the caller's thread: :class:`InvalidEntry` is raised at
@@ -78,7 +94,11 @@ class AppendBatcher:
         return job.future
 
     def append(
-        self, entry: NewEntry, *, after: AfterAppend | None = None, timeout: float | None = None
+        self,
+        entry: NewEntry,
+        *,
+        after: AfterAppend | FollowUp | None = None,
+        timeout: float | None = None,
     ) -> Appended:
         """Append ``entry`` and return once it is durable (committed)."""
         return self.submit(entry, after=after).result(timeout)
@@ -122,6 +142,7 @@ class AppendBatcher:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
                 return
+            self.split_batches += 1
             for job in batch:  # isolate the failure: each entry in its own transaction
                 self._commit([job])
             return
@@ -133,9 +154,14 @@ class AppendBatcher:
         session = self._factory()
         try:
             results = append(session, [job.entry for job in batch], lock_timeout=self._lock_timeout)
+            grouped: dict[Any, list[tuple[Appended, Any]]] = {}
             for job, result in zip(batch, results, strict=True):
-                if job.after is not None:
+                if isinstance(job.after, FollowUp):
+                    grouped.setdefault(job.after.run, []).append((result, job.after.payload))
+                elif job.after is not None:
                     job.after(session, result)
+            for run, items in grouped.items():
+                run(session, items)
             session.commit()
             return results
         except BaseException:

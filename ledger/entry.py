@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +61,8 @@ class NewEntry:
 
     data: bytes
     evidence: bytes | None = None
+    #: Set only by :meth:`from_record`, which made ``data`` from it: spares a re-parse.
+    _record: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, evidence: bytes | None = None) -> NewEntry:
@@ -68,7 +70,9 @@ class NewEntry:
         body = dict(record)
         if evidence is not None:
             body["evidence_sha256"] = hashlib.sha256(evidence).hexdigest()
-        return cls(data=canonical_json(body), evidence=evidence)
+        entry = cls(data=canonical_json(body), evidence=evidence)
+        object.__setattr__(entry, "_record", body)
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,10 @@ class PreparedEntry:
 
 def prepare(entry: NewEntry) -> PreparedEntry:
     """Validate ``entry`` against the contract; raises :class:`InvalidEntry`."""
-    record = parse_entry(entry.data)
+    if len(entry.data) > MAX_ENTRY_BYTES:
+        raise InvalidEntry(f"entry: larger than {MAX_ENTRY_BYTES} bytes")
+    # An entry from from_record() is canonical by construction; anything else is parsed.
+    record = entry._record if entry._record is not None else parse_entry(entry.data)
     digest_text = record.get("evidence_sha256")
     if entry.evidence is None:
         if digest_text is not None:

@@ -72,6 +72,102 @@ def test_append_assigns_dense_indices_and_stores_everything(session_factory) -> 
         assert row.appended_at is not None
 
 
+@pytest.mark.parametrize("threshold", [0, 10_000])
+def test_both_write_paths_store_the_same_ledger(session_factory, monkeypatch, threshold) -> None:
+    """Small batches are written by one statement, large ones by COPY; forcing every batch
+    down one path must give the same rows, byte for byte, as the mixed default."""
+    import ledger.append as module
+
+    sizes = [1, 3, 70, 64, 65, 2]
+    batches, n = [], 0
+    for size in sizes:
+        batches.append([entry(n + i, evidence=(n + i) % 4 != 0) for i in range(size)])
+        n += size
+
+    def stored(session):
+        return (
+            session.execute(
+                text(
+                    "SELECT idx, data, leaf_hash, chain_hash, verdict, evidence_sha256 "
+                    "FROM ledger_entries ORDER BY idx"
+                )
+            ).all(),
+            session.execute(text("SELECT idx, data FROM ledger_evidence ORDER BY idx")).all(),
+            session.execute(text("SELECT level, idx, hash FROM ledger_nodes ORDER BY 1, 2")).all(),
+            session.execute(
+                text("SELECT tree_size, chain_head, compact_range FROM ledger_sequencer")
+            ).one(),
+        )
+
+    monkeypatch.setattr(module, "COPY_THRESHOLD", threshold)
+    for batch in batches:
+        with session_scope(session_factory) as session:
+            append(session, batch)
+    with session_factory() as session:
+        rows = stored(session)
+        assert rows[3].tree_size == n
+        assert rows[3].chain_head == chain_head_at(session, n)
+        assert tree_state(session).root == mth([e.data for b in batches for e in b])
+        assert len(rows[1]) == sum(1 for i in range(n) if i % 4 != 0)
+        assert [bytes(r.data) for r in rows[1]] == [b"evidence %d" % r.idx for r in rows[1]]
+        for size in range(1, n + 1, 7):  # the stored nodes give proofs that verify
+            root = root_at(session, size)
+            for index in range(0, size, 5):
+                proof = inclusion_proof(session, index, size)
+                verify_inclusion(rows[0][index].leaf_hash, index, size, proof, root)
+    # The same ledger written the other way, in a second transaction that is rolled back.
+    monkeypatch.setattr(module, "COPY_THRESHOLD", 10_000 - threshold)
+    session = session_factory()
+    try:
+        session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        for table in ("ledger_evidence", "ledger_nodes", "ledger_entries"):
+            session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            session.execute(text(f"DELETE FROM {table}"))
+            session.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+        session.execute(text("ALTER TABLE ledger_sequencer DISABLE TRIGGER USER"))
+        session.execute(
+            text("UPDATE ledger_sequencer SET tree_size = 0, chain_head = :g, compact_range = ''"),
+            {"g": GENESIS},
+        )
+        session.execute(text("ALTER TABLE ledger_sequencer ENABLE TRIGGER USER"))
+        for batch in batches:
+            append(session, batch)
+        again = stored(session)
+    finally:
+        session.rollback()
+        session.close()
+    assert again[0] == rows[0]
+    assert again[1] == rows[1]
+    assert again[2] == rows[2]
+    assert again[3] == rows[3]
+
+
+def test_the_lock_timeout_bounds_the_wait_and_leaves_the_callers_setting(
+    session_factory,
+) -> None:
+    from ledger.errors import LedgerBusy
+
+    holder = session_factory()
+    holder.execute(text("SELECT 1 FROM ledger_sequencer FOR UPDATE"))
+    try:
+        with session_factory() as session:
+            session.execute(text("SET LOCAL lock_timeout = '7s'"))
+            with pytest.raises(LedgerBusy):
+                append(session, [entry(1)], lock_timeout=0.1)
+            session.rollback()
+        with session_factory() as session:
+            session.execute(text("SET LOCAL lock_timeout = '7s'"))
+            holder.rollback()  # free: the append goes through and the setting is back
+            append(session, [entry(1)], lock_timeout=0.1)
+            assert session.execute(text("SHOW lock_timeout")).scalar() == "7s"
+            session.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+    with session_factory() as session:
+        assert tree_state(session).size == 1
+
+
 def test_proofs_from_storage_verify_at_every_size(session_factory) -> None:
     entries = [entry(i, evidence=False) for i in range(37)]
     with session_scope(session_factory) as session:

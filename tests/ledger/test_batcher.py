@@ -84,6 +84,45 @@ def test_one_failing_entry_does_not_sink_its_batch(session_factory) -> None:
         assert tree_state(session).size == 5
 
 
+def test_follow_ups_run_once_per_batch_and_a_failure_stays_with_its_entry(
+    session_factory,
+) -> None:
+    from ledger.batcher import FollowUp
+
+    calls: list[list[tuple[int, str]]] = []
+
+    def keep(session, items) -> None:
+        size = session.execute(text("SELECT tree_size FROM ledger_sequencer")).scalar()
+        assert size == max(appended.index for appended, _ in items) + 1  # same transaction
+        if any(payload == "bad" for _, payload in items):
+            raise RuntimeError("a bad payload")
+        calls.append([(appended.index, payload) for appended, payload in items])
+
+    batcher = AppendBatcher(session_factory, max_wait=0.3)
+    payloads = ["a", "b", "c", "d"]
+    futures = [batcher.submit(entry(i), after=FollowUp(keep, p)) for i, p in enumerate(payloads)]
+    assert [f.result(timeout=30).index for f in futures] == [0, 1, 2, 3]
+    assert calls == [[(0, "a"), (1, "b"), (2, "c"), (3, "d")]]  # one call for the batch
+
+    calls.clear()
+    payloads = ["e", "bad", "f"]
+    futures = [
+        batcher.submit(entry(10 + i), after=FollowUp(keep, p)) for i, p in enumerate(payloads)
+    ]
+    outcomes = []
+    for future in futures:
+        try:
+            outcomes.append(future.result(timeout=30).index)
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+    batcher.close()
+    assert outcomes == [4, "a bad payload", 5]
+    assert calls == [[(4, "e")], [(5, "f")]]  # retried one by one
+    assert batcher.split_batches == 1
+    with session_factory() as session:
+        assert tree_state(session).size == 6
+
+
 def test_invalid_entries_are_refused_at_submit(session_factory) -> None:
     from ledger.entry import NewEntry
 
