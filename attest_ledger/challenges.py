@@ -2,7 +2,8 @@
 
 A worker asks for a challenge, puts its nonce in the attestation document, and submits. The
 nonce is consumed in the same transaction that appends the verdict, with a conditional
-update, so of two submissions carrying the same nonce exactly one can use it.
+update (:mod:`attest_ledger.intake`, one statement per append batch), so of two submissions
+carrying the same nonce exactly one can use it.
 """
 
 from __future__ import annotations
@@ -10,13 +11,21 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attest_ledger.models import Challenge
 
-__all__ = ["NONCE_BYTES", "ChallengeState", "consume", "issue", "state_of"]
+__all__ = [
+    "NONCE_BYTES",
+    "ChallengeRow",
+    "ChallengeState",
+    "classify",
+    "issue",
+    "state_of",
+]
 
 NONCE_BYTES = 32
 
@@ -40,16 +49,27 @@ def issue(
     return challenges
 
 
+class ChallengeRow(NamedTuple):
+    client_id: int
+    expires_at: datetime
+    used_at: datetime | None
+
+
 def state_of(
     session: Session, client_id: int, nonce: bytes | None, now: datetime
 ) -> ChallengeState:
     if nonce is None:
         return ChallengeState.UNKNOWN
-    row = session.execute(
+    found = session.execute(
         select(Challenge.client_id, Challenge.expires_at, Challenge.used_at).where(
             Challenge.nonce == nonce
         )
     ).first()
+    return classify(client_id, ChallengeRow(*found) if found is not None else None, now)
+
+
+def classify(client_id: int, row: ChallengeRow | None, now: datetime) -> ChallengeState:
+    """The state of a challenge row (None: no such nonce) for ``client_id`` at ``now``."""
     if row is None or row.client_id != client_id:
         return ChallengeState.UNKNOWN
     if row.used_at is not None:
@@ -57,19 +77,3 @@ def state_of(
     if row.expires_at <= now:
         return ChallengeState.EXPIRED
     return ChallengeState.OPEN
-
-
-def consume(session: Session, client_id: int, nonce: bytes, now: datetime) -> bool:
-    """Mark the challenge used; False if it was not open any more (a concurrent submission)."""
-    used = session.execute(
-        update(Challenge)
-        .where(
-            Challenge.nonce == nonce,
-            Challenge.client_id == client_id,
-            Challenge.used_at.is_(None),
-            Challenge.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(Challenge.nonce)
-    ).first()
-    return used is not None

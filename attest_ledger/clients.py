@@ -11,15 +11,25 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from attest_ledger.models import ApiClient
 from ledger.append import append
+from ledger.db import driver_connection
 from ledger.entry import NewEntry
 
-__all__ = ["ROLES", "ClientError", "authenticate", "create_client", "list_clients", "revoke_client"]
+__all__ = [
+    "ROLES",
+    "ClientError",
+    "Principal",
+    "authenticate",
+    "create_client",
+    "list_clients",
+    "revoke_client",
+]
 
 ROLES = ("worker", "reader")
 _PREFIX = {"worker": "alw_", "reader": "alr_"}
@@ -75,16 +85,27 @@ def revoke_client(session: Session, name: str) -> None:
     )
 
 
-def authenticate(session: Session, token: str) -> ApiClient | None:
-    """The active client holding ``token``, or None."""
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated client, as requests see it."""
+
+    id: int
+    name: str
+    role: str
+
+
+def authenticate(session: Session, token: str) -> Principal | None:
+    """The active client holding ``token``, or None. (Every request calls this: one
+    statement on the driver connection, no ORM.)"""
     if not token or len(token) > 200:
         return None
-    client = session.execute(
-        select(ApiClient).where(ApiClient.token_sha256 == token_digest(token))
-    ).scalar_one_or_none()
-    if client is None or client.revoked_at is not None:
-        return None
-    return client
+    with driver_connection(session).cursor() as cursor:
+        cursor.execute(
+            "SELECT id, name, role FROM api_clients WHERE token_sha256 = %s AND revoked_at IS NULL",
+            (token_digest(token),),
+        )
+        row = cursor.fetchone()
+    return None if row is None else Principal(*row)
 
 
 def list_clients(session: Session) -> list[ApiClient]:

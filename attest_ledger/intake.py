@@ -26,20 +26,17 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger import challenges
 from attest_ledger.challenges import ChallengeState
-from attest_ledger.models import IdempotencyKey
 from attest_ledger.policy_store import PolicyStore
 from ledger.append import Appended
-from ledger.batcher import AppendBatcher
+from ledger.batcher import AppendBatcher, FollowUp
+from ledger.db import driver_connection
 from ledger.entry import NewEntry
-from ledger.models import Entry
 from ledger.reads import get_entry
 from verifier import (
     AttestationDocument,
@@ -52,7 +49,6 @@ from verifier import (
     UnsafeAcceptAnyPolicy,
     UnsafePolicyWarning,
     VerifierError,
-    parse_evidence,
 )
 from verifier.timefmt import iso_utc
 
@@ -198,6 +194,111 @@ def _nonce_reason(state: ChallengeState, nonce: bytes | None) -> dict[str, str]:
     }[state]
 
 
+@dataclass(frozen=True)
+class _Known:
+    revision: int | None
+    key_entry: int | None
+    key_request: bytes | None
+    duplicate_idx: int | None
+    duplicate_worker: str | None
+    challenge: challenges.ChallengeRow | None
+
+
+_KNOWN_QUERY = """
+    SELECT
+        (SELECT revision_entry FROM policy_settings WHERE id = 1),
+        k.entry_idx, k.request_sha256, e.idx, e.worker,
+        c.client_id, c.expires_at, c.used_at
+    FROM (SELECT 1) AS one
+    LEFT JOIN idempotency_keys k ON k.client_id = %(client)s AND k.key = %(key)s
+    LEFT JOIN ledger_entries e ON e.evidence_sha256 = %(digest)s
+    LEFT JOIN challenges c ON c.nonce = %(nonce)s
+"""
+
+
+class _KnownRow(NamedTuple):
+    revision: int | None
+    key_entry: int | None
+    key_request: bytes | None
+    duplicate_idx: int | None
+    duplicate_worker: str | None
+    challenge_client: int | None
+    challenge_expires: datetime | None
+    challenge_used: datetime | None
+
+
+# The bookkeeping of a whole append batch, in its transaction and in one statement: consume
+# the challenges (a conditional update: of two submissions with the same nonce only one
+# succeeds) and remember the idempotency keys. The counts tell whether every row was taken.
+_BOOKKEEPING = """
+WITH consumed AS (
+    UPDATE challenges AS c SET used_at = u.at
+    FROM unnest(%(nonces)s::bytea[], %(clients)s::int8[], %(ats)s::timestamptz[])
+        AS u(nonce, client_id, at)
+    WHERE c.nonce = u.nonce AND c.client_id = u.client_id
+        AND c.used_at IS NULL AND c.expires_at > u.at
+    RETURNING 1
+), remembered AS (
+    INSERT INTO idempotency_keys (client_id, key, request_sha256, entry_idx)
+    SELECT * FROM unnest(
+        %(key_clients)s::int8[], %(keys)s::text[], %(requests)s::bytea[], %(entries)s::int8[]
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM consumed), (SELECT count(*) FROM remembered)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Bookkeeping:
+    """What a submission leaves besides its entry: the challenge it used, its key."""
+
+    client_id: int
+    nonce: bytes | None  # the open challenge to consume, if any
+    at: datetime
+    key: str | None
+    request_sha256: bytes
+
+
+def _keep_books(transaction: Session, items: list[tuple[Appended, Any]]) -> None:
+    """The batcher's follow-up for a batch of submissions (see :class:`FollowUp`)."""
+    consume = [
+        (books.nonce, books.client_id, books.at)
+        for appended, books in items
+        if books.nonce is not None and not appended.duplicate
+    ]
+    remember = [
+        (books.client_id, books.key, books.request_sha256, appended.index)
+        for appended, books in items
+        if books.key is not None
+    ]
+    if not consume and not remember:
+        return
+    nonces, clients, ats = (list(c) for c in zip(*consume, strict=True)) if consume else ([],) * 3
+    key_clients, keys, requests, entries = (
+        (list(c) for c in zip(*remember, strict=True)) if remember else ([],) * 4
+    )
+    with driver_connection(transaction).cursor() as cursor:
+        cursor.execute(
+            _BOOKKEEPING,
+            {
+                "nonces": nonces,
+                "clients": clients,
+                "ats": ats,
+                "key_clients": key_clients,
+                "keys": keys,
+                "requests": requests,
+                "entries": entries,
+            },
+        )
+        consumed, remembered = cursor.fetchone() or (0, 0)
+    if consumed != len(consume):
+        raise NonceRace("the challenge was used by a concurrent submission")
+    if remembered != len(remember):
+        raise IdempotencyConflict("the idempotency key was used concurrently")
+
+
 def build_record(
     *,
     worker: str,
@@ -252,8 +353,13 @@ class Intake:
         self.clock = clock
         self.append_timeout = append_timeout
 
-    def submit(self, client: Client, submission: Submission) -> Receipt:
+    def submit(
+        self, client: Client, submission: Submission, *, session: Session | None = None
+    ) -> Receipt:
         """Judge and record one submission; return its receipt once the entry is durable.
+
+        ``session`` (read-only here) saves opening one; the entry itself is appended and
+        committed in a transaction of the batcher's.
 
         Raises :class:`IdempotencyConflict` (key reused for another request),
         :class:`EvidenceConflict` (the evidence is already recorded for another worker),
@@ -262,17 +368,23 @@ class Intake:
         """
         now = self.clock()
         digest = hashlib.sha256(submission.document).digest()
-        with self.sessions() as session:
-            earlier = self._earlier_answer(session, client, submission, digest)
+        try:
+            _, parsed = self.verifier.parse(submission.document)
+            nonce = parsed.nonce
+        except VerifierError:
+            nonce = None
+        own_session = session is None
+        reads = self.sessions() if session is None else session
+        try:
+            known = self._what_is_known(reads, client, submission, digest, nonce)
+            earlier = self._earlier_answer(reads, client, submission, known)
             if earlier is not None:
                 return earlier
-            config = self.policies.current(session)
-            try:
-                _, parsed = parse_evidence(submission.document)
-                nonce = parsed.nonce
-            except VerifierError:
-                nonce = None
-            state = challenges.state_of(session, client.id, nonce, now)
+            config = self.policies.current(reads, revision=known.revision)
+            state = challenges.classify(client.id, known.challenge, now)
+        finally:
+            if own_session:
+                reads.close()
         policy = config.for_worker(client.name)
         started = time.perf_counter()
         verdict = judge(
@@ -295,32 +407,19 @@ class Intake:
         entry = NewEntry.from_record(record, evidence=submission.document)
         verified = time.perf_counter()
 
-        def after(session: Session, appended: Appended) -> None:
-            if (
-                not appended.duplicate
-                and state is ChallengeState.OPEN
-                and nonce is not None
-                and not challenges.consume(session, client.id, nonce, now)
-            ):
-                raise NonceRace("the challenge was used by a concurrent submission")
-            if submission.idempotency_key is not None:
-                session.add(
-                    IdempotencyKey(
-                        client_id=client.id,
-                        key=submission.idempotency_key,
-                        request_sha256=submission.request_sha256,
-                        entry_idx=appended.index,
-                    )
-                )
-                try:
-                    session.flush()
-                except IntegrityError:
-                    raise IdempotencyConflict("the idempotency key was used concurrently") from None
-
-        appended = self.batcher.append(entry, after=after, timeout=self.append_timeout)
+        books = _Bookkeeping(
+            client.id,
+            nonce if state is ChallengeState.OPEN else None,
+            now,
+            submission.idempotency_key,
+            submission.request_sha256,
+        )
+        appended = self.batcher.append(
+            entry, after=FollowUp(_keep_books, books), timeout=self.append_timeout
+        )
         if appended.duplicate:
-            with self.sessions() as session:
-                return self._stored_receipt(session, appended.index, duplicate=True)
+            with self.sessions() as fresh:
+                return self._stored_receipt(fresh, appended.index, duplicate=True)
         return Receipt(
             appended.index,
             appended.leaf_hash,
@@ -329,24 +428,50 @@ class Intake:
             append_seconds=time.perf_counter() - verified,
         )
 
+    @staticmethod
+    def _what_is_known(
+        session: Session, client: Client, submission: Submission, digest: bytes, nonce: bytes | None
+    ) -> _Known:
+        """Everything the submission needs from the database, in one round trip."""
+        with driver_connection(session).cursor() as cursor:
+            cursor.execute(
+                _KNOWN_QUERY,
+                {
+                    "client": client.id,
+                    "key": submission.idempotency_key,
+                    "digest": digest,
+                    "nonce": nonce,
+                },
+            )
+            found = cursor.fetchone()
+        row = _KnownRow(*(found or (None,) * len(_KnownRow._fields)))  # always one row
+        challenge = (
+            challenges.ChallengeRow(row.challenge_client, row.challenge_expires, row.challenge_used)
+            if row.challenge_client is not None and row.challenge_expires is not None
+            else None
+        )
+        return _Known(
+            row.revision,
+            row.key_entry,
+            row.key_request,
+            row.duplicate_idx,
+            row.duplicate_worker,
+            challenge,
+        )
+
     def _earlier_answer(
-        self, session: Session, client: Client, submission: Submission, digest: bytes
+        self, session: Session, client: Client, submission: Submission, known: _Known
     ) -> Receipt | None:
-        if submission.idempotency_key is not None:
-            earlier = session.get(IdempotencyKey, (client.id, submission.idempotency_key))
-            if earlier is not None:
-                if earlier.request_sha256 != submission.request_sha256:
-                    raise IdempotencyConflict(
-                        "this idempotency key was already used for a different request"
-                    )
-                return self._stored_receipt(session, earlier.entry_idx, replayed=True)
-        existing = session.execute(
-            select(Entry.idx, Entry.worker).where(Entry.evidence_sha256 == digest)
-        ).first()
-        if existing is not None:
-            if existing.worker != client.name:
+        if known.key_entry is not None:
+            if known.key_request != submission.request_sha256:
+                raise IdempotencyConflict(
+                    "this idempotency key was already used for a different request"
+                )
+            return self._stored_receipt(session, known.key_entry, replayed=True)
+        if known.duplicate_idx is not None:
+            if known.duplicate_worker != client.name:
                 raise EvidenceConflict("this evidence is already recorded for another worker")
-            return self._stored_receipt(session, existing.idx, duplicate=True)
+            return self._stored_receipt(session, known.duplicate_idx, duplicate=True)
         return None
 
     def _stored_receipt(self, session: Session, index: int, **flags: bool) -> Receipt:

@@ -90,10 +90,13 @@ class PolicyStore:
     def __init__(self) -> None:
         self._cached: PolicyConfig | None = None
 
-    def current(self, session: Session) -> PolicyConfig:
-        revision = session.execute(
-            select(PolicySettings.revision_entry).where(PolicySettings.id == 1)
-        ).scalar()
+    def current(self, session: Session, *, revision: int | str | None = "read") -> PolicyConfig:
+        """The policy in force (cached by revision). A caller that already read the revision
+        passes it, saving a query."""
+        if revision == "read":
+            revision = session.execute(
+                select(PolicySettings.revision_entry).where(PolicySettings.id == 1)
+            ).scalar()
         cached = self._cached
         if cached is not None and cached.revision_entry == revision and revision is not None:
             return cached

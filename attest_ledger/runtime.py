@@ -27,7 +27,10 @@ from ledger.keys import load_signing_key
 from ledger.note import NoteSigner, NoteVerifier
 from verifier import NitroVerifier, TrustAnchor, aws_nitro_root_g1
 
-__all__ = ["Runtime"]
+__all__ = ["LOCK_TIMEOUT", "Runtime"]
+
+#: No statement of the service waits longer than this for a lock (then: 503, ledger busy).
+LOCK_TIMEOUT = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ class Runtime:
     intake: Intake
     policies: PolicyStore
     publisher: CheckpointPublisher | None = None
+    #: Sessions in autocommit mode for requests, which only read (or make one-statement
+    #: writes such as issuing challenges): no BEGIN and ROLLBACK round trips per request.
+    reads: sessionmaker[Session] | None = None
     #: The service's notion of now (tests fix it; the verifier itself never reads a clock).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -60,10 +66,13 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, publish: bool = True, pool_size: int = 10) -> Runtime:
         signer = load_signing_key(settings.ledger_key_path)
-        engine = database.engine_for(settings, pool_size=pool_size)
+        engine = database.engine_for(
+            settings, pool_size=pool_size, pre_ping=False, lock_timeout=LOCK_TIMEOUT
+        )
         sessions = make_session_factory(engine)
+        reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         verifier = NitroVerifier(trust_anchor=trust_anchor_for(settings.trust_root_path))
-        batcher = AppendBatcher(sessions)
+        batcher = AppendBatcher(sessions, lock_timeout=None)  # the connections carry it
         policies = PolicyStore()
         intake = Intake(
             verifier=verifier, policies=policies, batcher=batcher, session_factory=sessions
@@ -79,8 +88,9 @@ class Runtime:
             else None
         )
         return cls(
-            settings, engine, sessions, verifier, signer, batcher, intake, policies, publisher
-        )
+            settings, engine, sessions, verifier, signer, batcher, intake, policies, publisher,
+            reads=reads,
+        )  # fmt: skip
 
     def close(self) -> None:
         if self.publisher is not None:

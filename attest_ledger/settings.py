@@ -57,6 +57,8 @@ class Settings:
     rate_limit: float = 200.0
     max_request_bytes: int = 64 * 1024
     worker_token: str | None = None
+    #: How stale the latest checkpoint named in receipts may be (saves a query per receipt).
+    receipt_checkpoint_ttl: float = 0.25
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

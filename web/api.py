@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -64,14 +65,18 @@ def metrics() -> Any:
 
 
 def _json_body(*, required: bool) -> dict[str, Any]:
-    if not request.get_data(cache=True):
+    data = request.get_data(cache=True)
+    if request.content_length is not None and len(data) != request.content_length:
+        # The connection ended before the announced body did: never act on part of a request.
+        raise Problem(400, "malformed_request", "the body is shorter than its Content-Length")
+    if not data:
         if required:
             raise Problem(400, "malformed_request", "a JSON body is required")
         return {}
     if request.mimetype != "application/json":
         raise Problem(415, "unsupported_media_type", "the body must be application/json")
     try:
-        body = json.loads(request.get_data(cache=True))
+        body = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise Problem(400, "malformed_request", "the body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -108,7 +113,7 @@ def submit_attestation() -> tuple[Response, int]:
     submission = _parse_submission(_json_body(required=True))
     client = current_client()
     started = time.perf_counter()
-    receipt = runtime().intake.submit(Client(client.id, client.name), submission)
+    receipt = runtime().intake.submit(Client(client.id, client.name), submission, session=db())
     metrics().submission(
         str(receipt.record.get("verdict")),
         time.perf_counter() - started,
@@ -173,9 +178,30 @@ def _parse_submission(body: dict[str, Any]) -> Submission:
     return Submission(document, result_hash, job, key, request_digest)
 
 
+class _LatestCheckpoint:
+    """The latest checkpoint, re-read at most every ``ttl`` seconds, for receipts. A stale
+    answer only ever says "pending" a moment longer: checkpoints only move forward."""
+
+    def __init__(self, ttl: float = 0.25) -> None:
+        self.ttl = ttl
+        self._value: SignedCheckpoint | None = None
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> SignedCheckpoint | None:
+        with self._lock:
+            if time.monotonic() - self._read_at > self.ttl:
+                self._value = latest_checkpoint(db())
+                self._read_at = time.monotonic()
+            return self._value
+
+
 def _receipt_json(receipt: Receipt) -> dict[str, Any]:
     record = receipt.record
-    latest = latest_checkpoint(db())
+    cache = current_app.extensions.setdefault(
+        "attest_ledger.latest", _LatestCheckpoint(runtime().settings.receipt_checkpoint_ttl)
+    )
+    latest = cache.get()
     if latest is not None and latest.tree_size > receipt.index:
         checkpoint: dict[str, Any] = {
             "status": "published",

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from attest_ledger.clients import authenticate
-from attest_ledger.models import ApiClient
+from attest_ledger.clients import Principal, authenticate
 from web.problems import Problem
 from web.sessions import db
 
@@ -48,8 +47,8 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
-def current_client() -> ApiClient:
-    client: ApiClient = g.client
+def current_client() -> Principal:
+    client: Principal = g.client
     return client
 
 

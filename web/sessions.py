@@ -1,7 +1,8 @@
 """One database session per request, opened on first use and closed at teardown.
 
-Views that write commit explicitly; anything not committed is rolled back when the session
-closes, so a failed request leaves nothing half-written.
+Request sessions run in autocommit mode: requests read, or make single-statement writes
+(issuing challenges). Everything that must be atomic (a verdict, its evidence, the challenge
+it used, its idempotency key) is written in one transaction by the append batcher.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ __all__ = ["db", "init_sessions"]
 
 
 def db() -> Session:
+    """The request's session (autocommit: requests only read, or write one statement)."""
     if "db_session" not in g:
-        g.db_session = current_app.extensions["attest_ledger.runtime"].sessions()
+        runtime = current_app.extensions["attest_ledger.runtime"]
+        g.db_session = (runtime.reads or runtime.sessions)()
     session: Session = g.db_session
     return session
 

@@ -183,6 +183,44 @@ def test_workers_against_gunicorn_then_every_receipt_proven_offline(live) -> Non
     assert "Traceback" not in log
 
 
+def _raw_exchange(base: str, request: bytes, *, close_write: bool = True) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        if close_write:
+            connection.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_hostile_http_is_refused_and_the_service_carries_on(live) -> None:
+    """What a client library would never send, at the socket: a truncated body, a body
+    announced too large, bytes that are not HTTP. Nothing is written; the service stays up."""
+    base, token = live["base"], live["tokens"]["alpha"]
+    size = httpx.get(f"{base}/api/v1/tree").json()["tree_size"]
+    head = (
+        "POST /api/v1/attestations HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+    )
+    body = json.dumps({"attestation_document": "hAA=", "result_hash": "sha256:" + "00" * 32})
+    truncated = _raw_exchange(
+        base, f"{head}Content-Length: {len(body) + 500}\r\n\r\n{body}".encode()
+    )
+    assert truncated.split(b" ", 2)[1] == b"400", truncated[:300]
+    assert b"shorter than its Content-Length" in truncated
+    oversize = _raw_exchange(
+        base, f"{head}Content-Length: 100000000\r\n\r\n".encode(), close_write=False
+    )
+    assert oversize.split(b" ", 2)[1] == b"413", oversize[:200]
+    assert b"payload_too_large" in oversize
+    garbage = _raw_exchange(base, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 20)
+    assert garbage == b"" or garbage.split(b" ", 2)[1] == b"400"  # gunicorn hangs up
+    assert httpx.get(f"{base}/readyz").status_code == 200
+    assert httpx.get(f"{base}/api/v1/tree").json()["tree_size"] == size
+
+
 def test_serve_refuses_an_outdated_schema(databases, tmp_path) -> None:
     url = databases.empty()
     try:

@@ -90,6 +90,7 @@ def build_service(db_url, tmp_path, sim_pki, sim_nsm, **overrides: Any) -> Servi
         ledger_key_path=key,
         trust_root_path=root,
         rate_limit=overrides.pop("rate_limit", 0.0),
+        receipt_checkpoint_ttl=0.0,
         **overrides,
     )
     runtime = Runtime.build(settings, publish=False)

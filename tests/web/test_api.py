@@ -229,6 +229,104 @@ def test_the_same_evidence_again(service) -> None:
     assert stolen.json["code"] == "evidence_conflict"
 
 
+def _same_batch(service):
+    """Swap in a batcher that waits long enough to put concurrent submissions in one batch."""
+    from ledger.batcher import AppendBatcher
+
+    service.runtime.batcher.close()
+    service.runtime.batcher = AppendBatcher(service.runtime.sessions, max_wait=0.5)
+    service.runtime.intake.batcher = service.runtime.batcher
+
+
+def _at_once(*calls):
+    import threading
+
+    results: list = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(n: int) -> None:
+        barrier.wait()
+        results[n] = calls[n]()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_two_documents_racing_for_one_challenge_in_one_batch(service) -> None:
+    """Both pass the pre-check (the challenge is open) and meet in one append batch; the
+    batch's single consuming statement takes the challenge once, and exactly one wins."""
+    _same_batch(service)
+    nonce = service.challenge()
+    before = entry_count(service)
+    one = service.document(nonce=nonce, result=b"one")
+    two = service.document(nonce=nonce, result=b"two")
+    results = _at_once(
+        lambda: service.submit(one, result=b"one"), lambda: service.submit(two, result=b"two")
+    )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [201, 409], [r.json for r in results]
+    loser = next(r for r in results if r.status_code == 409)
+    assert loser.json["code"] == "nonce_already_used"
+    winner = next(r for r in results if r.status_code == 201)
+    assert winner.json["verdict"]["status"] == "affirming"
+    assert entry_count(service) == before + 1
+    assert service.runtime.batcher.split_batches == 1  # they met in one batch, which failed
+
+
+def test_one_idempotency_key_racing_with_two_requests(service) -> None:
+    _same_batch(service)
+    before = entry_count(service)
+    one = service.document(nonce=service.challenge(), result=b"one")
+    two = service.document(nonce=service.challenge(), result=b"two")
+    results = _at_once(
+        lambda: service.submit(one, result=b"one", key="racing"),
+        lambda: service.submit(two, result=b"two", key="racing"),
+    )
+    assert sorted(r.status_code for r in results) == [201, 409], [r.json for r in results]
+    assert next(r for r in results if r.status_code == 409).json["code"] == ("idempotency_conflict")
+    assert entry_count(service) == before + 1
+    assert service.runtime.batcher.split_batches == 1
+    w = 0 if results[0].status_code == 201 else 1
+    document, result = ((one, b"one"), (two, b"two"))[w]
+    again = service.submit(document, result=result, key="racing")  # the winner's retry
+    assert again.status_code == 200
+    assert again.json["entry"] == results[w].json["entry"]
+
+
+def test_a_batch_of_submissions_keeps_its_books_in_one_go(service) -> None:
+    """Eight submissions in one batch: every challenge consumed, every key remembered."""
+    _same_batch(service)
+    jobs = []
+    for n in range(8):
+        result = b"job %d" % n
+        jobs.append((service.document(nonce=service.challenge(), result=result), result))
+    batches = service.runtime.batcher.batches
+    results = _at_once(
+        *[
+            (lambda d=d, r=r, n=n: service.submit(d, result=r, key=f"key-{n}"))
+            for n, (d, r) in enumerate(jobs)
+        ]
+    )
+    assert [r.status_code for r in results] == [201] * 8
+    assert service.runtime.batcher.batches - batches < 8  # they shared transactions
+    assert service.runtime.batcher.split_batches == 0
+    with service.runtime.sessions() as session:
+        open_ = session.execute(
+            text("SELECT count(*) FROM challenges WHERE used_at IS NULL")
+        ).scalar()
+        keys = session.execute(text("SELECT count(*) FROM idempotency_keys")).scalar()
+    assert open_ == 0
+    assert keys == 8
+    for n, (document, result) in enumerate(jobs):
+        again = service.submit(document, result=result, key=f"key-{n}")
+        assert again.json["replayed"] is True
+        assert again.json["entry"] == results[n].json["entry"]
+
+
 class TestAuthentication:
     def test_no_token(self, service) -> None:
         response = service.http.post("/api/v1/challenges")
@@ -365,6 +463,37 @@ class TestBadRequests:
             "/api/v1/challenges", json={"count": count}, headers=service.auth("worker-1")
         )
         assert response.status_code == 400
+
+    @pytest.mark.parametrize(
+        ("body", "content_type", "status", "code"),
+        [
+            (b"garbage", "application/json", 400, "malformed_request"),
+            (b'{"count": ', "application/json", 400, "malformed_request"),
+            (b"[3]", "application/json", 400, "malformed_request"),
+            (b"count=3", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+            (b'{"count": 1, "pad": "' + b"x" * 70000 + b'"}', "application/json", 413,
+             "payload_too_large"),
+        ],
+    )  # fmt: skip
+    def test_bad_challenge_requests_issue_nothing(
+        self, service, body, content_type, status, code
+    ) -> None:
+        response = service.http.post(
+            "/api/v1/challenges",
+            data=body,
+            content_type=content_type,
+            headers=service.auth("worker-1"),
+        )
+        assert response.status_code == status
+        assert response.mimetype == "application/problem+json"
+        assert response.json["code"] == code
+        with service.runtime.sessions() as session:
+            assert session.execute(text("SELECT count(*) FROM challenges")).scalar() == 0
+
+    def test_challenges_need_a_worker_token(self, service) -> None:
+        reader = service.http.post("/api/v1/challenges", headers=service.auth("auditor"))
+        assert reader.status_code == 403
+        assert reader.json["code"] == "forbidden"
 
     def test_several_challenges_at_once(self, service) -> None:
         response = service.http.post(
