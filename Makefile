@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-db lint format bench faketime run clean
+.PHONY: help install test test-db lint format bench faketime wrk run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -47,7 +47,12 @@ faketime: ## install libfaketime (Debian package), which runs the peer verifiers
 	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq faketime >/dev/null; } || \
 	  echo "libfaketime missing and not installable here: peers will be skipped"
 
-bench: $(STAMP) $(PEERS_VENV)/.installed faketime ## run the benchmarks in bench/ (prints tables; never fails on speed)
+wrk: ## install wrk (Debian package), the C load generator of the service benchmark
+	@command -v wrk >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "wrk missing and not installable here: the service benchmark uses Python threads"
+
+bench: $(STAMP) $(PEERS_VENV)/.installed faketime wrk ## run the benchmarks in bench/ (prints tables; never fails on speed)
 	$(PY) -m bench $(BENCH)
 
 run: $(STAMP) ## set up a demo ledger, start the service on 127.0.0.1:8000, feed it (Ctrl-C stops)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import ledger_bench, verifier_throughput
+from bench import ledger_bench, service_bench, verifier_throughput
 
 
 def test_verifier_benchmark_runs(capsys) -> None:
@@ -26,3 +26,14 @@ def test_ledger_benchmark_runs(capsys) -> None:
     assert set(results["proofs"]) == {300, 1000}
     assert results["appends"]["batch 1000"] > 0
     assert "Proof latency" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_service_benchmark_runs(capsys) -> None:
+    results = service_bench.main(seconds=0.05, workers=2, per_worker=15, load="threads")
+    assert results["documents"] == 30
+    assert results["verdicts"] == {"affirming": 30}
+    assert results["errors"] == 0
+    assert results["verifier_only_machine"] > 0
+    assert results["cpu_ms_per_document"]["service (gunicorn)"] > 0
+    assert "Service end to end" in capsys.readouterr().out
