@@ -122,6 +122,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             check=False,
         )
         _show_worker(worker.stdout, worker.stderr)
+        if worker.returncode != 0:
+            print(f"the demo worker failed; see {log_path}", file=sys.stderr)
+            return EXIT_USAGE  # the service or the demo set-up is not working
         time.sleep(2.5)  # let the publisher sign a checkpoint covering the demo
         _where_to_look(server, data, signer.verifier())
         if args.no_wait:
