@@ -16,6 +16,7 @@ one process and in one process per CPU.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import multiprocessing
@@ -100,7 +101,7 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _set_up(directory: Path, workers: int) -> tuple[str, Path, SimulatedNsm, list[str]]:
+def _set_up(directory: Path, workers: int) -> tuple[str, Path, SimulatedNsm, list[str], str]:
     data = directory / "var"
     data.mkdir()
     url = start_embedded(directory / "pg", cleanup="delete")
@@ -120,8 +121,9 @@ def _set_up(directory: Path, workers: int) -> tuple[str, Path, SimulatedNsm, lis
         for n in range(workers):
             tokens.append(create_client(session, f"bench-{n}", "worker"))
             store.allow(session, f"bench-{n}", IMAGE)
+        reader = create_client(session, "bench-reader", "reader")
     engine.dispose()
-    return url, data, nsm, tokens
+    return url, data, nsm, tokens, reader
 
 
 def _prepare(base: str, tokens: list[str], nsm: SimulatedNsm, per_worker: int) -> Jobs:
@@ -158,7 +160,10 @@ def main(
     """``load``: "wrk" (fixed duration), "threads" (every prepared document once) or "auto"
     (wrk when installed)."""
     directory = Path(tempfile.mkdtemp(prefix="attest-ledger-service-bench-"))
-    url, data, nsm, tokens = _set_up(directory, workers)
+    # Registered before the embedded server's own exit handler, so it runs after it: the
+    # server stops and deletes its data, then the rest goes.
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    url, data, nsm, tokens, reader = _set_up(directory, workers)
     port = _free_port()
     env = {
         **os.environ,
@@ -198,6 +203,16 @@ def main(
             "PostgreSQL": (after[1] - before[1]) * 1000 / measured["documents"],
         }
         exposition = httpx.get(f"{base}/metrics").text
+        floors = {}
+        if wrk:  # what a request costs that does no verification and no append
+            for label, path, headers in (
+                ("GET /healthz", "/healthz", []),
+                ("GET /api/v1/entries/0 (reader token)", "/api/v1/entries/0",
+                 ["-H", f"Authorization: Bearer {reader}"]),
+            ):  # fmt: skip
+                floors[label] = _floor(
+                    wrk, base, path, headers, server=server.pid, postmaster=postmaster
+                )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -215,6 +230,7 @@ def main(
             for name in ("verification", "append", "submission")
         },
         "verdicts": _verdicts(exposition),
+        "floors": floors,
         "verifier_only_machine": machine,
         "verifier_only_one_core": one_core,
         "cpus": cpus,
@@ -262,6 +278,28 @@ def _load_with_wrk(
         "p50_ms": stats["p50_us"] / 1000,
         "p99_ms": stats["p99_us"] / 1000,
         "errors": stats["errors"] + stats["other"],
+    }
+
+
+def _floor(
+    wrk: str, base: str, path: str, headers: list[str], *, server: int, postmaster: int
+) -> dict[str, float]:
+    command = [wrk, "-t", "2", "-c", "8", "-d", "3s", *headers, base + path]
+    subprocess.run([*command[:6], "1s", *command[7:]], capture_output=True, check=True)  # warm
+    before = _cpu_seconds([server]), _cpu_seconds([postmaster])
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after = _cpu_seconds([server]), _cpu_seconds([postmaster])
+    rate = float(next(x for x in completed.stdout.splitlines() if "Requests/sec" in x).split()[1])
+    count = rate * 3
+    return {
+        "requests_per_second": rate,
+        "service_cpu_ms": (after[0] - before[0]) * 1000 / count,
+        "postgres_cpu_ms": (after[1] - before[1]) * 1000 / count,
     }
 
 
@@ -358,3 +396,8 @@ def print_table(r: dict[str, Any]) -> None:
         + ", ".join(f"{name} {value:.2f} ms" for name, value in cpu.items())
         + f"; verifier alone {1000 / one:.2f} ms"
     )
+    for label, floor in r["floors"].items():
+        print(
+            f"  floor, {label}: {floor['requests_per_second']:.0f}/s, CPU per request: service "
+            f"{floor['service_cpu_ms']:.2f} ms, PostgreSQL {floor['postgres_cpu_ms']:.2f} ms"
+        )
