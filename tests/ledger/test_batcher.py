@@ -65,18 +65,24 @@ def test_acknowledgement_comes_after_commit_and_after_hooks_share_the_transactio
     assert appended.index == 0
 
 
+def _outcomes(futures) -> list[int | str]:
+    """Each future's entry index, or the message of the error it raised."""
+    outcomes: list[int | str] = []
+    for future in futures:
+        try:
+            outcomes.append(future.result(timeout=30).index)
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+    return outcomes
+
+
 def test_one_failing_entry_does_not_sink_its_batch(session_factory) -> None:
     def explode(session, appended) -> None:
         raise RuntimeError("this caller's follow-up failed")
 
     batcher = AppendBatcher(session_factory, max_wait=0.2)
     futures = [batcher.submit(entry(i), after=explode if i == 3 else None) for i in range(6)]
-    outcomes = []
-    for future in futures:
-        try:
-            outcomes.append(future.result(timeout=30).index)
-        except RuntimeError as exc:
-            outcomes.append(str(exc))
+    outcomes = _outcomes(futures)
     batcher.close()
     assert outcomes[3] == "this caller's follow-up failed"
     assert sorted(o for o in outcomes if isinstance(o, int)) == [0, 1, 2, 3, 4]
@@ -109,12 +115,7 @@ def test_follow_ups_run_once_per_batch_and_a_failure_stays_with_its_entry(
     futures = [
         batcher.submit(entry(10 + i), after=FollowUp(keep, p)) for i, p in enumerate(payloads)
     ]
-    outcomes = []
-    for future in futures:
-        try:
-            outcomes.append(future.result(timeout=30).index)
-        except RuntimeError as exc:
-            outcomes.append(str(exc))
+    outcomes = _outcomes(futures)
     batcher.close()
     assert outcomes == [4, "a bad payload", 5]
     assert calls == [[(4, "e")], [(5, "f")]]  # retried one by one
