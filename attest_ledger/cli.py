@@ -20,6 +20,7 @@ from attest_ledger import (
     keys_command,
     policy_command,
     serve_command,
+    users_command,
     verify_command,
     worker_command,
 )
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         db_command,
         keys_command,
         clients_command,
+        users_command,
         policy_command,
         checkpoint_command,
         audit_command,

@@ -7,6 +7,12 @@
 * ``policy_images``, ``policy_settings``, ``worker_images``: the reference values in force.
   Every change to them is also appended to the ledger, and ``policy_settings.revision_entry``
   names that entry, so each verdict can point at the exact policy that judged it.
+* ``portal_users``: people who sign in to the auditor portal (auditor or admin), with an
+  Argon2id password hash; disabled, never deleted.
+* ``portal_sessions``: signed-in browsers; the cookie holds a random token, the table its
+  SHA-256, the session's CSRF token and its expiry, so signing out really ends it.
+* ``portal_login_failures``: failed sign-ins, by name and by address, for rate limiting
+  that holds across processes.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -36,8 +43,11 @@ __all__ = [
     "ApiClient",
     "Challenge",
     "IdempotencyKey",
+    "LoginFailure",
     "PolicyImage",
     "PolicySettings",
+    "PortalSession",
+    "PortalUser",
     "ServiceBase",
     "WorkerImage",
 ]
@@ -116,4 +126,43 @@ class WorkerImage(ServiceBase):
     )
     image_name: Mapped[str] = mapped_column(
         Text, ForeignKey("policy_images.name", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class PortalUser(ServiceBase):
+    __tablename__ = "portal_users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(Text)
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("role IN ('auditor', 'admin')", name="role_known"),)
+
+
+class PortalSession(ServiceBase):
+    __tablename__ = "portal_sessions"
+
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("portal_users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (CheckConstraint("octet_length(token_sha256) = 32", name="token_sha256_size"),)
+
+
+class LoginFailure(ServiceBase):
+    __tablename__ = "portal_login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    address: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_portal_login_failures_name_at", "name", "at"),
+        Index("ix_portal_login_failures_address_at", "address", "at"),
     )

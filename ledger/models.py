@@ -42,9 +42,11 @@ __all__ = [
     "Checkpoint",
     "Entry",
     "Evidence",
+    "HourlyCount",
     "LatestCheckpoint",
     "Node",
     "Sequencer",
+    "StatsState",
 ]
 
 NAMING_CONVENTION = {
@@ -102,7 +104,17 @@ class Entry(Base):
         ),
         Index("ix_ledger_entries_leaf_hash", "leaf_hash"),
         Index("ix_ledger_entries_result_hash", "result_hash"),
-        Index("ix_ledger_entries_appended_at", "appended_at"),
+        # Filtered lists, newest first, one page at a time (keyset on idx): each filter
+        # column leads an index that ends in idx, so a page is an index range scan.
+        Index("ix_ledger_entries_appended_at_idx", "appended_at", "idx"),
+        Index("ix_ledger_entries_kind_idx", "kind", "idx"),
+        Index("ix_ledger_entries_verdict_idx", "verdict", "idx"),
+        Index("ix_ledger_entries_worker_idx", "worker", "idx"),
+        Index("ix_ledger_entries_image_idx", "image", "idx"),
+        Index("ix_ledger_entries_pcr0_idx", "pcr0", "idx"),
+        Index("ix_ledger_entries_module_id_idx", "module_id", "idx"),
+        # An enclave instance ("i-...") is the part of a module_id before "-enc".
+        Index("ix_ledger_entries_instance_idx", text("split_part(module_id, '-enc', 1)"), "idx"),
     )
 
 
@@ -169,6 +181,33 @@ class LatestCheckpoint(Base):
         BigInteger,
         ForeignKey("ledger_checkpoints.tree_size", deferrable=True, initially="DEFERRED"),
     )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class HourlyCount(Base):
+    """Entries per hour of appending, by kind, verdict, worker and image: derived from
+    ``ledger_entries`` by :mod:`ledger.stats` (not part of what the ledger proves; it can be
+    rebuilt from the entries at any time). Absent values are stored as ''."""
+
+    __tablename__ = "ledger_hourly_counts"
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    verdict: Mapped[str] = mapped_column(Text, primary_key=True)
+    worker: Mapped[str] = mapped_column(Text, primary_key=True)
+    image: Mapped[str] = mapped_column(Text, primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatsState(Base):
+    """How far :class:`HourlyCount` has counted: every entry below ``next_idx``."""
+
+    __tablename__ = "ledger_stats_state"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    next_idx: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

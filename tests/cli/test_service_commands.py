@@ -113,3 +113,30 @@ def test_worker_run_needs_a_token(capsys, settings) -> None:
     code, _, err = run(capsys, settings, "worker", "run")
     assert code == 2
     assert "ATTEST_LEDGER_WORKER_TOKEN" in err
+
+
+def test_users_commands(capsys, settings, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    code, _, err = run(capsys, settings, "users", "add", "ada", "--password-stdin")
+    assert code == 0, err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    code, _, err = run(
+        capsys, settings, "users", "add", "bob", "--role", "admin", "--password-stdin"
+    )
+    assert code == 2
+    assert "12 to 1024" in err
+    answers = iter(["one passphrase here", "another passphrase"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    code, _, err = run(capsys, settings, "users", "add", "bob")
+    assert code == 2
+    assert "differ" in err
+    assert run(capsys, settings, "users", "list")[1] == "ada\tauditor\tactive\n"
+    assert run(capsys, settings, "users", "disable", "ada")[0] == 0
+    assert "disabled" in run(capsys, settings, "users", "list")[1]
+    assert run(capsys, settings, "users", "disable", "ada")[0] == 2
+    assert run(capsys, settings, "users", "enable", "ada")[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a different passphrase\n"))
+    assert run(capsys, settings, "users", "passwd", "ada", "--password-stdin")[0] == 0
+    assert run(capsys, settings, "users", "passwd", "nobody", "--password-stdin")[0] == 2

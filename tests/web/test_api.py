@@ -592,7 +592,7 @@ class TestOperations:
         assert service.http.get("/healthz").json == {"status": "ok"}
         ready = service.http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json["checks"]["schema"] == "0002"
+        assert ready.json["checks"]["schema"] == "0003"
         assert ready.json["checks"]["trust_anchor"]["name"].startswith("configured root")
 
     def test_metrics(self, service) -> None:
