@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
+from attest_ledger.db_command import head_revision
 from ledger.checkpoint import CheckpointBody
 from ledger.checkpoints import publish_checkpoint
 from ledger.db import session_scope
@@ -592,7 +593,7 @@ class TestOperations:
         assert service.http.get("/healthz").json == {"status": "ok"}
         ready = service.http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json["checks"]["schema"] == "0003"
+        assert ready.json["checks"]["schema"] == head_revision()
         assert ready.json["checks"]["trust_anchor"]["name"].startswith("configured root")
 
     def test_metrics(self, service) -> None:
