@@ -62,6 +62,24 @@ class PolicyConfig:
     def digest(self) -> str:
         return hashlib.sha256(canonical_json(self.snapshot())).hexdigest()
 
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any], revision: int | None) -> PolicyConfig:
+        """The policy a ledger entry recorded (the inverse of :meth:`snapshot`)."""
+        try:
+            return cls(
+                images={
+                    image["name"]: {int(i): bytes.fromhex(v) for i, v in image["pcrs"].items()}
+                    for image in snapshot["images"]
+                },
+                allow_debug=bool(snapshot["allow_debug"]),
+                max_age_seconds=snapshot["max_age_seconds"],
+                clock_skew_seconds=int(snapshot["clock_skew_seconds"]),
+                workers={w: frozenset(names) for w, names in snapshot["workers"].items()},
+                revision_entry=revision,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PolicyError(f"not a recorded policy: {exc}") from None
+
     def for_worker(self, worker: str) -> Policy | None:
         """The verifier policy for ``worker``: the images it may attest. None if it may attest
         none (the verifier refuses an empty policy, and so do we: fail closed)."""

@@ -6,7 +6,8 @@ session-level advisory lock on a connection of its own; the one that holds it is
 publisher, the others keep trying. A checkpoint is published whenever ``max_entries`` new
 entries wait, or ``interval`` seconds after the first one arrived, whichever comes first. If
 the publishing process dies its connection closes, the lock is released, and another
-process takes over within a second.
+process takes over within a second. After each checkpoint the publisher also brings the
+hourly entry counts up to date (:mod:`ledger.stats`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ledger.checkpoints import publish_checkpoint
 from ledger.errors import LedgerError
 from ledger.models import LatestCheckpoint, Sequencer
 from ledger.note import NoteSigner
+from ledger.stats import refresh
 
 __all__ = ["PUBLISHER_LOCK", "CheckpointPublisher"]
 
@@ -125,3 +127,12 @@ class CheckpointPublisher:
             return
         if self.on_publish is not None:
             self.on_publish(checkpoint.tree_size)
+        self._count()
+
+    def _count(self) -> None:
+        """Keep the hourly counts (the portal's overview) up with the checkpoints."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                refresh(session)
+        except SQLAlchemyError as exc:
+            log.warning("checkpoint publisher: counting entries failed (%s)", exc)

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from ledger.errors import InvalidNote
 from ledger.merkle import HASH_SIZE
 
-__all__ = ["CHAIN_EXTENSION", "CheckpointBody"]
+__all__ = ["CHAIN_EXTENSION", "TLOG_PROOF_HEADER", "CheckpointBody", "tlog_proof"]
+
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 
 CHAIN_EXTENSION = "chain-head"
 _SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
@@ -73,3 +75,10 @@ def _hash(text: str, what: str) -> bytes:
     if len(value) != HASH_SIZE:
         raise InvalidNote(f"checkpoint: the {what} must be {HASH_SIZE} bytes")
     return value
+
+
+def tlog_proof(index: int, hashes: list[bytes], note: str) -> str:
+    """A C2SP tlog-proof: the header, the leaf index, the inclusion proof hashes (base64, one
+    per line), a blank line and the signed checkpoint the proof leads to."""
+    lines = [TLOG_PROOF_HEADER, f"index {index}", *(base64.b64encode(h).decode() for h in hashes)]
+    return "\n".join(lines) + "\n\n" + note

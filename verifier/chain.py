@@ -47,7 +47,7 @@ from verifier.errors import (
 from verifier.timefmt import iso_utc
 from verifier.trust import TrustAnchor
 
-__all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "verify_chain"]
+__all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "describe_path", "verify_chain"]
 
 # What cryptography raises from its (lazy) accessors for a corrupt certificate. The
 # deprecation warning arrives as an exception where warnings are errors, as in our tests.
@@ -336,6 +336,23 @@ def _extension(
         return extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
         return None
+
+
+def describe_path(cabundle: tuple[bytes, ...], certificate: bytes) -> list[CertificateInfo | str]:
+    """What each certificate of a document's path says about itself (subject, issuer,
+    validity), root first, WITHOUT verifying anything: for showing a path, valid or not. A
+    certificate that does not parse is described by the reason, as a string."""
+    ders = (*cabundle, certificate)
+    out: list[CertificateInfo | str] = []
+    for position, der in enumerate(ders):
+        try:
+            parsed = x509.load_der_x509_certificate(der)
+            out.append(
+                _info(parsed, der, position, len(ders), issuer=parsed.issuer.rfc4514_string())
+            )
+        except _CERTIFICATE_PARSE_ERRORS as exc:
+            out.append(f"{_position_name(position, len(ders))}: not a certificate ({exc})")
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from attest_ledger import challenges
 from attest_ledger.intake import Client, Receipt, Submission
+from ledger.checkpoint import tlog_proof
 from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint, list_checkpoints
 from ledger.entry import canonical_json
 from ledger.errors import InvalidEntry
@@ -352,11 +353,7 @@ def get_inclusion_proof(index: int) -> Response:
                 "malformed_request",
                 f"tlog-proof needs a signed checkpoint; none at size {size}",
             )
-        text = "c2sp.org/tlog-proof@v1\n" + f"index {index}\n"
-        text += (
-            "".join(base64.b64encode(h).decode() + "\n" for h in hashes) + "\n" + checkpoint.note
-        )
-        return Response(text, mimetype="text/plain")
+        return Response(tlog_proof(index, hashes, checkpoint.note), mimetype="text/plain")
     return jsonify(
         {
             "index": index,
