@@ -19,6 +19,8 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_CHALLENGE_TTL``        seconds a challenge stays valid (300)
 ``ATTEST_LEDGER_RATE_LIMIT``           requests per second per client and process (200)
 ``ATTEST_LEDGER_WORKER_TOKEN``         the token ``worker run`` uses (or ``--token-file``)
+``ATTEST_LEDGER_COOKIE_SECURE``        portal cookies only over HTTPS or to localhost (1)
+``ATTEST_LEDGER_SESSION_HOURS``        how long a portal sign-in lasts (8)
 =====================================  ==================================================
 """
 
@@ -59,6 +61,9 @@ class Settings:
     worker_token: str | None = None
     #: How stale the latest checkpoint named in receipts may be (saves a query per receipt).
     receipt_checkpoint_ttl: float = 0.25
+    #: Portal session cookies are Secure (sent over HTTPS, and to http://localhost only).
+    cookie_secure: bool = True
+    session_hours: float = 8.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,7 +86,20 @@ class Settings:
             challenge_ttl=_number(env, "ATTEST_LEDGER_CHALLENGE_TTL", 300.0, float),
             rate_limit=_number(env, "ATTEST_LEDGER_RATE_LIMIT", 200.0, float),
             worker_token=env.get("ATTEST_LEDGER_WORKER_TOKEN") or None,
+            cookie_secure=_flag(env, "ATTEST_LEDGER_COOKIE_SECURE", default=True),
+            session_hours=_number(env, "ATTEST_LEDGER_SESSION_HOURS", 8.0, float),
         )
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    text = (env.get(name) or "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, found {text!r}")
 
 
 def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from attest_ledger.intake import IntakeError
@@ -63,7 +63,17 @@ class Problem(Exception):
         self.extra = extra or {}
 
 
+#: Paths that always answer in problem+json; everything else is for people (the portal) and,
+#: when the portal is mounted, gets an HTML error page instead.
+_MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
 def problem_response(problem: Problem) -> Response:
+    render_html = current_app.extensions.get("attest_ledger.html_errors")
+    if render_html is not None and not request.path.startswith(_MACHINE_PATHS):
+        response: Response = render_html(problem)
+        response.headers.update(problem.headers)
+        return response
     body = {
         "type": f"urn:attestation-ledger:problem:{problem.code}",
         "title": problem.code.replace("_", " ").capitalize(),

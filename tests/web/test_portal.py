@@ -1,0 +1,343 @@
+"""The auditor portal's views, through Flask's test client on a real database."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urlencode
+
+import pytest
+from markupsafe import escape
+from sqlalchemy import text
+
+from attest_ledger.users import add_user
+from enclave_worker.simulated_nsm import encode_payload
+from ledger.checkpoints import publish_checkpoint
+from ledger.db import session_scope
+from tests.web.conftest import NOW
+from verifier import parse_evidence
+
+pytestmark = pytest.mark.db
+
+PASSWORD = "an auditor's long passphrase"  # noqa: S105 - a test account
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def sign_in(http, name="ada", password=PASSWORD, next_page=None):
+    form = http.get("/portal/login")
+    data = {"csrf": csrf_of(form.get_data(as_text=True)), "name": name, "password": password}
+    if next_page:
+        data["next"] = next_page
+    return http.post("/portal/login", data=data)
+
+
+@pytest.fixture
+def portal(service):
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)
+    http = service.app.test_client()
+    http.environ_base["wsgi.url_scheme"] = "https"
+    assert sign_in(http).status_code == 302
+    service.browser = http
+    return service
+
+
+def publish(service) -> None:
+    with session_scope(service.runtime.sessions) as session:
+        publish_checkpoint(session, service.runtime.signer)
+
+
+def page(service, path: str, status: int = 200) -> str:
+    response = service.browser.get(path)
+    assert response.status_code == status, response.get_data(as_text=True)[:2000]
+    return response.get_data(as_text=True)
+
+
+def test_pages_need_a_signed_in_user(service) -> None:
+    http = service.app.test_client()
+    for path in ("/portal/", "/portal/entries", "/portal/entries/0", "/portal/checkpoints"):
+        response = http.get(path)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/portal/login?next=")
+    assert http.get("/").headers["Location"] == "/portal/"
+
+
+def test_signing_in_sets_a_hardened_cookie_and_signing_out_ends_the_session(service) -> None:
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)
+    http = service.app.test_client()
+    http.environ_base["wsgi.url_scheme"] = "https"
+    response = sign_in(http, next_page="/portal/entries?verdict=warning")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/portal/entries?verdict=warning"
+    cookie = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("__Host-al_session=")
+    )
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in cookie
+    token = cookie.split(";")[0].split("=", 1)[1]
+    overview = http.get("/portal/")
+    assert overview.status_code == 200
+    csrf = csrf_of(overview.get_data(as_text=True))
+    assert http.post("/portal/logout", data={"csrf": "wrong"}).status_code == 400
+    assert http.post("/portal/logout", data={"csrf": csrf}).status_code == 302
+    assert http.get("/portal/").status_code == 302  # signed out
+    # the old cookie is dead on the server too, not just deleted in this browser
+    other = service.app.test_client()
+    other.environ_base["wsgi.url_scheme"] = "https"
+    other.set_cookie("__Host-al_session", token, domain="localhost")
+    assert other.get("/portal/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "/api/v1/tree"]
+)
+def test_no_open_redirect_after_sign_in(service, target) -> None:
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)
+    http = service.app.test_client()
+    http.environ_base["wsgi.url_scheme"] = "https"
+    assert sign_in(http, next_page=target).headers["Location"] == "/portal/"
+
+
+def test_bad_sign_ins(service) -> None:
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)
+    http = service.app.test_client()
+    http.environ_base["wsgi.url_scheme"] = "https"
+    wrong = sign_in(http, password="not the password")
+    assert wrong.status_code == 401
+    assert "Unknown name or wrong password." in wrong.get_data(as_text=True)
+    forged = http.post("/portal/login", data={"csrf": "x", "name": "ada", "password": PASSWORD})
+    assert forged.status_code == 400  # no matching login cookie
+    for n in range(5):
+        sign_in(http, password=f"wrong {n}")
+    limited = sign_in(http)  # the right password, too late
+    assert limited.status_code == 429
+    assert "Too many failed sign-ins" in limited.get_data(as_text=True)
+
+
+def test_every_page_has_a_strict_content_security_policy(portal) -> None:
+    portal.fresh()
+    publish(portal)
+    for path in (
+        "/portal/",
+        "/portal/entries",
+        "/portal/entries/7",
+        "/portal/checkpoints",
+        "/portal/login",
+    ):
+        response = portal.browser.get(path)
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy
+        assert "default-src 'none'" in policy
+        assert "unsafe-inline" not in policy
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "<script>" not in response.get_data(as_text=True)  # no inline script at all
+
+
+def test_an_empty_ledger_reads_well(portal) -> None:
+    overview = page(portal, "/portal/")
+    assert "none yet" in overview
+    assert "No rejections recorded." in overview
+    with portal.runtime.sessions() as session:
+        session.execute(text("SELECT 1"))
+    entries = page(portal, "/portal/entries?kind=attestation")
+    assert "No entry matches these filters." in entries
+    assert "No signed checkpoint" in page(portal, "/portal/checkpoints") or "No checkpoint" in page(
+        portal, "/portal/checkpoints"
+    )
+
+
+def test_overview_counts_and_rejections(portal) -> None:
+    for _ in range(3):
+        portal.fresh()
+    bad = portal.submit(portal.document(nonce=portal.challenge(), result=b"other"))  # unbound
+    assert bad.json["verdict"]["status"] == "contraindicated"
+    publish(portal)
+    overview = page(portal, "/portal/")
+    assert "signature verifies" in overview
+    assert "affirming: 3" in overview
+    assert "contraindicated: 1" in overview
+    assert "result_binding_mismatch" in overview
+    assert f'href="/portal/entries/{bad.json["entry"]["index"]}"' in overview
+    assert "inference-v1" in overview  # most active image
+    assert page(portal, "/portal/?range=30d").count("<rect") > 1
+    assert "range must be one of" in page(portal, "/portal/?range=forever", 400)
+
+
+def test_entry_list_filters_pages_and_permalinks(portal) -> None:
+    for _ in range(3):
+        portal.fresh()
+    portal.fresh("worker-2")
+    listing = page(portal, "/portal/entries?worker=worker-2")
+    assert listing.count("<tr>") == 2  # header + one row
+    assert "Permalink to this view" in listing
+    assert 'href="/portal/entries?worker=worker-2"' in listing
+    ascending = page(portal, "/portal/entries?kind=attestation&sort=index-asc")
+    shown = [int(i) for i in re.findall(r'href="/portal/entries/(\d+)"', ascending)]
+    assert len(shown) == 4
+    assert shown == sorted(shown)
+    descending = page(portal, "/portal/entries?kind=attestation")
+    assert [int(i) for i in re.findall(r'href="/portal/entries/(\d+)"', descending)] == shown[::-1]
+    bad = page(portal, "/portal/entries?pcr0=nothex", 400)
+    assert "The filter <strong>pcr0</strong> cannot be used" in bad
+    assert "Traceback" not in bad
+    assert "cursor" in page(portal, "/portal/entries?after=banana", 400)
+
+
+def test_entry_detail_shows_the_document_chain_policy_and_binding(portal) -> None:
+    receipt = portal.fresh()
+    publish(portal)
+    index = receipt.json["entry"]["index"]
+    detail = page(portal, f"/portal/entries/{index}")
+    nsm = portal.nsm
+    evidence = portal.browser.get(f"/portal/entries/{index}/evidence.cbor").data
+    _, document = parse_evidence(evidence)
+    assert str(escape(document.module_id)) in detail
+    assert nsm.pcrs[0].hex() in detail
+    assert "matches</span> inference-v1" in detail
+    assert "cabundle[0]" in detail
+    assert detail.count('class="badge ok">valid</span>') >= 2
+    assert "holds</span> the document" in detail
+    assert 'revision <a href="/portal/entries/' in detail
+    for download in ("entry.json", "evidence.cbor", "proof.tlog", "proof.json"):
+        assert f"/portal/entries/{index}/{download}" in detail
+    assert 'id="browser-check"' in detail
+    assert "data-proof-url" in detail
+
+
+def test_a_pcr_mismatch_is_highlighted_with_the_expected_value(portal) -> None:
+    reference = portal.nsm.pcrs[1]
+    with session_scope(portal.runtime.sessions) as session:
+        portal.runtime.policies.add_image(
+            session, "inference-v2", {0: portal.nsm.pcrs[0], 1: bytes(48), 2: portal.nsm.pcrs[2]}
+        )
+        portal.runtime.policies.deny(session, "worker-1", "inference-v1")
+        portal.runtime.policies.allow(session, "worker-1", "inference-v2")
+    receipt = portal.fresh()
+    assert receipt.json["verdict"]["status"] == "contraindicated"
+    detail = page(portal, f"/portal/entries/{receipt.json['entry']['index']}")
+    assert 'class="pcr-mismatch"' in detail
+    assert f'inference-v2 expects <code class="hash">{bytes(48).hex()}</code>' in detail
+    assert reference.hex() in detail
+
+
+def test_reverify_runs_the_verifier_again_and_compares(portal) -> None:
+    receipt = portal.fresh()
+    index = receipt.json["entry"]["index"]
+    detail = page(portal, f"/portal/entries/{index}")
+    response = portal.browser.post(
+        f"/portal/entries/{index}/reverify", data={"csrf": csrf_of(detail)}
+    )
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200, body[:1000]
+    assert "Re-verified now" in body
+    assert "The verdicts agree." in body
+    forged = portal.browser.post(f"/portal/entries/{index}/reverify", data={"csrf": "forged"})
+    assert forged.status_code == 400
+
+
+def test_downloads_are_what_they_claim(portal) -> None:
+    from ledger.checkpoint import CheckpointBody
+    from ledger.merkle import leaf_hash, verify_inclusion
+    from ledger.note import open_note
+
+    receipt = portal.fresh()
+    index = receipt.json["entry"]["index"]
+    assert (
+        portal.browser.get(f"/portal/entries/{index}/proof.json").status_code == 404
+    )  # no checkpoint yet
+    publish(portal)
+    entry_bytes = portal.browser.get(f"/portal/entries/{index}/entry.json").data
+    assert leaf_hash(entry_bytes).hex() == receipt.json["entry"]["leaf_hash"]
+    proof = json.loads(portal.browser.get(f"/portal/entries/{index}/proof.json").data)
+    opened = open_note(proof["checkpoint"], [portal.runtime.log_key])
+    body = CheckpointBody.parse(opened.text)
+    verify_inclusion(
+        leaf_hash(entry_bytes),
+        index,
+        body.tree_size,
+        [bytes.fromhex(h) for h in proof["hashes"]],
+        body.root_hash,
+    )
+    tlog = portal.browser.get(f"/portal/entries/{index}/proof.tlog").get_data(as_text=True)
+    assert tlog.startswith(f"c2sp.org/tlog-proof@v1\nindex {index}\n")
+    evidence = portal.browser.get(f"/portal/entries/{index}/evidence.cbor")
+    assert evidence.mimetype == "application/cbor"
+    assert "attachment" in evidence.headers["Content-Disposition"]
+    assert portal.browser.get("/portal/log-key.txt").get_data(as_text=True).strip() == str(
+        portal.runtime.log_key
+    )
+    note = portal.browser.get(f"/portal/checkpoints/{body.tree_size}.txt").get_data(as_text=True)
+    assert note == proof["checkpoint"]
+
+
+def test_checkpoints_and_consistency(portal) -> None:
+    portal.fresh()
+    publish(portal)
+    first = (
+        portal.runtime.sessions()
+        .execute(text("SELECT max(tree_size) FROM ledger_checkpoints"))
+        .scalar()
+    )
+    portal.fresh()
+    portal.fresh()
+    publish(portal)
+    second = first + 2
+    listing = page(portal, "/portal/checkpoints")
+    assert listing.count('class="badge ok">verifies</span>') == 2
+    proof_page = page(portal, f"/portal/consistency?first={first}&second={second}")
+    assert "the proof verifies" in proof_page
+    download = json.loads(
+        portal.browser.get(f"/portal/consistency?first={first}&second={second}&format=json").data
+    )
+    assert download["first"] == first
+    assert download["second"] == second
+    assert "need 0 &lt; first &lt;= second" in page(
+        portal, f"/portal/consistency?first={second}&second={first}", 400
+    )
+    assert "no signed checkpoint has tree size 3" in page(
+        portal, "/portal/consistency?first=3&second=4", 404
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["/portal/entries/99999", "/portal/entries/99999/proof.json", "/portal/nothing"]
+)
+def test_unknown_things_are_clear_404_pages(portal, path) -> None:
+    body = page(portal, path, 404)
+    assert "<h1>Not found</h1>" in body
+    assert "Traceback" not in body
+
+
+def hostile_document(portal, *, module_id: str, user_data: bytes, nonce: bytes) -> bytes:
+    fields = portal.nsm.payload_fields(user_data=user_data, nonce=nonce, timestamp=NOW)
+    fields["module_id"] = module_id
+    return portal.nsm.sign(encode_payload(fields))
+
+
+def test_hostile_evidence_fields_are_shown_escaped(portal) -> None:
+    script = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+    document = hostile_document(
+        portal, module_id=script, user_data=script.encode(), nonce=portal.challenge()
+    )
+    receipt = portal.submit(document)
+    assert receipt.status_code == 201, receipt.json
+    index = receipt.json["entry"]["index"]
+    publish(portal)
+    for path in (f"/portal/entries/{index}", "/portal/entries", "/portal/"):
+        body = page(portal, path)
+        assert "<script>alert" not in body
+        assert "<img src=x" not in body
+        assert "onerror=alert" not in body or "onerror=alert(1)&gt;" in body
+    detail = page(portal, f"/portal/entries/{index}")
+    assert str(escape(script)) in detail  # shown, as text
+    listing = page(portal, "/portal/entries?" + urlencode({"module": script}))
+    assert f'href="/portal/entries/{index}"' in listing  # found by its hostile module_id
+    assert "<script>alert" not in listing

@@ -1,0 +1,589 @@
+"""The auditor portal: server-rendered pages under /portal, for people.
+
+Works without JavaScript; the one script (``static/verify.js``) only adds the in-browser
+check of an entry's inclusion proof and of the checkpoint's signature. Every value shown
+passes through Jinja's autoescaping (evidence fields are attacker-controlled), and every
+response carries a strict Content-Security-Policy (see :func:`web.create_app`).
+
+Sign-in: a random session token in an HttpOnly, SameSite=Lax cookie (Secure unless turned
+off for plain-HTTP deployments), looked up by its SHA-256 on every request; a CSRF token
+per session on every form; the sign-in form itself is protected by a double-submit cookie.
+Failed sign-ins are limited per name and per address (:mod:`attest_ledger.users`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+
+from attest_ledger.explain import explain_entry, reverify
+from attest_ledger.users import csrf_matches, end_session, resume_session, sign_in
+from ledger.checkpoint import tlog_proof
+from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint, list_checkpoints
+from ledger.db import session_scope
+from ledger.errors import EntryNotFound, InvalidNote, LedgerError, TreeSizeUnavailable
+from ledger.merkle import verify_consistency
+from ledger.note import open_note
+from ledger.reads import consistency_proof, inclusion_proof, tree_state
+from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entries
+from ledger.stats import aggregate, refresh
+from web.problems import Problem
+from web.sessions import db
+
+__all__ = ["bp", "init_portal"]
+
+bp = Blueprint("portal", __name__, url_prefix="/portal")
+
+_PUBLIC = {"portal.login"}
+_RANGES = {"48h": ("hour", timedelta(hours=48)), "30d": ("day", timedelta(days=30)),
+           "12m": ("month", timedelta(days=366))}  # fmt: skip
+_VERDICT_ORDER = ("affirming", "warning", "contraindicated")
+
+
+def _runtime() -> Any:
+    return current_app.extensions["attest_ledger.runtime"]
+
+
+def _now() -> datetime:
+    now: datetime = _runtime().clock()
+    return now
+
+
+def _settings() -> Any:
+    return _runtime().settings
+
+
+def _session_cookie() -> str:
+    return "__Host-al_session" if _settings().cookie_secure else "al_session"
+
+
+# --- signing in -------------------------------------------------------------------------------
+
+
+@bp.before_request
+def _require_sign_in() -> ResponseReturnValue | None:
+    g.user = None
+    token = request.cookies.get(_session_cookie())
+    if token:
+        g.user = resume_session(db(), token, now=_now())
+    if request.endpoint in _PUBLIC:
+        return None
+    if g.user is None:
+        return redirect(url_for("portal.login", next=request.full_path.rstrip("?")))
+    if request.method == "POST" and not csrf_matches(g.user.csrf_token, request.form.get("csrf")):
+        raise Problem(400, "csrf_failed", "The form was stale or not ours; reload and try again.")
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    """Only our own portal pages: never an absolute URL (no open redirect)."""
+    if (
+        target
+        and target.startswith("/portal/")
+        and not urlsplit(target).netloc
+        and "\\" not in target
+        and not target.startswith("//")
+    ):
+        return target
+    return url_for("portal.overview")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    settings = _settings()
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if g.user is not None:
+            return redirect(target)
+        return _login_page(target, None, 200)
+    expected = request.cookies.get("al_login")
+    if not expected or not csrf_matches(expected, request.form.get("csrf")):
+        return _login_page(target, "The sign-in form expired; please try again.", 400)
+    name = request.form.get("name", "").strip()
+    password = request.form.get("password", "")
+    with session_scope(_runtime().sessions) as session:
+        outcome = sign_in(
+            session,
+            name,
+            password,
+            address=request.remote_addr or "unknown",
+            now=_now(),
+            lifetime=timedelta(hours=settings.session_hours),
+        )
+    if outcome.refused == "limited":
+        return _login_page(
+            target,
+            "Too many failed sign-ins for this name or from this address. Try again in 15 minutes.",
+            429,
+        )
+    if outcome.token is None:
+        return _login_page(target, "Unknown name or wrong password.", 401)
+    response = redirect(target)
+    response.set_cookie(
+        _session_cookie(),
+        outcome.token,
+        max_age=int(settings.session_hours * 3600),
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="Lax",
+    )
+    response.delete_cookie("al_login", path="/portal/login")
+    return response
+
+
+def _login_page(target: str, error: str | None, status: int) -> Response:
+    token = secrets.token_urlsafe(32)
+    response = make_response(
+        render_template("portal/login.html", csrf=token, next=target, error=error), status
+    )
+    response.set_cookie(
+        "al_login",
+        token,
+        max_age=3600,
+        path="/portal/login",
+        secure=_settings().cookie_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    token = request.cookies.get(_session_cookie(), "")
+    with session_scope(_runtime().sessions) as session:
+        end_session(session, token)
+    response = redirect(url_for("portal.login", signed_out=1))
+    response.delete_cookie(_session_cookie(), path="/", secure=_settings().cookie_secure)
+    return response
+
+
+# --- overview ----------------------------------------------------------------------------------
+
+
+def _checkpoint_status(checkpoint: SignedCheckpoint | None, now: datetime) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    try:
+        open_note(checkpoint.note, [_runtime().log_key])
+        verified = True
+    except InvalidNote:
+        verified = False
+    return {
+        "checkpoint": checkpoint,
+        "verified": verified,
+        "age": now - checkpoint.created_at,
+    }
+
+
+def _series(bucket: str, since: datetime, now: datetime, counts: list[Any]) -> list[dict[str, Any]]:
+    """Every bucket from ``since`` to ``now``, with its count per verdict (zeros included)."""
+    since, now = since.astimezone(UTC), now.astimezone(UTC)
+    starts: list[datetime] = []
+    if bucket == "hour":
+        moment = since.replace(minute=0, second=0, microsecond=0)
+        while moment <= now:
+            starts.append(moment)
+            moment += timedelta(hours=1)
+    elif bucket == "day":
+        moment = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        while moment <= now:
+            starts.append(moment)
+            moment += timedelta(days=1)
+    else:
+        moment = since.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        while moment <= now:
+            starts.append(moment)
+            moment = (moment + timedelta(days=32)).replace(day=1)
+    table: dict[datetime, dict[str, int]] = {s: dict.fromkeys(_VERDICT_ORDER, 0) for s in starts}
+    for count in counts:
+        start = count.bucket.astimezone(UTC)
+        if start in table and count.group["verdict"] in _VERDICT_ORDER:
+            table[start][count.group["verdict"]] += count.entries
+    return [{"start": s, "counts": table[s], "total": sum(table[s].values())} for s in starts]
+
+
+def _chart(series: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
+    """Bar geometry for the template's SVG: one stacked bar per bucket."""
+    width, height, left, bottom = 720.0, 220.0, 44.0, 24.0
+    peak = max((item["total"] for item in series), default=0) or 1
+    slot = (width - left) / max(len(series), 1)
+    bars, labels = [], []
+    every = max(1, len(series) // 8)
+    for n, item in enumerate(series):
+        x, y = left + n * slot + slot * 0.1, height - bottom
+        for verdict in _VERDICT_ORDER:
+            value = item["counts"][verdict]
+            if value:
+                h = (height - bottom - 10) * value / peak
+                y -= h
+                bars.append(
+                    {"x": x, "y": y, "w": slot * 0.8, "h": h, "verdict": verdict, "n": value,
+                     "start": item["start"]}
+                )  # fmt: skip
+        if n % every == 0:
+            fmt = {"hour": "%H:00", "day": "%d %b", "month": "%b %Y"}[bucket]
+            labels.append({"x": x + slot * 0.4, "text": item["start"].strftime(fmt)})
+    return {"width": width, "height": height, "left": left, "bottom": bottom, "bars": bars,
+            "labels": labels, "peak": peak}  # fmt: skip
+
+
+def _top(session: Any, column: str, since: datetime) -> list[tuple[str, int]]:
+    totals: dict[str, int] = {}
+    for count in aggregate(
+        session, bucket="month", since=since, group_by=(column,), where={"kind": "attestation"}
+    ):
+        name = count.group[column] or "(none)"
+        totals[name] = totals.get(name, 0) + count.entries
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:5]
+
+
+@bp.get("/")
+def overview() -> str:
+    chosen = request.args.get("range", "48h")
+    if chosen not in _RANGES:
+        raise Problem(400, "malformed_request", f"range must be one of {', '.join(_RANGES)}")
+    bucket, span = _RANGES[chosen]
+    with session_scope(_runtime().sessions) as writer:
+        refresh(writer, max_steps=1)  # cheap when the publisher keeps up (it normally does)
+    session = db()
+    state = tree_state(session)
+    counted, now = session.execute(_COUNTED).one()
+    since = now - span
+    counts = aggregate(
+        session, bucket=bucket, since=since, group_by=("verdict",), where={"kind": "attestation"}
+    )
+    series = _series(bucket, since, now, counts)
+    rejections = []
+    for row in search_entries(session, EntryFilter(verdict="contraindicated"), limit=8).rows:
+        record = json.loads(row.data)
+        rejections.append({"row": row, "reasons": record.get("reasons") or []})
+    return render_template(
+        "portal/overview.html",
+        size=state.size,
+        counted=counted,
+        latest=_checkpoint_status(latest_checkpoint(session), now),
+        chosen=chosen,
+        ranges=list(_RANGES),
+        chart=_chart(series, bucket),
+        totals={v: sum(item["counts"][v] for item in series) for v in _VERDICT_ORDER},
+        images=_top(session, "image", since),
+        workers=_top(session, "worker", since),
+        rejections=rejections,
+    )
+
+
+# How far the hourly counts go, and the database's clock: entries and checkpoints are
+# stamped by it, so the overview's periods and ages are measured on it too.
+_COUNTED = text("SELECT next_idx, now() FROM ledger_stats_state WHERE id = 1")
+
+
+# --- entries -----------------------------------------------------------------------------------
+
+
+def _first_reason(data: bytes) -> str | None:
+    reasons = json.loads(data).get("reasons") or []
+    if reasons and isinstance(reasons[0], dict):
+        return str(reasons[0].get("code"))
+    return None
+
+
+@bp.get("/entries")
+def entries() -> Response:
+    args = request.args
+    sort = args.get("sort") or "index-desc"
+    error: SearchError | None = None
+    page = None
+    try:
+        selection = EntryFilter.from_params(args)
+        page = search_entries(
+            db(), selection, sort=sort, after=args.get("after") or None,
+            before=args.get("before") or None, limit=50,
+        )  # fmt: skip
+    except SearchError as exc:
+        error = exc
+        selection = EntryFilter()
+    rows = [{"row": r, "reason": _first_reason(r.data)} for r in (page.rows if page else [])]
+    base = {k: v for k, v in args.items() if v and k not in ("after", "before")}
+    return make_response(
+        render_template(
+            "portal/entries.html",
+            args=args,
+            rows=rows,
+            page=page,
+            error=error,
+            sorts=SORTS,
+            verdicts=VERDICTS,
+            filtered=not selection.empty,
+            newer=_entries_url({**base, "before": page.before}) if page and page.before else None,
+            older=_entries_url({**base, "after": page.after}) if page and page.after else None,
+            permalink=_entries_url({k: v for k, v in args.items() if v}),
+        ),
+        400 if error else 200,
+    )
+
+
+def _entries_url(params: dict[str, str]) -> str:
+    query = urlencode(params)
+    return url_for("portal.entries") + (f"?{query}" if query else "")
+
+
+def _entry_page(index: int, reverification: Any = None) -> str:
+    session = db()
+    try:
+        view = explain_entry(session, index)
+    except EntryNotFound:
+        size = tree_state(session).size
+        raise Problem(
+            404,
+            "not_found",
+            f"There is no entry {index}: the ledger holds {size} entries (0 to {size - 1})."
+            if size
+            else "There is no entry yet: the ledger is empty.",
+        ) from None
+    latest = latest_checkpoint(session)
+    covered = latest is not None and latest.tree_size > index
+    return render_template(
+        "portal/entry.html",
+        view=view,
+        record=view.record,
+        index=index,
+        latest=latest if covered else None,
+        reverification=reverification,
+        log_key=str(_runtime().log_key),
+        json_text=json.dumps(view.record, indent=2, ensure_ascii=False),
+        user_data_text=_printable(view.document.user_data if view.document else None),
+    )
+
+
+def _printable(data: bytes | None) -> str | None:
+    """``data`` as text when it is printable UTF-8 (shown escaped, beside the hex)."""
+    if not data:
+        return None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+@bp.get("/entries/<int:index>")
+def entry(index: int) -> str:
+    return _entry_page(index)
+
+
+@bp.post("/entries/<int:index>/reverify")
+def entry_reverify(index: int) -> str:
+    view = explain_entry(db(), index)
+    if view.evidence is None:
+        raise Problem(400, "malformed_request", f"entry {index} has no evidence to verify")
+    return _entry_page(index, reverify(view, _runtime().verifier))
+
+
+def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/entries/<int:index>/evidence.cbor")
+def entry_evidence(index: int) -> Response:
+    view = explain_entry(db(), index)
+    if view.evidence is None:
+        raise Problem(404, "not_found", f"entry {index} has no evidence")
+    return _download(view.evidence, "application/cbor", f"entry-{index}-evidence.cbor")
+
+
+@bp.get("/entries/<int:index>/entry.json")
+def entry_bytes(index: int) -> Response:
+    """The canonical entry bytes, exactly as hashed into the leaf."""
+    view = explain_entry(db(), index)
+    return _download(view.entry.data, "application/json", f"entry-{index}.json")
+
+
+def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
+    session = db()
+    text = request.args.get("tree_size")
+    if text:
+        if not text.isdigit() or len(text) > 19:
+            raise Problem(400, "malformed_request", "tree_size must be a whole number")
+        checkpoint = checkpoint_at(session, int(text))
+        if checkpoint is None:
+            raise Problem(404, "not_found", f"no signed checkpoint has tree size {text}")
+    else:
+        checkpoint = latest_checkpoint(session)
+        if checkpoint is None:
+            raise Problem(404, "not_yet_checkpointed", "no checkpoint has been published yet")
+    if checkpoint.tree_size <= index:
+        raise Problem(
+            404,
+            "not_yet_checkpointed",
+            f"entry {index} is not covered by the checkpoint of size {checkpoint.tree_size} yet",
+        )
+    return checkpoint.tree_size, checkpoint
+
+
+@bp.get("/entries/<int:index>/proof.json")
+def entry_proof_json(index: int) -> Response:
+    size, checkpoint = _proof_size(index)
+    view = explain_entry(db(), index)
+    body = {
+        "index": index,
+        "tree_size": size,
+        "leaf_hash": view.entry.leaf_hash.hex(),
+        "hashes": [h.hex() for h in inclusion_proof(db(), index, size)],
+        "checkpoint": checkpoint.note,
+        "log_key": str(_runtime().log_key),
+    }
+    return _download(
+        json.dumps(body, indent=2) + "\n", "application/json", f"entry-{index}-proof.json"
+    )
+
+
+@bp.get("/entries/<int:index>/proof.tlog")
+def entry_proof_tlog(index: int) -> Response:
+    size, checkpoint = _proof_size(index)
+    text = tlog_proof(index, inclusion_proof(db(), index, size), checkpoint.note)
+    return _download(text, "text/plain", f"entry-{index}.tlog-proof")
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+@bp.get("/checkpoints")
+def checkpoints() -> str:
+    before_text = request.args.get("before")
+    before = None
+    if before_text:
+        if not before_text.isdigit() or len(before_text) > 19:
+            raise Problem(400, "malformed_request", "before must be a whole number")
+        before = int(before_text)
+    session = db()
+    listed = list_checkpoints(session, before=before, limit=51)
+    more = len(listed) > 50
+    now = session.execute(text("SELECT now()")).scalar_one()
+    rows = [_checkpoint_status(c, now) for c in listed[:50]]
+    return render_template(
+        "portal/checkpoints.html",
+        rows=rows,
+        older=url_for("portal.checkpoints", before=listed[49].tree_size) if more else None,
+        first=request.args.get("first", ""),
+        second=request.args.get("second", ""),
+        log_key=str(_runtime().log_key),
+    )
+
+
+@bp.get("/checkpoints/<int:size>.txt")
+def checkpoint_note(size: int) -> Response:
+    checkpoint = checkpoint_at(db(), size)
+    if checkpoint is None:
+        raise Problem(404, "not_found", f"no signed checkpoint has tree size {size}")
+    return _download(checkpoint.note, "text/plain", f"checkpoint-{size}.txt")
+
+
+@bp.get("/log-key.txt")
+def log_key() -> Response:
+    return _download(str(_runtime().log_key) + "\n", "text/plain", "log-key.txt")
+
+
+@bp.get("/consistency")
+def consistency() -> Response:
+    session = db()
+    values = []
+    for name in ("first", "second"):
+        text = request.args.get(name, "")
+        if not text.isdigit() or len(text) > 19:
+            raise Problem(400, "malformed_request", f"{name} must be the size of a checkpoint")
+        values.append(int(text))
+    first, second = values
+    if not 0 < first <= second:
+        raise Problem(400, "malformed_request", "need 0 < first <= second")
+    old, new = checkpoint_at(session, first), checkpoint_at(session, second)
+    if old is None or new is None:
+        missing = first if old is None else second
+        raise Problem(404, "not_found", f"no signed checkpoint has tree size {missing}")
+    try:
+        hashes = consistency_proof(session, first, second)
+    except TreeSizeUnavailable as exc:
+        raise Problem(400, "malformed_request", exc.message) from None
+    try:
+        verify_consistency(first, second, hashes, old.body.root_hash, new.body.root_hash)
+        verified = True
+    except LedgerError:
+        verified = False
+    body = {
+        "first": first,
+        "second": second,
+        "hashes": [h.hex() for h in hashes],
+        "first_checkpoint": old.note,
+        "second_checkpoint": new.note,
+        "log_key": str(_runtime().log_key),
+    }
+    if request.args.get("format") == "json":
+        return _download(
+            json.dumps(body, indent=2) + "\n",
+            "application/json",
+            f"consistency-{first}-{second}.json",
+        )
+    return make_response(
+        render_template("portal/consistency.html", body=body, old=old, new=new, verified=verified)
+    )
+
+
+# --- errors, filters ---------------------------------------------------------------------------
+
+
+def _error_page(problem: Problem) -> Response:
+    return make_response(
+        render_template("portal/error.html", problem=problem, user=g.get("user")), problem.status
+    )
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{seconds} seconds ago"
+
+
+def _utc(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def init_portal(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.extensions["attest_ledger.html_errors"] = _error_page
+    app.jinja_env.filters["age"] = _age
+    app.jinja_env.filters["utc"] = _utc
+    app.jinja_env.filters["hexbytes"] = lambda b: b.hex() if b is not None else "-"
+
+    @app.get("/")
+    def _root() -> ResponseReturnValue:
+        return redirect(url_for("portal.overview"))
