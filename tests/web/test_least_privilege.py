@@ -7,8 +7,11 @@ import pytest
 from sqlalchemy import create_engine, make_url, pool, text
 
 from attest_ledger.runtime import Runtime
+from attest_ledger.users import add_user
 from ledger.checkpoints import publish_checkpoint
+from ledger.db import session_scope
 from tests.web.conftest import NOW, build_service
+from tests.web.test_portal import PASSWORD, csrf_of, sign_in
 from web import create_app
 
 pytestmark = pytest.mark.db
@@ -22,6 +25,12 @@ GRANTS = (
     "GRANT SELECT, INSERT ON idempotency_keys TO {role}",
     "GRANT SELECT ON api_clients, policy_images, policy_settings, worker_images, alembic_version "
     "TO {role}",
+    # the portal: sign-in keeps sessions and failures, may rehash a password, keeps the counts
+    "GRANT SELECT, UPDATE (password_hash) ON portal_users TO {role}",
+    "GRANT SELECT, INSERT, DELETE ON portal_sessions, portal_login_failures TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON ledger_hourly_counts TO {role}",
+    "GRANT SELECT, UPDATE ON ledger_stats_state TO {role}",
+    "GRANT USAGE ON SEQUENCE portal_login_failures_id_seq TO {role}",
 )
 
 
@@ -29,6 +38,8 @@ def test_the_service_runs_under_the_documented_grants(
     db_url, databases, tmp_path, sim_pki, sim_nsm
 ) -> None:
     owner = build_service(db_url, tmp_path, sim_pki, sim_nsm)  # tokens and policy, as the owner
+    with session_scope(owner.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)  # accounts are made by an administrator
     owner.runtime.close()
     role = f"service_app_{databases.run}"
     admin = create_engine(db_url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -66,12 +77,24 @@ def test_the_service_runs_under_the_documented_grants(
         assert proof.status_code == 200, proof.json
         assert service.http.get("/readyz").status_code == 200
         assert "ledger_tree_size" in service.http.get("/metrics").get_data(as_text=True)
+        # the portal: a failed and a good sign-in, the overview (refreshes the counts), a page
+        browser = service.app.test_client()
+        browser.environ_base["wsgi.url_scheme"] = "https"
+        assert sign_in(browser, password="wrong").status_code == 401
+        assert sign_in(browser).status_code == 302
+        overview = browser.get("/portal/")
+        assert overview.status_code == 200, overview.get_data(as_text=True)[:500]
+        assert browser.get(f"/portal/entries/{index}").status_code == 200
+        csrf = csrf_of(overview.get_data(as_text=True))
+        assert browser.post("/portal/logout", data={"csrf": csrf}).status_code == 302
         with runtime.engine.connect() as connection:
             for statement in (
                 "UPDATE ledger_entries SET data = data",
                 "DELETE FROM idempotency_keys",
                 "UPDATE api_clients SET revoked_at = NULL",
                 "INSERT INTO policy_images (name) VALUES ('sneaky')",
+                "UPDATE portal_users SET role = 'admin'",  # only password_hash may change
+                "INSERT INTO portal_users (name, role, password_hash) VALUES ('x', 'admin', 'x')",
             ):
                 with pytest.raises(Exception, match="permission denied"):
                     connection.execute(text(statement))
