@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-db lint format bench faketime wrk run clean
+.PHONY: help install test test-db lint format bench faketime wrk chromium run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -20,10 +20,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## create .venv with the pinned dependencies and the project (editable)
 
-test: $(STAMP) ## run the whole test suite (exit code 5, "no tests ran", fails too)
+test: $(STAMP) chromium ## run the whole test suite (exit code 5, "no tests ran", fails too)
 	$(PY) -m pytest
 
-test-db: $(STAMP) ## run only the database tests (TEST_DATABASE_URL selects the server)
+test-db: $(STAMP) chromium ## run only the database tests (TEST_DATABASE_URL selects the server)
 	$(PY) -m pytest -m db
 
 lint: $(STAMP) ## ruff (format and lint) and mypy strict
@@ -51,6 +51,13 @@ wrk: ## install wrk (Debian package), the C load generator of the service benchm
 	@command -v wrk >/dev/null || \
 	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 	  echo "wrk missing and not installable here: the service benchmark uses Python threads"
+
+chromium: ## install Chromium (Debian package), the browser of the portal tests
+	@command -v chromium >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; }; } || \
+	  echo "chromium missing and not installable here: the portal's browser tests will fail"
 
 bench: $(STAMP) $(PEERS_VENV)/.installed faketime wrk ## run the benchmarks in bench/ (prints tables; never fails on speed)
 	$(PY) -m bench $(BENCH)

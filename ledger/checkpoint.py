@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from ledger.errors import InvalidNote
 from ledger.merkle import HASH_SIZE
 
-__all__ = ["CHAIN_EXTENSION", "TLOG_PROOF_HEADER", "CheckpointBody", "tlog_proof"]
+__all__ = [
+    "CHAIN_EXTENSION",
+    "TLOG_PROOF_HEADER",
+    "CheckpointBody",
+    "TlogProof",
+    "parse_tlog_proof",
+    "tlog_proof",
+]
 
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 
@@ -67,13 +74,13 @@ class CheckpointBody:
         return cls(origin, int(size_text), root, chain_head)
 
 
-def _hash(text: str, what: str) -> bytes:
+def _hash(text: str, what: str, where: str = "checkpoint") -> bytes:
     try:
         value = base64.b64decode(text, validate=True)
     except (ValueError, binascii.Error):
-        raise InvalidNote(f"checkpoint: the {what} is not base64") from None
+        raise InvalidNote(f"{where}: the {what} is not base64") from None
     if len(value) != HASH_SIZE:
-        raise InvalidNote(f"checkpoint: the {what} must be {HASH_SIZE} bytes")
+        raise InvalidNote(f"{where}: the {what} must be {HASH_SIZE} bytes")
     return value
 
 
@@ -82,3 +89,49 @@ def tlog_proof(index: int, hashes: list[bytes], note: str) -> str:
     per line), a blank line and the signed checkpoint the proof leads to."""
     lines = [TLOG_PROOF_HEADER, f"index {index}", *(base64.b64encode(h).decode() for h in hashes)]
     return "\n".join(lines) + "\n\n" + note
+
+
+@dataclass(frozen=True)
+class TlogProof:
+    """A parsed C2SP tlog-proof. Nothing in it is checked yet: the caller opens ``note`` with
+    the keys it trusts, then checks the inclusion proof against the opened checkpoint."""
+
+    index: int
+    hashes: list[bytes]
+    note: str
+    extra: bytes | None = None
+
+
+def parse_tlog_proof(text: str | bytes) -> TlogProof:
+    """Parse ``c2sp.org/tlog-proof@v1``: the header, an optional ``extra <base64>`` line,
+    ``index <n>``, the audit path (base64, one hash per line), a blank line, the checkpoint."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidNote("tlog-proof: not UTF-8") from exc
+    head, blank, note = text.partition("\n\n")
+    if not blank or not note:
+        raise InvalidNote("tlog-proof: no blank line before the checkpoint")
+    lines = head.split("\n")
+    if lines[0] != TLOG_PROOF_HEADER:
+        raise InvalidNote(f"tlog-proof: the first line must be {TLOG_PROOF_HEADER}")
+    at = 1
+    extra = None
+    if at < len(lines) and lines[at].startswith("extra "):
+        extra = _base64(lines[at].removeprefix("extra "), "extra data")
+        at += 1
+    if at >= len(lines) or not lines[at].startswith("index "):
+        raise InvalidNote("tlog-proof: the index line is missing")
+    number = lines[at].removeprefix("index ")
+    if not _SIZE.fullmatch(number):
+        raise InvalidNote("tlog-proof: the index is not a decimal number")
+    hashes = [_hash(line, "proof hash", "tlog-proof") for line in lines[at + 1 :]]
+    return TlogProof(int(number), hashes, note, extra)
+
+
+def _base64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise InvalidNote(f"tlog-proof: the {what} is not base64") from exc

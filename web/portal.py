@@ -224,7 +224,7 @@ def _series(bucket: str, since: datetime, now: datetime, counts: list[Any]) -> l
 
 def _chart(series: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
     """Bar geometry for the template's SVG: one stacked bar per bucket."""
-    width, height, left, bottom = 720.0, 220.0, 44.0, 24.0
+    width, height, left, bottom = 960.0, 240.0, 44.0, 24.0
     peak = max((item["total"] for item in series), default=0) or 1
     slot = (width - left) / max(len(series), 1)
     bars, labels = [], []
@@ -242,7 +242,11 @@ def _chart(series: list[dict[str, Any]], bucket: str) -> dict[str, Any]:
                 )  # fmt: skip
         if n % every == 0:
             fmt = {"hour": "%H:00", "day": "%d %b", "month": "%b %Y"}[bucket]
-            labels.append({"x": x + slot * 0.4, "text": item["start"].strftime(fmt)})
+            centre = x + slot * 0.4
+            anchor = "end" if centre > width - 30 else "middle"  # the last label stays inside
+            labels.append(
+                {"x": min(centre, width), "text": item["start"].strftime(fmt), "anchor": anchor}
+            )
     return {"width": width, "height": height, "left": left, "bottom": bottom, "bars": bars,
             "labels": labels, "peak": peak}  # fmt: skip
 
@@ -568,7 +572,7 @@ def _age(delta: timedelta) -> str:
         if seconds >= size:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{seconds} seconds ago"
+    return f"{seconds} second{'s' if seconds != 1 else ''} ago"
 
 
 def _utc(moment: datetime | None) -> str:
@@ -582,6 +586,7 @@ def init_portal(app: Flask) -> None:
     app.extensions["attest_ledger.html_errors"] = _error_page
     app.jinja_env.filters["age"] = _age
     app.jinja_env.filters["utc"] = _utc
+    app.jinja_env.filters["utc_short"] = lambda m: _utc(m).removesuffix(" UTC")
     app.jinja_env.filters["hexbytes"] = lambda b: b.hex() if b is not None else "-"
 
     @app.get("/")

@@ -9,29 +9,19 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-import warnings
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
-from attest_ledger.clients import create_client
-from attest_ledger.policy_store import PolicyStore
-from enclave_worker import SimulatedNitroWarning, simulated_image_pcrs
-from enclave_worker.simulated_pki import load_or_create_root
 from ledger.checkpoint import CheckpointBody
-from ledger.db import make_engine, make_session_factory, session_scope
 from ledger.keys import create_signing_key
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.note import NoteVerifier, open_note
+from tests.e2e.conftest import CLI, ROOT, free_port
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "attest_ledger.cli"]
 EXPECTED = {
     None: [],
     "wrong-image": ["pcr_mismatch", "pcr_mismatch", "pcr_mismatch"],
@@ -42,67 +32,6 @@ EXPECTED = {
     "debug": ["debug_mode", "pcr_mismatch", "pcr_mismatch", "pcr_mismatch"],
     "replay": ["nonce_replayed"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def live(db_url, tmp_path):
-    data = tmp_path / "var"
-    data.mkdir()
-    key = data / "ledger.key"
-    create_signing_key(key, "example.com/e2e")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SimulatedNitroWarning)
-        load_or_create_root(data / "simulated-pki", at=datetime.now(UTC))
-    engine = make_engine(db_url)
-    tokens = {}
-    with session_scope(make_session_factory(engine)) as session:
-        for name, role in (("alpha", "worker"), ("beta", "worker"), ("auditor", "reader")):
-            tokens[name] = create_client(session, name, role)
-        store = PolicyStore()
-        pcrs = simulated_image_pcrs("e2e-image")
-        store.add_image(session, "e2e-image", {i: pcrs[i] for i in (0, 1, 2)})
-        store.allow(session, "alpha", "e2e-image")
-        store.allow(session, "beta", "e2e-image")
-    engine.dispose()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "ATTEST_LEDGER_DATA_DIR": str(data),
-        "ATTEST_LEDGER_KEY": str(key),
-        "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
-        "ATTEST_LEDGER_CHECKPOINT_INTERVAL": "0.5",
-    }
-    server = subprocess.Popen(
-        [*CLI, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("the service did not start:\n" + server.communicate()[0])
-        time.sleep(0.2)
-    yield {"base": base, "env": env, "tokens": tokens, "data": data, "server": server}
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-    server.communicate(timeout=30)  # drains and closes the log pipe
 
 
 def test_workers_against_gunicorn_then_every_receipt_proven_offline(live) -> None:

@@ -163,3 +163,47 @@ class TestCheckpointBody:
     def test_malformed_bodies(self, text, message) -> None:
         with pytest.raises(InvalidNote, match=message):
             CheckpointBody.parse(text)
+
+
+def _proof_text(extra: str | None = None) -> str:
+    signer = NoteSigner.generate("example.com/log")
+    body = CheckpointBody("example.com/log", 3, bytes(32)).to_text()
+    lines = ["c2sp.org/tlog-proof@v1", *([f"extra {extra}"] if extra else []), "index 2"]
+    lines += [base64.b64encode(bytes([n]) * 32).decode() for n in (1, 2)]
+    return "\n".join(lines) + "\n\n" + sign_note(body, [signer])
+
+
+def test_tlog_proof_round_trip() -> None:
+    from ledger.checkpoint import parse_tlog_proof, tlog_proof
+
+    proof = parse_tlog_proof(_proof_text())
+    assert proof.index == 2
+    assert proof.hashes == [bytes([1]) * 32, bytes([2]) * 32]
+    assert proof.extra is None
+    assert tlog_proof(proof.index, proof.hashes, proof.note) == _proof_text().split("\n\n")[0] + (
+        "\n\n" + proof.note
+    )
+    assert parse_tlog_proof(_proof_text("aGk=").encode()).extra == b"hi"
+    assert parse_tlog_proof(tlog_proof(0, [], proof.note)).hashes == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t.replace("c2sp.org/tlog-proof@v1", "c2sp.org/tlog-proof@v2"), "first line"),
+        (lambda t: t.replace("index 2", "index 02"), "not a decimal"),
+        (lambda t: t.replace("index 2", "index -1"), "not a decimal"),
+        (lambda t: t.replace("index 2\n", ""), "index line is missing"),
+        (lambda t: t.replace("\n\n", "\n", 1), "proof hash is not base64"),  # runs into the note
+        (lambda t: t.split("\n\n")[0] + "\n\n", "no blank line"),
+        (lambda t: t.replace("AQEB", "!QEB", 1), "proof hash is not base64"),
+        (lambda t: t.replace("index 2\n", "index 2\nAAAA\n"), "proof hash must be 32 bytes"),
+        (lambda t: t.replace("index 2", "extra %%%\nindex 2"), "extra data is not base64"),
+        (lambda t: t.encode("utf-16"), "not UTF-8"),
+    ],
+)
+def test_malformed_tlog_proofs(mutate, message) -> None:
+    from ledger.checkpoint import parse_tlog_proof
+
+    with pytest.raises(InvalidNote, match=message):
+        parse_tlog_proof(mutate(_proof_text()))

@@ -11,6 +11,13 @@
   const steps = document.getElementById("check-steps");
   const again = document.getElementById("check-run");
   const encoder = new TextEncoder();
+  const PIN = "attest-ledger.log-key";
+  const pinRow = document.getElementById("check-pin-row");
+  const keyInput = document.getElementById("check-key");
+
+  function pinned() {
+    try { return window.localStorage.getItem(PIN); } catch (e) { return null; }
+  }
 
   function hex(bytes) {
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -79,9 +86,10 @@
   }
   // Verifier key "<name>+<hex key id>+<base64(0x01 || 32-byte Ed25519 key)>".
   async function parseKey(vkey) {
-    const parts = vkey.split("+");
-    if (parts.length !== 3) throw new Error("not a signed-note verifier key");
-    const [name, id, material] = parts;
+    // the base64 key material may itself hold "+": split at the first two only
+    const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/]+={0,2})$/.exec(vkey);
+    if (!m) throw new Error("not a signed-note verifier key");
+    const [, name, id, material] = m;
     const raw = fromBase64(material);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("not an Ed25519 verifier key");
     const pub = raw.slice(1);
@@ -118,7 +126,16 @@
       if (!entryResponse.ok || !proofResponse.ok) throw new Error("could not download the entry or its proof");
       const entry = new Uint8Array(await entryResponse.arrayBuffer());
       const proof = await proofResponse.json();
-      const key = await parseKey(panel.dataset.logKey);
+      const pageKey = panel.dataset.logKey;
+      const held = pinned();
+      if (held) {
+        step(held === pageKey, "This page shows the key you pinned in this browser",
+          held === pageKey ? held : "pinned " + held + ", page shows " + pageKey);
+      } else {
+        step(true, "Checking against the key this page shows (no key pinned in this browser)",
+          "pin the key you hold below, and every later check uses it instead of the server's");
+      }
+      const key = await parseKey(held || pageKey);
 
       const leaf = await leafHash(entry);
       let ok = step(hex(leaf) === panel.dataset.leafHash && hex(leaf) === proof.leaf_hash,
@@ -157,5 +174,26 @@
   }
 
   again.addEventListener("click", check);
+  if (pinRow) {
+    keyInput.value = pinned() || panel.dataset.logKey;
+    document.getElementById("check-pin").addEventListener("click", async () => {
+      const text = keyInput.value.trim();
+      try {
+        await parseKey(text);
+        window.localStorage.setItem(PIN, text);
+      } catch (error) {
+        statusLine.className = "check-status failed";
+        statusLine.textContent = "Not pinned: " + String(error.message || error);
+        return;
+      }
+      check();
+    });
+    document.getElementById("check-forget").addEventListener("click", () => {
+      try { window.localStorage.removeItem(PIN); } catch (e) { /* storage off */ }
+      keyInput.value = panel.dataset.logKey;
+      check();
+    });
+    pinRow.hidden = false;
+  }
   check();
 })();

@@ -1,0 +1,241 @@
+"""The auditor portal in real headless Chromium (Debian's package, driven by Playwright) against
+the real service under gunicorn on loopback: sign in, filter, open an entry, download its
+proof and check it offline, watch the in-browser check pass, and fail for a tampered proof.
+
+Screenshots of every page go to ``test-artifacts/portal/`` (or $ATTEST_LEDGER_ARTIFACTS); CI
+keeps them, and a person should look at them when the pages change."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger.checkpoint import CheckpointBody, parse_tlog_proof
+from ledger.keys import load_signing_key
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.note import NoteSigner, open_note
+from tests.e2e.conftest import CLI, ROOT
+
+pytestmark = [pytest.mark.db, pytest.mark.e2e]
+
+PASSWORD = "correct horse battery staple, audited"  # noqa: S105 - a test account
+CHROMIUM = os.environ.get("ATTEST_LEDGER_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("ATTEST_LEDGER_ARTIFACTS", ROOT / "test-artifacts")) / "portal"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package; "
+            "elsewhere install it, or name one with ATTEST_LEDGER_CHROMIUM"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            headless=True,
+            args=["--no-sandbox"],  # CI runs as root, where Chromium's sandbox cannot start
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def portal(live, browser):
+    """The live service with an auditor account, a dozen submissions (every fourth bad) covered
+    by a signed checkpoint, and a fresh browser context that records console errors."""
+    added = subprocess.run(
+        [*CLI, "users", "add", "ada", "--role", "auditor", "--password-stdin"],
+        cwd=ROOT, env=live["env"], input=PASSWORD + "\n", capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    worker = subprocess.run(
+        [
+            *CLI, "worker", "run", "--server", live["base"], "--count", "12", "--mix",
+            "--image", "e2e-image", "--name", "browser-worker",
+            "--simulated-pki", str(live["data"] / "simulated-pki"),
+        ],
+        cwd=ROOT, env={**live["env"], "ATTEST_LEDGER_WORKER_TOKEN": live["tokens"]["alpha"]},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    size = httpx.get(f"{live['base']}/api/v1/tree").json()["tree_size"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{live['base']}/api/v1/checkpoint").text.split("\n")[1] != str(size):
+        assert time.monotonic() < deadline, "no checkpoint covered the entries"
+        time.sleep(0.3)
+    context = browser.new_context(base_url=live["base"], accept_downloads=True)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield {**live, "page": page, "context": context, "problems": problems, "size": size}
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def check_reads(page, text: str) -> None:
+    """Wait for the in-browser check to finish with ``text``; say what it showed if not."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.locator("#check-status").filter(has_text=text).wait_for(timeout=20_000)
+    except PlaywrightTimeout:
+        shot(page, "failed-check")
+        pytest.fail(f"the check never read {text!r}: {page.inner_text('#browser-check')}")
+
+
+def sign_in(page) -> None:
+    page.goto("/")
+    assert "/portal/login" in page.url  # the portal sends strangers to sign in
+    shot(page, "01-sign-in")
+    page.fill("#name", "ada")
+    page.fill("#password", "not the password")
+    page.click("button[type=submit]")
+    assert "Unknown name or wrong password." in page.inner_text("main")
+    page.fill("#name", "ada")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/portal/$"))
+
+
+def test_an_auditor_signs_in_filters_opens_an_entry_and_checks_its_proof(portal) -> None:
+    page, context = portal["page"], portal["context"]
+    sign_in(page)
+    portal["problems"].clear()  # the wrong password's 401 above is expected
+    cookie = next(c for c in context.cookies() if "al_session" in c["name"])
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Lax"
+
+    # overview: the size, a checkpoint whose signature verifies, the chart
+    main = page.inner_text("main")
+    assert f"{portal['size']:,}" in main
+    assert "signature verifies" in main
+    assert page.locator("figure.chart rect.bar").count() >= 1
+    shot(page, "02-overview")
+
+    # entries: filter to rejections with the form, then follow the permalink
+    page.click("nav >> text=Entries")
+    page.select_option("select[name=verdict]", "contraindicated")
+    page.click("text=Apply filters")
+    assert "verdict=contraindicated" in page.url
+    rows = page.locator("table.entries tbody tr")
+    assert rows.count() == 3  # every fourth of twelve
+    for row in range(rows.count()):
+        assert "contraindicated" in rows.nth(row).inner_text()
+    shot(page, "03-entries-filtered")
+    permalink = page.get_attribute("a.permalink", "href")
+    page.goto(permalink)
+    assert page.locator("table.entries tbody tr").count() == 3
+
+    # an entry: decoded document, PCRs, certificate chain; the in-browser check passes
+    # (the wrong-image one: re-verifying it judges everything again, freshness aside)
+    page.locator("table.entries tbody tr", has_text="pcr_mismatch").locator("td.num a").click()
+    index = int(re.search(r"/portal/entries/(\d+)$", page.url).group(1))
+    check_reads(page, "Verified in your browser")
+    assert page.locator("#check-steps li.fail").count() == 0
+    assert page.locator("#check-steps li.pass").count() >= 4
+    main = page.inner_text("main")
+    for expected in ("PCRs", "Certificate chain", "Reasons", "Result hash"):
+        assert expected in main
+    shot(page, "04-entry")
+
+    # re-verify as of the document's own time: the verdicts agree
+    page.click("text=Re-verify now")
+    assert "The verdicts agree." in page.inner_text("#reverification")
+    shot(page, "05-reverified")
+    page.go_back()
+
+    # download the proof and the entry bytes as the browser saves them; check them offline
+    # against the key file the ledger signs with (never asked of the server)
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('inclusion proof') >> nth=0")
+    proof = parse_tlog_proof(Path(download.value.path()).read_bytes())
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('entry bytes')")
+    entry = Path(download.value.path()).read_bytes()
+    key = load_signing_key(portal["data"] / "ledger.key").verifier()
+    body = CheckpointBody.parse(open_note(proof.note, [key]).text)
+    assert proof.index == index
+    verify_inclusion(leaf_hash(entry), index, body.tree_size, proof.hashes, body.root_hash)
+    assert json.loads(entry)["verdict"] == "contraindicated"
+
+    # checkpoints and a consistency proof between two of them
+    page.click("nav >> text=Checkpoints")
+    shot(page, "06-checkpoints")
+    sizes = [int(t.replace(",", "")) for t in page.locator("tbody td.num").all_inner_texts()]
+    assert sizes[0] == portal["size"]
+    assert len(sizes) >= 2
+    page.fill("input[name=first]", str(sizes[-1]))
+    page.fill("input[name=second]", str(sizes[0]))
+    page.click("text=Show proof")
+    assert "the proof verifies" in page.inner_text("main")
+    shot(page, "07-consistency")
+    with page.expect_download() as download:
+        page.click("text=Download the proof")
+    saved = json.loads(Path(download.value.path()).read_text())
+    older = CheckpointBody.parse(open_note(saved["first_checkpoint"], [key]).text)
+    newer = CheckpointBody.parse(open_note(saved["second_checkpoint"], [key]).text)
+    hashes = [bytes.fromhex(h) for h in saved["hashes"]]
+    verify_consistency(older.tree_size, newer.tree_size, hashes, older.root_hash, newer.root_hash)
+    page.goto("/portal/checkpoints")
+    page.fill("input[name=first]", "0")
+    page.fill("input[name=second]", "x")
+    page.click("text=Show proof")
+    assert "first must be" in page.inner_text("main") or "second must be" in page.inner_text("main")
+    assert "Traceback" not in page.content()
+    portal["problems"][:] = [p for p in portal["problems"] if "status of 400" not in p]
+    assert portal["problems"] == []  # no CSP violation, no script error on any page
+
+
+def test_the_in_browser_check_fails_for_a_tampered_proof_or_a_foreign_key(portal) -> None:
+    page = portal["page"]
+    sign_in(page)
+    index = portal["size"] - 1
+
+    def tamper(route) -> None:
+        response = route.fetch()
+        proof = response.json()
+        first = proof["hashes"][0]
+        proof["hashes"][0] = ("0" if first[0] != "0" else "1") + first[1:]
+        route.fulfill(response=response, json=proof)
+
+    page.route(re.compile(r".*/proof\.json.*"), tamper)
+    page.goto(f"/portal/entries/{index}")
+    check_reads(page, "FAILED")
+    failed = page.inner_text("#check-steps li.fail")
+    assert "has exactly that root" in failed
+    shot(page, "08-entry-tampered-proof")
+    page.unroute(re.compile(r".*/proof\.json.*"))
+
+    # a key pinned in this browser that is not the ledger's: the signature check fails
+    page.goto(f"/portal/entries/{index}")
+    check_reads(page, "Verified in your browser")
+    other = NoteSigner.generate("example.com/e2e").verifier()  # same name, another key
+    page.fill("#check-key", "not a key")
+    page.click("#check-pin")
+    assert "Not pinned" in page.inner_text("#check-status")
+    page.fill("#check-key", str(other))
+    page.click("#check-pin")
+    check_reads(page, "FAILED")
+    failed = page.inner_text("#check-steps")
+    assert "✗ This page shows the key you pinned" in failed
+    assert "✗ The checkpoint's Ed25519 signature verifies" in failed
+    shot(page, "09-entry-foreign-key")
+    page.click("#check-forget")
+    check_reads(page, "Verified in your browser")
