@@ -2,7 +2,8 @@
 
 1. migrate the database (the embedded PostgreSQL unless DATABASE_URL is set);
 2. create the ledger's signing key and a simulated Nitro root, unless they exist;
-3. add a demo worker and a demo auditor (tokens in var/, mode 0600) and a demo policy;
+3. add a demo worker and a demo auditor (tokens in var/, mode 0600), a demo policy and a
+   portal account (password in var/, mode 0600);
 4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated root;
 5. run a simulated worker that submits a few dozen attestations, some bad on purpose;
 6. print where to look, and keep the service running until Ctrl-C.
@@ -14,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,9 +32,10 @@ from sqlalchemy import select
 from attest_ledger import database
 from attest_ledger.clients import create_client
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
-from attest_ledger.models import ApiClient, PolicyImage, WorkerImage
+from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.settings import Settings
+from attest_ledger.users import add_user, set_password
 from enclave_worker import SimulatedNitroWarning, simulated_image_pcrs
 from enclave_worker.simulated_pki import load_or_create_root
 from ledger.db import make_session_factory, session_scope
@@ -43,6 +46,7 @@ __all__ = ["register"]
 IMAGE = "demo-inference"
 WORKER = "demo-worker"
 AUDITOR = "demo-auditor"
+PORTAL_USER = "demo-auditor"
 
 
 def register(commands: Any) -> None:
@@ -167,6 +171,7 @@ def _set_up(settings: Settings, data: Path, root_dir: Path) -> tuple[str, Any, s
             worker_token = _client(session, WORKER, "worker", data / "demo-worker.token")
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
             _policy(session)
+            _portal_user(session, data / "demo-portal.password")
     finally:
         engine.dispose()
     return url, signer, worker_token
@@ -184,6 +189,24 @@ def _client(session: Any, name: str, role: str, token_file: Path) -> str:
         handle.write(token + "\n")
     say(f"{role} {name!r}: token in {token_file} (mode 0600)")
     return token
+
+
+def _portal_user(session: Any, password_file: Path) -> None:
+    """A portal account for the demo; its password is random, kept in a 0600 file."""
+    exists = session.execute(
+        select(PortalUser.id).where(PortalUser.name == PORTAL_USER)
+    ).scalar_one_or_none()
+    if exists is not None and password_file.exists():
+        return
+    password = secrets.token_urlsafe(18)
+    if exists is None:
+        add_user(session, PORTAL_USER, "auditor", password)
+    else:  # the password file is lost: a new password
+        set_password(session, PORTAL_USER, password)
+    descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(password + "\n")
+    say(f"portal user {PORTAL_USER!r}: password in {password_file} (mode 0600)")
 
 
 def _policy(session: Any) -> None:
@@ -235,6 +258,8 @@ def _where_to_look(server: str, data: Path, key: Any) -> None:
     proof = f"{server}/api/v1/entries/3/proof?format=tlog-proof"
     lines = [
         f"The service is running on {server}",
+        f"  auditor portal   {server}/portal/  (sign in as {PORTAL_USER}, password in"
+        f" {data}/demo-portal.password)",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",

@@ -55,6 +55,9 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     key = (data / "ledger.key").read_bytes()
     worker_token = (data / "demo-worker.token").read_text()
     assert oct((data / "demo-worker.token").stat().st_mode & 0o777) == "0o600"
+    password = (data / "demo-portal.password").read_text()
+    assert oct((data / "demo-portal.password").stat().st_mode & 0o777) == "0o600"
+    assert f"/portal/  (sign in as demo-auditor, password in {data}/demo-portal.password)" in first
 
     second = _demo(env, jobs=4)
     assert "(kept)" in second
@@ -64,6 +67,12 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert min(again) > max(entries)  # appended after the first run's entries
     assert (data / "ledger.key").read_bytes() == key
     assert (data / "demo-worker.token").read_text() == worker_token
+    assert (data / "demo-portal.password").read_text() == password
+    users = subprocess.run(
+        [*CLI, "users", "list"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert users.returncode == 0, users.stderr
+    assert re.search(r"^demo-auditor\s+auditor\b", users.stdout, re.M), users.stdout
 
     audit = subprocess.run(
         [*CLI, "audit", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
