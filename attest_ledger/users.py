@@ -38,12 +38,15 @@ __all__ = [
     "MAX_FAILURES_PER_ADDRESS",
     "MAX_FAILURES_PER_NAME",
     "ROLES",
+    "Account",
     "SignIn",
     "SignedIn",
     "UserError",
     "add_user",
     "csrf_matches",
     "end_session",
+    "end_sessions",
+    "list_accounts",
     "list_users",
     "resume_session",
     "set_disabled",
@@ -72,11 +75,11 @@ def _check_password(password: str) -> None:
         raise UserError(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters")
 
 
-def _record(session: Session, action: str, name: str, role: str) -> None:
-    append(
-        session,
-        [NewEntry.from_record({"kind": "access", "action": action, "user": name, "role": role})],
-    )
+def _record(session: Session, action: str, name: str, role: str, by: str | None = None) -> None:
+    record = {"kind": "access", "action": action, "user": name, "role": role}
+    if by is not None:  # done in the portal by this administrator (else: the command line)
+        record["by"] = by
+    append(session, [NewEntry.from_record(record)])
 
 
 def add_user(session: Session, name: str, role: str, password: str) -> None:
@@ -102,7 +105,7 @@ def set_password(session: Session, name: str, password: str) -> None:
     session.flush()
 
 
-def set_disabled(session: Session, name: str, *, disabled: bool) -> None:
+def set_disabled(session: Session, name: str, *, disabled: bool, by: str | None = None) -> None:
     user = session.execute(select(PortalUser).where(PortalUser.name == name)).scalar_one_or_none()
     if user is None:
         raise UserError(f"no user named {name!r}")
@@ -112,7 +115,52 @@ def set_disabled(session: Session, name: str, *, disabled: bool) -> None:
     if disabled:
         session.execute(delete(PortalSession).where(PortalSession.user_id == user.id))
     session.flush()
-    _record(session, "user_disabled" if disabled else "user_enabled", name, user.role)
+    _record(session, "user_disabled" if disabled else "user_enabled", name, user.role, by)
+
+
+def end_sessions(session: Session, name: str, *, by: str | None = None) -> int:
+    """Sign a user out everywhere; how many sessions ended."""
+    user = session.execute(select(PortalUser).where(PortalUser.name == name)).scalar_one_or_none()
+    if user is None:
+        raise UserError(f"no user named {name!r}")
+    ended = session.execute(
+        delete(PortalSession)
+        .where(PortalSession.user_id == user.id)
+        .returning(PortalSession.token_sha256)
+    ).all()
+    _record(session, "sessions_ended", name, user.role, by)
+    return len(ended)
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+    live_sessions: int
+
+
+def list_accounts(session: Session, *, now: datetime) -> list[Account]:
+    """Every account with its number of live sessions, for the administrators' page."""
+    live = (
+        select(PortalSession.user_id, func.count().label("n"))
+        .where(PortalSession.expires_at > now)
+        .group_by(PortalSession.user_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            PortalUser.name,
+            PortalUser.role,
+            PortalUser.created_at,
+            PortalUser.disabled_at,
+            func.coalesce(live.c.n, 0),
+        )
+        .outerjoin(live, live.c.user_id == PortalUser.id)
+        .order_by(PortalUser.name)
+    ).all()
+    return [Account(*row) for row in rows]
 
 
 def list_users(session: Session) -> list[PortalUser]:

@@ -35,7 +35,16 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
 from attest_ledger.explain import explain_entry, reverify
-from attest_ledger.users import csrf_matches, end_session, resume_session, sign_in
+from attest_ledger.users import (
+    UserError,
+    csrf_matches,
+    end_session,
+    end_sessions,
+    list_accounts,
+    resume_session,
+    set_disabled,
+    sign_in,
+)
 from ledger.checkpoint import tlog_proof
 from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint, list_checkpoints
 from ledger.db import session_scope
@@ -553,6 +562,44 @@ def consistency() -> Response:
     return make_response(
         render_template("portal/consistency.html", body=body, old=old, new=new, verified=verified)
     )
+
+
+# --- accounts (administrators) ----------------------------------------------------------------
+
+
+def _require_admin() -> None:
+    if g.user.role != "admin":
+        raise Problem(403, "forbidden", "Only administrators manage accounts.")
+
+
+@bp.get("/accounts")
+def accounts() -> str:
+    _require_admin()
+    return render_template(
+        "portal/accounts.html",
+        accounts=list_accounts(db(), now=_now()),
+        done=request.args.get("done"),
+    )
+
+
+@bp.post("/accounts/<name>/<action>")
+def account_action(name: str, action: str) -> ResponseReturnValue:
+    _require_admin()
+    if action not in ("disable", "enable", "sign-out"):
+        raise Problem(404, "not_found", f"no account action {action!r}")
+    if name == g.user.name and action == "disable":
+        raise Problem(409, "account_unchanged", "You cannot disable your own account here.")
+    try:
+        with session_scope(_runtime().sessions) as session:
+            if action == "sign-out":
+                ended = end_sessions(session, name, by=g.user.name)
+                done = f"{name} is signed out everywhere ({ended} session{'s' * (ended != 1)})"
+            else:
+                set_disabled(session, name, disabled=action == "disable", by=g.user.name)
+                done = f"{name} is {action}d"
+    except UserError as exc:
+        raise Problem(409, "account_unchanged", f"{exc}.") from None
+    return redirect(url_for("portal.accounts", done=done), 303)
 
 
 # --- errors, filters ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import ledger_bench, service_bench, verifier_throughput
+from bench import ledger_bench, portal_bench, service_bench, verifier_throughput
 
 
 def test_verifier_benchmark_runs(capsys) -> None:
@@ -37,3 +37,12 @@ def test_service_benchmark_runs(capsys) -> None:
     assert results["verifier_only_machine"] > 0
     assert results["cpu_ms_per_document"]["service (gunicorn)"] > 0
     assert "Service end to end" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_portal_benchmark_runs(capsys) -> None:
+    results = portal_bench.main(entries=3000, samples=12, real=4)
+    assert results["entries"] > 3000 + 8  # synthetic, real, and the set-up's own entries
+    assert "entry page (real evidence, chain)" in results["pages"]
+    assert all(page["p99_ms"] > 0 for page in results["pages"].values())
+    assert "Portal pages under gunicorn" in capsys.readouterr().out

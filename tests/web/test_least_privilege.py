@@ -26,7 +26,7 @@ GRANTS = (
     "GRANT SELECT ON api_clients, policy_images, policy_settings, worker_images, alembic_version "
     "TO {role}",
     # the portal: sign-in keeps sessions and failures, may rehash a password, keeps the counts
-    "GRANT SELECT, UPDATE (password_hash) ON portal_users TO {role}",
+    "GRANT SELECT, UPDATE (password_hash, disabled_at) ON portal_users TO {role}",
     "GRANT SELECT, INSERT, DELETE ON portal_sessions, portal_login_failures TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON ledger_hourly_counts TO {role}",
     "GRANT SELECT, UPDATE ON ledger_stats_state TO {role}",
@@ -40,6 +40,7 @@ def test_the_service_runs_under_the_documented_grants(
     owner = build_service(db_url, tmp_path, sim_pki, sim_nsm)  # tokens and policy, as the owner
     with session_scope(owner.runtime.sessions) as session:
         add_user(session, "ada", "auditor", PASSWORD)  # accounts are made by an administrator
+        add_user(session, "root-admin", "admin", PASSWORD)
     owner.runtime.close()
     role = f"service_app_{databases.run}"
     admin = create_engine(db_url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
@@ -87,13 +88,20 @@ def test_the_service_runs_under_the_documented_grants(
         assert browser.get(f"/portal/entries/{index}").status_code == 200
         csrf = csrf_of(overview.get_data(as_text=True))
         assert browser.post("/portal/logout", data={"csrf": csrf}).status_code == 302
+        chief = service.app.test_client()
+        chief.environ_base["wsgi.url_scheme"] = "https"
+        assert sign_in(chief, name="root-admin").status_code == 302
+        csrf = csrf_of(chief.get("/portal/accounts").get_data(as_text=True))
+        for action in ("disable", "enable", "sign-out"):
+            done = chief.post(f"/portal/accounts/ada/{action}", data={"csrf": csrf})
+            assert done.status_code == 303, done.get_data(as_text=True)[:300]
         with runtime.engine.connect() as connection:
             for statement in (
                 "UPDATE ledger_entries SET data = data",
                 "DELETE FROM idempotency_keys",
                 "UPDATE api_clients SET revoked_at = NULL",
                 "INSERT INTO policy_images (name) VALUES ('sneaky')",
-                "UPDATE portal_users SET role = 'admin'",  # only password_hash may change
+                "UPDATE portal_users SET role = 'admin'",  # only a password hash or disabling
                 "INSERT INTO portal_users (name, role, password_hash) VALUES ('x', 'admin', 'x')",
             ):
                 with pytest.raises(Exception, match="permission denied"):

@@ -281,11 +281,8 @@ def test_downloads_are_what_they_claim(portal) -> None:
 def test_checkpoints_and_consistency(portal) -> None:
     portal.fresh()
     publish(portal)
-    first = (
-        portal.runtime.sessions()
-        .execute(text("SELECT max(tree_size) FROM ledger_checkpoints"))
-        .scalar()
-    )
+    with portal.runtime.sessions() as session:
+        first = session.execute(text("SELECT max(tree_size) FROM ledger_checkpoints")).scalar()
     portal.fresh()
     portal.fresh()
     publish(portal)
@@ -341,3 +338,48 @@ def test_hostile_evidence_fields_are_shown_escaped(portal) -> None:
     listing = page(portal, "/portal/entries?" + urlencode({"module": script}))
     assert f'href="/portal/entries/{index}"' in listing  # found by its hostile module_id
     assert "<script>alert" not in listing
+
+
+def test_administrators_manage_accounts_and_auditors_cannot(service) -> None:
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "root-admin", "admin", PASSWORD)
+        add_user(session, "ada", "auditor", PASSWORD)
+    ada = service.app.test_client()
+    ada.environ_base["wsgi.url_scheme"] = "https"
+    assert sign_in(ada).status_code == 302
+    assert ada.get("/portal/accounts").status_code == 403
+    ada_csrf = csrf_of(ada.get("/portal/").get_data(as_text=True))
+    assert "Accounts</a>" not in ada.get("/portal/").get_data(as_text=True)
+    refused = ada.post("/portal/accounts/root-admin/disable", data={"csrf": ada_csrf})
+    assert refused.status_code == 403
+
+    admin = service.app.test_client()
+    admin.environ_base["wsgi.url_scheme"] = "https"
+    assert sign_in(admin, name="root-admin").status_code == 302
+    listing = admin.get("/portal/accounts").get_data(as_text=True)
+    assert "Accounts</a>" in listing
+    assert re.search(r"<td>ada</td>\s*<td>auditor</td>", listing)
+    csrf = csrf_of(listing)
+    assert admin.post("/portal/accounts/ada/disable", data={"csrf": "nope"}).status_code == 400
+    assert admin.post("/portal/accounts/root-admin/disable", data={"csrf": csrf}).status_code == 409
+    assert admin.post("/portal/accounts/nobody/disable", data={"csrf": csrf}).status_code == 409
+    assert admin.post("/portal/accounts/ada/promote", data={"csrf": csrf}).status_code == 404
+    done = admin.post("/portal/accounts/ada/disable", data={"csrf": csrf})
+    assert done.status_code == 303
+    assert "ada is disabled" in admin.get(done.headers["Location"]).get_data(as_text=True)
+    assert ada.get("/portal/").status_code == 302  # her session ended with the account
+    assert sign_in(ada).status_code == 401
+    assert admin.post("/portal/accounts/ada/enable", data={"csrf": csrf}).status_code == 303
+    assert sign_in(ada).status_code == 302
+    assert admin.post("/portal/accounts/ada/sign-out", data={"csrf": csrf}).status_code == 303
+    assert ada.get("/portal/").status_code == 302
+    with service.runtime.sessions() as session:
+        rows = session.execute(
+            text("SELECT data FROM ledger_entries WHERE kind = 'access' ORDER BY idx")
+        ).all()
+    records = [json.loads(row[0]) for row in rows]
+    assert [(r["action"], r["user"], r.get("by")) for r in records[-3:]] == [
+        ("user_disabled", "ada", "root-admin"),
+        ("user_enabled", "ada", "root-admin"),
+        ("sessions_ended", "ada", "root-admin"),
+    ]
