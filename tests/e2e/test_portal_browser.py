@@ -199,7 +199,12 @@ def test_an_auditor_signs_in_filters_opens_an_entry_and_checks_its_proof(portal)
     page.click("text=Show proof")
     assert "first must be" in page.inner_text("main") or "second must be" in page.inner_text("main")
     assert "Traceback" not in page.content()
-    portal["problems"][:] = [p for p in portal["problems"] if "status of 400" not in p]
+    page.goto("/portal/entries/987654321")
+    assert "Not found" in page.inner_text("main")
+    shot(page, "10-unknown-entry")
+    portal["problems"][:] = [
+        p for p in portal["problems"] if "status of 400" not in p and "status of 404" not in p
+    ]
     assert portal["problems"] == []  # no CSP violation, no script error on any page
 
 
