@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from attest_ledger import (
     audit_command,
+    bundle_command,
     checkpoint_command,
     clients_command,
     db_command,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         policy_command,
         checkpoint_command,
         audit_command,
+        bundle_command,
     ):
         module.register(commands)
     return parser

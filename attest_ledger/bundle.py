@@ -1,0 +1,383 @@
+"""Regulator proof bundles: one archive that proves a selection of ledger entries offline.
+
+The archive is a gzip-compressed POSIX tar, written as a stream (memory does not grow with
+the selection) and byte-identical for the same selection at the same checkpoint (fixed
+member order, times, owners and modes; gzip without a time or a name; Ed25519 signatures
+are deterministic). Members, in this order::
+
+    README.txt                     what this is and how to check it
+    manifest.json                  the selection, the checkpoint, the entries' count and digest
+    manifest.sig                   a signed note, by the ledger's key, over manifest.json
+    log-key.txt                    the ledger's verifier key (check it against yours)
+    checkpoint.txt                 the signed checkpoint every proof leads to
+    consistency.json               optional: from a checkpoint the regulator already holds
+    report.html                    a readable summary (its SHA-256 is in the manifest)
+    trust/<sha256>.pem             the trust anchors the evidence was checked against
+    policies/<index>.json          each policy revision the entries name, with
+    policies/<index>.tlog-proof      its inclusion proof (policies are ledger entries too)
+    entries/<index>/entry.json     each entry's canonical bytes (the leaf hash covers them),
+    entries/<index>/evidence.cbor    its raw evidence (entry.json names its SHA-256),
+    entries/<index>/proof.tlog-proof its inclusion proof (C2SP tlog-proof with the checkpoint)
+
+Indices in names are zero-padded to 12 digits. Nothing in the archive is trusted because it
+is there: the entries, evidence and policies are bound to the signed checkpoint through
+their leaf hashes and proofs, and the manifest (which says how many entries were selected,
+and the SHA-256 of their leaf hashes in order, so that a dropped entry shows) is signed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import io
+import json
+import ssl
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from sqlalchemy import and_, func, select, true
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from ledger.checkpoint import CheckpointBody, tlog_proof
+from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint
+from ledger.entry import canonical_json
+from ledger.errors import InvalidNote
+from ledger.models import Entry, Evidence
+from ledger.note import NoteSigner, NoteVerifier, open_note, sign_note
+from ledger.reads import consistency_proof, inclusion_proof
+from ledger.search import EntryFilter
+from verifier import TrustAnchor
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST_NOTE",
+    "BundleError",
+    "BundleSelection",
+    "ExportSummary",
+    "entry_path",
+    "export_bundle",
+]
+
+FORMAT = "attestation-ledger-bundle/v1"
+MANIFEST_NOTE = "attestation-ledger/bundle-manifest/v1"
+_PAD = 12
+_STREAM = 2000  # rows fetched per round trip while streaming
+
+
+class BundleError(Exception):
+    """The export cannot be made as asked (no checkpoint, an unknown size, bad input)."""
+
+
+@dataclass(frozen=True)
+class BundleSelection:
+    """Which entries: the portal's filters, plus explicit result hashes or indices."""
+
+    filter: EntryFilter = field(default_factory=EntryFilter)
+    result_hashes: tuple[str, ...] = ()
+    indices: tuple[int, ...] = ()
+
+    def where(self, size: int) -> list[Any]:
+        clauses = [Entry.idx < size, *self.filter.where()]
+        if self.result_hashes:
+            clauses.append(Entry.result_hash.in_(sorted(set(self.result_hashes))))
+        if self.indices:
+            clauses.append(Entry.idx.in_(sorted(set(self.indices))))
+        return clauses
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.filter.to_params())
+        if self.result_hashes:
+            out["result_hashes"] = sorted(set(self.result_hashes))
+        if self.indices:
+            out["indices"] = sorted(set(self.indices))
+        return out
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    tree_size: int
+    entries: int
+    verdicts: dict[str, int]
+    policies: list[int]
+    bytes_written: int
+
+
+def entry_path(index: int, name: str) -> str:
+    return f"entries/{index:0{_PAD}d}/{name}"
+
+
+def policy_path(index: int, suffix: str) -> str:
+    return f"policies/{index:0{_PAD}d}.{suffix}"
+
+
+class _Counting(io.RawIOBase):
+    """Counts what passes to the real output (for the summary)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.written = out, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.out.write(data)
+        self.written += len(data)
+        return len(data)
+
+
+class _Archive:
+    """A deterministic tar stream: every member gets the same owner, mode and time."""
+
+    def __init__(self, out: IO[bytes], mtime: int) -> None:
+        self._counting = _Counting(out)
+        # no name and no time in the gzip header: the same bundle is the same bytes
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._counting, mtime=0)
+        self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
+            fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT
+        )
+        self._mtime = mtime
+
+    def add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(f"bundle/{name}")
+        info.size, info.mtime, info.mode = len(data), self._mtime, 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> int:
+        self._tar.close()
+        self._gzip.close()
+        return self._counting.written
+
+
+def _checkpoint(session: Session, size: int | None) -> SignedCheckpoint:
+    if size is None:
+        checkpoint = latest_checkpoint(session)
+        if checkpoint is None:
+            raise BundleError("the ledger has no signed checkpoint yet")
+        return checkpoint
+    found = checkpoint_at(session, size)
+    if found is None:
+        raise BundleError(f"no signed checkpoint has tree size {size}")
+    return found
+
+
+def _scan(
+    session: Session, selection: BundleSelection, size: int
+) -> tuple[int, str, list[int], int | None, int | None, Counter[str]]:
+    """Pass one: how many entries, the SHA-256 of their leaf hashes in index order, and the
+    policy revisions they name; streamed, so memory does not grow with the selection."""
+    revision = func.convert_from(Entry.data, "UTF8").cast(JSONB()).op("->>")("policy_revision")
+    query = (
+        select(Entry.idx, Entry.leaf_hash, revision, func.coalesce(Entry.verdict, Entry.kind))
+        .where(and_(true(), *selection.where(size)))
+        .order_by(Entry.idx)
+        .execution_options(yield_per=_STREAM)
+    )
+    digest, count, policies, verdicts = hashlib.sha256(), 0, set(), Counter[str]()
+    first = last = None
+    for idx, leaf, policy, verdict in session.execute(query):
+        verdicts[str(verdict or "entry")] += 1
+        digest.update(leaf)
+        count += 1
+        first = idx if first is None else first
+        last = idx
+        if policy is not None:
+            policies.add(int(policy))
+    return count, digest.hexdigest(), sorted(policies), first, last, verdicts
+
+
+def _stream_entries(
+    session: Session, selection: BundleSelection, size: int
+) -> Iterator[tuple[int, bytes, bytes | None]]:
+    query = (
+        select(Entry.idx, Entry.data, Evidence.data)
+        .outerjoin(Evidence, Evidence.idx == Entry.idx)
+        .where(and_(true(), *selection.where(size)))
+        .order_by(Entry.idx)
+        .execution_options(yield_per=_STREAM)
+    )
+    for idx, data, evidence in session.execute(query):
+        yield int(idx), bytes(data), evidence
+
+
+def manifest_signature(manifest: bytes, signer: NoteSigner) -> str:
+    text = f"{MANIFEST_NOTE}\nsha256 {hashlib.sha256(manifest).hexdigest()}\n"
+    return sign_note(text, [signer])
+
+
+def check_manifest_signature(manifest: bytes, note: str, key: NoteVerifier) -> None:
+    """Raises InvalidNote unless ``note`` is the ledger's signature over ``manifest``."""
+    opened = open_note(note, [key])
+    expected = f"{MANIFEST_NOTE}\nsha256 {hashlib.sha256(manifest).hexdigest()}\n"
+    if opened.text != expected:
+        raise InvalidNote("the signed manifest digest does not match manifest.json")
+
+
+def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as one piece
+    session: Session,
+    out: IO[bytes],
+    *,
+    signer: NoteSigner,
+    trust_anchors: Sequence[TrustAnchor],
+    selection: BundleSelection | None = None,
+    tree_size: int | None = None,
+    known_checkpoint: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
+    """Write the bundle for ``selection`` at the checkpoint of ``tree_size`` (default: the
+    latest) to ``out``. ``known_checkpoint``: a signed checkpoint the regulator holds; the
+    bundle then proves the new checkpoint consistent with it. Reads in one snapshot: call
+    in a REPEATABLE READ transaction for a consistent view while the ledger grows."""
+    selection = selection or BundleSelection()
+    checkpoint = _checkpoint(session, tree_size)
+    size = checkpoint.tree_size
+    verifier = signer.verifier()
+    open_note(checkpoint.note, [verifier])  # never ship what our own key does not sign
+    count, leaf_digest, policies, first, last, verdicts = _scan(session, selection, size)
+    if count == 0:
+        raise BundleError("no entry covered by the checkpoint matches the selection")
+    consistency = None
+    if known_checkpoint is not None:
+        try:
+            held = CheckpointBody.parse(open_note(known_checkpoint, [verifier]).text)
+        except InvalidNote as exc:
+            raise BundleError(f"the checkpoint you hold: {exc}") from None
+        if held.tree_size > size:
+            raise BundleError(f"the checkpoint you hold is newer than {size}; export at its size")
+        hashes = consistency_proof(session, held.tree_size, size) if held.tree_size else []
+        consistency = {
+            "from_size": held.tree_size,
+            "to_size": size,
+            "hashes": [h.hex() for h in hashes],
+            "from_checkpoint": known_checkpoint,
+        }
+    anchors = sorted(trust_anchors, key=lambda a: a.fingerprint)
+    readme = _readme(size, count).encode()
+    report = _report(checkpoint, checkpoint.body.origin, selection, count, first, last, verdicts,
+                     anchors).encode()  # fmt: skip
+    manifest = canonical_json(
+        {
+            "format": FORMAT,
+            "origin": checkpoint.body.origin,
+            "checkpoint": {"tree_size": size, "root_hash": checkpoint.body.root_hash.hex()},
+            "selection": selection.describe(),
+            "entries": {
+                "count": count,
+                "first": first,
+                "last": last,
+                "leaf_hashes_sha256": leaf_digest,
+            },
+            "policies": policies,
+            "trust_anchors": [a.fingerprint for a in anchors],
+            "consistency_from": consistency["from_size"] if consistency else None,
+            "files": {  # the two unproven files, so that a changed byte anywhere shows
+                "README.txt": hashlib.sha256(readme).hexdigest(),
+                "report.html": hashlib.sha256(report).hexdigest(),
+            },
+        }
+    )
+    archive = _Archive(out, int(checkpoint.created_at.timestamp()))
+    archive.add("README.txt", readme)
+    archive.add("manifest.json", manifest)
+    archive.add("manifest.sig", manifest_signature(manifest, signer).encode())
+    archive.add("log-key.txt", f"{verifier}\n".encode())
+    archive.add("checkpoint.txt", checkpoint.note.encode())
+    if consistency is not None:
+        archive.add("consistency.json", canonical_json(consistency))
+    archive.add("report.html", report)
+    for anchor in anchors:
+        archive.add(
+            f"trust/{anchor.fingerprint}.pem", ssl.DER_cert_to_PEM_cert(anchor.der).encode()
+        )
+    for revision in policies:
+        if revision >= size:
+            raise BundleError(f"policy revision {revision} is not covered by the checkpoint")
+        data = session.execute(select(Entry.data).where(Entry.idx == revision)).scalar_one()
+        archive.add(policy_path(revision, "json"), bytes(data))
+        proof = tlog_proof(revision, inclusion_proof(session, revision, size), checkpoint.note)
+        archive.add(policy_path(revision, "tlog-proof"), proof.encode())
+    done = 0
+    for idx, data, evidence in _stream_entries(session, selection, size):
+        archive.add(entry_path(idx, "entry.json"), data)
+        if evidence is not None:
+            archive.add(entry_path(idx, "evidence.cbor"), evidence)
+        proof = tlog_proof(idx, inclusion_proof(session, idx, size), checkpoint.note)
+        archive.add(entry_path(idx, "proof.tlog-proof"), proof.encode())
+        done += 1
+        if progress is not None:
+            progress(done, count)
+    if done != count:  # the ledger only grows, and only past the checkpoint: cannot happen
+        raise BundleError(f"the selection changed during the export ({done} of {count})")
+    written = archive.close()
+    return ExportSummary(size, count, dict(verdicts), policies, written)
+
+
+def _readme(size: int, count: int) -> str:
+    return f"""attestation-ledger proof bundle ({FORMAT})
+
+{count} ledger entries, each with an inclusion proof to the signed checkpoint of tree size
+{size} (checkpoint.txt), signed by the ledger key in log-key.txt. Do not trust that file:
+check the bundle against the key you hold.
+
+To check everything offline (no database, no network):
+
+    attest-ledger verify-bundle THIS.tar.gz --log-key 'KEY'
+
+It checks the checkpoint signature, the signed manifest (so that no entry was dropped),
+every leaf hash and inclusion proof, the consistency proof if present, every evidence
+digest, and re-verify every attestation document as of its own timestamp against the trust
+anchors in trust/ under the policy revision the entry names, comparing the verdicts. Exit
+code 0 means every check passed; otherwise the failing item is named.
+"""
+
+
+def _report(  # noqa: PLR0917 - private, one caller
+    checkpoint: SignedCheckpoint,
+    origin: str,
+    selection: BundleSelection,
+    count: int,
+    first: int | None,
+    last: int | None,
+    verdicts: Counter[str],
+    anchors: Sequence[TrustAnchor],
+) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(v)}</td><td>{n:,}</td></tr>" for v, n in sorted(verdicts.items())
+    )
+    described = html.escape(json.dumps(selection.describe(), indent=2, sort_keys=True))
+    root = checkpoint.body.root_hash.hex()
+    signed = checkpoint.created_at.isoformat()
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Proof bundle report</title>
+<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;color:#1b2536}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccd;padding:.3rem .7rem;text-align:left}}
+code,pre{{font-family:ui-monospace,monospace;font-size:.85em;overflow-wrap:anywhere}}</style>
+</head><body>
+<h1>Proof bundle</h1>
+<p>This archive proves that the {count:,} ledger entries it holds (indices
+{first} to {last}) are in the ledger
+<code>{html.escape(origin)}</code> as described by its signed checkpoint of tree size
+{checkpoint.tree_size:,} (root <code>{root}</code>, signed
+{html.escape(signed)}), and carries the evidence behind each verdict so that it can be
+judged again.</p>
+<h2>Verdicts</h2><table><tr><th>verdict</th><th>entries</th></tr>{rows}</table>
+<h2>What a verifier checks</h2>
+<ol><li>the checkpoint signature and the signed manifest, against the ledger key you hold;</li>
+<li>every entry's leaf hash and its inclusion proof to that checkpoint; the entry count and
+the digest of the leaf hashes, so that none was dropped or added;</li>
+<li>the consistency proof from a checkpoint you already hold, if the bundle has one;</li>
+<li>every evidence file against the SHA-256 its entry names;</li>
+<li>every attestation document again, as of its own timestamp, against the trust anchors in
+<code>trust/</code> ({", ".join(a.fingerprint for a in anchors)}) and the policy
+revision it names, and that the verdict agrees with the recorded one.</li></ol>
+<p>Run <code>attest-ledger verify-bundle ARCHIVE --log-key KEY</code>.
+This report is a summary and proves nothing by itself.</p>
+<h2>Selection</h2><pre>{described}</pre>
+</body></html>
+"""

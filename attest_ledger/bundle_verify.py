@@ -1,0 +1,420 @@
+"""``verify-bundle``: check a proof bundle offline, with nothing but the ledger's public key.
+
+Reads the archive once, as a stream (see :mod:`attest_ledger.bundle` for the layout), and
+names every item that fails. Trusts nothing in the archive on its own: the key is the
+caller's, the checkpoint and the manifest must be signed by it, every entry and policy must
+be proven into that checkpoint, every evidence file must have the digest its entry names,
+and every attestation is judged again as of its own timestamp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import ssl
+import tarfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from attest_ledger.bundle import FORMAT, check_manifest_signature
+from attest_ledger.policy_store import PolicyConfig, PolicyError
+from ledger.checkpoint import CheckpointBody, parse_tlog_proof
+from ledger.entry import MAX_EVIDENCE_BYTES, parse_entry
+from ledger.errors import LedgerError
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.note import NoteVerifier, open_note
+from verifier import (
+    AWS_NITRO_ROOT_G1_SHA256,
+    DOCUMENT_TIME,
+    NitroVerifier,
+    PolicyViolation,
+    ResultHash,
+    TrustAnchor,
+    VerifierError,
+)
+
+__all__ = ["SERVICE_STATE_CODES", "BundleReport", "verify_bundle"]
+
+#: Reasons that depended on the service's state at ingestion (its challenges, its clock) and
+#: cannot be judged again from the evidence alone.
+SERVICE_STATE_CODES = frozenset(
+    {
+        "nonce_unknown",
+        "nonce_replayed",
+        "nonce_expired",
+        "nonce_missing",
+        "nonce_mismatch",
+        "nonce_already_used",
+        "document_too_old",
+        "document_from_future",
+    }
+)
+_HEADER = ("README.txt", "manifest.json", "manifest.sig", "log-key.txt", "checkpoint.txt")
+_ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.cbor|proof\.tlog-proof)")
+_POLICY = re.compile(r"policies/([0-9]{12})\.(json|tlog-proof)")
+_TRUST = re.compile(r"trust/([0-9a-f]{64})\.pem")
+_SMALL = 1 << 20
+
+
+@dataclass
+class BundleReport:
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    #: agreements worth a look: the same verdict, reached for other reasons
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    entries: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    rejudged: int = 0
+    tree_size: int | None = None
+    origin: str | None = None
+    anchors: list[str] = field(default_factory=list)
+    consistency_from: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, item: str, message: str) -> None:
+        self.failures.append((item, message))
+
+
+class _Abort(Exception):
+    """A failure that makes the rest of the bundle uncheckable."""
+
+
+@dataclass
+class _State:
+    key: NoteVerifier
+    report: BundleReport
+    known_checkpoint: str | None
+    trust_root: TrustAnchor | None
+    header: dict[str, bytes] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+    checkpoint: CheckpointBody | None = None
+    note: str | None = None
+    anchors: dict[str, NitroVerifier] = field(default_factory=dict)
+    policies: dict[int, PolicyConfig] = field(default_factory=dict)
+    policy_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    current: int | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    last_index: int = -1
+    digest: Any = field(default_factory=hashlib.sha256)
+    seen: set[str] = field(default_factory=set)
+
+
+def verify_bundle(
+    archive: IO[bytes],
+    key: NoteVerifier,
+    *,
+    known_checkpoint: str | None = None,
+    trust_root: TrustAnchor | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BundleReport:
+    """Check everything; the report lists every failure (item, message), empty if none.
+    ``known_checkpoint``: a signed checkpoint the caller holds, which the bundle must prove
+    consistent. ``trust_root``: require every document to chain to this anchor."""
+    state = _State(key, BundleReport(), known_checkpoint, trust_root)
+    try:
+        with tarfile.open(fileobj=archive, mode="r|gz") as tar:
+            for member in tar:
+                name = member.name.removeprefix("bundle/")
+                if not member.name.startswith("bundle/") or not member.isfile():
+                    raise _Abort(f"{member.name}: not a regular file under bundle/")
+                if name in state.seen:
+                    state.report.fail(name, "appears twice in the archive")
+                    continue
+                state.seen.add(name)
+                limit = MAX_EVIDENCE_BYTES if name.endswith(".cbor") else _SMALL
+                if member.size > limit:
+                    state.report.fail(name, f"larger than {limit} bytes")
+                    continue
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                _member(state, name, data, progress)
+        _flush_entry(state)
+        _finish(state)
+    except _Abort as exc:
+        state.report.fail("bundle", str(exc))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        state.report.fail("bundle", f"not a readable gzip tar archive: {exc}")
+    return state.report
+
+
+def _member(state: _State, name: str, data: bytes, progress: Callable[[int], None] | None) -> None:
+    if name in (*_HEADER, "consistency.json"):
+        if state.manifest is not None:
+            state.report.fail(name, "comes after the entries began")
+        state.header[name] = data
+        return
+    if name == "report.html":
+        state.header[name] = data
+        return
+    if state.manifest is None:
+        _check_header(state)
+    if found := _TRUST.fullmatch(name):
+        _add_anchor(state, name, found.group(1), data)
+    elif found := _POLICY.fullmatch(name):
+        index = int(found.group(1))
+        state.policy_files.setdefault(index, {})[found.group(2)] = data
+        if len(state.policy_files[index]) == 2:
+            _add_policy(state, index)
+    elif found := _ENTRY.fullmatch(name):
+        index = int(found.group(1))
+        if index != state.current:
+            _flush_entry(state)
+            state.current = index
+        state.files[found.group(2)] = data
+        if found.group(2) == "proof.tlog-proof":
+            _flush_entry(state)
+            if progress is not None:
+                progress(state.report.entries)
+    else:
+        state.report.fail(name, "not a file a bundle holds")
+
+
+def _check_header(state: _State) -> None:
+    missing = [n for n in _HEADER if n not in state.header]
+    if missing:
+        raise _Abort(f"missing {', '.join(missing)} before the entries")
+    report, key = state.report, state.key
+    given = state.header["log-key.txt"].decode(errors="replace").strip()
+    if given != str(key):
+        report.fail("log-key.txt", f"names another key ({given[:60]}) than the one given")
+    try:
+        state.note = state.header["checkpoint.txt"].decode()
+        state.checkpoint = CheckpointBody.parse(open_note(state.note, [key]).text)
+    except (LedgerError, UnicodeDecodeError) as exc:
+        raise _Abort(f"checkpoint.txt: {exc}") from None
+    report.tree_size, report.origin = state.checkpoint.tree_size, state.checkpoint.origin
+    manifest = state.header["manifest.json"]
+    try:
+        check_manifest_signature(manifest, state.header["manifest.sig"].decode(), key)
+        state.manifest = json.loads(manifest)
+    except (LedgerError, UnicodeDecodeError, ValueError) as exc:
+        raise _Abort(f"manifest.sig: {exc}") from None
+    info = state.manifest
+    if info.get("format") != FORMAT:
+        raise _Abort(f"manifest.json: format {info.get('format')!r}, expected {FORMAT}")
+    for name, digest in (info.get("files") or {}).items():
+        found = state.header.get(name)
+        if found is None:
+            report.fail(name, "missing (the manifest names it)")
+        elif hashlib.sha256(found).hexdigest() != digest:
+            report.fail(name, "changed: its SHA-256 is not the one the signed manifest names")
+    expected = {
+        "tree_size": state.checkpoint.tree_size,
+        "root_hash": state.checkpoint.root_hash.hex(),
+    }
+    if info.get("checkpoint") != expected or info.get("origin") != state.checkpoint.origin:
+        report.fail("manifest.json", "names another checkpoint than checkpoint.txt")
+    _check_consistency(state)
+
+
+def _check_consistency(state: _State) -> None:
+    report, raw = state.report, state.header.get("consistency.json")
+    checkpoint, manifest = _checkpoint(state), state.manifest or {}
+    if raw is None:
+        if manifest.get("consistency_from") is not None:
+            report.fail("consistency.json", "the manifest names one, the bundle has none")
+        if state.known_checkpoint is not None:
+            report.fail(
+                "consistency.json", "missing: the bundle does not prove the checkpoint you hold"
+            )
+        return
+    try:
+        proof = json.loads(raw)
+        held = CheckpointBody.parse(open_note(proof["from_checkpoint"], [state.key]).text)
+        hashes = [bytes.fromhex(h) for h in proof["hashes"]]
+        if proof["to_size"] != checkpoint.tree_size or proof["from_size"] != held.tree_size:
+            raise ValueError("its sizes are not those of the two checkpoints")
+        verify_consistency(
+            held.tree_size, checkpoint.tree_size, hashes, held.root_hash, checkpoint.root_hash
+        )
+        report.consistency_from = held.tree_size
+    except (LedgerError, ValueError, KeyError, TypeError) as exc:
+        report.fail("consistency.json", f"does not prove consistency: {exc}")
+        return
+    if state.known_checkpoint is not None:
+        try:
+            mine = CheckpointBody.parse(open_note(state.known_checkpoint, [state.key]).text)
+        except LedgerError as exc:
+            report.fail("--known-checkpoint", str(exc))
+            return
+        if (mine.tree_size, mine.root_hash) != (held.tree_size, held.root_hash):
+            report.fail("consistency.json", "starts from another checkpoint than the one you hold")
+
+
+def _add_anchor(state: _State, name: str, fingerprint: str, data: bytes) -> None:
+    try:
+        der = ssl.PEM_cert_to_DER_cert(data.decode())
+        anchor = TrustAnchor.from_der(der, name=name)
+    except (ValueError, UnicodeDecodeError, VerifierError) as exc:
+        state.report.fail(name, f"not a certificate: {exc}")
+        return
+    if anchor.fingerprint != fingerprint:
+        state.report.fail(name, f"its SHA-256 is {anchor.fingerprint}, not the one it is named by")
+        return
+    if state.trust_root is not None and fingerprint != state.trust_root.fingerprint:
+        state.report.fail(name, "is not the trust root you gave")
+        return
+    state.anchors[fingerprint] = NitroVerifier(trust_anchor=anchor)
+    state.report.anchors.append(fingerprint)
+
+
+def _checkpoint(state: _State) -> CheckpointBody:
+    if state.checkpoint is None:
+        raise _Abort("checkpoint.txt: not read before it was needed")
+    return state.checkpoint
+
+
+def _proven(state: _State, item: str, index: int, data: bytes, proof_text: bytes) -> bool:
+    checkpoint = _checkpoint(state)
+    try:
+        proof = parse_tlog_proof(proof_text)
+        if proof.index != index:
+            raise ValueError(f"it proves index {proof.index}")
+        if proof.note != state.note:
+            raise ValueError("it leads to another checkpoint than checkpoint.txt")
+        verify_inclusion(
+            leaf_hash(data), index, checkpoint.tree_size, proof.hashes, checkpoint.root_hash
+        )
+    except (LedgerError, ValueError) as exc:
+        state.report.fail(item, f"the inclusion proof fails: {exc}")
+        return False
+    return True
+
+
+def _add_policy(state: _State, index: int) -> None:
+    files = state.policy_files.pop(index)
+    item = f"policies/{index:012d}.json"
+    if not _proven(state, item, index, files["json"], files["tlog-proof"]):
+        return
+    try:
+        record = parse_entry(files["json"])
+        if record.get("kind") != "policy":
+            raise PolicyError("not a policy entry")
+        state.policies[index] = PolicyConfig.from_snapshot(record["policy"], index)
+    except (LedgerError, PolicyError, KeyError) as exc:
+        state.report.fail(item, str(exc))
+
+
+def _flush_entry(state: _State) -> None:
+    if state.current is None:
+        return
+    index, files = state.current, state.files
+    state.current, state.files = None, {}
+    item = f"entries/{index:012d}"
+    report = state.report
+    if index <= state.last_index:
+        report.fail(item, "out of index order")
+    state.last_index = index
+    data, proof = files.get("entry.json"), files.get("proof.tlog-proof")
+    if data is None or proof is None:
+        report.fail(item, "needs entry.json and proof.tlog-proof")
+        return
+    report.entries += 1
+    state.digest.update(leaf_hash(data))
+    if not _proven(state, f"{item}/proof.tlog-proof", index, data, proof):
+        return
+    try:
+        record = parse_entry(data)
+    except LedgerError as exc:
+        report.fail(f"{item}/entry.json", str(exc))
+        return
+    evidence = files.get("evidence.cbor")
+    named = record.get("evidence_sha256")
+    if named is None and evidence is not None:
+        report.fail(f"{item}/evidence.cbor", "the entry names no evidence")
+        return
+    if named is not None:
+        if evidence is None:
+            report.fail(f"{item}/evidence.cbor", "missing")
+            return
+        if hashlib.sha256(evidence).hexdigest() != named:
+            report.fail(f"{item}/evidence.cbor", "its SHA-256 is not the one the entry names")
+            return
+    report.verdicts[str(record.get("verdict") or record.get("kind"))] += 1
+    if record.get("kind") == "attestation" and evidence is not None:
+        _rejudge(state, item, record, evidence)
+
+
+def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) -> None:
+    report = state.report
+    verifier = state.anchors.get(str(record.get("trust_anchor_sha256")))
+    if verifier is None:
+        report.fail(item, f"its trust anchor {record.get('trust_anchor_sha256')} is not in trust/")
+        return
+    revision = record.get("policy_revision")
+    config = state.policies.get(revision) if isinstance(revision, int) else None
+    if config is None:
+        report.fail(item, f"its policy revision {revision} is not in policies/")
+        return
+    worker = record.get("worker")
+    policy = config.for_worker(worker) if isinstance(worker, str) else None
+    recorded = {str(r.get("code")) for r in record.get("reasons") or [] if isinstance(r, dict)}
+    codes: set[str] = set()
+    if policy is None:
+        status = "contraindicated"
+        codes = {"no_reference_values"}
+    else:
+        try:
+            text = record.get("result_hash")
+            result_hash = ResultHash.parse(text) if isinstance(text, str) else None
+            status = str(
+                verifier.verify(
+                    evidence, at=DOCUMENT_TIME, policy=policy, result_hash=result_hash
+                ).status
+            )
+        except PolicyViolation as exc:
+            status, codes = "contraindicated", {v.code for v in exc.violations}
+        except VerifierError as exc:
+            status, codes = "contraindicated", {exc.code}
+    report.rejudged += 1
+    verdict = record.get("verdict")
+    explained = verdict == "contraindicated" and recorded and recorded <= SERVICE_STATE_CODES
+    judged = f"re-verified as {status} ({', '.join(sorted(codes)) or 'no reasons'})"
+    was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
+    if status != verdict and not explained:
+        report.fail(item, f"{judged}, {was}")
+    elif codes != recorded and not (explained and not codes):
+        # the same verdict for other reasons: judged at another time (ingestion against the
+        # document's own), which a regulator should see but which does not contradict it
+        report.notes.append((item, f"{judged}, {was}"))
+
+
+def _finish(state: _State) -> None:
+    report = state.report
+    if state.manifest is None:
+        _check_header(state)
+    manifest = state.manifest or {}
+    for index in state.policy_files:
+        report.fail(f"policies/{index:012d}", "needs both .json and .tlog-proof")
+    named = set(manifest.get("policies") or [])
+    if named != set(state.policies) | {i for i, _ in _failed_policies(report)}:
+        missing = sorted(named - set(state.policies))
+        if missing:
+            report.fail("policies/", f"revisions {missing} named by the manifest are missing")
+    anchors = {str(a) for a in manifest.get("trust_anchors") or []}
+    if anchors - set(state.anchors) and state.trust_root is None:
+        report.fail("trust/", f"anchors {sorted(anchors - set(state.anchors))} are missing")
+    entries = manifest.get("entries") or {}
+    if report.entries != entries.get("count"):
+        report.fail(
+            "manifest.json",
+            f"names {entries.get('count')} entries, the bundle holds {report.entries}",
+        )
+    elif state.digest.hexdigest() != entries.get("leaf_hashes_sha256"):
+        report.fail("manifest.json", "the entries are not the ones selected (leaf digest differs)")
+    for fingerprint in report.anchors:
+        if fingerprint != AWS_NITRO_ROOT_G1_SHA256 and state.trust_root is None:
+            report.anchors[report.anchors.index(fingerprint)] = f"{fingerprint} (NOT the AWS root)"
+
+
+def _failed_policies(report: BundleReport) -> list[tuple[int, str]]:
+    out = []
+    for item, message in report.failures:
+        if found := re.fullmatch(r"policies/([0-9]{12})\.json", item):
+            out.append((int(found.group(1)), message))
+    return out

@@ -1,0 +1,222 @@
+"""Proof bundles: export from a real ledger, check offline, and catch every kind of tampering."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+from sqlalchemy import text
+
+from attest_ledger.bundle import BundleError, BundleSelection, entry_path, export_bundle
+from attest_ledger.bundle_verify import verify_bundle
+from ledger.checkpoints import publish_checkpoint
+from ledger.db import session_scope
+from ledger.note import NoteSigner, sign_note
+from ledger.search import EntryFilter
+from tests.support import simulated_nsm
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def ledger(service, sim_pki):
+    """Good attestations, a wrong image, an unknown nonce and an unbound result, checkpointed."""
+    indices = []
+    for n in range(5):
+        result = b"answer %d" % n
+        reply = service.submit(
+            service.document(nonce=service.challenge(), result=result), result=result
+        )
+        assert reply.json["verdict"]["status"] == "affirming", reply.json
+        indices.append(reply.json["entry"]["index"])
+    other = simulated_nsm(sim_pki, image="something-else")
+    bad = [
+        service.document(nonce=service.challenge(), nsm=other),
+        service.document(nonce=b"\x01" * 32),
+        service.document(nonce=service.challenge(), result=b"not what was submitted"),
+    ]
+    for document in bad:
+        reply = service.submit(document)
+        assert reply.json["verdict"]["status"] == "contraindicated", reply.json
+        indices.append(reply.json["entry"]["index"])
+    with session_scope(service.runtime.sessions) as session:
+        publish_checkpoint(session, service.runtime.signer)
+    service.indices = indices
+    return service
+
+
+def export(service, selection=None, **kwargs) -> bytes:
+    out = io.BytesIO()
+    with service.runtime.sessions() as session:
+        export_bundle(
+            session, out, signer=service.runtime.signer,
+            trust_anchors=[service.runtime.trust_anchor], selection=selection, **kwargs,
+        )  # fmt: skip
+    return out.getvalue()
+
+
+def check(service, archive: bytes, **kwargs):
+    return verify_bundle(io.BytesIO(archive), service.runtime.log_key, **kwargs)
+
+
+def members(archive: bytes) -> list[tuple[str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return [(m.name.removeprefix("bundle/"), tar.extractfile(m).read()) for m in tar]
+
+
+def repack(files: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w|") as tar,
+    ):
+        for name, data in files:
+            info = tarfile.TarInfo(f"bundle/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def attestations(service) -> BundleSelection:
+    return BundleSelection(EntryFilter(kind="attestation"))
+
+
+def test_a_bundle_checks_offline_and_is_reproducible(ledger) -> None:
+    archive = export(ledger, attestations(ledger))
+    report = check(ledger, archive)
+    assert report.ok, report.failures
+    assert report.entries == 8
+    assert report.rejudged == 8  # every attestation judged again from its evidence
+    assert report.verdicts == {"affirming": 5, "contraindicated": 3}
+    assert export(ledger, attestations(ledger)) == archive  # byte-identical
+    names = [name for name, _ in members(archive)]
+    assert names[:5] == ["README.txt", "manifest.json", "manifest.sig", "log-key.txt",
+                         "checkpoint.txt"]  # fmt: skip
+    assert entry_path(ledger.indices[0], "evidence.cbor") in names
+    assert any(name.startswith("policies/") for name in names)
+    manifest = json.loads(dict(members(archive))["manifest.json"])
+    assert manifest["entries"]["count"] == 8
+    assert "contraindicated" in dict(members(archive))["report.html"].decode()
+
+
+def test_selections(ledger) -> None:
+    result = BundleSelection(result_hashes=("sha256:" + "00" * 32,))
+    with pytest.raises(BundleError, match="no entry"):
+        export(ledger, result)
+    picked = BundleSelection(indices=tuple(ledger.indices[:2]))
+    report = check(ledger, export(ledger, picked))
+    assert report.ok, report.failures
+    assert report.entries == 2
+    rejected = BundleSelection(EntryFilter(verdict="contraindicated"))
+    report = check(ledger, export(ledger, rejected))
+    assert report.ok, report.failures
+    assert report.verdicts == {"contraindicated": 3}
+    with pytest.raises(BundleError, match="no signed checkpoint has tree size 3"):
+        export(ledger, picked, tree_size=3)
+
+
+def test_consistency_from_a_checkpoint_the_regulator_holds(ledger) -> None:
+    with ledger.runtime.sessions() as session:
+        from ledger.checkpoints import latest_checkpoint
+
+        held = latest_checkpoint(session).note
+    ledger.fresh(result=b"later")
+    with session_scope(ledger.runtime.sessions) as session:
+        publish_checkpoint(session, ledger.runtime.signer)
+    archive = export(ledger, attestations(ledger), known_checkpoint=held)
+    report = check(ledger, archive, known_checkpoint=held)
+    assert report.ok, report.failures
+    assert report.consistency_from is not None
+    unproven = export(ledger, attestations(ledger))
+    assert not check(ledger, unproven, known_checkpoint=held).ok  # asked for, not there
+
+
+def failures_of(ledger, files) -> list[tuple[str, str]]:
+    report = check(ledger, repack(files))
+    assert not report.ok
+    return report.failures
+
+
+def test_a_changed_byte_in_any_file_is_caught_and_named(ledger) -> None:
+    files = members(export(ledger, attestations(ledger)))
+    for n, (name, data) in enumerate(files):
+        changed = bytearray(data)
+        changed[len(changed) // 2] ^= 0x01
+        tampered = [*files[:n], (name, bytes(changed)), *files[n + 1 :]]
+        failures = failures_of(ledger, tampered)
+        named = " ".join(item + " " + message for item, message in failures)
+        stem = name.rsplit("/", 1)[0] if name.startswith("entries/") else name
+        assert stem.split(".")[0] in named or "checkpoint.txt" in named, (name, failures)
+
+
+def test_a_dropped_entry_is_caught(ledger) -> None:
+    files = members(export(ledger, attestations(ledger)))
+    gone = f"entries/{ledger.indices[2]:012d}/"
+    failures = failures_of(ledger, [(n, d) for n, d in files if not n.startswith(gone)])
+    assert failures == [("manifest.json", "names 8 entries, the bundle holds 7")]
+
+
+def test_swapped_proofs_and_swapped_evidence_are_caught(ledger) -> None:
+    files = dict(members(export(ledger, attestations(ledger))))
+    a, b = ledger.indices[0], ledger.indices[1]
+    order = [name for name, _ in members(export(ledger, attestations(ledger)))]
+    for kind in ("proof.tlog-proof", "evidence.cbor"):
+        swapped = dict(files)
+        swapped[entry_path(a, kind)], swapped[entry_path(b, kind)] = (
+            files[entry_path(b, kind)],
+            files[entry_path(a, kind)],
+        )
+        failures = failures_of(ledger, [(name, swapped[name]) for name in order])
+        items = {item for item, _ in failures}
+        assert {f"entries/{a:012d}/{kind}", f"entries/{b:012d}/{kind}"} <= items, failures
+
+
+def test_a_checkpoint_signed_by_another_key_is_refused(ledger) -> None:
+    files = members(export(ledger, attestations(ledger)))
+    note = dict(files)["checkpoint.txt"].decode()
+    text = note[: note.rfind("\n\n") + 1]
+    forged = sign_note(text, [NoteSigner.generate(ledger.runtime.log_key.name)])
+    tampered = [(n, forged.encode() if n == "checkpoint.txt" else d) for n, d in files]
+    failures = failures_of(ledger, tampered)
+    assert failures[-1][0] == "bundle"
+    assert "checkpoint.txt" in failures[-1][1]
+    other = NoteSigner.generate("example.com/other").verifier()
+    report = verify_bundle(io.BytesIO(repack(files)), other)
+    assert not report.ok  # the right bundle, checked against the wrong key
+    assert report.failures[0][0] == "log-key.txt"
+
+
+def test_not_a_bundle(ledger) -> None:
+    report = check(ledger, b"not gzip at all")
+    assert report.failures[0][0] == "bundle"
+    report = check(ledger, repack([("README.txt", b"hello")]))
+    assert "missing" in report.failures[0][1]
+
+
+def test_a_verdict_the_evidence_does_not_support_is_caught(ledger, sim_pki) -> None:
+    """A ledger that recorded 'affirming' for a wrong image (a verifier bug, say): the proofs
+    all hold, and the bundle verifier still refuses it."""
+    from ledger.append import append, prepare_all
+    from ledger.entry import NewEntry
+
+    with ledger.runtime.sessions() as session:
+        query = text("SELECT data FROM ledger_entries WHERE idx = :i")
+        good = json.loads(session.execute(query, {"i": ledger.indices[0]}).scalar_one())
+    wrong = ledger.document(
+        nonce=b"\x02" * 32, result=b"answer 0", nsm=simulated_nsm(sim_pki, image="elsewhere")
+    )
+    record = {k: v for k, v in good.items() if k != "evidence_sha256"}
+    with session_scope(ledger.runtime.sessions) as session:
+        appended = append(session, prepare_all([NewEntry.from_record(record, evidence=wrong)]))
+        publish_checkpoint(session, ledger.runtime.signer)
+    index = appended[0].index
+    report = check(ledger, export(ledger, BundleSelection(indices=(index,))))
+    assert not report.ok
+    [(item, message)] = report.failures
+    assert item == f"entries/{index:012d}"
+    assert message == (
+        "re-verified as contraindicated (pcr_mismatch), recorded affirming (no reasons)"
+    )
