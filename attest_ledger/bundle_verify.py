@@ -362,6 +362,10 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
         try:
             text = record.get("result_hash")
             result_hash = ResultHash.parse(text) if isinstance(text, str) else None
+        except ValueError as exc:
+            report.fail(f"{item}/entry.json", str(exc))
+            return
+        try:
             status = str(
                 verifier.verify(
                     evidence, at=DOCUMENT_TIME, policy=policy, result_hash=result_hash
