@@ -34,7 +34,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live(db_url, tmp_path):
+def live_env() -> dict[str, str]:
+    """Extra environment for the live service; a test module overrides this fixture to
+    change a setting (the schemathesis test turns the rate limit off, say)."""
+    return {}
+
+
+@pytest.fixture
+def live(db_url, tmp_path, live_env):
     data = tmp_path / "var"
     data.mkdir()
     key = data / "ledger.key"
@@ -61,14 +68,18 @@ def live(db_url, tmp_path):
         "ATTEST_LEDGER_KEY": str(key),
         "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
         "ATTEST_LEDGER_CHECKPOINT_INTERVAL": "0.5",
+        **live_env,
     }
+    # The log goes to a file, not a pipe: gunicorn writes an access-log line per request, and
+    # a pipe nobody reads until the end fills up (64 KiB) and then blocks the service.
+    log = tmp_path / "service.log"
+    log_file = log.open("w")
     server = subprocess.Popen(
         [*CLI, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -80,9 +91,12 @@ def live(db_url, tmp_path):
             pass
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
-            pytest.fail("the service did not start:\n" + server.communicate()[0])
+            server.wait()
+            log_file.close()
+            pytest.fail("the service did not start:\n" + log.read_text())
         time.sleep(0.2)
-    yield {"base": base, "env": env, "tokens": tokens, "data": data, "server": server}
+    yield {"base": base, "env": env, "tokens": tokens, "data": data, "server": server, "log": log}
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
-    server.communicate(timeout=30)  # drains and closes the log pipe
+    server.wait(timeout=30)
+    log_file.close()

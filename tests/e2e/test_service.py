@@ -107,7 +107,8 @@ def test_workers_against_gunicorn_then_every_receipt_proven_offline(live) -> Non
 
     server = live["server"]
     server.send_signal(signal.SIGTERM)
-    log, _ = server.communicate(timeout=30)
+    server.wait(timeout=30)
+    log = live["log"].read_text()
     assert server.returncode == 0, log
     assert "Traceback" not in log
 
