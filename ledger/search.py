@@ -12,6 +12,7 @@ raises :class:`SearchError` naming the parameter, for a 400 with a clear message
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select, true, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.models import Entry
+from ledger.models import Entry, Sequencer
 
 __all__ = [
     "KINDS",
@@ -30,20 +31,24 @@ __all__ = [
     "EntryRow",
     "Page",
     "SearchError",
+    "count_entries",
     "parse_time",
     "search_entries",
+    "verdict_counts",
 ]
 
 VERDICTS = ("affirming", "warning", "contraindicated")
 KINDS = ("attestation", "policy", "access")
 #: index-desc: newest first (the default); time: when the entry was appended.
 SORTS = ("index-desc", "index-asc", "time-desc", "time-asc")
-MAX_PAGE = 200
+#: the largest page: the compliance API's ``limit`` goes up to it (the portal shows 50)
+MAX_PAGE = 1000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX96 = re.compile(r"[0-9a-f]{96}")
 _RESULT_HASH = re.compile(r"[a-z0-9-]{1,16}:[0-9a-f]{32,128}")
 _TEXT_MAX = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_INDEX = 2**63 - 1
 
 
 class SearchError(ValueError):
@@ -63,9 +68,11 @@ def parse_time(parameter: str, text: str) -> datetime:
         value = value[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
-        raise SearchError(parameter, f"{text!r} is not a date or an ISO 8601 time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        raise SearchError(parameter, f"{text[:40]!r} is not a date or an ISO 8601 time") from None
+    except OverflowError:  # an offset that moves the year past 1 or 9999
+        raise SearchError(parameter, f"{text[:40]!r} is out of range") from None
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,22 @@ class EntryFilter:
     evidence_sha256: str | None = None
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> EntryFilter:
-        """Build a filter from query parameters named like the fields (empty means unset)."""
-        given = {f.name: (params.get(f.name) or "").strip() for f in fields(cls)}
+    def from_params(cls, params: Mapping[str, str], *, trim: bool = True) -> EntryFilter:
+        """Build a filter from query parameters named like the fields (empty means unset).
+
+        ``trim`` (for people, in the portal's forms) drops surrounding whitespace first, so a
+        blank field is unset; without it (the API), values are taken exactly as given."""
+        given = {f.name: params.get(f.name) or "" for f in fields(cls)}
         values: dict[str, Any] = {}
-        for name, text in given.items():
+        for name, raw in given.items():
+            if len(raw) > _TEXT_MAX:  # as given: the API's document says so of the raw value
+                raise SearchError(name, f"longer than {_TEXT_MAX} characters")
+            text = raw.strip() if trim else raw
             if not text:
                 continue
-            if len(text) > _TEXT_MAX:
-                raise SearchError(name, f"longer than {_TEXT_MAX} characters")
+            if any(unicodedata.category(c) == "Cc" for c in text):
+                # PostgreSQL text cannot hold NUL; no stored value has any control character
+                raise SearchError(name, "contains a control character")
             values[name] = text
         for name in ("since", "until"):
             if name in values:
@@ -165,6 +179,8 @@ class EntryRow:
     result_hash: str | None
     document_time: datetime | None
     data: bytes
+    leaf_hash: bytes
+    evidence_sha256: bytes | None
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,8 @@ _COLUMNS = (
     Entry.result_hash,
     Entry.document_time,
     Entry.data,
+    Entry.leaf_hash,
+    Entry.evidence_sha256,
 )
 
 
@@ -201,12 +219,13 @@ def _parse_cursor(parameter: str, text: str, sort: str) -> tuple[Any, ...]:
     try:
         if sort.startswith("index"):
             index = int(text)
-            if index < 0:
-                raise ValueError
-            return (index,)
-        micros, _, index_text = text.partition(".")
-        moment = _EPOCH + timedelta(microseconds=int(micros))
-        return (moment, int(index_text))
+        else:
+            micros, _, index_text = text.partition(".")
+            moment = _EPOCH + timedelta(microseconds=int(micros))
+            index = int(index_text)
+        if not 0 <= index <= _MAX_INDEX:  # beyond PostgreSQL's bigint the query itself fails
+            raise ValueError
+        return (index,) if sort.startswith("index") else (moment, index)
     except (ValueError, OverflowError, OSError):
         raise SearchError(parameter, "not a cursor of this list (follow the page links)") from None
 
@@ -261,3 +280,23 @@ def search_entries(
         _cursor(rows[-1], sort) if has_next else None,
         _cursor(rows[0], sort) if has_previous else None,
     )
+
+
+def count_entries(session: Session, selection: EntryFilter) -> int:
+    """How many entries match ``selection`` (an index scan of the matches; the whole ledger's
+    size, which the sequencer keeps, when nothing is filtered)."""
+    if selection.empty:
+        size = session.execute(select(Sequencer.tree_size).where(Sequencer.id == 1)).scalar()
+        return int(size or 0)
+    query = select(func.count()).select_from(Entry).where(and_(true(), *selection.where()))
+    return int(session.execute(query).scalar_one())
+
+
+def verdict_counts(session: Session, selection: EntryFilter) -> dict[str, int]:
+    """How many entries match ``selection``, per verdict (entries without one are left out)."""
+    query = (
+        select(Entry.verdict, func.count())
+        .where(and_(Entry.verdict.is_not(None), *selection.where()))
+        .group_by(Entry.verdict)
+    )
+    return {str(verdict): int(n) for verdict, n in session.execute(query)}

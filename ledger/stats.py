@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["BUCKETS", "GROUPS", "Count", "aggregate", "rebuild", "refresh"]
+__all__ = ["BUCKETS", "GROUPS", "Count", "aggregate", "counted", "rebuild", "refresh"]
 
 BUCKETS = ("hour", "day", "month")
 GROUPS = ("kind", "verdict", "worker", "image")
@@ -66,6 +66,12 @@ def refresh(session: Session, *, step: int = 200_000, max_steps: int = 1) -> int
     return counted
 
 
+def counted(session: Session) -> int:
+    """How many entries the counts cover (every entry below this index)."""
+    value = session.execute(text("SELECT next_idx FROM ledger_stats_state WHERE id = 1")).scalar()
+    return int(value or 0)
+
+
 def rebuild(session: Session) -> None:
     """Forget the counts and count everything again (after a restore, say)."""
     session.execute(text("DELETE FROM ledger_hourly_counts"))
@@ -89,10 +95,12 @@ def aggregate(
     until: datetime | None = None,
     group_by: tuple[str, ...] = ("verdict",),
     where: dict[str, str] | None = None,
+    limit: int | None = None,
 ) -> list[Count]:
     """Entries per ``bucket`` (hour, day, month; UTC) grouped by any of kind, verdict, worker
-    and image, optionally restricted to given values of those. Counts what has been counted:
-    call :func:`refresh` first for an up-to-date answer."""
+    and image, optionally restricted to given values of those; at most ``limit`` rows, the
+    earliest buckets first. Counts what has been counted: call :func:`refresh` first for an
+    up-to-date answer."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     unknown = set(group_by) | set(where or {})
@@ -114,7 +122,10 @@ def aggregate(
         f"SELECT date_trunc('{bucket}', hour, 'UTC') AS bucket{select_groups}, "  # noqa: S608 - names from GROUPS/BUCKETS
         f"sum(entries) FROM ledger_hourly_counts WHERE {' AND '.join(clauses)} "
         f"GROUP BY 1{select_groups} ORDER BY 1{select_groups}"
+        + (" LIMIT :limit" if limit is not None else "")
     )
+    if limit is not None:
+        params["limit"] = limit
     out = []
     for row in session.execute(statement, params):
         group = {name: (row[i + 1] or None) for i, name in enumerate(group_by)}

@@ -1,4 +1,5 @@
-"""The Flask service: ingestion API, read API, operations endpoints and the auditor portal.
+"""The Flask service: ingestion API, read and compliance APIs, operations endpoints and the
+auditor portal.
 
 ``create_app(runtime)`` builds an app around a :class:`~attest_ledger.runtime.Runtime`
 (database, verifier, batcher, publisher); nothing happens at import time, and migrations are
@@ -10,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from attest_ledger.runtime import Runtime
-from web import api, ops, portal
+from web import api, compliance, ops, portal
 from web.auth import RateLimiter
 from web.metrics import Metrics
 from web.problems import register_problem_handlers
@@ -40,6 +41,7 @@ def create_app(runtime: Runtime) -> Flask:
     init_sessions(app)
     register_problem_handlers(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(compliance.bp)
     app.register_blueprint(ops.bp)
     portal.init_portal(app)
 

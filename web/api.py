@@ -11,12 +11,16 @@ Anyone (checkpoints and proofs between them are public, as in any transparency l
     GET  /api/v1/checkpoints[?before=&limit=] the list of checkpoints
     GET  /api/v1/log-key                      the ledger's verifier key
     GET  /api/v1/consistency?first=&second=   a consistency proof between two sizes
+    GET  /api/v1/tree                         the current (not yet checkpointed) size
+    GET  /api/v1/openapi.json                 the OpenAPI 3.1 description of all of /api/v1
 
 Readers (``reader`` tokens)::
 
     GET  /api/v1/entries/<index>               an entry, its bytes and hashes
     GET  /api/v1/entries/<index>/proof[?tree_size=N&format=json|tlog-proof]
     GET  /api/v1/entries/<index>/evidence      the raw attestation document (application/cbor)
+
+The compliance queries (search, result lookup, statistics) are in :mod:`web.compliance`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import threading
 import time
 from datetime import timedelta
@@ -42,16 +47,21 @@ from ledger.reads import consistency_proof, get_entry, get_evidence, inclusion_p
 from verifier import MAX_EVIDENCE_BYTES, ResultHash
 from verifier.timefmt import iso_utc
 from web.auth import current_client, require
+from web.openapi import document
 from web.problems import Problem
 from web.sessions import db
 
-__all__ = ["bp"]
+__all__ = ["MAX_INDEX", "bp"]
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 _MAX_JOB_BYTES = 4096
 _MAX_CHALLENGES = 100
 _IDEMPOTENCY_KEY_CHARS = 200
+#: the largest index or tree size (PostgreSQL's bigint); a larger index matches no route (404)
+MAX_INDEX = 2**63 - 1
+_INDEX = f"<int(max={MAX_INDEX}):index>"
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def runtime() -> Any:
@@ -80,6 +90,8 @@ def _json_body(*, required: bool) -> dict[str, Any]:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise Problem(400, "malformed_request", "the body is not valid JSON") from None
+    except RecursionError:  # "[[[[…": 10 KB of brackets was a 500
+        raise Problem(400, "malformed_request", "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise Problem(400, "malformed_request", "the body must be a JSON object")
     return body
@@ -162,6 +174,8 @@ def _parse_submission(body: dict[str, Any]) -> Submission:
             raise Problem(400, "malformed_request", f"job is larger than {_MAX_JOB_BYTES} bytes")
     except InvalidEntry as exc:
         raise Problem(400, "malformed_request", f"job: {exc.message}") from None
+    except RecursionError:  # parsed, but too deep to walk
+        raise Problem(400, "malformed_request", "job is nested too deeply") from None
     key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
     if key is not None and (
         not isinstance(key, str)
@@ -243,15 +257,26 @@ def _receipt_json(receipt: Receipt) -> dict[str, Any]:
 # --- public ----------------------------------------------------------------------------------
 
 
+def _arg(name: str) -> str | None:
+    """The query parameter ``name``; given twice it is ambiguous, so refused (never the first
+    value silently: ``tree_size=&tree_size=x`` once answered with the latest checkpoint)."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise Problem(400, "malformed_request", f"{name} is given more than once")
+    return values[0] if values else None
+
+
 def _int_arg(name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
-    text = request.args.get(name)
+    text = _arg(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 19:
+    if not _DIGITS.fullmatch(text):  # not str.isdigit(): "²" is a digit to it, not to int()
         raise Problem(400, "malformed_request", f"{name} must be a non-negative integer")
     value = int(text)
     if value < minimum:
         raise Problem(400, "malformed_request", f"{name} must be at least {minimum}")
+    if value > MAX_INDEX:  # PostgreSQL's bigint; beyond it the query itself fails
+        raise Problem(400, "malformed_request", f"{name} must be at most {MAX_INDEX}")
     return value
 
 
@@ -312,7 +337,7 @@ def get_consistency() -> Response:
 # --- readers ---------------------------------------------------------------------------------
 
 
-@bp.get("/entries/<int:index>")
+@bp.get(f"/entries/{_INDEX}")
 @require("reader")
 def get_entry_view(index: int) -> Response:
     stored = get_entry(db(), index)
@@ -329,11 +354,14 @@ def get_entry_view(index: int) -> Response:
     )
 
 
-@bp.get("/entries/<int:index>/proof")
+@bp.get(f"/entries/{_INDEX}/proof")
 @require("reader")
 def get_inclusion_proof(index: int) -> Response:
     session = db()
     size = _int_arg("tree_size", minimum=1)
+    proof_format = _arg("format") or "json"
+    if proof_format not in ("json", "tlog-proof"):
+        raise Problem(400, "malformed_request", "format must be json or tlog-proof")
     if size is None:
         latest = latest_checkpoint(session)
         if latest is None or latest.tree_size <= index:
@@ -346,7 +374,7 @@ def get_inclusion_proof(index: int) -> Response:
     stored = get_entry(session, index)
     hashes = inclusion_proof(session, index, size)
     checkpoint = checkpoint_at(session, size)
-    if request.args.get("format") == "tlog-proof":
+    if proof_format == "tlog-proof":
         if checkpoint is None:
             raise Problem(
                 400,
@@ -365,7 +393,7 @@ def get_inclusion_proof(index: int) -> Response:
     )
 
 
-@bp.get("/entries/<int:index>/evidence")
+@bp.get(f"/entries/{_INDEX}/evidence")
 @require("reader")
 def get_evidence_view(index: int) -> Response:
     evidence = get_evidence(db(), index)
@@ -382,3 +410,9 @@ def get_evidence_view(index: int) -> Response:
 def get_tree() -> Response:
     """The current (not yet checkpointed) size; the root is only published signed."""
     return jsonify({"tree_size": tree_state(db()).size})
+
+
+@bp.get("/openapi.json")
+def get_openapi() -> Response:
+    """The OpenAPI 3.1 description of every endpoint under /api/v1 (public)."""
+    return jsonify(document())

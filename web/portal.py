@@ -14,6 +14,7 @@ Failed sign-ins are limited per name and per address (:mod:`attest_ledger.users`
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ from ledger.note import open_note
 from ledger.reads import consistency_proof, inclusion_proof, tree_state
 from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entries
 from ledger.stats import aggregate, refresh
+from web.api import MAX_INDEX
 from web.problems import Problem
 from web.sessions import db
 
@@ -65,6 +67,14 @@ _PUBLIC = {"portal.login"}
 _RANGES = {"48h": ("hour", timedelta(hours=48)), "30d": ("day", timedelta(days=30)),
            "12m": ("month", timedelta(days=366))}  # fmt: skip
 _VERDICT_ORDER = ("affirming", "warning", "contraindicated")
+#: an entry index the database can hold; a larger one matches no page (404)
+_INDEX = f"<int(max={MAX_INDEX}):index>"
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def _whole(text: str) -> bool:
+    """A whole number PostgreSQL's bigint holds (not str.isdigit(), for which "²" is one)."""
+    return _DIGITS.fullmatch(text) is not None and int(text) <= MAX_INDEX
 
 
 def _runtime() -> Any:
@@ -399,12 +409,12 @@ def _printable(data: bytes | None) -> str | None:
     return text if text.isprintable() else None
 
 
-@bp.get("/entries/<int:index>")
+@bp.get(f"/entries/{_INDEX}")
 def entry(index: int) -> str:
     return _entry_page(index)
 
 
-@bp.post("/entries/<int:index>/reverify")
+@bp.post(f"/entries/{_INDEX}/reverify")
 def entry_reverify(index: int) -> str:
     view = explain_entry(db(), index)
     if view.evidence is None:
@@ -420,7 +430,7 @@ def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
     )
 
 
-@bp.get("/entries/<int:index>/evidence.cbor")
+@bp.get(f"/entries/{_INDEX}/evidence.cbor")
 def entry_evidence(index: int) -> Response:
     view = explain_entry(db(), index)
     if view.evidence is None:
@@ -428,7 +438,7 @@ def entry_evidence(index: int) -> Response:
     return _download(view.evidence, "application/cbor", f"entry-{index}-evidence.cbor")
 
 
-@bp.get("/entries/<int:index>/entry.json")
+@bp.get(f"/entries/{_INDEX}/entry.json")
 def entry_bytes(index: int) -> Response:
     """The canonical entry bytes, exactly as hashed into the leaf."""
     view = explain_entry(db(), index)
@@ -439,7 +449,7 @@ def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
     session = db()
     text = request.args.get("tree_size")
     if text:
-        if not text.isdigit() or len(text) > 19:
+        if not _whole(text):
             raise Problem(400, "malformed_request", "tree_size must be a whole number")
         checkpoint = checkpoint_at(session, int(text))
         if checkpoint is None:
@@ -457,7 +467,7 @@ def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
     return checkpoint.tree_size, checkpoint
 
 
-@bp.get("/entries/<int:index>/proof.json")
+@bp.get(f"/entries/{_INDEX}/proof.json")
 def entry_proof_json(index: int) -> Response:
     size, checkpoint = _proof_size(index)
     view = explain_entry(db(), index)
@@ -474,7 +484,7 @@ def entry_proof_json(index: int) -> Response:
     )
 
 
-@bp.get("/entries/<int:index>/proof.tlog")
+@bp.get(f"/entries/{_INDEX}/proof.tlog")
 def entry_proof_tlog(index: int) -> Response:
     size, checkpoint = _proof_size(index)
     text = tlog_proof(index, inclusion_proof(db(), index, size), checkpoint.note)
@@ -489,7 +499,7 @@ def checkpoints() -> str:
     before_text = request.args.get("before")
     before = None
     if before_text:
-        if not before_text.isdigit() or len(before_text) > 19:
+        if not _whole(before_text):
             raise Problem(400, "malformed_request", "before must be a whole number")
         before = int(before_text)
     session = db()
@@ -526,7 +536,7 @@ def consistency() -> Response:
     values = []
     for name in ("first", "second"):
         text = request.args.get(name, "")
-        if not text.isdigit() or len(text) > 19:
+        if not _whole(text):
             raise Problem(400, "malformed_request", f"{name} must be the size of a checkpoint")
         values.append(int(text))
     first, second = values

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import ledger_bench, portal_bench, service_bench, verifier_throughput
+from bench import api_bench, ledger_bench, portal_bench, service_bench, verifier_throughput
 
 
 def test_verifier_benchmark_runs(capsys) -> None:
@@ -46,3 +46,13 @@ def test_portal_benchmark_runs(capsys) -> None:
     assert "entry page (real evidence, chain)" in results["pages"]
     assert all(page["p99_ms"] > 0 for page in results["pages"].values())
     assert "Portal pages under gunicorn" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_api_benchmark_runs(capsys) -> None:
+    results = api_bench.main(entries=3000, samples=12, real=4)
+    assert results["entries"] > 3000 + 8  # synthetic, real, and the set-up's own entries
+    assert "result: real submission, with proof" in results["requests"]
+    assert "count=exact, worker" in results["requests"]
+    assert all(request["p99_ms"] > 0 for request in results["requests"].values())
+    assert "Compliance API under gunicorn" in capsys.readouterr().out

@@ -676,3 +676,54 @@ def test_ledger_busy_is_503_with_retry_after_and_nothing_is_written(
         assert retry.json["verdict"]["status"] == "affirming"
     finally:
         service.runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        # found by schemathesis (tests/e2e/test_openapi_schemathesis.py): each was a 500, or
+        # an answer to a question nobody asked
+        ("/api/v1/checkpoint?tree_size=%C2%B2", 400),  # "²": str.isdigit() yes, int() no
+        ("/api/v1/checkpoint?tree_size=9223372036854775808", 400),  # above PostgreSQL's bigint
+        ("/api/v1/checkpoint?tree_size=&tree_size=x", 400),  # was: the latest checkpoint
+        ("/api/v1/checkpoints?limit=5&limit=6", 400),
+        ("/api/v1/consistency?first=1&second=%C2%B9", 400),
+        ("/api/v1/entries/9223372036854775808", 404),
+        ("/api/v1/entries/9223372036854775808/proof", 404),
+        ("/api/v1/entries/0/proof?tree_size=99999999999999999999", 400),
+        ("/api/v1/entries/0/proof?format=xml", 400),  # was: JSON, silently
+    ],
+)
+def test_bad_numbers_and_repeated_parameters_are_refused(service, path, status) -> None:
+    service.fresh()
+    publish(service)
+    response = service.http.get(path, headers=service.auth("auditor"))
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.json["code"] == ("malformed_request" if status == 400 else "not_found")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/attestations", "/api/v1/challenges"])
+@pytest.mark.parametrize("depth", [970, 5000])
+def test_deeply_nested_json_is_refused_not_500(service, path, depth) -> None:
+    """Found while fuzzing the worker endpoints: json.loads raises RecursionError (not a
+    ValueError) on a few KB of brackets, and so, a little shallower, did the walk over job."""
+    job = "[" * depth + "]" * depth
+    body = (
+        '{"attestation_document": "eA==", "result_hash": "sha256:'
+        + "0" * 64
+        + '", "job": '
+        + ('{"a":' * depth + "1" + "}" * depth)
+        + "}"
+        if path.endswith("attestations")
+        else '{"count": ' + job + "}"
+    )
+    response = service.http.post(
+        path, data=body, content_type="application/json", headers=service.auth("worker-1")
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.json["code"] == "malformed_request"
+    assert "not valid JSON" not in response.json["detail"]
+    if depth > 1000:
+        assert response.json["detail"].endswith("nested too deeply")
+    assert entry_count(service) == 7  # nothing recorded
