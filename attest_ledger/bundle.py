@@ -12,6 +12,7 @@ are deterministic). Members, in this order::
     checkpoint.txt                 the signed checkpoint every proof leads to
     consistency.json               optional: from a checkpoint the regulator already holds
     report.html                    a readable summary (its SHA-256 is in the manifest)
+    verify_bundle.py               a standalone verifier: Python, cryptography, cbor2 (idem)
     trust/<sha256>.pem             the trust anchors the evidence was checked against
     policies/<index>.json          each policy revision the entries name, with
     policies/<index>.tlog-proof      its inclusion proof (policies are ledger entries too)
@@ -37,6 +38,7 @@ import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import IO, Any
 
 from sqlalchemy import and_, func, select, true
@@ -211,6 +213,11 @@ def manifest_signature(manifest: bytes, signer: NoteSigner) -> str:
     return sign_note(text, [signer])
 
 
+def standalone_verifier() -> bytes:
+    """The standalone verifier shipped in every bundle (attest_ledger/verify_bundle.py)."""
+    return resources.files("attest_ledger").joinpath("verify_bundle.py").read_bytes()
+
+
 def check_manifest_signature(manifest: bytes, note: str, key: NoteVerifier) -> None:
     """Raises InvalidNote unless ``note`` is the ledger's signature over ``manifest``."""
     opened = open_note(note, [key])
@@ -259,6 +266,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
         }
     anchors = sorted(trust_anchors, key=lambda a: a.fingerprint)
     readme = _readme(size, count).encode()
+    standalone = standalone_verifier()
     report = _report(checkpoint, checkpoint.body.origin, selection, count, first, last, verdicts,
                      anchors).encode()  # fmt: skip
     manifest = canonical_json(
@@ -279,6 +287,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             "files": {  # the two unproven files, so that a changed byte anywhere shows
                 "README.txt": hashlib.sha256(readme).hexdigest(),
                 "report.html": hashlib.sha256(report).hexdigest(),
+                "verify_bundle.py": hashlib.sha256(standalone).hexdigest(),
             },
         }
     )
@@ -291,6 +300,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     if consistency is not None:
         archive.add("consistency.json", canonical_json(consistency))
     archive.add("report.html", report)
+    archive.add("verify_bundle.py", standalone)
     for anchor in anchors:
         archive.add(
             f"trust/{anchor.fingerprint}.pem", ssl.DER_cert_to_PEM_cert(anchor.der).encode()
@@ -325,11 +335,15 @@ def _readme(size: int, count: int) -> str:
 {size} (checkpoint.txt), signed by the ledger key in log-key.txt. Do not trust that file:
 check the bundle against the key you hold.
 
-To check everything offline (no database, no network):
+To check everything offline (no database, no network), either with the project installed:
 
     attest-ledger verify-bundle THIS.tar.gz --log-key 'KEY'
 
-It checks the checkpoint signature, the signed manifest (so that no entry was dropped),
+or with only Python 3.11+, cryptography and cbor2 (the script is in this bundle):
+
+    python3 bundle/verify_bundle.py THIS.tar.gz --log-key 'KEY'
+
+Both check the checkpoint signature, the signed manifest (so that no entry was dropped),
 every leaf hash and inclusion proof, the consistency proof if present, every evidence
 digest, and re-verify every attestation document as of its own timestamp against the trust
 anchors in trust/ under the policy revision the entry names, comparing the verdicts. Exit
@@ -376,7 +390,8 @@ the digest of the leaf hashes, so that none was dropped or added;</li>
 <li>every attestation document again, as of its own timestamp, against the trust anchors in
 <code>trust/</code> ({", ".join(a.fingerprint for a in anchors)}) and the policy
 revision it names, and that the verdict agrees with the recorded one.</li></ol>
-<p>Run <code>attest-ledger verify-bundle ARCHIVE --log-key KEY</code>.
+<p>Run <code>python3 bundle/verify_bundle.py ARCHIVE --log-key KEY</code> (needs Python,
+cryptography and cbor2) or <code>attest-ledger verify-bundle ARCHIVE --log-key KEY</code>.
 This report is a summary and proves nothing by itself.</p>
 <h2>Selection</h2><pre>{described}</pre>
 </body></html>

@@ -45,6 +45,21 @@ def test_export_then_verify_offline(live, tmp_path) -> None:
     assert "every check passed" in checked.stdout
     assert "8 proven; 8 attestations re-verified" in checked.stdout
 
+    # the standalone script, taken out of the bundle, run in isolated mode from elsewhere
+    import sys
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        tar.extract("bundle/verify_bundle.py", tmp_path, filter="data")
+    script = tmp_path / "bundle" / "verify_bundle.py"
+    standalone = subprocess.run(
+        [sys.executable, "-I", str(script), str(archive), "--log-key", key],
+        cwd=tmp_path, env=offline, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert standalone.returncode == 0, standalone.stdout + standalone.stderr
+    assert "8 proven" in standalone.stdout
+    assert "every check passed" in standalone.stdout
+
     again = tmp_path / "again.tar.gz"
     subprocess.run(
         [*CLI, "export", str(again), "--kind", "attestation", "--quiet",
@@ -59,6 +74,12 @@ def test_export_then_verify_offline(live, tmp_path) -> None:
     failed = subprocess.run(
         [*CLI, "verify-bundle", str(tmp_path / "broken.tar.gz"), "--log-key", key],
         cwd=ROOT, env=offline, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "FAIL" in failed.stdout
+    failed = subprocess.run(
+        [sys.executable, "-I", str(script), str(tmp_path / "broken.tar.gz"), "--log-key", key],
+        cwd=tmp_path, env=offline, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAIL" in failed.stdout

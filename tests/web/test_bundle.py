@@ -59,7 +59,24 @@ def export(service, selection=None, **kwargs) -> bytes:
 
 
 def check(service, archive: bytes, **kwargs):
-    return verify_bundle(io.BytesIO(archive), service.runtime.log_key, **kwargs)
+    """Both verifiers: the project's and the standalone one shipped in the bundle. They must
+    agree on whether the bundle holds and on which items fail."""
+    import tempfile
+
+    from attest_ledger import verify_bundle as standalone
+
+    report = verify_bundle(io.BytesIO(archive), service.runtime.log_key, **kwargs)
+    if "known_checkpoint" not in kwargs:  # the standalone script takes no such option
+        with tempfile.NamedTemporaryFile(suffix=".tar.gz") as handle:
+            handle.write(archive)
+            handle.flush()
+            other = standalone.check(handle.name, standalone.Key(str(service.runtime.log_key)))
+        assert {i for i, _ in other.failures} == {i for i, _ in report.failures}, (
+            other.failures,
+            report.failures,
+        )
+        assert other.count == report.entries or report.failures
+    return report
 
 
 def members(archive: bytes) -> list[tuple[str, bytes]]:
