@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from attest_ledger.bundle import BundleSelection
 from ledger.checkpoints import SignedCheckpoint, latest_checkpoint
 from ledger.db import session_scope
 from ledger.reads import inclusion_proof, tree_state
@@ -41,6 +42,7 @@ from ledger.stats import BUCKETS, aggregate, counted, refresh
 from verifier import ResultHash
 from verifier.timefmt import iso_utc
 from web.auth import require
+from web.exports import bundle_response
 from web.problems import Problem
 from web.sessions import db
 
@@ -80,6 +82,8 @@ MAX_COUNTS = 10_000
 RESULT_HASH_PATTERN = "^(sha256:[0-9a-fA-F]{64}|sha384:[0-9a-fA-F]{96}|sha512:[0-9a-fA-F]{128})$"
 _RESULT_HASH = re.compile(RESULT_HASH_PATTERN)
 _DIGITS = re.compile(r"[0-9]{1,9}")
+_BIG_DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_INDEX = 2**63 - 1  # PostgreSQL's bigint
 
 
 def _invalid(parameter: str, message: str) -> Problem:
@@ -350,4 +354,44 @@ def stats() -> Response:
                 for c in counts
             ],
         }
+    )
+
+
+# --- proof bundles ----------------------------------------------------------------------------
+
+#: explicit lists an export may name
+MAX_EXPORT_INDICES = 10_000
+MAX_EXPORT_HASHES = 1_000
+
+
+def _list(name: str, limit: int) -> list[str]:
+    text = request.args.get(name) or ""
+    items = [item for item in text.split(",") if item] if text else []
+    if len(items) > limit:
+        raise _invalid(name, f"at most {limit} items")
+    return items
+
+
+@bp.get("/export")
+@require("reader")
+def export() -> Response:
+    """A proof bundle of the selected entries, as ``attest-ledger export`` writes it."""
+    _only((*FILTERS, "result_hashes", "indices", "tree_size"))
+    try:
+        selection = EntryFilter.from_params(request.args, trim=False)
+    except SearchError as exc:
+        raise _invalid(exc.parameter, exc.message) from None
+    hashes = tuple(_parse_result_hash(h) for h in _list("result_hashes", MAX_EXPORT_HASHES))
+    indices = []
+    for text in _list("indices", MAX_EXPORT_INDICES):
+        if not _BIG_DIGITS.fullmatch(text) or int(text) > MAX_INDEX:
+            raise _invalid("indices", "comma-separated entry indices (whole numbers)")
+        indices.append(int(text))
+    size_text = request.args.get("tree_size") or ""
+    if size_text and (not _BIG_DIGITS.fullmatch(size_text) or int(size_text) > MAX_INDEX):
+        raise _invalid("tree_size", "the size of a signed checkpoint")
+    return bundle_response(
+        current_app.extensions["attest_ledger.runtime"],
+        BundleSelection(selection, hashes, tuple(indices)),
+        int(size_text) if size_text else None,
     )

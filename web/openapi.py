@@ -21,6 +21,8 @@ from verifier import MAX_EVIDENCE_BYTES
 from web.compliance import (
     DEFAULT_PAGE,
     MAX_COUNTS,
+    MAX_EXPORT_HASHES,
+    MAX_EXPORT_INDICES,
     MAX_RESULT_PAGE,
     RESULT_HASH_PATTERN,
     STATS_GROUPS,
@@ -858,6 +860,51 @@ def _paths() -> dict[str, Schema]:
                     _parameter("verdict", {"enum": list(VERDICTS)}, "Only this verdict"),
                     _parameter("image", _TEXT, "Only this image"),
                     _parameter("worker", _TEXT, "Only this worker"),
+                ],
+            )
+        },
+        "/api/v1/export": {
+            "get": _operation(
+                "exportBundle",
+                "A proof bundle of the selected entries (as `attest-ledger export` writes it)",
+                {
+                    "200": {
+                        "description": "The bundle: a gzip tar, byte-identical for the same "
+                        "selection at the same checkpoint",
+                        "content": {
+                            "application/gzip": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    "400": _INVALID,
+                    "404": _problem(
+                        "No entry covered by the checkpoint matches, or no checkpoint has "
+                        "that size",
+                        "nothing_to_export",
+                        "not_found",
+                    ),
+                },
+                role=reader,
+                tag="compliance",
+                description=(
+                    "Entries selected by the search filters, and by explicit result hashes or "
+                    "indices, each with its evidence and an inclusion proof to one signed "
+                    "checkpoint (the latest, or `tree_size`), the ledger key, the trust "
+                    "anchors, the policy revisions they name, a signed manifest, a report and "
+                    "a standalone verifier."
+                ),
+                parameters=[
+                    *_FILTERS,
+                    _parameter(
+                        "result_hashes",
+                        {"type": "string", "maxLength": 200_000},
+                        f"Comma-separated result hashes (at most {MAX_EXPORT_HASHES})",
+                    ),
+                    _parameter(
+                        "indices",
+                        {"type": "string", "pattern": "^[0-9]{1,19}(,[0-9]{1,19})*$"},
+                        f"Comma-separated entry indices (at most {MAX_EXPORT_INDICES})",
+                    ),
+                    _parameter("tree_size", _integer(), "The signed checkpoint to prove against"),
                 ],
             )
         },

@@ -35,6 +35,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from attest_ledger.bundle import BundleSelection
 from attest_ledger.explain import explain_entry, reverify
 from attest_ledger.users import (
     UserError,
@@ -56,6 +57,7 @@ from ledger.reads import consistency_proof, inclusion_proof, tree_state
 from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entries
 from ledger.stats import aggregate, refresh
 from web.api import MAX_INDEX
+from web.exports import bundle_response
 from web.problems import Problem
 from web.sessions import db
 
@@ -360,6 +362,8 @@ def entries() -> Response:
             newer=_entries_url({**base, "before": page.before}) if page and page.before else None,
             older=_entries_url({**base, "after": page.after}) if page and page.after else None,
             permalink=_entries_url({k: v for k, v in args.items() if v}),
+            export_url=url_for("portal.export")
+            + ("?" + urlencode(selection.to_params()) if not selection.empty else ""),
         ),
         400 if error else 200,
     )
@@ -489,6 +493,16 @@ def entry_proof_tlog(index: int) -> Response:
     size, checkpoint = _proof_size(index)
     text = tlog_proof(index, inclusion_proof(db(), index, size), checkpoint.note)
     return _download(text, "text/plain", f"entry-{index}.tlog-proof")
+
+
+@bp.get("/export")
+def export() -> Response:
+    """The proof bundle of the entries a filtered view shows (every page of it)."""
+    try:
+        selection = EntryFilter.from_params(request.args)
+    except SearchError as exc:
+        raise Problem(400, "invalid_parameter", f"{exc.parameter}: {exc.message}") from None
+    return bundle_response(_runtime(), BundleSelection(selection), None)
 
 
 # --- checkpoints -------------------------------------------------------------------------------

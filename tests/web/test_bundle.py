@@ -237,3 +237,50 @@ def test_a_verdict_the_evidence_does_not_support_is_caught(ledger, sim_pki) -> N
     assert message == (
         "re-verified as contraindicated (pcr_mismatch), recorded affirming (no reasons)"
     )
+
+
+def test_export_over_the_api_and_from_the_portal(ledger) -> None:
+    from attest_ledger.users import add_user
+    from tests.web.test_portal import PASSWORD, sign_in
+
+    reader = ledger.auth("auditor")
+    response = ledger.http.get("/api/v1/export?kind=attestation", headers=reader)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/gzip"
+    assert "attachment" in response.headers["Content-Disposition"]
+    assert response.data == export(ledger, attestations(ledger))  # the CLI's bytes exactly
+    assert check(ledger, response.data).ok
+    picked = ",".join(str(i) for i in ledger.indices[:2])
+    response = ledger.http.get(f"/api/v1/export?indices={picked}", headers=reader)
+    assert check(ledger, response.data).entries == 2
+    for query, status, code in (
+        ("verdict=maybe", 400, "invalid_parameter"),
+        ("indices=1,x", 400, "invalid_parameter"),
+        ("result_hashes=sha256:zz", 400, "invalid_parameter"),
+        ("tree_size=99999999999999999999", 400, "invalid_parameter"),
+        ("tree_size=3", 404, "not_found"),
+        ("result_hash=sha256:" + "0" * 64, 404, "nothing_to_export"),
+        ("colour=red", 400, "invalid_parameter"),
+    ):
+        answer = ledger.http.get(f"/api/v1/export?{query}", headers=reader)
+        assert answer.status_code == status, (query, answer.json)
+        assert answer.json["code"] == code, (query, answer.json)
+    assert ledger.http.get("/api/v1/export").status_code == 401
+    assert ledger.http.get("/api/v1/export", headers=ledger.auth("worker-1")).status_code == 403
+
+    with session_scope(ledger.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)
+    browser = ledger.app.test_client()
+    browser.environ_base["wsgi.url_scheme"] = "https"
+    assert sign_in(browser).status_code == 302
+    page = browser.get("/portal/entries?kind=attestation").get_data(as_text=True)
+    assert 'href="/portal/export?kind=attestation"' in page
+    download = browser.get("/portal/export?kind=attestation")
+    assert download.status_code == 200
+    assert download.data == response_bytes(ledger)
+    assert browser.get("/portal/export?verdict=maybe").status_code == 400
+    assert ledger.app.test_client().get("/portal/export").status_code == 302  # sign in first
+
+
+def response_bytes(ledger) -> bytes:
+    return export(ledger, attestations(ledger))
