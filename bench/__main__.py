@@ -9,13 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import api_bench, ledger_bench, portal_bench, service_bench, verifier_throughput
+from bench import (
+    api_bench,
+    bundle_bench,
+    ledger_bench,
+    portal_bench,
+    service_bench,
+    verifier_throughput,
+)
 
 BENCHMARKS = {
     "verifier": verifier_throughput.main,
     "ledger": ledger_bench.main,
     "service": service_bench.main,
     "portal": portal_bench.main,
+    "bundle": bundle_bench.main,
     "api": api_bench.main,
 }
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from bench import api_bench, ledger_bench, portal_bench, service_bench, verifier_throughput
+from bench import (
+    api_bench,
+    bundle_bench,
+    ledger_bench,
+    portal_bench,
+    service_bench,
+    verifier_throughput,
+)
 
 
 def test_verifier_benchmark_runs(capsys) -> None:
@@ -56,3 +63,12 @@ def test_api_benchmark_runs(capsys) -> None:
     assert "count=exact, worker" in results["requests"]
     assert all(request["p99_ms"] > 0 for request in results["requests"].values())
     assert "Compliance API under gunicorn" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_bundle_benchmark_runs(capsys) -> None:
+    results = bundle_bench.main(seconds=0.05, sizes=(20, 50))
+    assert set(results["sizes"]) == {20, 50}
+    assert all(row["verify_per_second"] > 0 for row in results["sizes"].values())
+    assert results["verifier_only_per_second"] > 0
+    assert "Proof bundles" in capsys.readouterr().out
