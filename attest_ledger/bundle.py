@@ -150,7 +150,7 @@ class _Archive:
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         self._tar.addfile(info, io.BytesIO(data))
-        self._tar.members.clear()  # tarfile remembers every member: memory would grow
+        self._tar.members.clear()  # type: ignore[attr-defined]  # else it keeps every header
 
     def close(self) -> int:
         self._tar.close()

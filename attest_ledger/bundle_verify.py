@@ -119,7 +119,7 @@ def verify_bundle(
     try:
         with tarfile.open(fileobj=archive, mode="r|gz") as tar:
             for member in tar:
-                tar.members.clear()  # read once, in order: keep none (memory stays flat)
+                tar.members.clear()  # type: ignore[attr-defined]  # keep none: flat memory
                 name = member.name.removeprefix("bundle/")
                 if not member.name.startswith("bundle/") or not member.isfile():
                     raise _Abort(f"{member.name}: not a regular file under bundle/")
