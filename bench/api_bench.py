@@ -24,8 +24,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench.portal_bench import IMAGES, TARGET_MS, catch_up_counts, fill, measure, synthetic_record
-from bench.service_bench import ROOT, _free_port, _prepare, _set_up, _wait_ready
+from bench.service_bench import _prepare, _set_up, _wait_ready, print_latencies, start_service
 
 
 def _wait_for_checkpoint(base: str, timeout: float = 120.0) -> int:
@@ -57,21 +55,7 @@ def main(
     url, data, nsm, tokens, reader = _set_up(directory, workers=2)
     fill_rate = fill(url, entries)
     counts_seconds = catch_up_counts(url)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ATTEST_LEDGER_DATA_DIR": str(data),
-        "ATTEST_LEDGER_KEY": str(data / "ledger.key"),
-        "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
-        "ATTEST_LEDGER_RATE_LIMIT": "0",
-        "ATTEST_LEDGER_CHECKPOINT_INTERVAL": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest_ledger.cli", "serve", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_service(url, data, ATTEST_LEDGER_CHECKPOINT_INTERVAL="1")
     rng = random.Random(11)
     try:
         _wait_ready(base)
@@ -156,19 +140,9 @@ def main(
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print()
-    print(
+    print_latencies(
         f"Compliance API under gunicorn, {r['entries']:,} entries "
         f"(filled at {r['fill_per_second']:,.0f}/s; hourly counts of all of them computed in "
-        f"{r['counts_catch_up_seconds']:.1f} s), one client, {r['cpus']} CPUs"
-    )
-    print(f"  {'':46} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/target':>11}")
-    for label, m in {**r["floors"], **r["requests"]}.items():
-        ratio = f"{m['p99_ms'] / TARGET_MS:.2f}" if label in r["requests"] else "(floor)"
-        print(f"  {label:46} {m['p50_ms']:8.1f} {m['p99_ms']:8.1f} {m['max_ms']:8.1f} {ratio:>11}")
-    worst = max(r["requests"].items(), key=lambda item: item[1]["p99_ms"])
-    verdict = "met" if worst[1]["p99_ms"] < TARGET_MS else "NOT met"
-    print(
-        f"  target p99 < {TARGET_MS:.0f} ms for every request: {verdict} "
-        f"(worst: {worst[0]}, {worst[1]['p99_ms']:.1f} ms)"
-    )
+        f"{r['counts_catch_up_seconds']:.1f} s), one client, {r['cpus']} CPUs",
+        r["floors"], r["requests"], what="request", width=46, target_ms=TARGET_MS,
+    )  # fmt: skip

@@ -28,8 +28,6 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,7 +38,7 @@ import httpx
 from sqlalchemy import text
 
 from attest_ledger.users import add_user
-from bench.service_bench import ROOT, _free_port, _prepare, _set_up, _wait_ready
+from bench.service_bench import _prepare, _set_up, _wait_ready, print_latencies, start_service
 from ledger import stats
 from ledger.append import append, prepare_all
 from ledger.db import make_engine, make_session_factory, session_scope
@@ -174,22 +172,11 @@ def main(
     engine.dispose()
     fill_rate = fill(url, entries)
     counts_seconds = catch_up_counts(url)  # from nothing, as after a restore
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ATTEST_LEDGER_DATA_DIR": str(data),
-        "ATTEST_LEDGER_KEY": str(data / "ledger.key"),
-        "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
-        "ATTEST_LEDGER_RATE_LIMIT": "0",
-        "ATTEST_LEDGER_COOKIE_SECURE": "0",  # plain http on loopback, for httpx's cookie jar
-        "ATTEST_LEDGER_CHECKPOINT_INTERVAL": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest_ledger.cli", "serve", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    server, base = start_service(
+        url, data,
+        ATTEST_LEDGER_COOKIE_SECURE="0",  # plain http on loopback, for httpx's cookie jar
+        ATTEST_LEDGER_CHECKPOINT_INTERVAL="1",
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     rng = random.Random(7)
     try:
         _wait_ready(base)
@@ -263,19 +250,9 @@ def main(
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print()
-    print(
+    print_latencies(
         f"Portal pages under gunicorn, {r['entries']:,} entries "
         f"(filled at {r['fill_per_second']:,.0f}/s; hourly counts of all of them computed in "
-        f"{r['counts_catch_up_seconds']:.1f} s), one client, {r['cpus']} CPUs"
-    )
-    print(f"  {'':44} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/target':>11}")
-    for label, m in {**r["floors"], **r["pages"]}.items():
-        ratio = f"{m['p99_ms'] / TARGET_MS:.2f}" if label in r["pages"] else "(floor)"
-        print(f"  {label:44} {m['p50_ms']:8.1f} {m['p99_ms']:8.1f} {m['max_ms']:8.1f} {ratio:>11}")
-    worst = max(r["pages"].items(), key=lambda item: item[1]["p99_ms"])
-    verdict = "met" if worst[1]["p99_ms"] < TARGET_MS else "NOT met"
-    print(
-        f"  target p99 < {TARGET_MS:.0f} ms for every page: {verdict} "
-        f"(worst: {worst[0]}, {worst[1]['p99_ms']:.1f} ms)"
-    )
+        f"{r['counts_catch_up_seconds']:.1f} s), one client, {r['cpus']} CPUs",
+        r["floors"], r["pages"], what="page", width=44, target_ms=TARGET_MS,
+    )  # fmt: skip

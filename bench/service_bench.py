@@ -126,6 +126,53 @@ def _set_up(directory: Path, workers: int) -> tuple[str, Path, SimulatedNsm, lis
     return url, data, nsm, tokens, reader
 
 
+def start_service(url: str, data: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``attest-ledger serve`` on a free loopback port over the set-up's database, key and
+    simulated root, rate limit off; ``settings`` add environment variables. Not yet ready:
+    call :func:`_wait_ready`."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "ATTEST_LEDGER_DATA_DIR": str(data),
+        "ATTEST_LEDGER_KEY": str(data / "ledger.key"),
+        "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
+        "ATTEST_LEDGER_RATE_LIMIT": "0",
+        **settings,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "attest_ledger.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def print_latencies(
+    title: str, floors: dict[str, Any], measured: dict[str, Any], *, what: str, width: int,
+    target_ms: float,
+) -> None:  # fmt: skip
+    """The table the portal and API benchmarks print: floors, then each request's p50, p99,
+    maximum and p99 as a share of the target, and whether the worst meets it."""
+    print()
+    print(title)
+    print(f"  {'':{width}} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/target':>11}")
+    for label, m in {**floors, **measured}.items():
+        ratio = f"{m['p99_ms'] / target_ms:.2f}" if label in measured else "(floor)"
+        print(
+            f"  {label:{width}} {m['p50_ms']:8.1f} {m['p99_ms']:8.1f} {m['max_ms']:8.1f} "
+            f"{ratio:>11}"
+        )
+    worst = max(measured.items(), key=lambda item: item[1]["p99_ms"])
+    verdict = "met" if worst[1]["p99_ms"] < target_ms else "NOT met"
+    print(
+        f"  target p99 < {target_ms:.0f} ms for every {what}: {verdict} "
+        f"(worst: {worst[0]}, {worst[1]['p99_ms']:.1f} ms)"
+    )
+
+
 def _prepare(base: str, tokens: list[str], nsm: SimulatedNsm, per_worker: int) -> Jobs:
     """Challenges fetched and documents signed before the clock starts."""
     prepared = []
@@ -164,23 +211,7 @@ def main(
     # server stops and deletes its data, then the rest goes.
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     url, data, nsm, tokens, reader = _set_up(directory, workers)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ATTEST_LEDGER_DATA_DIR": str(data),
-        "ATTEST_LEDGER_KEY": str(data / "ledger.key"),
-        "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
-        "ATTEST_LEDGER_RATE_LIMIT": "0",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attest_ledger.cli", "serve", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_service(url, data)
     try:
         _wait_ready(base)
         wrk = shutil.which("wrk") if load in ("auto", "wrk") else None
