@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,37 +27,26 @@ from typing import Any
 import psutil
 from sqlalchemy import text
 
-from attest_ledger.clients import create_client
-from attest_ledger.database import start_embedded, upgrade
-from attest_ledger.policy_store import PolicyStore
-from enclave_worker import (
-    SimulatedNitroPki,
-    SimulatedNitroWarning,
-    SimulatedNsm,
-    simulated_image_pcrs,
-)
-from enclave_worker.simulated_pki import load_or_create_root
+from bench.service_bench import IMAGE, ROOT, _set_up, _verify_many
+from enclave_worker import SimulatedNsm, simulated_image_pcrs
 from ledger.append import append, prepare_all
 from ledger.checkpoints import publish_checkpoint
 from ledger.db import make_engine, make_session_factory, session_scope
 from ledger.entry import NewEntry
-from ledger.keys import create_signing_key
+from ledger.keys import load_signing_key
 from ledger.note import NoteSigner
-from verifier import DOCUMENT_TIME, NitroVerifier, Policy, ReferenceImage, ResultHash, TrustAnchor
+from verifier import DOCUMENT_TIME, ResultHash, TrustAnchor
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "bench-image"
 SIZES = (1_000, 100_000)
+WORKER = "bench-0"  # made by the service benchmark's set-up, allowed to attest IMAGE
 
 
-def _policy(url: str) -> int:
+def _policy_revision(url: str) -> int:
+    """The ledger index of the policy the set-up recorded last (entries name it)."""
     engine = make_engine(url, pool_size=1)
-    with session_scope(make_session_factory(engine)) as session:
-        pcrs = simulated_image_pcrs(IMAGE)
-        PolicyStore().add_image(session, IMAGE, {i: pcrs[i] for i in (0, 1, 2)})
-        create_client(session, "bench-worker", "worker")
-        PolicyStore().allow(session, "bench-worker", IMAGE)
-        revision = int(session.execute(text("SELECT max(idx) FROM ledger_entries")).scalar_one())
+    with engine.connect() as connection:
+        query = text("SELECT max(idx) FROM ledger_entries WHERE kind = 'policy'")
+        revision = int(connection.execute(query).scalar_one())
     engine.dispose()
     return revision
 
@@ -80,7 +68,7 @@ def _fill(  # noqa: PLR0917 - private, one caller
             if len(sample) < 200:
                 sample.append(document)
             record = {
-                "v": 1, "kind": "attestation", "worker": "bench-worker",
+                "v": 1, "kind": "attestation", "worker": WORKER,
                 "verdict": "affirming", "error": None, "reasons": [],
                 "result_hash": str(result), "job": {"id": f"job-{i}"},
                 "verified_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -114,34 +102,14 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     return time.perf_counter() - started, peak
 
 
-def _verifier_only(root_pem: bytes, documents: list[bytes], seconds: float) -> float:
-    pcrs = simulated_image_pcrs(IMAGE)
-    policy = Policy(name="bench", images=(ReferenceImage(IMAGE, {i: pcrs[i] for i in (0, 1, 2)}),))
-    verifier = NitroVerifier(trust_anchor=TrustAnchor.from_pem(root_pem, name="bench"))
-    verifier.verify(documents[0], at=DOCUMENT_TIME, policy=policy)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        verifier.verify(documents[done % len(documents)], at=DOCUMENT_TIME, policy=policy)
-        done += 1
-    return done / (time.perf_counter() - started)
-
-
 def main(seconds: float = 3.0, *, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="attest-ledger-bundle-bench-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    data = directory / "var"
-    data.mkdir()
-    url = start_embedded(directory / "pg", cleanup="delete")
-    upgrade(url)
-    signer = create_signing_key(data / "ledger.key", "bench.example/log")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SimulatedNitroWarning)
-        root = load_or_create_root(data / "simulated-pki", at=datetime.now(UTC))
-        pki = SimulatedNitroPki.generate(at=datetime.now(UTC), root=root)
-        nsm = SimulatedNsm(pki, image=IMAGE)
+    url, data, nsm, _, _ = _set_up(directory, workers=1)  # the worker is bench-0
+    signer = load_signing_key(data / "ledger.key")
     root_pem = (data / "simulated-pki" / "root.pem").read_bytes()
     anchor = TrustAnchor.from_pem(root_pem, name="bench")
-    revision, sample, filled, checkpoints = _policy(url), list[bytes](), 0, {}
+    revision, sample, filled, checkpoints = _policy_revision(url), list[bytes](), 0, {}
     for size in sorted(sizes):
         checkpoints[size] = _fill(url, nsm, anchor, revision, filled, size, signer, sample)
         filled = size
@@ -170,7 +138,7 @@ def main(seconds: float = 3.0, *, sizes: tuple[int, ...] = SIZES) -> dict[str, A
             "verify_peak_mib": verify_rss / 2**20,
             "bytes": archive.stat().st_size,
         }
-    bound = _verifier_only(root_pem, sample, seconds)
+    bound = _verify_many((root_pem, sample, seconds, DOCUMENT_TIME))
     results = {"sizes": rows, "verifier_only_per_second": bound}
     print_table(results)
     return results
