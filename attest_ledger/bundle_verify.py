@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from attest_ledger.bundle import FORMAT, check_manifest_signature
+from attest_ledger.explain import judge_again
 from attest_ledger.policy_store import PolicyConfig, PolicyError
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
 from ledger.entry import MAX_EVIDENCE_BYTES, parse_entry
@@ -28,9 +29,7 @@ from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import NoteVerifier, open_note
 from verifier import (
     AWS_NITRO_ROOT_G1_SHA256,
-    DOCUMENT_TIME,
     NitroVerifier,
-    PolicyViolation,
     ResultHash,
     TrustAnchor,
     VerifierError,
@@ -355,27 +354,16 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
     worker = record.get("worker")
     policy = config.for_worker(worker) if isinstance(worker, str) else None
     recorded = {str(r.get("code")) for r in record.get("reasons") or [] if isinstance(r, dict)}
-    codes: set[str] = set()
-    if policy is None:
-        status = "contraindicated"
-        codes = {"no_reference_values"}
-    else:
+    result_hash = None
+    if policy is not None:
         try:
             text = record.get("result_hash")
             result_hash = ResultHash.parse(text) if isinstance(text, str) else None
         except ValueError as exc:
             report.fail(f"{item}/entry.json", str(exc))
             return
-        try:
-            status = str(
-                verifier.verify(
-                    evidence, at=DOCUMENT_TIME, policy=policy, result_hash=result_hash
-                ).status
-            )
-        except PolicyViolation as exc:
-            status, codes = "contraindicated", {v.code for v in exc.violations}
-        except VerifierError as exc:
-            status, codes = "contraindicated", {exc.code}
+    status, _, reasons = judge_again(evidence, verifier, policy, result_hash)
+    codes = {code for code, _ in reasons}
     report.rejudged += 1
     verdict = record.get("verdict")
     explained = verdict == "contraindicated" and recorded and recorded <= SERVICE_STATE_CODES

@@ -22,6 +22,7 @@ from verifier import (
     AttestationDocument,
     CertificateInfo,
     NitroVerifier,
+    Policy,
     PolicyViolation,
     ResultHash,
     VerifierError,
@@ -29,12 +30,15 @@ from verifier import (
 )
 from verifier.chain import describe_path
 
+_NO_IMAGE = ("no_reference_values", "the recorded policy gave this worker no image")
+
 __all__ = [
     "CertificateRow",
     "EntryView",
     "PcrRow",
     "Reverification",
     "explain_entry",
+    "judge_again",
     "policy_at",
     "reverify",
 ]
@@ -196,11 +200,6 @@ def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
     )
     revision = view.policy.revision_entry if view.policy is not None else None
     recorded = view.record.get("verdict")
-    if policy is None:
-        missing = (("no_reference_values", "the recorded policy gave this worker no image"),)
-        return Reverification(
-            "contraindicated", None, missing, revision, recorded == "contraindicated"
-        )
     result_hash = None
     text = view.record.get("result_hash")
     if isinstance(text, str):
@@ -208,19 +207,22 @@ def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
             result_hash = ResultHash.parse(text)
         except VerifierError:
             result_hash = None
+    status, error, reasons = judge_again(view.evidence, verifier, policy, result_hash)
+    return Reverification(status, error, reasons, revision, recorded == status)
+
+
+def judge_again(
+    evidence: bytes, verifier: NitroVerifier, policy: Policy | None, result_hash: ResultHash | None
+) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
+    """(status, error code, reasons) of ``evidence`` judged as of its own timestamp under
+    ``policy`` (None: the recorded policy gave the worker no image, which fails closed).
+    Shared by the portal's re-verify and verify-bundle."""
+    if policy is None:
+        return "contraindicated", None, (_NO_IMAGE,)
     try:
-        result = verifier.verify(
-            view.evidence, at=DOCUMENT_TIME, policy=policy, result_hash=result_hash
-        )
-        status = str(result.status)
-        return Reverification(status, None, (), revision, recorded == status)
+        result = verifier.verify(evidence, at=DOCUMENT_TIME, policy=policy, result_hash=result_hash)
     except PolicyViolation as exc:
-        reasons = tuple((v.code, v.message) for v in exc.violations)
-        return Reverification(
-            "contraindicated", exc.code, reasons, revision, recorded == "contraindicated"
-        )
+        return "contraindicated", exc.code, tuple((v.code, v.message) for v in exc.violations)
     except VerifierError as exc:
-        return Reverification(
-            "contraindicated", exc.code, ((exc.code, exc.message),), revision,
-            recorded == "contraindicated",
-        )  # fmt: skip
+        return "contraindicated", exc.code, ((exc.code, exc.message),)
+    return str(result.status), None, ()
