@@ -35,7 +35,7 @@ def test_export_then_verify_offline(live, tmp_path) -> None:
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert "export: 8 entries (affirming 6, contraindicated 2)" in exported.stderr
-    assert "\rexport: 8 / 8 entries" in exported.stderr  # progress on the command line
+    assert "export: 8 / 8 entries" in exported.stderr  # progress on the command line
     key = str(load_signing_key(live["data"] / "ledger.key").verifier())
     offline = {"PATH": env.get("PATH", ""), "HOME": str(tmp_path)}  # no database named
     checked = subprocess.run(
