@@ -42,7 +42,6 @@ from importlib import resources
 from typing import IO, Any
 
 from sqlalchemy import and_, func, select, true
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from ledger.checkpoint import CheckpointBody, tlog_proof
@@ -175,23 +174,25 @@ def _scan(
 ) -> tuple[int, str, list[int], int | None, int | None, Counter[str]]:
     """Pass one: how many entries, the SHA-256 of their leaf hashes in index order, and the
     policy revisions they name; streamed, so memory does not grow with the selection."""
-    revision = func.convert_from(Entry.data, "UTF8").cast(JSONB()).op("->>")("policy_revision")
+    # The policy revision is read from the entry bytes here, not by PostgreSQL: its JSON
+    # types cannot hold every string an entry may (a NUL, "\u0000", made every export fail).
     query = (
-        select(Entry.idx, Entry.leaf_hash, revision, func.coalesce(Entry.verdict, Entry.kind))
+        select(Entry.idx, Entry.leaf_hash, Entry.data, func.coalesce(Entry.verdict, Entry.kind))
         .where(and_(true(), *selection.where(size)))
         .order_by(Entry.idx)
         .execution_options(yield_per=_STREAM)
     )
     digest, count, policies, verdicts = hashlib.sha256(), 0, set(), Counter[str]()
     first = last = None
-    for idx, leaf, policy, verdict in session.execute(query):
+    for idx, leaf, data, verdict in session.execute(query):
+        policy = json.loads(data).get("policy_revision")
         verdicts[str(verdict or "entry")] += 1
         digest.update(leaf)
         count += 1
         first = idx if first is None else first
         last = idx
-        if policy is not None:
-            policies.add(int(policy))
+        if isinstance(policy, int) and not isinstance(policy, bool):
+            policies.add(policy)
     return count, digest.hexdigest(), sorted(policies), first, last, verdicts
 
 

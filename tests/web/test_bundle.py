@@ -284,3 +284,21 @@ def test_export_over_the_api_and_from_the_portal(ledger) -> None:
 
 def response_bytes(ledger) -> bytes:
     return export(ledger, attestations(ledger))
+
+
+def test_a_nul_in_a_recorded_job_does_not_break_exports(ledger) -> None:
+    """Regression (issue #10): the export's first pass read each entry's policy revision by
+    casting the entry bytes to PostgreSQL's JSONB, which cannot hold "\\u0000"; one such
+    job, recorded for ever, made every export that included it fail."""
+    result = b"nul"
+    reply = ledger.submit(
+        ledger.document(nonce=ledger.challenge(), result=result),
+        result=result,
+        job={"id": "a\u0000b"},
+    )
+    assert reply.status_code == 201, reply.json
+    with session_scope(ledger.runtime.sessions) as session:
+        publish_checkpoint(session, ledger.runtime.signer)
+    report = check(ledger, export(ledger, attestations(ledger)))
+    assert report.ok, report.failures
+    assert report.entries == 9
