@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from cryptography import x509
 
+from attest_ledger.display import visible
 from attest_ledger.evidence_input import read_evidence
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.settings import Settings
@@ -207,7 +208,9 @@ def _print_report(
     result: AttestationResult | None,
     error: VerifierError | None,
 ) -> None:
-    write = sys.stdout.write
+    def write(line: str) -> None:  # evidence text cannot hide characters or act on a terminal
+        sys.stdout.write(visible(line))
+
     document = result.document if result is not None else error.document if error else None
     write(f"Attestation evidence  {name}\n")
     write(f"  size         {len(evidence)} bytes, SHA-256 {hashlib.sha256(evidence).hexdigest()}\n")

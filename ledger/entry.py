@@ -10,12 +10,20 @@ The ledger does not interpret entries beyond this contract:
 * a few optional top-level keys (:data:`INDEX_KEYS`) are copied into indexed columns for
   queries. They are derived from the bytes, never supplied separately, so they cannot
   disagree with what the tree commits to, and the audit re-derives them.
+
+Text is total: every string the service may meet is kept, exactly. The entry bytes hold it
+as JSON (control characters such as NUL escaped, ``\\u0000``; a lone UTF-16 surrogate, which
+JSON parsers produce from ``"\\ud800"`` and which UTF-8 cannot encode, written as that same
+escape). PostgreSQL's text type cannot hold NUL or a lone surrogate, so the index columns,
+which only serve queries, hold :func:`storable_text` of the value: each such character
+replaced by U+FFFD. The bytes the leaf hashes are never changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +32,14 @@ from typing import Any
 from ledger.errors import InvalidEntry
 from ledger.merkle import leaf_hash
 
-__all__ = ["INDEX_KEYS", "MAX_ENTRY_BYTES", "NewEntry", "PreparedEntry", "canonical_json"]
+__all__ = [
+    "INDEX_KEYS",
+    "MAX_ENTRY_BYTES",
+    "NewEntry",
+    "PreparedEntry",
+    "canonical_json",
+    "storable_text",
+]
 
 #: Entries are records, not documents; evidence is stored beside them.
 MAX_ENTRY_BYTES = 64 * 1024
@@ -32,14 +47,28 @@ MAX_EVIDENCE_BYTES = 64 * 1024
 #: Top-level keys copied into indexed text columns (document_time is parsed as a timestamp).
 INDEX_KEYS = ("kind", "verdict", "worker", "image", "pcr0", "module_id", "result_hash")
 _INDEX_TEXT_LIMIT = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """The canonical bytes of a JSON object (see the module docstring)."""
     _reject_floats(value)
-    return json.dumps(
+    text = json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (only ever inside a string literal): write its escape, which
+        # json.loads reads back as the same string, so the form stays unique and total.
+        return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
+
+
+def storable_text(value: str) -> str:
+    """``value`` as PostgreSQL's text type can hold it: NUL and lone surrogates, which it
+    cannot, become U+FFFD. For index columns only; the entry bytes keep the original."""
+    return _NOT_STORABLE.sub("\ufffd", value)
 
 
 def _reject_floats(value: Any) -> None:
@@ -145,7 +174,7 @@ def index_columns(record: Mapping[str, Any]) -> dict[str, Any]:
         value = record.get(key)
         if value is not None and (not isinstance(value, str) or len(value) > _INDEX_TEXT_LIMIT):
             raise InvalidEntry(f"entry: {key} must be a string of at most 1024 characters")
-        columns[key] = value
+        columns[key] = storable_text(value) if value is not None else None
     digest = record.get("evidence_sha256")
     columns["evidence_sha256"] = bytes.fromhex(digest) if digest else None
     moment = record.get("document_time")

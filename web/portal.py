@@ -33,9 +33,11 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 from sqlalchemy import text
 
 from attest_ledger.bundle import BundleSelection
+from attest_ledger.display import visible
 from attest_ledger.explain import explain_entry, reverify
 from attest_ledger.users import (
     UserError,
@@ -652,8 +654,17 @@ def _utc(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _shown(value: Any) -> Any:
+    """Jinja's finalize: every text a template shows goes through display.visible, so no
+    evidence field can hide a character or reorder the page (markup we built is left as is)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
 def init_portal(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.jinja_env.finalize = _shown
     app.extensions["attest_ledger.html_errors"] = _error_page
     app.jinja_env.filters["age"] = _age
     app.jinja_env.filters["utc"] = _utc

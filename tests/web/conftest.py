@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,9 @@ from flask.testing import FlaskClient
 from attest_ledger.clients import create_client
 from attest_ledger.runtime import Runtime
 from attest_ledger.settings import Settings
+from attest_ledger.users import add_user
 from enclave_worker import SimulatedNsm
+from ledger.checkpoints import publish_checkpoint
 from ledger.db import session_scope
 from ledger.keys import create_signing_key
 from tests.support import SIM_AT
@@ -116,3 +119,44 @@ def service(db_url, tmp_path, sim_pki, sim_nsm):
     built = build_service(db_url, tmp_path, sim_pki, sim_nsm)
     yield built
     built.runtime.close()
+
+
+# --- the portal, signed in ------------------------------------------------------------------
+
+PASSWORD = "an auditor's long passphrase"  # noqa: S105 - a test account
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def sign_in(http, name="ada", password=PASSWORD, next_page=None):
+    form = http.get("/portal/login")
+    data = {"csrf": csrf_of(form.get_data(as_text=True)), "name": name, "password": password}
+    if next_page:
+        data["next"] = next_page
+    return http.post("/portal/login", data=data)
+
+
+@pytest.fixture
+def portal(service):
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "ada", "auditor", PASSWORD)
+    http = service.app.test_client()
+    http.environ_base["wsgi.url_scheme"] = "https"
+    assert sign_in(http).status_code == 302
+    service.browser = http
+    return service
+
+
+def publish(service) -> None:
+    with session_scope(service.runtime.sessions) as session:
+        publish_checkpoint(session, service.runtime.signer)
+
+
+def page(service, path: str, status: int = 200) -> str:
+    response = service.browser.get(path)
+    assert response.status_code == status, response.get_data(as_text=True)[:2000]
+    return response.get_data(as_text=True)

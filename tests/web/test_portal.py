@@ -12,50 +12,11 @@ from sqlalchemy import text
 
 from attest_ledger.users import add_user
 from enclave_worker.simulated_nsm import encode_payload
-from ledger.checkpoints import publish_checkpoint
 from ledger.db import session_scope
-from tests.web.conftest import NOW
+from tests.web.conftest import NOW, PASSWORD, csrf_of, page, publish, sign_in
 from verifier import parse_evidence
 
 pytestmark = pytest.mark.db
-
-PASSWORD = "an auditor's long passphrase"  # noqa: S105 - a test account
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page[:500]
-    return found.group(1)
-
-
-def sign_in(http, name="ada", password=PASSWORD, next_page=None):
-    form = http.get("/portal/login")
-    data = {"csrf": csrf_of(form.get_data(as_text=True)), "name": name, "password": password}
-    if next_page:
-        data["next"] = next_page
-    return http.post("/portal/login", data=data)
-
-
-@pytest.fixture
-def portal(service):
-    with session_scope(service.runtime.sessions) as session:
-        add_user(session, "ada", "auditor", PASSWORD)
-    http = service.app.test_client()
-    http.environ_base["wsgi.url_scheme"] = "https"
-    assert sign_in(http).status_code == 302
-    service.browser = http
-    return service
-
-
-def publish(service) -> None:
-    with session_scope(service.runtime.sessions) as session:
-        publish_checkpoint(session, service.runtime.signer)
-
-
-def page(service, path: str, status: int = 200) -> str:
-    response = service.browser.get(path)
-    assert response.status_code == status, response.get_data(as_text=True)[:2000]
-    return response.get_data(as_text=True)
 
 
 def test_pages_need_a_signed_in_user(service) -> None:
