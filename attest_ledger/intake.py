@@ -36,7 +36,7 @@ from attest_ledger.policy_store import PolicyStore
 from ledger.append import Appended
 from ledger.batcher import AppendBatcher, FollowUp
 from ledger.db import driver_connection
-from ledger.entry import NewEntry
+from ledger.entry import NewEntry, storable_text
 from ledger.reads import get_entry
 from verifier import (
     AttestationDocument,
@@ -55,7 +55,6 @@ from verifier.timefmt import iso_utc
 __all__ = [
     "RECORD_VERSION",
     "Client",
-    "EvidenceConflict",
     "IdempotencyConflict",
     "Intake",
     "IntakeError",
@@ -79,10 +78,6 @@ class IntakeError(Exception):
 
 class IdempotencyConflict(IntakeError):
     code = "idempotency_conflict"
-
-
-class EvidenceConflict(IntakeError):
-    code = "evidence_conflict"
 
 
 class NonceRace(IntakeError):
@@ -200,18 +195,18 @@ class _Known:
     key_entry: int | None
     key_request: bytes | None
     duplicate_idx: int | None
-    duplicate_worker: str | None
     challenge: challenges.ChallengeRow | None
 
 
 _KNOWN_QUERY = """
     SELECT
         (SELECT revision_entry FROM policy_settings WHERE id = 1),
-        k.entry_idx, k.request_sha256, e.idx, e.worker,
+        k.entry_idx, k.request_sha256, e.idx,
         c.client_id, c.expires_at, c.used_at
     FROM (SELECT 1) AS one
     LEFT JOIN idempotency_keys k ON k.client_id = %(client)s AND k.key = %(key)s
     LEFT JOIN ledger_entries e ON e.evidence_sha256 = %(digest)s
+        AND coalesce(e.worker, '') = %(worker)s
     LEFT JOIN challenges c ON c.nonce = %(nonce)s
 """
 
@@ -221,7 +216,6 @@ class _KnownRow(NamedTuple):
     key_entry: int | None
     key_request: bytes | None
     duplicate_idx: int | None
-    duplicate_worker: str | None
     challenge_client: int | None
     challenge_expires: datetime | None
     challenge_used: datetime | None
@@ -362,7 +356,6 @@ class Intake:
         committed in a transaction of the batcher's.
 
         Raises :class:`IdempotencyConflict` (key reused for another request),
-        :class:`EvidenceConflict` (the evidence is already recorded for another worker),
         :class:`NonceRace` (a concurrent submission used the same challenge), and the
         ledger's errors (``LedgerBusy``) if the ledger cannot take it now.
         """
@@ -440,6 +433,7 @@ class Intake:
                     "client": client.id,
                     "key": submission.idempotency_key,
                     "digest": digest,
+                    "worker": storable_text(client.name),
                     "nonce": nonce,
                 },
             )
@@ -455,7 +449,6 @@ class Intake:
             row.key_entry,
             row.key_request,
             row.duplicate_idx,
-            row.duplicate_worker,
             challenge,
         )
 
@@ -468,9 +461,7 @@ class Intake:
                     "this idempotency key was already used for a different request"
                 )
             return self._stored_receipt(session, known.key_entry, replayed=True)
-        if known.duplicate_idx is not None:
-            if known.duplicate_worker != client.name:
-                raise EvidenceConflict("this evidence is already recorded for another worker")
+        if known.duplicate_idx is not None:  # this worker sent this evidence before
             return self._stored_receipt(session, known.duplicate_idx, duplicate=True)
         return None
 

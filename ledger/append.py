@@ -12,8 +12,11 @@ of the tree. A lock not obtained within ``lock_timeout`` raises :class:`LedgerBu
 transaction is then aborted and must be rolled back). ``UNIQUE(idx)`` and the dense-index
 invariants are a second line of defence: a race would fail loudly instead of forking.
 
-Idempotency: an entry whose evidence digest is already in the ledger (or earlier in the same
-batch) is not stored again; its existing index is returned, marked ``duplicate``.
+Idempotency: an entry whose evidence is already in the ledger from the same submitter (the
+entry's ``worker`` key; entries without one count as one submitter), or earlier in the same
+batch, is not stored again; its existing index is returned, marked ``duplicate``. The same
+evidence from another worker is that worker's own entry: who holds a copy of a document must
+not be able to take its place in the ledger from the worker it belongs to.
 
 Round trips, since the sequencer lock is held for all of them: one to begin, lock and look
 up duplicates (pipeline mode), one to write. Batches of up to ``COPY_THRESHOLD`` new entries
@@ -93,9 +96,9 @@ def append(
         evidence_rows: list[tuple[int, bytes]] = []
         node_rows: list[tuple[int, int, bytes]] = []
         for entry in prepared:
-            digest = entry.evidence_sha256
-            if digest is not None and digest in known:
-                results.append(known[digest])
+            repeat = _repeat_key(entry)
+            if repeat is not None and repeat in known:
+                results.append(known[repeat])
                 continue
             index = tree.size
             chain = next_chain_hash(chain, entry.leaf_hash)
@@ -113,8 +116,8 @@ def append(
             )
             if entry.evidence is not None:
                 evidence_rows.append((index, entry.evidence))
-            if digest is not None:
-                known[digest] = Appended(index, entry.leaf_hash, duplicate=True)
+            if repeat is not None:
+                known[repeat] = Appended(index, entry.leaf_hash, duplicate=True)
             results.append(Appended(index, entry.leaf_hash, duplicate=False))
 
         if not entry_rows:
@@ -147,22 +150,30 @@ _RESTORE_LOCK_TIMEOUT = (
     "SELECT set_config('lock_timeout', current_setting('attest_ledger.saved_lock_timeout'), true)"
 )
 _LOOK_UP = (
-    "SELECT evidence_sha256, idx, leaf_hash FROM ledger_entries WHERE evidence_sha256 = ANY(%s)"
+    "SELECT evidence_sha256, coalesce(worker, ''), idx, leaf_hash FROM ledger_entries "
+    "WHERE evidence_sha256 = ANY(%s)"
 )
+
+
+def _repeat_key(entry: PreparedEntry) -> tuple[bytes, str] | None:
+    """What makes an entry a repeat: its evidence digest and its submitter (as stored)."""
+    if entry.evidence_sha256 is None:
+        return None
+    return entry.evidence_sha256, entry.columns.get("worker") or ""
 
 
 def _lock_and_look_up(
     raw: psycopg.Connection[Any], prepared: Sequence[PreparedEntry], lock_timeout: float | None
-) -> tuple[int, bytes, bytes, dict[bytes, Appended]]:
+) -> tuple[int, bytes, bytes, dict[tuple[bytes, str], Appended]]:
     """Lock the sequencer row for the rest of the transaction, then find which of these
-    evidence digests are already stored: one round trip (pipeline mode), BEGIN included.
+    evidence digests are already stored, and by whom: one round trip (pipeline mode), BEGIN included.
 
     The look-up runs after the lock is granted, so it sees every entry committed before us;
     with ``lock_timeout`` the wait is bounded for this lock alone, otherwise the connection's
     default applies. Either way a lock not obtained in time raises :class:`LedgerBusy`.
     """
     digests = [p.evidence_sha256 for p in prepared if p.evidence_sha256 is not None]
-    known: dict[bytes, Appended] = {}
+    known: dict[tuple[bytes, str], Appended] = {}
     try:
         with (
             raw.pipeline(),
@@ -179,8 +190,8 @@ def _lock_and_look_up(
                 look_up.execute(_LOOK_UP, (digests,))
             size, chain, compact_range = _one(lock)  # the first fetch sends the lot
             if digests:
-                for digest, index, leaf in look_up.fetchall():
-                    known[bytes(digest)] = Appended(index, bytes(leaf), duplicate=True)
+                for digest, worker, index, leaf in look_up.fetchall():
+                    known[bytes(digest), worker] = Appended(index, bytes(leaf), duplicate=True)
     except psycopg.errors.LockNotAvailable as exc:
         raise LedgerBusy("the ledger sequencer stayed locked longer than the lock timeout") from exc
     return size, chain, compact_range, known

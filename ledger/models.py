@@ -95,10 +95,11 @@ class Entry(Base):
             "evidence_sha256 IS NULL OR octet_length(evidence_sha256) = 32",
             name="evidence_sha256_size",
         ),
-        # Idempotency: one entry per evidence digest.
+        # Idempotency: one entry per evidence digest and worker (ledger.append).
         Index(
-            "uq_ledger_entries_evidence_sha256",
+            "uq_ledger_entries_evidence_sha256_worker",
             "evidence_sha256",
+            text("coalesce(worker, '')"),
             unique=True,
             postgresql_where=text("evidence_sha256 IS NOT NULL"),
         ),

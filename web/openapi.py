@@ -601,13 +601,13 @@ def _paths() -> dict[str, Schema]:
                     "201": _json(_ref("Receipt"), "Recorded (whatever the verdict)"),
                     "200": _json(
                         _ref("Receipt"),
-                        "A replay of the same idempotency key, or evidence already recorded",
+                        "A replay of the same idempotency key, or evidence this worker "
+                        "already recorded",
                     ),
                     "400": bad_request,
                     "409": _problem(
                         "Conflict; nothing was written",
                         "idempotency_conflict",
-                        "evidence_conflict",
                         "nonce_already_used",
                     ),
                     "413": _problem("The body or the document is too large", "payload_too_large"),

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 _STATUS_FOR_INTAKE = {
     "idempotency_conflict": 409,
-    "evidence_conflict": 409,
     "nonce_already_used": 409,
 }
 _HTTP_CODES = {

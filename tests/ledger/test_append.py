@@ -211,6 +211,29 @@ def test_appending_the_same_evidence_twice_returns_the_existing_index(session_fa
         assert tree_state(session).size == 4
 
 
+def test_the_same_evidence_from_another_worker_is_its_own_entry(session_factory) -> None:
+    """A repeat is the same evidence from the same submitter; from another worker it is that
+    worker's entry (issue #10: a copied document must not block the worker it belongs to)."""
+    with session_scope(session_factory) as session:
+        first = append(session, [entry(1, worker="alpha")])
+    with session_scope(session_factory) as session:
+        again = append(
+            session,
+            [entry(1, worker="beta"), entry(1, worker="alpha"), entry(1, worker="beta")],
+        )
+    assert [(r.index, r.duplicate) for r in again] == [(1, False), (0, True), (1, True)]
+    assert again[1].leaf_hash == first[0].leaf_hash
+    with session_factory() as session, pytest.raises(DBAPIError, match="unique"):
+        # the database itself holds the rule: a second row for (evidence, worker) is refused
+        session.execute(
+            text(
+                "INSERT INTO ledger_entries (idx, data, leaf_hash, chain_hash, worker, "
+                "evidence_sha256) SELECT 2, data, leaf_hash, chain_hash, worker, "
+                "evidence_sha256 FROM ledger_entries WHERE idx = 1"
+            )
+        )
+
+
 def test_a_rolled_back_append_leaves_nothing(session_factory) -> None:
     session = session_factory()
     append(session, [entry(i) for i in range(5)])

@@ -225,9 +225,24 @@ def test_the_same_evidence_again(service) -> None:
     assert again.status_code == 200
     assert again.json["duplicate"] is True
     assert again.json["entry"]["index"] == first.json["entry"]["index"]
+
+
+def test_a_stolen_document_does_not_block_its_rightful_owner(service) -> None:
+    """Regression (issue #10): worker-2, holding worker-1's fresh document, recorded it
+    first, and worker-1 then got a permanent 409 evidence_conflict for its own evidence."""
+    document = service.document(nonce=service.challenge("worker-1"))
     stolen = service.submit(document, who="worker-2")
-    assert stolen.status_code == 409
-    assert stolen.json["code"] == "evidence_conflict"
+    assert stolen.status_code == 201, stolen.json
+    assert stolen.json["verdict"]["status"] == "contraindicated"
+    assert [r["code"] for r in stolen.json["verdict"]["reasons"]] == ["nonce_unknown"]
+    own = service.submit(document, who="worker-1")
+    assert own.status_code == 201, own.json
+    assert own.json["verdict"]["status"] == "affirming"
+    assert own.json["duplicate"] is False
+    assert own.json["entry"]["index"] != stolen.json["entry"]["index"]
+    again = service.submit(document, who="worker-2")  # each worker's repeat is still idempotent
+    assert again.status_code == 200
+    assert again.json["entry"]["index"] == stolen.json["entry"]["index"]
 
 
 def _same_batch(service):
