@@ -166,7 +166,8 @@ def _lock_and_look_up(
     raw: psycopg.Connection[Any], prepared: Sequence[PreparedEntry], lock_timeout: float | None
 ) -> tuple[int, bytes, bytes, dict[tuple[bytes, str], Appended]]:
     """Lock the sequencer row for the rest of the transaction, then find which of these
-    evidence digests are already stored, and by whom: one round trip (pipeline mode), BEGIN included.
+    evidence digests are already stored, and by whom: one round trip (pipeline mode), BEGIN
+    included.
 
     The look-up runs after the lock is granted, so it sees every entry committed before us;
     with ``lock_timeout`` the wait is bounded for this lock alone, otherwise the connection's
