@@ -79,7 +79,7 @@ class Challenge(ServiceBase):
     nonce: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     client_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_clients.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -7,7 +7,8 @@ publisher, the others keep trying. A checkpoint is published whenever ``max_entr
 entries wait, or ``interval`` seconds after the first one arrived, whichever comes first. If
 the publishing process dies its connection closes, the lock is released, and another
 process takes over within a second. After each checkpoint the publisher also brings the
-hourly entry counts up to date (:mod:`ledger.stats`).
+hourly entry counts up to date (:mod:`ledger.stats`), and every ``sweep_interval`` seconds it
+deletes challenges long expired (:func:`attest_ledger.challenges.sweep`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from attest_ledger import challenges
 from ledger.checkpoints import publish_checkpoint
 from ledger.errors import LedgerError
 from ledger.models import LatestCheckpoint, Sequencer
@@ -45,6 +48,8 @@ class CheckpointPublisher:
         max_entries: int = 1000,
         poll: float = 0.25,
         on_publish: Callable[[int], None] | None = None,
+        sweep_interval: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
         self.signer = signer
@@ -52,6 +57,8 @@ class CheckpointPublisher:
         self.max_entries = max_entries
         self.poll = poll
         self.on_publish = on_publish
+        self.sweep_interval = sweep_interval
+        self.clock = clock
         self.leader = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="checkpoint-publisher", daemon=True)
@@ -88,8 +95,12 @@ class CheckpointPublisher:
         self.leader = True
         log.info("checkpoint publisher: elected")
         waiting_since: float | None = None
+        swept_at = float("-inf")
         try:
             while not self._stop.is_set():
+                if time.monotonic() - swept_at >= self.sweep_interval:
+                    self._sweep()
+                    swept_at = time.monotonic()
                 pending = self._pending()
                 now = time.monotonic()
                 if pending == 0:
@@ -128,6 +139,17 @@ class CheckpointPublisher:
         if self.on_publish is not None:
             self.on_publish(checkpoint.tree_size)
         self._count()
+
+    def _sweep(self) -> None:
+        """Delete long-expired challenges, a bounded batch at a time."""
+        try:
+            for _ in range(10):
+                with Session(self.engine) as session, session.begin():
+                    deleted = challenges.sweep(session, self.clock())
+                if deleted < challenges.SWEEP_BATCH:
+                    return
+        except SQLAlchemyError as exc:
+            log.warning("checkpoint publisher: sweeping challenges failed (%s)", exc)
 
     def _count(self) -> None:
         """Keep the hourly counts (the portal's overview) up with the checkpoints."""

@@ -17,6 +17,7 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_CHECKPOINT_INTERVAL``  seconds before waiting entries are checkpointed (5)
 ``ATTEST_LEDGER_CHECKPOINT_ENTRIES``   entries that trigger a checkpoint at once (1000)
 ``ATTEST_LEDGER_CHALLENGE_TTL``        seconds a challenge stays valid (300)
+``ATTEST_LEDGER_MAX_OPEN_CHALLENGES``  open challenges one worker may hold (1000)
 ``ATTEST_LEDGER_RATE_LIMIT``           requests per second per client and process (200)
 ``ATTEST_LEDGER_WORKER_TOKEN``         the token ``worker run`` uses (or ``--token-file``)
 ``ATTEST_LEDGER_COOKIE_SECURE``        portal cookies only over HTTPS or to localhost (1)
@@ -56,6 +57,7 @@ class Settings:
     checkpoint_interval: float = 5.0
     checkpoint_entries: int = 1000
     challenge_ttl: float = 300.0
+    max_open_challenges: int = 1000
     rate_limit: float = 200.0
     max_request_bytes: int = 64 * 1024
     worker_token: str | None = None
@@ -84,6 +86,7 @@ class Settings:
             checkpoint_interval=_number(env, "ATTEST_LEDGER_CHECKPOINT_INTERVAL", 5.0, float),
             checkpoint_entries=_number(env, "ATTEST_LEDGER_CHECKPOINT_ENTRIES", 1000, int),
             challenge_ttl=_number(env, "ATTEST_LEDGER_CHALLENGE_TTL", 300.0, float),
+            max_open_challenges=_number(env, "ATTEST_LEDGER_MAX_OPEN_CHALLENGES", 1000, int),
             rate_limit=_number(env, "ATTEST_LEDGER_RATE_LIMIT", 200.0, float),
             worker_token=env.get("ATTEST_LEDGER_WORKER_TOKEN") or None,
             cookie_secure=_flag(env, "ATTEST_LEDGER_COOKIE_SECURE", default=True),

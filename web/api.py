@@ -106,9 +106,20 @@ def issue_challenges() -> tuple[Response, int]:
         raise Problem(
             400, "malformed_request", f"count must be an integer from 1 to {_MAX_CHALLENGES}"
         )
-    ttl = timedelta(seconds=runtime().settings.challenge_ttl)
+    settings = runtime().settings
+    ttl = timedelta(seconds=settings.challenge_ttl)
     session = db()
-    issued = challenges.issue(session, current_client().id, count, ttl, runtime().clock())
+    try:
+        issued = challenges.issue(
+            session,
+            current_client().id,
+            count,
+            ttl,
+            runtime().clock(),
+            max_open=settings.max_open_challenges,
+        )
+    except challenges.ChallengeLimit as exc:
+        raise Problem(429, exc.code, exc.message, retry_after=exc.retry_after) from None
     session.commit()
     return jsonify(
         {

@@ -18,6 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from attest_ledger import challenges
 from ledger.checkpoints import latest_checkpoint
 from ledger.models import Sequencer
 
@@ -38,10 +39,15 @@ class _LedgerCollector(Collector):
         age = GaugeMetricFamily(
             "ledger_checkpoint_age_seconds", "Seconds since the latest checkpoint was signed"
         )
+        stored_challenges = GaugeMetricFamily(
+            "attest_challenges_stored",
+            "Challenges in the database (open, used, or expired less than an hour ago)",
+        )
         try:
             with self.runtime.sessions() as session:
                 size.add_metric([], session.execute(select(Sequencer.tree_size)).scalar_one())
                 latest = latest_checkpoint(session)
+                stored_challenges.add_metric([], challenges.stored(session))
         except Exception:
             return
         if latest is not None:
@@ -50,6 +56,7 @@ class _LedgerCollector(Collector):
         yield size
         yield checkpoint_size
         yield age
+        yield stored_challenges
 
 
 class Metrics:

@@ -129,12 +129,13 @@ _URI_TOO_LONG = {
 
 
 def _secured(role: str, responses: dict[str, Schema]) -> dict[str, Schema]:
+    """The answers every authenticated operation may give; an operation's own win."""
     return {
-        **responses,
         "401": _UNAUTHENTICATED,
         "403": _problem(f"A token of another role than {role}", "forbidden"),
         "429": _RATE_LIMITED,
         "500": _INTERNAL,
+        **responses,
     }
 
 
@@ -584,6 +585,14 @@ def _paths() -> dict[str, Schema]:
                     "400": bad_request,
                     "413": _problem("The body is too large", "payload_too_large"),
                     "415": _problem("Not application/json", "unsupported_media_type"),
+                    "429": _problem(
+                        "Over the client's request rate, or the worker already holds "
+                        "ATTEST_LEDGER_MAX_OPEN_CHALLENGES open challenges (Retry-After: "
+                        "until the soonest of them expires); nothing was issued",
+                        "rate_limited",
+                        "too_many_challenges",
+                        headers=_RATE_LIMITED["headers"],
+                    ),
                 },
                 role=worker,
                 tag="workers",

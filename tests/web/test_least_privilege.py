@@ -21,7 +21,7 @@ GRANTS = (
     "GRANT SELECT, INSERT ON ledger_entries, ledger_evidence, ledger_nodes, ledger_checkpoints "
     "TO {role}",
     "GRANT SELECT, UPDATE ON ledger_sequencer, ledger_latest_checkpoint TO {role}",
-    "GRANT SELECT, INSERT, UPDATE ON challenges TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON challenges TO {role}",
     "GRANT SELECT, INSERT ON idempotency_keys TO {role}",
     "GRANT SELECT ON api_clients, policy_images, policy_settings, worker_images, alembic_version "
     "TO {role}",
