@@ -28,6 +28,7 @@ and the SHA-256 of their leaf hashes in order, so that a dropped entry shows) is
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import html
@@ -36,7 +37,7 @@ import json
 import ssl
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import IO, Any
@@ -59,6 +60,7 @@ __all__ = [
     "MANIFEST_NOTE",
     "BundleError",
     "BundleSelection",
+    "BundleTooLarge",
     "ExportSummary",
     "entry_path",
     "export_bundle",
@@ -72,6 +74,14 @@ _STREAM = 2000  # rows fetched per round trip while streaming
 
 class BundleError(Exception):
     """The export cannot be made as asked (no checkpoint, an unknown size, bad input)."""
+
+    code = "bundle_error"
+
+
+class BundleTooLarge(BundleError):
+    """The selection holds more entries than the caller allows."""
+
+    code = "export_too_large"
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,11 @@ class _Archive:
         self._gzip.close()
         return self._counting.written
 
+    def abandon(self) -> None:
+        """Stop writing (the export failed or was cancelled; the caller discards ``out``)."""
+        with contextlib.suppress(Exception):
+            self.close()
+
 
 def _checkpoint(session: Session, size: int | None) -> SignedCheckpoint:
     if size is None:
@@ -198,7 +213,7 @@ def _scan(
 
 def _stream_entries(
     session: Session, selection: BundleSelection, size: int
-) -> Iterator[tuple[int, bytes, bytes | None]]:
+) -> Generator[tuple[int, bytes, bytes | None], None, None]:
     query = (
         select(Entry.idx, Entry.data, Evidence.data)
         .outerjoin(Evidence, Evidence.idx == Entry.idx)
@@ -206,8 +221,9 @@ def _stream_entries(
         .order_by(Entry.idx)
         .execution_options(yield_per=_STREAM)
     )
-    for idx, data, evidence in session.execute(query):
-        yield int(idx), bytes(data), evidence
+    with session.execute(query) as rows:  # its server-side cursor closes with the generator
+        for idx, data, evidence in rows:
+            yield int(idx), bytes(data), evidence
 
 
 def manifest_signature(manifest: bytes, signer: NoteSigner) -> str:
@@ -237,12 +253,14 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     selection: BundleSelection | None = None,
     tree_size: int | None = None,
     known_checkpoint: str | None = None,
+    max_entries: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Write the bundle for ``selection`` at the checkpoint of ``tree_size`` (default: the
     latest) to ``out``. ``known_checkpoint``: a signed checkpoint the regulator holds; the
     bundle then proves the new checkpoint consistent with it. Reads in one snapshot: call
-    in a REPEATABLE READ transaction for a consistent view while the ledger grows."""
+    in a REPEATABLE READ transaction for a consistent view while the ledger grows.
+    ``max_entries``: refuse (:class:`BundleTooLarge`) a larger selection before writing."""
     selection = selection or BundleSelection()
     checkpoint = _checkpoint(session, tree_size)
     size = checkpoint.tree_size
@@ -251,6 +269,11 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     count, leaf_digest, policies, first, last, verdicts = _scan(session, selection, size)
     if count == 0:
         raise BundleError("no entry covered by the checkpoint matches the selection")
+    if max_entries is not None and count > max_entries:
+        raise BundleTooLarge(
+            f"the selection holds {count} entries, more than the {max_entries} an export "
+            "over HTTP may hold; narrow it, or run `attest-ledger export` where the database is"
+        )
     consistency = None
     if known_checkpoint is not None:
         try:
@@ -294,38 +317,43 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
         }
     )
     archive = _Archive(out, int(checkpoint.created_at.timestamp()))
-    archive.add("README.txt", readme)
-    archive.add("manifest.json", manifest)
-    archive.add("manifest.sig", manifest_signature(manifest, signer).encode())
-    archive.add("log-key.txt", f"{verifier}\n".encode())
-    archive.add("checkpoint.txt", checkpoint.note.encode())
-    if consistency is not None:
-        archive.add("consistency.json", canonical_json(consistency))
-    archive.add("report.html", report)
-    archive.add("verify_bundle.py", standalone)
-    for anchor in anchors:
-        archive.add(
-            f"trust/{anchor.fingerprint}.pem", ssl.DER_cert_to_PEM_cert(anchor.der).encode()
-        )
-    for revision in policies:
-        if revision >= size:
-            raise BundleError(f"policy revision {revision} is not covered by the checkpoint")
-        data = session.execute(select(Entry.data).where(Entry.idx == revision)).scalar_one()
-        archive.add(policy_path(revision, "json"), bytes(data))
-        proof = tlog_proof(revision, inclusion_proof(session, revision, size), checkpoint.note)
-        archive.add(policy_path(revision, "tlog-proof"), proof.encode())
-    done = 0
-    for idx, data, evidence in _stream_entries(session, selection, size):
-        archive.add(entry_path(idx, "entry.json"), data)
-        if evidence is not None:
-            archive.add(entry_path(idx, "evidence.cbor"), evidence)
-        proof = tlog_proof(idx, inclusion_proof(session, idx, size), checkpoint.note)
-        archive.add(entry_path(idx, "proof.tlog-proof"), proof.encode())
-        done += 1
-        if progress is not None:
-            progress(done, count)
-    if done != count:  # the ledger only grows, and only past the checkpoint: cannot happen
-        raise BundleError(f"the selection changed during the export ({done} of {count})")
+    try:
+        archive.add("README.txt", readme)
+        archive.add("manifest.json", manifest)
+        archive.add("manifest.sig", manifest_signature(manifest, signer).encode())
+        archive.add("log-key.txt", f"{verifier}\n".encode())
+        archive.add("checkpoint.txt", checkpoint.note.encode())
+        if consistency is not None:
+            archive.add("consistency.json", canonical_json(consistency))
+        archive.add("report.html", report)
+        archive.add("verify_bundle.py", standalone)
+        for anchor in anchors:
+            archive.add(
+                f"trust/{anchor.fingerprint}.pem", ssl.DER_cert_to_PEM_cert(anchor.der).encode()
+            )
+        for revision in policies:
+            if revision >= size:
+                raise BundleError(f"policy revision {revision} is not covered by the checkpoint")
+            data = session.execute(select(Entry.data).where(Entry.idx == revision)).scalar_one()
+            archive.add(policy_path(revision, "json"), bytes(data))
+            proof = tlog_proof(revision, inclusion_proof(session, revision, size), checkpoint.note)
+            archive.add(policy_path(revision, "tlog-proof"), proof.encode())
+        done = 0
+        with contextlib.closing(_stream_entries(session, selection, size)) as rows:
+            for idx, data, evidence in rows:
+                archive.add(entry_path(idx, "entry.json"), data)
+                if evidence is not None:
+                    archive.add(entry_path(idx, "evidence.cbor"), evidence)
+                proof = tlog_proof(idx, inclusion_proof(session, idx, size), checkpoint.note)
+                archive.add(entry_path(idx, "proof.tlog-proof"), proof.encode())
+                done += 1
+                if progress is not None:
+                    progress(done, count)
+        if done != count:  # the ledger only grows, and only past the checkpoint: cannot happen
+            raise BundleError(f"the selection changed during the export ({done} of {count})")
+    except BaseException:
+        archive.abandon()  # nothing half-written is left to flush later
+        raise
     written = archive.close()
     return ExportSummary(size, count, dict(verdicts), policies, written)
 

@@ -22,6 +22,9 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_WORKER_TOKEN``         the token ``worker run`` uses (or ``--token-file``)
 ``ATTEST_LEDGER_COOKIE_SECURE``        portal cookies only over HTTPS or to localhost (1)
 ``ATTEST_LEDGER_SESSION_HOURS``        how long a portal sign-in lasts (8)
+``ATTEST_LEDGER_EXPORT_CONCURRENCY``   proof bundles built at once over HTTP, service-wide (2)
+``ATTEST_LEDGER_EXPORT_MAX_ENTRIES``   entries one bundle over HTTP may hold (100000)
+``ATTEST_LEDGER_EXPORT_SECONDS``       seconds a bundle over HTTP may take to build (600)
 =====================================  ==================================================
 """
 
@@ -66,6 +69,9 @@ class Settings:
     #: Portal session cookies are Secure (sent over HTTPS, and to http://localhost only).
     cookie_secure: bool = True
     session_hours: float = 8.0
+    export_concurrency: int = 2
+    export_max_entries: int = 100_000
+    export_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +97,9 @@ class Settings:
             worker_token=env.get("ATTEST_LEDGER_WORKER_TOKEN") or None,
             cookie_secure=_flag(env, "ATTEST_LEDGER_COOKIE_SECURE", default=True),
             session_hours=_number(env, "ATTEST_LEDGER_SESSION_HOURS", 8.0, float),
+            export_concurrency=_number(env, "ATTEST_LEDGER_EXPORT_CONCURRENCY", 2, int),
+            export_max_entries=_number(env, "ATTEST_LEDGER_EXPORT_MAX_ENTRIES", 100_000, int),
+            export_seconds=_number(env, "ATTEST_LEDGER_EXPORT_SECONDS", 600.0, float),
         )
 
 

@@ -41,7 +41,7 @@ from ledger.search import (
 from ledger.stats import BUCKETS, aggregate, counted, refresh
 from verifier import ResultHash
 from verifier.timefmt import iso_utc
-from web.auth import require
+from web.auth import current_client, require
 from web.exports import bundle_response
 from web.problems import Problem
 from web.sessions import db
@@ -394,4 +394,5 @@ def export() -> Response:
         current_app.extensions["attest_ledger.runtime"],
         BundleSelection(selection, hashes, tuple(indices)),
         int(size_text) if size_text else None,
+        reader=f"api:{current_client().name}",
     )

@@ -12,9 +12,11 @@ stable ``code`` values it can carry.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
+from attest_ledger.settings import Settings
 from ledger.search import KINDS, MAX_PAGE, SORTS, VERDICTS
 from ledger.stats import BUCKETS
 from verifier import MAX_EVIDENCE_BYTES
@@ -570,6 +572,8 @@ _FILTERS: list[Schema] = [
 ]
 
 _INVALID = _problem("A bad parameter; `parameter` names it", "invalid_parameter")
+#: the settings' defaults, for the limits the document states
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
 def _paths() -> dict[str, Schema]:
@@ -884,12 +888,34 @@ def _paths() -> dict[str, Schema]:
                             "application/gzip": {"schema": {"type": "string", "format": "binary"}}
                         },
                     },
-                    "400": _INVALID,
+                    "400": _problem(
+                        "A bad parameter (`parameter` names it), or more entries than an "
+                        f"export may hold (ATTEST_LEDGER_EXPORT_MAX_ENTRIES, "
+                        f"default {_DEFAULTS['export_max_entries']})",
+                        "invalid_parameter",
+                        "export_too_large",
+                    ),
                     "404": _problem(
                         "No entry covered by the checkpoint matches, or no checkpoint has "
                         "that size",
                         "nothing_to_export",
                         "not_found",
+                    ),
+                    "429": _problem(
+                        "An export of this reader is still being built, or the service builds "
+                        f"ATTEST_LEDGER_EXPORT_CONCURRENCY (default "
+                        f"{_DEFAULTS['export_concurrency']}) already, or over the request "
+                        "rate; nothing was started",
+                        "export_in_progress",
+                        "exports_busy",
+                        "rate_limited",
+                        headers=_RATE_LIMITED["headers"],
+                    ),
+                    "503": _problem(
+                        "The bundle took longer than ATTEST_LEDGER_EXPORT_SECONDS (default "
+                        f"{_DEFAULTS['export_seconds']:g}) to build; it was stopped",
+                        "export_timeout",
+                        headers=_RATE_LIMITED["headers"],
                     ),
                 },
                 role=reader,
@@ -899,7 +925,11 @@ def _paths() -> dict[str, Schema]:
                     "indices, each with its evidence and an inclusion proof to one signed "
                     "checkpoint (the latest, or `tree_size`), the ledger key, the trust "
                     "anchors, the policy revisions they name, a signed manifest, a report and "
-                    "a standalone verifier."
+                    "a standalone verifier. Limits: one export at a time per reader, "
+                    "ATTEST_LEDGER_EXPORT_CONCURRENCY at a time in the whole service, "
+                    "ATTEST_LEDGER_EXPORT_MAX_ENTRIES entries, ATTEST_LEDGER_EXPORT_SECONDS "
+                    "to build; a build stops as soon as its client goes away. Larger bundles: "
+                    "`attest-ledger export` where the database is."
                 ),
                 parameters=[
                     *_FILTERS,

@@ -504,7 +504,9 @@ def export() -> Response:
         selection = EntryFilter.from_params(request.args)
     except SearchError as exc:
         raise Problem(400, "invalid_parameter", f"{exc.parameter}: {exc.message}") from None
-    return bundle_response(_runtime(), BundleSelection(selection), None)
+    return bundle_response(
+        _runtime(), BundleSelection(selection), None, reader=f"portal:{g.user.name}"
+    )
 
 
 # --- checkpoints -------------------------------------------------------------------------------
