@@ -383,15 +383,15 @@ def get_inclusion_proof(index: int) -> Response:
             )
         size = latest.tree_size
     stored = get_entry(session, index)
-    hashes = inclusion_proof(session, index, size)
     checkpoint = checkpoint_at(session, size)
+    if checkpoint is None:  # a proof is only worth its signed root
+        raise Problem(
+            400,
+            "tree_size_unavailable",
+            f"no signed checkpoint has tree size {size}; /api/v1/checkpoints lists them",
+        )
+    hashes = inclusion_proof(session, index, size)
     if proof_format == "tlog-proof":
-        if checkpoint is None:
-            raise Problem(
-                400,
-                "malformed_request",
-                f"tlog-proof needs a signed checkpoint; none at size {size}",
-            )
         return Response(tlog_proof(index, hashes, checkpoint.note), mimetype="text/plain")
     return jsonify(
         {
@@ -399,7 +399,7 @@ def get_inclusion_proof(index: int) -> Response:
             "tree_size": size,
             "leaf_hash": stored.leaf_hash.hex(),
             "hashes": [h.hex() for h in hashes],
-            "checkpoint": checkpoint.note if checkpoint is not None else None,
+            "checkpoint": checkpoint.note,
         }
     )
 

@@ -242,8 +242,8 @@ def _schemas() -> dict[str, Schema]:
             "leaf_hash": _HEX32,
             "hashes": {"type": "array", "items": _HEX32, "description": "RFC 9162, leaf upwards"},
             "checkpoint": {
-                "type": ["string", "null"],
-                "description": "The signed checkpoint of that size (null if none has it)",
+                "type": "string",
+                "description": "The signed checkpoint of that size (C2SP signed note)",
             },
         },
     )
@@ -766,7 +766,7 @@ def _paths() -> dict[str, Schema]:
                         },
                     },
                     "400": _problem(
-                        "Bad parameters, or a size no checkpoint or tree has",
+                        "Bad parameters, or a size no signed checkpoint has",
                         "malformed_request",
                         "tree_size_unavailable",
                     ),

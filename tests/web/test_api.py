@@ -602,6 +602,25 @@ class TestReadApi:
             == 404
         )
 
+    def test_a_proof_at_a_size_no_checkpoint_signs_is_refused(self, service) -> None:
+        """Regression (issue #10): such a proof answered 200 with "checkpoint": null, an
+        unverifiable proof; the README promised 400 tree_size_unavailable."""
+        for _ in range(3):
+            service.fresh()
+        publish(service)  # signs the whole tree, and no smaller size
+        size = int(service.http.get("/api/v1/checkpoint").get_data(as_text=True).split("\n")[1])
+        reader = service.auth("auditor")
+        for proof_format in ("json", "tlog-proof"):
+            answer = service.http.get(
+                f"/api/v1/entries/0/proof?tree_size={size - 1}&format={proof_format}",
+                headers=reader,
+            )
+            assert answer.status_code == 400, answer.get_data(as_text=True)
+            assert answer.json["code"] == "tree_size_unavailable"
+        signed = service.http.get(f"/api/v1/entries/0/proof?tree_size={size}", headers=reader)
+        assert signed.status_code == 200
+        assert signed.json["checkpoint"].startswith(f"example.com/api-test\n{size}\n")
+
 
 class TestOperations:
     def test_health_and_readiness(self, service) -> None:
