@@ -124,6 +124,7 @@ def _safe_next(target: str | None) -> str:
         and not urlsplit(target).netloc
         and "\\" not in target
         and not target.startswith("//")
+        and target.isprintable()  # CR/LF in a Location header was a 500
     ):
         return target
     return url_for("portal.overview")
@@ -535,7 +536,7 @@ def checkpoints() -> str:
     )
 
 
-@bp.get("/checkpoints/<int:size>.txt")
+@bp.get(f"/checkpoints/<int(max={MAX_INDEX}):size>.txt")  # larger: no route (404), not a 500
 def checkpoint_note(size: int) -> Response:
     checkpoint = checkpoint_at(db(), size)
     if checkpoint is None:

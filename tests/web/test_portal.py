@@ -56,7 +56,15 @@ def test_signing_in_sets_a_hardened_cookie_and_signing_out_ends_the_session(serv
 
 
 @pytest.mark.parametrize(
-    "target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "/api/v1/tree"]
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "/api/v1/tree",
+        "/portal/\r\nSet-Cookie: x=1",  # CR/LF in the Location header was a 500
+        "/portal/entries\n",
+    ],
 )
 def test_no_open_redirect_after_sign_in(service, target) -> None:
     with session_scope(service.runtime.sessions) as session:
@@ -286,6 +294,7 @@ def test_numbers_a_database_cannot_hold_are_refused_not_500(portal) -> None:
         ("/portal/entries/0/proof.json?tree_size=%C2%B2", 400),
         ("/portal/entries/0/proof.json?tree_size=9999999999999999999", 400),
         ("/portal/entries/9223372036854775808", 404),
+        ("/portal/checkpoints/99999999999999999999.txt", 404),  # was a 500
         ("/portal/entries?worker=a%00b", 400),  # PostgreSQL text cannot hold NUL
         ("/portal/entries?until=9999-12-31T23:59:59-23:00", 400),  # past year 9999 in UTC
     ):
