@@ -56,7 +56,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--jobs", type=int, default=36, help="attestations the demo worker submits")
     parser.add_argument(
-        "--no-wait", action="store_true", help="stop the service after the demo run"
+        "--no-wait",
+        action="store_true",
+        help="stop the service once the demo has run (it says so; `make run` starts it again)",
     )
     parser.set_defaults(handler=run)
 
@@ -130,7 +132,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"the demo worker failed; see {log_path}", file=sys.stderr)
             return EXIT_USAGE  # the service or the demo set-up is not working
         time.sleep(2.5)  # let the publisher sign a checkpoint covering the demo
-        _where_to_look(server, data, signer.verifier())
+        _where_to_look(
+            server, data, signer.verifier(), _an_attestation(log_path, worker.stdout),
+            running=not args.no_wait,
+        )  # fmt: skip
         if args.no_wait:
             return EXIT_OK
         say("the service keeps running; Ctrl-C stops it")
@@ -251,23 +256,44 @@ def _show_worker(stdout: str, stderr: str) -> None:
             say(line)
 
 
-def _where_to_look(server: str, data: Path, key: Any) -> None:
-    cli = ".venv/bin/attest-ledger"
+def _an_attestation(log_path: Path, worker_stdout: str) -> int:
+    """The index of an attestation the demo worker just recorded (the hints show it)."""
+    for line in worker_stdout.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item.get("index"), int) and not item.get("bad"):
+            return int(item["index"])
+    return 0
+
+
+def _where_to_look(server: str, data: Path, key: Any, entry: int, *, running: bool) -> None:
+    cli = (Path(sys.prefix) / "bin" / "attest-ledger").resolve()
     reader = f'-H "Authorization: Bearer $(cat {data}/demo-auditor.token)"'
     worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-worker.token)"
-    proof = f"{server}/api/v1/entries/3/proof?format=tlog-proof"
+    proof = f"{server}/api/v1/entries/{entry}/proof?format=tlog-proof"
+    head = (
+        [f"The service is running on {server}"]
+        if running
+        else [
+            "The demo has run and, as --no-wait asks, the service is now STOPPED.",
+            "Start it again with `make run` (the data is kept); while it runs:",
+        ]
+    )
     lines = [
-        f"The service is running on {server}",
+        *head,
         f"  auditor portal   {server}/portal/  (sign in as {PORTAL_USER}, password in"
         f" {data}/demo-portal.password)",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",
         f"  ledger key       {key}",
-        f"  an entry         curl {reader} {server}/api/v1/entries/3",
+        f"  an attestation   curl {reader} {server}/api/v1/entries/{entry}",
         f"  its proof        curl {reader} '{proof}'",
         f"  audit the ledger ATTEST_LEDGER_DATA_DIR={data} {cli} audit",
-        f"  more jobs        {worker} {cli} worker run --server {server} --count 20 --mix",
+        f"  more jobs        {worker} {cli} worker run --server {server} --count 20 --mix"
+        f" --simulated-pki {data}/simulated-pki",
         f"Data lives in {data}; running `make run` again keeps it.",
     ]
     print("\n" + "\n".join(lines) + "\n", flush=True)

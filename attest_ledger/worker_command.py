@@ -81,6 +81,16 @@ def run_pki(args: argparse.Namespace, settings: Settings) -> int:
 
 def _simulated(directory: Path, image: str) -> tuple[Nsm, Nsm, Nsm]:
     now = datetime.now(UTC)
+    if not (directory / "root.pem").exists():
+        # Not silently: a service trusts only the simulated root it was started with, so a
+        # worker that makes its own gets every submission judged untrusted_root.
+        print(
+            f"attest-ledger worker: no simulated root in {directory}: creating a NEW one. A "
+            "service judges these documents untrusted_root unless it trusts this root "
+            f"(ATTEST_LEDGER_TRUST_ROOT={directory / 'root.pem'}); to feed `make run`'s "
+            "service, pass --simulated-pki <its data dir>/simulated-pki",
+            file=sys.stderr,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedNitroWarning)
         pki = SimulatedNitroPki.generate(at=now, root=load_or_create_root(directory, at=now))
@@ -118,7 +128,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     client = LedgerClient(args.server, token)
     runner = JobRunner(client, nsm, other_image_nsm=other, debug_nsm=debug)
     verdicts: Counter[str] = Counter()
-    failures = 0
+    failures = untrusted = 0
     started = time.monotonic()
     try:
         for n in range(args.count):
@@ -142,6 +152,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             verdict = receipt["verdict"]
             verdicts[verdict["status"]] += 1
+            untrusted += verdict.get("error") == "untrusted_root"
             print(
                 json.dumps(
                     {
@@ -166,4 +177,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         f"{failures} refused; {client.retried} retries",
         file=sys.stderr,
     )
+    if untrusted and not args.device:
+        print(
+            f"worker: {untrusted} documents were judged untrusted_root: the service does not "
+            "trust this worker's simulated root; pass --simulated-pki with the directory whose "
+            "root.pem the service trusts (ATTEST_LEDGER_TRUST_ROOT)",
+            file=sys.stderr,
+        )
     return EXIT_OK if failures == 0 else EXIT_REJECTED

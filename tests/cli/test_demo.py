@@ -51,7 +51,7 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert len(re.findall(r"\(bad on purpose: ", first)) == 2  # every fourth
     assert "contraindicated" in first
     assert "affirming" in first
-    assert "The service is running on http://127.0.0.1:" in first
+    assert "the service is now STOPPED" in first  # --no-wait says what it did
     key = (data / "ledger.key").read_bytes()
     worker_token = (data / "demo-worker.token").read_text()
     assert oct((data / "demo-worker.token").stat().st_mode & 0o777) == "0o600"
@@ -79,3 +79,61 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "audit passed" in audit.stdout
+
+
+def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> None:
+    """Regression (issue #10): the hints named entry 3, a policy entry; `--no-wait` stopped
+    the service under hints that said it was running; and the "more jobs" command, run from
+    anywhere but the project directory, made a new simulated root, so every submission was
+    judged untrusted_root."""
+    import httpx
+
+    data = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["ATTEST_LEDGER_DATA_DIR"] = str(data)
+    stopped = _demo(env, jobs=4)
+    assert "the service is now STOPPED" in stopped
+    assert "The service is running" not in stopped
+
+    port = _port()
+    demo = subprocess.Popen(
+        [*CLI, "demo", "--jobs", "4", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        for line in demo.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        printed = "".join(lines)
+        assert "The service is running on" in printed, printed
+        hints = dict(re.findall(r"^  (an attestation|more jobs)\s+(.+)$", printed, re.M))
+        shown = subprocess.run(
+            ["bash", "-c", hints["an attestation"]],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert '"kind":"attestation"' in shown.stdout.replace(" ", ""), shown.stdout
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        more = subprocess.run(
+            ["bash", "-c", hints["more jobs"].replace("--count 20", "--count 4")],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert "untrusted_root" not in more.stdout + more.stderr, more.stdout + more.stderr
+        assert "creating a NEW one" not in more.stderr
+        assert more.stdout.count('"verdict": "affirming"') >= 3, more.stdout
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    finally:
+        demo.terminate()
+        demo.wait(60)
+        demo.stdout.close()  # type: ignore[union-attr]
