@@ -114,14 +114,14 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "The service is running on" in printed, printed
         hints = dict(re.findall(r"^  (an attestation|more jobs)\s+(.+)$", printed, re.M))
         shown = subprocess.run(
-            ["bash", "-c", hints["an attestation"]],
+            ["/bin/bash", "-c", hints["an attestation"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert '"kind":"attestation"' in shown.stdout.replace(" ", ""), shown.stdout
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         more = subprocess.run(
-            ["bash", "-c", hints["more jobs"].replace("--count 20", "--count 4")],
+            ["/bin/bash", "-c", hints["more jobs"].replace("--count 20", "--count 4")],
             cwd=elsewhere,
             env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
             capture_output=True,
