@@ -46,6 +46,7 @@ __all__ = [
     "LoginFailure",
     "PolicyImage",
     "PolicySettings",
+    "PortalDevice",
     "PortalSession",
     "PortalUser",
     "ServiceBase",
@@ -154,6 +155,19 @@ class PortalSession(ServiceBase):
     __table_args__ = (CheckConstraint("octet_length(token_sha256) = 32", name="token_sha256_size"),)
 
 
+class PortalDevice(ServiceBase):
+    """A browser that signed in as a user before (its device cookie's SHA-256)."""
+
+    __tablename__ = "portal_devices"
+
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("portal_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (CheckConstraint("octet_length(token_sha256) = 32", name="token_sha256_size"),)
+
+
 class LoginFailure(ServiceBase):
     __tablename__ = "portal_login_failures"
 
@@ -161,8 +175,11 @@ class LoginFailure(ServiceBase):
     name: Mapped[str] = mapped_column(Text)
     address: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: the device cookie the attempt presented (None: an unknown client)
+    device_sha256: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     __table_args__ = (
         Index("ix_portal_login_failures_name_at", "name", "at"),
         Index("ix_portal_login_failures_address_at", "address", "at"),
+        Index("ix_portal_login_failures_device_sha256_at", "device_sha256", "at"),
     )

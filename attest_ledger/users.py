@@ -8,10 +8,20 @@ Framework-free (the portal's views and the ``attest-ledger users`` command call 
 * A session is a random 256-bit token held by the browser; the database keeps its SHA-256,
   the user, the session's CSRF token and an expiry. Signing out deletes the row, and
   disabling a user deletes all of theirs.
-* Sign-in attempts are limited per user name and per address, counted in the database so
-  that the limit holds across processes: after ``MAX_FAILURES_PER_NAME`` failures in
-  ``FAILURE_WINDOW`` the name is refused until the window passes, whatever the password.
-  Verifying a password for an unknown name costs as much as for a known one.
+* Sign-in attempts are limited without letting anybody lock anybody else out (OWASP's
+  "device cookies"). A browser that signs in successfully receives a device cookie (the
+  database keeps its SHA-256); an attempt presenting a device cookie of that user is limited
+  on its own (``MAX_FAILURES_PER_DEVICE`` failures in ``FAILURE_WINDOW``), so failures from
+  elsewhere never lock a known device out. Attempts without one are limited per name and
+  address (``MAX_FAILURES_PER_PAIR``), per address (``MAX_FAILURES_PER_ADDRESS``) and, far
+  higher, per name (``MAX_FAILURES_PER_NAME``: only many addresses together can shut new
+  devices out of one account, and never its known ones).
+* The limits are exact across processes: the counts are read and the attempt is recorded, as
+  a failure until it succeeds, in one transaction under advisory locks on the name and the
+  address, before the password is hashed; concurrent guesses cannot slip past together.
+* At most ``MAX_CONCURRENT_HASHES`` Argon2 verifications run at once in a process (64 MiB
+  each); an attempt that cannot start one within ``HASH_WAIT`` is refused as ``busy`` and is
+  not counted. Verifying a password for an unknown name costs as much as for a known one.
 * Adding, disabling and enabling users are ledger entries (``"kind": "access"``).
 """
 
@@ -21,22 +31,28 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from attest_ledger.models import LoginFailure, PortalSession, PortalUser
+from attest_ledger.models import LoginFailure, PortalDevice, PortalSession, PortalUser
 from ledger.append import append
+from ledger.db import session_scope
 from ledger.entry import NewEntry
 
 __all__ = [
+    "DEVICE_LIFETIME",
     "FAILURE_WINDOW",
+    "MAX_CONCURRENT_HASHES",
     "MAX_FAILURES_PER_ADDRESS",
+    "MAX_FAILURES_PER_DEVICE",
     "MAX_FAILURES_PER_NAME",
+    "MAX_FAILURES_PER_PAIR",
     "ROLES",
     "Account",
     "SignIn",
@@ -57,9 +73,17 @@ __all__ = [
 ROLES = ("auditor", "admin")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
+MAX_FAILURES_PER_DEVICE = 5  # a known device, on its own
+MAX_FAILURES_PER_PAIR = 5  # an unknown client: this name from this address
+MAX_FAILURES_PER_ADDRESS = 20  # an unknown client: any name from this address
+MAX_FAILURES_PER_NAME = 50  # unknown clients: this name from anywhere
 FAILURE_WINDOW = timedelta(minutes=15)
+DEVICE_LIFETIME = timedelta(days=365)
+MAX_CONCURRENT_HASHES = 2
+HASH_WAIT = 10.0
+_HASHING = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
+#: pg_advisory_xact_lock classes of the sign-in counters ("logn", "loga")
+_NAME_LOCK, _ADDRESS_LOCK = 0x6C6F676E, 0x6C6F6761
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _HASHER = PasswordHasher()  # Argon2id, 64 MiB, t=3, p=4
 # Verified against when the name is unknown, so both paths take the same time.
@@ -184,63 +208,137 @@ class SignIn:
 
     token: str | None
     session: SignedIn | None
-    refused: str | None  # "invalid" (name or password) or "limited" (too many failures)
+    #: "invalid" (name or password), "limited" (too many failures), "busy" (too many
+    #: passwords being checked at once; not counted)
+    refused: str | None
+    #: a new device cookie for this browser (None: it has a valid one, or the sign-in failed)
+    device_token: str | None = None
 
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _recent_failures(
-    session: Session, column: InstrumentedAttribute[str], value: str, now: datetime
-) -> int:
-    return int(
-        session.execute(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(column == value, LoginFailure.at > now - FAILURE_WINDOW)
-        ).scalar_one()
+_COUNTS = text(
+    """
+    SELECT
+        count(*) FILTER (WHERE device_sha256 = :device),
+        count(*) FILTER (WHERE device_sha256 IS NULL AND name = :name AND address = :address),
+        count(*) FILTER (WHERE device_sha256 IS NULL AND address = :address),
+        count(*) FILTER (WHERE device_sha256 IS NULL AND name = :name)
+    FROM portal_login_failures
+    WHERE at > :since AND (name = :name OR address = :address OR device_sha256 = :device)
+    """
+)
+
+
+def _limited(
+    session: Session, name: str, address: str, device: bytes | None, now: datetime
+) -> bool:
+    by_device, by_pair, by_address, by_name = session.execute(
+        _COUNTS,
+        {"name": name, "address": address, "device": device, "since": now - FAILURE_WINDOW},
+    ).one()
+    if device is not None:
+        return bool(by_device >= MAX_FAILURES_PER_DEVICE)
+    return bool(
+        by_pair >= MAX_FAILURES_PER_PAIR
+        or by_address >= MAX_FAILURES_PER_ADDRESS
+        or by_name >= MAX_FAILURES_PER_NAME
     )
 
 
+def _known_device(session: Session, token: str | None, name: str, now: datetime) -> bytes | None:
+    """The SHA-256 of ``token`` if it is a live device cookie of the user ``name``."""
+    if not token or len(token) > 100:
+        return None
+    digest = _digest(token)
+    found = session.execute(
+        select(PortalDevice.token_sha256)
+        .join(PortalUser, PortalUser.id == PortalDevice.user_id)
+        .where(
+            PortalDevice.token_sha256 == digest,
+            PortalUser.name == name,
+            PortalDevice.expires_at > now,
+        )
+    ).scalar_one_or_none()
+    return digest if found is not None else None
+
+
 def sign_in(
-    session: Session,
+    sessions: sessionmaker[Session],
     name: str,
     password: str,
     *,
     address: str,
     now: datetime,
     lifetime: timedelta,
+    device_token: str | None = None,
 ) -> SignIn:
-    """Check the password and open a session; the caller commits either way (a failure is
-    recorded). A limited name or address is refused before its password is looked at."""
+    """Check the password and open a session, in transactions of its own (see the module
+    docstring for the limits). ``device_token``: the browser's device cookie, if any."""
     name = name[:64]
-    if (
-        _recent_failures(session, LoginFailure.name, name, now) >= MAX_FAILURES_PER_NAME
-        or _recent_failures(session, LoginFailure.address, address, now) >= MAX_FAILURES_PER_ADDRESS
-    ):
-        return SignIn(None, None, "limited")
-    user = session.execute(select(PortalUser).where(PortalUser.name == name)).scalar_one_or_none()
-    stored = user.password_hash if user is not None else _DUMMY_HASH
-    valid = _verify(stored, password[:MAX_PASSWORD])
-    if user is None or not valid or user.disabled_at is not None:
-        session.add(LoginFailure(name=name, address=address, at=now))
-        session.flush()
-        return SignIn(None, None, "invalid")
-    if _HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = _HASHER.hash(password)
-    session.execute(delete(LoginFailure).where(LoginFailure.name == name, LoginFailure.at <= now))
-    session.execute(delete(PortalSession).where(PortalSession.expires_at <= now))
-    token = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(32)
-    expires = now + lifetime
-    session.add(
-        PortalSession(
-            token_sha256=_digest(token), user_id=user.id, csrf_token=csrf, expires_at=expires
+    with session_scope(sessions) as session:
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(CAST(:c AS int4), hashtext(:n)), "
+                "pg_advisory_xact_lock(CAST(:a AS int4), hashtext(:v))"
+            ),
+            {"c": _NAME_LOCK, "n": name, "a": _ADDRESS_LOCK, "v": address},
         )
-    )
-    session.flush()
-    return SignIn(token, SignedIn(user.id, user.name, user.role, csrf, expires), None)
+        device = _known_device(session, device_token, name, now)
+        if _limited(session, name, address, device, now):
+            return SignIn(None, None, "limited")
+        attempt = LoginFailure(name=name, address=address, at=now, device_sha256=device)
+        session.add(attempt)  # a failure until it succeeds: counted before the hash is checked
+        session.flush()
+        attempt_id = attempt.id
+        user = session.execute(
+            select(PortalUser.id, PortalUser.password_hash).where(PortalUser.name == name)
+        ).one_or_none()
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    if not _HASHING.acquire(timeout=HASH_WAIT):
+        with session_scope(sessions) as session:  # nothing was guessed: not a failure
+            session.execute(delete(LoginFailure).where(LoginFailure.id == attempt_id))
+        return SignIn(None, None, "busy")
+    try:
+        valid = _verify(stored, password[:MAX_PASSWORD])
+    finally:
+        _HASHING.release()
+    if user is None or not valid:
+        return SignIn(None, None, "invalid")
+    with session_scope(sessions) as session:
+        account = session.get(PortalUser, user.id)
+        if account is None or account.disabled_at is not None or account.password_hash != stored:
+            return SignIn(None, None, "invalid")  # disabled, or changed, meanwhile
+        session.execute(delete(LoginFailure).where(LoginFailure.id == attempt_id))
+        if device is not None:  # this device is known good again
+            session.execute(delete(LoginFailure).where(LoginFailure.device_sha256 == device))
+        if _HASHER.check_needs_rehash(account.password_hash):
+            account.password_hash = _HASHER.hash(password)
+        session.execute(delete(PortalSession).where(PortalSession.expires_at <= now))
+        new_device = None
+        if device is None:
+            new_device = secrets.token_urlsafe(32)
+            session.execute(delete(PortalDevice).where(PortalDevice.expires_at <= now))
+            session.add(
+                PortalDevice(
+                    token_sha256=_digest(new_device),
+                    user_id=account.id,
+                    expires_at=now + DEVICE_LIFETIME,
+                )
+            )
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        expires = now + lifetime
+        session.add(
+            PortalSession(
+                token_sha256=_digest(token), user_id=account.id, csrf_token=csrf, expires_at=expires
+            )
+        )
+        session.flush()
+        signed_in = SignedIn(account.id, account.name, account.role, csrf, expires)
+    return SignIn(token, signed_in, None, new_device)
 
 
 def _verify(stored: str, password: str) -> bool:

@@ -40,6 +40,7 @@ from attest_ledger.bundle import BundleSelection
 from attest_ledger.display import visible
 from attest_ledger.explain import explain_entry, reverify
 from attest_ledger.users import (
+    DEVICE_LIFETIME,
     UserError,
     csrf_matches,
     end_session,
@@ -98,6 +99,10 @@ def _session_cookie() -> str:
     return "__Host-al_session" if _settings().cookie_secure else "al_session"
 
 
+def _device_cookie() -> str:
+    return "__Host-al_device" if _settings().cookie_secure else "al_device"
+
+
 # --- signing in -------------------------------------------------------------------------------
 
 
@@ -143,24 +148,41 @@ def login() -> ResponseReturnValue:
         return _login_page(target, "The sign-in form expired; please try again.", 400)
     name = request.form.get("name", "").strip()
     password = request.form.get("password", "")
-    with session_scope(_runtime().sessions) as session:
-        outcome = sign_in(
-            session,
-            name,
-            password,
-            address=request.remote_addr or "unknown",
-            now=_now(),
-            lifetime=timedelta(hours=settings.session_hours),
-        )
+    outcome = sign_in(
+        _runtime().sessions,
+        name,
+        password,
+        address=request.remote_addr or "unknown",
+        now=_now(),
+        lifetime=timedelta(hours=settings.session_hours),
+        device_token=request.cookies.get(_device_cookie()),
+    )
     if outcome.refused == "limited":
         return _login_page(
             target,
-            "Too many failed sign-ins for this name or from this address. Try again in 15 minutes.",
+            "Too many failed sign-ins for this name from here. Try again in 15 minutes "
+            "(a browser that signed in as you before is not held back by failures elsewhere).",
             429,
         )
+    if outcome.refused == "busy":
+        page = _login_page(
+            target, "Too many sign-ins are being checked at once; try again in a moment.", 503
+        )
+        page.headers["Retry-After"] = "5"
+        return page
     if outcome.token is None:
         return _login_page(target, "Unknown name or wrong password.", 401)
     response = redirect(target)
+    if outcome.device_token is not None:  # this browser is now a known device of this user
+        response.set_cookie(
+            _device_cookie(),
+            outcome.device_token,
+            max_age=int(DEVICE_LIFETIME.total_seconds()),
+            path="/",
+            secure=settings.cookie_secure,
+            httponly=True,
+            samesite="Lax",
+        )
     response.set_cookie(
         _session_cookie(),
         outcome.token,

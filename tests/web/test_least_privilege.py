@@ -27,7 +27,8 @@ GRANTS = (
     "TO {role}",
     # the portal: sign-in keeps sessions and failures, may rehash a password, keeps the counts
     "GRANT SELECT, UPDATE (password_hash, disabled_at) ON portal_users TO {role}",
-    "GRANT SELECT, INSERT, DELETE ON portal_sessions, portal_login_failures TO {role}",
+    "GRANT SELECT, INSERT, DELETE ON portal_sessions, portal_login_failures, portal_devices "
+    "TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON ledger_hourly_counts TO {role}",
     "GRANT SELECT, UPDATE ON ledger_stats_state TO {role}",
     "GRANT USAGE ON SEQUENCE portal_login_failures_id_seq TO {role}",

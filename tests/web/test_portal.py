@@ -91,6 +91,29 @@ def test_bad_sign_ins(service) -> None:
     assert "Too many failed sign-ins" in limited.get_data(as_text=True)
 
 
+def test_a_browser_that_signed_in_before_is_not_locked_out_by_failures_elsewhere(service) -> None:
+    """Regression (issue #10): five failed sign-ins from one address locked the account for
+    everybody. Now a known browser (device cookie) signs in whatever others tried."""
+    with session_scope(service.runtime.sessions) as session:
+        add_user(session, "root-admin", "admin", PASSWORD)
+    mine = service.app.test_client()
+    mine.environ_base["wsgi.url_scheme"] = "https"
+    first = sign_in(mine, name="root-admin")
+    assert first.status_code == 302
+    device = next(
+        c for c in first.headers.getlist("Set-Cookie") if c.startswith("__Host-al_device=")
+    )
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in device, device
+    mine.post("/portal/logout", data={"csrf": csrf_of(mine.get("/portal/").get_data(as_text=True))})
+    attacker = service.app.test_client()
+    attacker.environ_base["wsgi.url_scheme"] = "https"
+    for n in range(12):  # from the same address, even: the test client has one
+        sign_in(attacker, name="root-admin", password=f"guess {n}")
+    assert sign_in(attacker, name="root-admin").status_code == 429  # unknown browsers wait
+    assert sign_in(mine, name="root-admin").status_code == 302  # the known one does not
+
+
 def test_every_page_has_a_strict_content_security_policy(portal) -> None:
     portal.fresh()
     publish(portal)
