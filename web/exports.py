@@ -11,7 +11,13 @@ from typing import IO, Any
 from flask import Response
 from sqlalchemy.orm import Session
 
-from attest_ledger.bundle import BundleError, BundleSelection, export_bundle
+from attest_ledger.bundle import (
+    BundleError,
+    BundleSelection,
+    UnknownTrustAnchor,
+    export_bundle,
+    known_trust_anchors,
+)
 from web.problems import Problem
 
 __all__ = ["bundle_response"]
@@ -27,7 +33,8 @@ def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
 
 def bundle_response(runtime: Any, selection: BundleSelection, tree_size: int | None) -> Response:
     """The bundle as an attachment, or a Problem: 404 ``nothing_to_export`` when no entry
-    covered by the checkpoint matches, 404 ``not_found`` for an unknown checkpoint size."""
+    covered by the checkpoint matches, 404 ``not_found`` for an unknown checkpoint size, 409
+    ``unknown_trust_anchor`` when the entries name an anchor this service does not hold."""
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the generator or below
     try:
         with runtime.engine.connect() as plain:
@@ -35,9 +42,12 @@ def bundle_response(runtime: Any, selection: BundleSelection, tree_size: int | N
             with Session(bind=snapshot) as session, session.begin():
                 summary = export_bundle(
                     session, spool, signer=runtime.signer,
-                    trust_anchors=[runtime.trust_anchor], selection=selection,
+                    trust_anchors=known_trust_anchors(runtime.trust_anchor), selection=selection,
                     tree_size=tree_size,
                 )  # fmt: skip
+    except UnknownTrustAnchor as exc:
+        spool.close()
+        raise Problem(409, "unknown_trust_anchor", str(exc)) from None
     except BundleError as exc:
         spool.close()
         code = "not_found" if "tree size" in str(exc) else "nothing_to_export"

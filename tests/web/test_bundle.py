@@ -302,3 +302,157 @@ def test_a_nul_in_a_recorded_job_does_not_break_exports(ledger) -> None:
     report = check(ledger, export(ledger, attestations(ledger)))
     assert report.ok, report.failures
     assert report.entries == 9
+
+
+def _append(ledger, record: dict, evidence: bytes) -> int:
+    """Append a record as a ledger might have written it, and checkpoint it."""
+    from ledger.append import append, prepare_all
+    from ledger.entry import NewEntry
+
+    record = {k: v for k, v in record.items() if k != "evidence_sha256"}
+    with session_scope(ledger.runtime.sessions) as session:
+        appended = append(session, prepare_all([NewEntry.from_record(record, evidence=evidence)]))
+        publish_checkpoint(session, ledger.runtime.signer)
+    return appended[0].index
+
+
+def _record(ledger, index: int) -> dict:
+    with ledger.runtime.sessions() as session:
+        query = text("SELECT data FROM ledger_entries WHERE idx = :i")
+        return json.loads(session.execute(query, {"i": index}).scalar_one())
+
+
+def test_rejections_before_the_policy_step_are_judged_again_by_both(ledger) -> None:
+    """Regression (issue #10, item 1): an entry whose evidence was rejected before the policy
+    step (malformed, signature_invalid, untrusted_root, expired) named no trust anchor, and
+    both verifiers failed the whole bundle ("its trust anchor None is not in trust/"). Every
+    verdict names the anchor now, and both verifiers judge such entries again at the instant
+    the service judged them, agreeing with the recorded rejection."""
+    from datetime import timedelta
+
+    from tests.support import SIM_AT, simulated_nsm, simulated_pki
+
+    signed = ledger.document(nonce=ledger.challenge())
+    tampered = signed[:-1] + bytes([signed[-1] ^ 1])
+    foreign = ledger.document(nonce=ledger.challenge(), nsm=simulated_nsm(simulated_pki()))
+    stale = ledger.document(nonce=ledger.challenge(), timestamp=SIM_AT - timedelta(minutes=10))
+    expected = {}
+    for evidence, code in (
+        (b"\xa1not a document", "malformed"),
+        (tampered, "signature_invalid"),
+        (foreign, "untrusted_root"),
+        (stale, "document_too_old"),
+    ):
+        reply = ledger.submit(evidence)
+        assert reply.json["verdict"]["status"] == "contraindicated", reply.json
+        expected[reply.json["entry"]["index"]] = code
+    later = SIM_AT + timedelta(days=2)  # every simulated certificate below the root expired
+    ledger.runtime.clock = lambda: later
+    reply = ledger.submit(ledger.document(nonce=ledger.challenge(), timestamp=later))
+    expected[reply.json["entry"]["index"]] = "expired"
+    with session_scope(ledger.runtime.sessions) as session:
+        publish_checkpoint(session, ledger.runtime.signer)
+    anchor = ledger.runtime.trust_anchor.fingerprint
+    for index, code in expected.items():
+        record = _record(ledger, index)
+        assert [r["code"] for r in record["reasons"]] == [code], record
+        assert record["trust_anchor_sha256"] == anchor  # whatever the outcome
+        assert record["verified_at"].endswith("Z")
+    report = check(ledger, export(ledger))  # the whole ledger, as `make run`'s
+    assert report.ok, report.failures
+    assert report.rejudged == 8 + len(expected)
+    assert report.notes == []  # the same reasons, not only the same verdict
+
+
+def test_the_verdict_is_judged_at_the_recorded_instant(ledger) -> None:
+    """A record saying 'affirming' for a document that was already too old at its
+    verified_at is caught: the age is judged again, not set aside as service state."""
+    from datetime import timedelta
+
+    good = _record(ledger, ledger.indices[0])
+    evidence = ledger.document(nonce=b"\x03" * 32, result=b"answer 0")
+    record = {**good, "verified_at": "2026-06-01T12:10:00.000Z"}  # ten minutes late
+    index = _append(ledger, record, evidence)
+    report = check(ledger, export(ledger, BundleSelection(indices=(index,))))
+    assert report.failures == [
+        (
+            f"entries/{index:012d}",
+            "re-verified as contraindicated (document_too_old), recorded affirming (no reasons)",
+        )
+    ]
+    on_time = {**good, "verified_at": "2026-06-01T12:00:01.000Z"}
+    assert timedelta(seconds=1) < timedelta(minutes=5)
+    index = _append(ledger, on_time, ledger.document(nonce=b"\x04" * 32, result=b"answer 0"))
+    assert check(ledger, export(ledger, BundleSelection(indices=(index,)))).ok
+
+
+def test_entries_recorded_without_an_anchor_are_judged_against_the_shipped_ones(
+    ledger, sim_pki
+) -> None:
+    """Ledgers in the field hold rejections recorded with a null anchor (before issue #10).
+    Their rejection stands when no anchor in the bundle makes the evidence pass; a rejection
+    that an anchor in the bundle would turn into a pass is a failure, in both verifiers."""
+    good = _record(ledger, ledger.indices[0])
+    legacy = {
+        **good,
+        "verdict": "contraindicated",
+        "error": "malformed",
+        "image": None,
+        "reasons": [{"code": "malformed", "message": "..."}],
+        "trust_anchor_sha256": None,
+    }
+    index = _append(ledger, legacy, b"\xa1not a document")
+    selection = BundleSelection(indices=(ledger.indices[0], index))
+    report = check(ledger, export(ledger, selection))
+    assert report.ok, report.failures
+    assert report.notes == [(f"entries/{index:012d}", report.notes[0][1])]
+    assert "no anchor in trust/ makes its evidence pass" in report.notes[0][1]
+    passing = ledger.document(nonce=b"\x05" * 32, result=b"answer 0")
+    index = _append(ledger, legacy, passing)  # a "rejection" the shipped anchor passes
+    report = check(ledger, export(ledger, BundleSelection(indices=(index,))))
+    [(item, message)] = report.failures
+    assert item == f"entries/{index:012d}"
+    assert message.startswith("names no trust anchor; re-verified as affirming against ")
+
+
+def test_a_bundle_carries_the_anchors_its_entries_name_and_only_those(ledger) -> None:
+    """Regression (issue #10, item 4): export shipped the configured anchor (AWS's unless
+    ATTEST_LEDGER_TRUST_ROOT was set again), and the bundle failed its own verification.
+    The exporter resolves the anchors the selected entries name, and refuses, naming them,
+    when it does not hold one."""
+    from attest_ledger.bundle import UnknownTrustAnchor, known_trust_anchors
+    from tests.support import anchor_for, simulated_nsm, simulated_pki
+    from verifier import AWS_NITRO_ROOT_G1_SHA256
+
+    names = [name for name, _ in members(export(ledger, attestations(ledger)))]
+    simulated = ledger.runtime.trust_anchor.fingerprint
+    assert [n for n in names if n.startswith("trust/")] == [f"trust/{simulated}.pem"]
+
+    other = simulated_pki()
+    good = _record(ledger, ledger.indices[0])
+    evidence = ledger.document(nonce=b"\x06" * 32, result=b"answer 0",
+                               nsm=simulated_nsm(other, image="inference-v1"))  # fmt: skip
+    index = _append(ledger, {**good, "trust_anchor_sha256": anchor_for(other).fingerprint},
+                    evidence)  # fmt: skip
+    with pytest.raises(UnknownTrustAnchor) as caught:
+        export(ledger)
+    assert caught.value.fingerprints == (anchor_for(other).fingerprint,)
+    assert "--trust-root" in str(caught.value)
+    out = io.BytesIO()
+    with ledger.runtime.sessions() as session:
+        export_bundle(session, out, signer=ledger.runtime.signer,
+                      trust_anchors=known_trust_anchors(ledger.runtime.trust_anchor,
+                                                        anchor_for(other)))  # fmt: skip
+    archive = out.getvalue()
+    shipped = sorted(n for n, _ in members(archive) if n.startswith("trust/"))
+    assert shipped == sorted(
+        f"trust/{f}.pem" for f in (simulated, anchor_for(other).fingerprint)
+    )  # AWS's root is known, but no entry names it: not shipped
+    assert f"trust/{AWS_NITRO_ROOT_G1_SHA256}.pem" not in shipped
+    report = check(ledger, archive)
+    assert report.ok, report.failures
+    assert report.rejudged >= 9
+    answer = ledger.http.get(f"/api/v1/export?indices={index}", headers=ledger.auth("auditor"))
+    assert answer.status_code == 409, answer.json
+    assert answer.json["code"] == "unknown_trust_anchor"
+    assert anchor_for(other).fingerprint in answer.json["detail"]
