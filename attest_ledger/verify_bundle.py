@@ -57,7 +57,8 @@ POLICY = re.compile(r"policies/([0-9]{12})\.(json|tlog-proof)")
 TRUST = re.compile(r"trust/([0-9a-f]{64})\.pem")
 INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 HEX64 = re.compile(r"[0-9a-f]{64}")
-MAX_EVIDENCE = 16384 + 256  # the largest document the format allows (AWS's CDDL)
+MAX_EVIDENCE = 16384 + 256  # the largest Nitro document the format allows (AWS's CDDL)
+MAX_EVIDENCE_MEMBER = 1 << 16  # the largest evidence the ledger stores, of any scheme
 MAX_MEMBER = 1 << 20  # any other member
 MAX_META = 1 << 16  # a PAX or GNU long-name header inside the archive
 
@@ -963,7 +964,7 @@ def check(path: str | IO[bytes], key: Key, trust_root: bytes | None = None) -> C
                 name = full.removeprefix("bundle/")
                 if not full.startswith("bundle/"):
                     raise Bad(f"{shown(full)[:200]}: not a regular file under bundle/")
-                limit = MAX_EVIDENCE if name.endswith(".cbor") else MAX_MEMBER
+                limit = MAX_EVIDENCE_MEMBER if name.endswith(".cbor") else MAX_MEMBER
                 if name in seen or size > limit:
                     why = f"declares {size} bytes, more than the {limit} allowed"
                     checker.fail(name, "appears twice in the archive" if name in seen else why)

@@ -456,3 +456,173 @@ def test_a_bundle_carries_the_anchors_its_entries_name_and_only_those(ledger) ->
     assert answer.status_code == 409, answer.json
     assert answer.json["code"] == "unknown_trust_anchor"
     assert anchor_for(other).fingerprint in answer.json["detail"]
+
+
+def _tar_header(name: bytes, size: int, kind: bytes = b"0") -> bytes:
+    """A ustar header written by hand: sizes and types no honest writer would produce."""
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:108] = b"0000644\0"
+    header[108:124] = b"0000000\0" * 2
+    if size < 8**11:
+        header[124:136] = b"%011o\0" % size
+    else:  # GNU base-256
+        header[124:136] = bytes([0x80]) + size.to_bytes(11, "big")
+    header[136:148] = b"00000000000\0"
+    header[156:157] = kind
+    header[257:263] = b"ustar\0"
+    header[263:265] = b"00"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _raw_tar(parts: list[bytes]) -> bytes:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        for part in parts:
+            gz.write(part)
+        gz.write(bytes(1024))
+    return out.getvalue()
+
+
+def _member(name: str, data: bytes) -> bytes:
+    return _tar_header(f"bundle/{name}".encode(), len(data)) + data + bytes(-len(data) % 512)
+
+
+def test_memory_stays_bounded_whatever_a_header_declares(ledger) -> None:
+    """Regression (issue #10, item 5): tarfile reads a PAX extended header whole before the
+    member it belongs to, so a bundle whose README carried a 1 GiB PAX header made both
+    verifiers allocate 2 GB and still pass. Headers are read at most 64 KiB now, and a
+    member's data only up to the size the format allows for its name."""
+    import tracemalloc
+
+    files = members(export(ledger, attestations(ledger)))
+    size = 48 << 20  # real bytes (they compress to almost nothing): tarfile read them all
+    record = b"comment=" + b"a" * size + b"\n"
+    length = len(record) + len(str(len(record) + 8)) + 1
+    record = b"%d " % length + record
+    assert len(record) == length
+    padded = record + bytes(-len(record) % 512)
+    pax = _tar_header(b"./PaxHeaders/README.txt", len(record), b"x") + padded
+    archive = _raw_tar([pax, *(_member(n, d) for n, d in files)])
+    for verify in (_ours, _standalone):
+        tracemalloc.start()
+        try:
+            failures = verify(ledger, archive)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [item for item, _ in failures] == ["bundle"], failures
+        assert "more than the 65536 allowed" in failures[0][1]
+        assert peak < 16 << 20, (verify.__name__, peak)
+    # a member declaring gigabytes it does not have: named, skipped in bounded reads
+    evidence = next(n for n, _ in files if n.endswith("evidence.cbor"))
+    for declared in (3 << 30, 2**70):
+        huge = _tar_header(f"bundle/{evidence}".encode(), declared) + b"x" * 512
+        parts = [_member(n, d) for n, d in files if n != evidence]
+        at = next(i for i, (n, _) in enumerate(files) if n == evidence)
+        archive = _raw_tar([*parts[:at], huge])
+        for verify in (_ours, _standalone):
+            failures = verify(ledger, archive)
+            assert failures[-1][0] == "bundle", failures
+            assert (evidence, f"declares {declared} bytes, more than the 65536 allowed") in (
+                failures
+            )
+
+
+def _ours(ledger, archive: bytes) -> list[tuple[str, str]]:
+    return verify_bundle(io.BytesIO(archive), ledger.runtime.log_key).failures
+
+
+def _standalone(ledger, archive: bytes) -> list[tuple[str, str]]:
+    from attest_ledger import verify_bundle as standalone
+
+    key = standalone.Key(str(ledger.runtime.log_key))
+    return standalone.check(io.BytesIO(archive), key).failures
+
+
+def test_a_tampered_consistency_proof_is_a_named_failure_in_both(ledger) -> None:
+    """Regression (issue #10, item 5): a consistency.json of the wrong shape crashed both
+    verifiers (a list, numbers as strings, hashes of the wrong length or not hex...)."""
+    with ledger.runtime.sessions() as session:
+        from ledger.checkpoints import latest_checkpoint
+
+        held = latest_checkpoint(session).note
+    ledger.fresh(result=b"later")
+    with session_scope(ledger.runtime.sessions) as session:
+        publish_checkpoint(session, ledger.runtime.signer)
+    files = members(export(ledger, attestations(ledger), known_checkpoint=held))
+    good = json.loads(dict(files)["consistency.json"])
+    for junk in (
+        [], "x", 5, None, {}, {**good, "from_size": str(good["from_size"])},
+        {**good, "to_size": 2**80}, {**good, "hashes": ["ab"]}, {**good, "hashes": ["zz" * 32]},
+        {**good, "hashes": "00" * 32}, {**good, "hashes": [None]}, {**good, "from_checkpoint": 5},
+        {**good, "from_checkpoint": ["x"]}, {**good, "extra": 1}, {**good, "from_size": True},
+        {**good, "hashes": ["00" * 32] * 10_000},
+    ):  # fmt: skip
+        raw = json.dumps(junk).encode()
+        tampered = [(n, raw if n == "consistency.json" else d) for n, d in files]
+        archive = repack(tampered)
+        for verify in (_ours, _standalone):
+            failures = verify(ledger, archive)
+            assert [i for i, _ in failures] == ["consistency.json"], (junk, failures)
+    nested = b"[" * 100_000 + b"]" * 100_000
+    archive = repack([(n, nested if n == "consistency.json" else d) for n, d in files])
+    for verify in (_ours, _standalone):
+        assert [i for i, _ in verify(ledger, archive)] == ["consistency.json"]
+
+
+def test_both_verifiers_name_the_same_items_on_mutated_bundles(ledger) -> None:
+    """Differential fuzzing of the bundle layer (issue #10, item 5): changed, dropped,
+    reordered and duplicated members, bad names, truncated gzip, junk in the manifest, the
+    consistency proof and the proofs. Both verifiers must name the same failing items and
+    never raise. ``ATTEST_LEDGER_FUZZ_CASES`` runs more."""
+    import os
+    import random
+
+    with ledger.runtime.sessions() as session:
+        from ledger.checkpoints import latest_checkpoint
+
+        held = latest_checkpoint(session).note
+    ledger.submit(b"\xa1not a document")  # a rejection before the policy step, too
+    with session_scope(ledger.runtime.sessions) as session:
+        publish_checkpoint(session, ledger.runtime.signer)
+    files = members(export(ledger, known_checkpoint=held))
+    names = [n for n, _ in files]
+    rng = random.Random(1005)
+    junk = [b"", b"{}", b"[]", b"\xff\xfe", b"null", b'{"format": 1}', b"x" * 5000,
+            b"c2sp.org/tlog-proof@v1\nindex 0\n\n", b"-----BEGIN CERTIFICATE-----\n"]  # fmt: skip
+    cases = max(60, int(os.environ.get("ATTEST_LEDGER_FUZZ_CASES", "0")) // 20)
+    for n in range(cases):
+        mutated = list(files)
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            at = rng.randrange(len(mutated))
+            name, data = mutated[at]
+            move = rng.randrange(8)
+            if move == 0 and data:
+                changed = bytearray(data)
+                changed[rng.randrange(len(changed))] ^= 1 << rng.randrange(8)
+                mutated[at] = (name, bytes(changed))
+            elif move == 1:
+                del mutated[at]
+            elif move == 2:
+                other = rng.randrange(len(mutated))
+                mutated[at], mutated[other] = mutated[other], mutated[at]
+            elif move == 3:
+                mutated.insert(rng.randrange(len(mutated)), (name, data))
+            elif move == 4:
+                mutated[at] = (rng.choice(["../x", "entries/1/entry.json", "trust/x.pem",
+                                           "Manifest.json", "entries/" + "9" * 12 + "/x",
+                                           "é\u202e", rng.choice(names)]), data)  # fmt: skip
+            elif move == 5:
+                mutated[at] = (name, rng.choice(junk))
+            elif move == 6:
+                mutated.append((rng.choice(names), rng.choice(junk)))
+            else:
+                mutated[at] = (name, data[: rng.randrange(len(data) + 1)])
+        archive = repack(mutated)
+        if rng.random() < 0.1:
+            archive = archive[: rng.randrange(len(archive))]
+        ours, theirs = _ours(ledger, archive), _standalone(ledger, archive)
+        assert sorted({i for i, _ in ours}) == sorted({i for i, _ in theirs}), (n, ours, theirs)
