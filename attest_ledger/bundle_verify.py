@@ -4,7 +4,11 @@ Reads the archive once, as a stream (see :mod:`attest_ledger.bundle` for the lay
 names every item that fails. Trusts nothing in the archive on its own: the key is the
 caller's, the checkpoint and the manifest must be signed by it, every entry and policy must
 be proven into that checkpoint, every evidence file must have the digest its entry names,
-and every attestation is judged again as of its own timestamp.
+and every attestation, rejections included, is judged again at the instant the service
+judged it (its ``verified_at``) against the anchor and policy revision it names. The archive
+is read with every read bounded (:mod:`attest_ledger.bundle_archive`). The standalone
+verifier shipped in every bundle (:mod:`attest_ledger.verify_bundle`) makes the same checks
+with its own code and must name the same failing items.
 """
 
 from __future__ import annotations
