@@ -370,7 +370,7 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
     except ValueError as exc:
         report.fail(f"{item}/entry.json", str(exc))
         return
-    recorded = {str(r.get("code")) for r in record.get("reasons") or [] if isinstance(r, dict)}
+    recorded = {str(r.get("code")) for r in _listed(record.get("reasons")) if isinstance(r, dict)}
     verdict = record.get("verdict")
     was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
     named = record.get("trust_anchor_sha256")
@@ -540,3 +540,8 @@ class _ConsistencyFile:
         if not isinstance(proof["from_checkpoint"], str):
             raise ValueError("from_checkpoint is not a signed checkpoint")
         return cls(sizes[0], sizes[1], [bytes.fromhex(h) for h in hashes], proof["from_checkpoint"])
+
+
+def _listed(value: Any) -> list[Any]:
+    """A recorded list, or none: a proven entry may still hold anything."""
+    return value if isinstance(value, list) else []

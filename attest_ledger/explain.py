@@ -254,7 +254,7 @@ def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
         except ValueError:
             result_hash = None
     status, error, reasons = judge_again(view.evidence, verifier, policy, result_hash, at=at)
-    codes = {str(r.get("code")) for r in view.record.get("reasons") or [] if isinstance(r, dict)}
+    codes = {str(r.get("code")) for r in _listed(view.record.get("reasons")) if isinstance(r, dict)}
     comparison = compare(
         recorded if isinstance(recorded, str) else None, codes, status, {c for c, _ in reasons}
     )
@@ -298,3 +298,8 @@ def judge_again(
     )
     reasons = tuple((r["code"], r["message"]) for r in verdict.reasons)
     return str(verdict.status), verdict.error, reasons
+
+
+def _listed(value: Any) -> list[Any]:
+    """A recorded list, or none: a proven entry may still hold anything."""
+    return value if isinstance(value, list) else []

@@ -348,6 +348,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _listed(value: Any) -> list[Any]:
+    """A recorded list, or none: a proven entry may still hold anything."""
+    return value if isinstance(value, list) else []
+
+
 def _bytes(value: Any, low: int, high: int) -> bytes:
     if not isinstance(value, bytes) or not low <= len(value) <= high:
         raise Reject("malformed")
@@ -895,7 +900,9 @@ class Checker:
         except (Bad, ValueError) as exc:
             self.fail(f"{item}/entry.json", str(exc))
             return
-        recorded = {str(r.get("code")) for r in record.get("reasons") or [] if isinstance(r, dict)}
+        recorded = {
+            str(r.get("code")) for r in _listed(record.get("reasons")) if isinstance(r, dict)
+        }
         verdict, named = record.get("verdict"), record.get("trust_anchor_sha256")
         was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
         self.rejudged += 1

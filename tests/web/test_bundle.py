@@ -626,3 +626,29 @@ def test_both_verifiers_name_the_same_items_on_mutated_bundles(ledger) -> None:
             archive = archive[: rng.randrange(len(archive))]
         ours, theirs = _ours(ledger, archive), _standalone(ledger, archive)
         assert sorted({i for i, _ in ours}) == sorted({i for i, _ in theirs}), (n, ours, theirs)
+
+
+def test_odd_fields_in_a_proven_entry_are_judged_not_a_crash(ledger) -> None:
+    """A proven entry may still hold anything its ledger wrote: reasons that are not a
+    list, a verified_at in another form, a result hash that is not one. Both verifiers name
+    the entry, or judge it, and agree; neither raises."""
+    good = _record(ledger, ledger.indices[0])
+    odd = [
+        {**good, "reasons": 5},
+        {**good, "reasons": "pcr_mismatch"},
+        {**good, "verified_at": "2026-06-01T12:00:00.000+00:00"},
+        {**good, "verified_at": None},
+        {**good, "result_hash": "sha256:zz"},
+        {**good, "policy_revision": "1"},
+        {**good, "trust_anchor_sha256": 5},
+    ]
+    indices = [
+        _append(ledger, record, ledger.document(nonce=bytes([n]) * 32, result=b"answer 0"))
+        for n, record in enumerate(odd)
+    ]
+    report = check(ledger, export(ledger, BundleSelection(indices=tuple(indices))))
+    failed = {item for item, _ in report.failures}
+    assert f"entries/{indices[0]:012d}" not in failed  # judged: affirming, as recorded
+    assert f"entries/{indices[2]:012d}/entry.json" in failed
+    assert f"entries/{indices[4]:012d}/entry.json" in failed
+    assert f"entries/{indices[5]:012d}" in failed
