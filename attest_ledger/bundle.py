@@ -53,7 +53,7 @@ from ledger.models import Entry, Evidence
 from ledger.note import NoteSigner, NoteVerifier, open_note, sign_note
 from ledger.reads import consistency_proof, inclusion_proof
 from ledger.search import EntryFilter
-from verifier import TrustAnchor
+from verifier import TrustAnchor, aws_nitro_root_g1
 
 __all__ = [
     "FORMAT",
@@ -62,8 +62,10 @@ __all__ = [
     "BundleSelection",
     "BundleTooLarge",
     "ExportSummary",
+    "UnknownTrustAnchor",
     "entry_path",
     "export_bundle",
+    "known_trust_anchors",
 ]
 
 FORMAT = "attestation-ledger-bundle/v1"
@@ -82,6 +84,27 @@ class BundleTooLarge(BundleError):
     """The selection holds more entries than the caller allows."""
 
     code = "export_too_large"
+
+
+class UnknownTrustAnchor(BundleError):
+    """Selected entries were judged against trust anchors the exporter was not given."""
+
+    def __init__(self, fingerprints: Sequence[str]) -> None:
+        self.fingerprints = tuple(sorted(fingerprints))
+        super().__init__(
+            "the selected entries were judged against trust "
+            f"anchor{'s' if len(self.fingerprints) > 1 else ''} "
+            f"{', '.join(self.fingerprints)} (SHA-256 of the DER), which the exporter does not "
+            "hold: pass each such root certificate as --trust-root PEM (or set "
+            "ATTEST_LEDGER_TRUST_ROOT to it); a bundle must carry the anchors that judged "
+            "its entries"
+        )
+
+
+def known_trust_anchors(*configured: TrustAnchor | None) -> list[TrustAnchor]:
+    """The anchors an exporter can ship: the pinned AWS root and those ``configured``."""
+    found = {a.fingerprint: a for a in (aws_nitro_root_g1(), *configured) if a is not None}
+    return list(found.values())
 
 
 @dataclass(frozen=True)
@@ -107,6 +130,20 @@ class BundleSelection:
         if self.indices:
             out["indices"] = sorted(set(self.indices))
         return out
+
+
+@dataclass
+class _Scan:
+    """What pass one learns about the selection, streamed."""
+
+    count: int = 0
+    leaf_digest: Any = field(default_factory=hashlib.sha256)
+    policies: set[int] = field(default_factory=set)
+    #: the anchors the selected attestations name; None: one names none (before issue #10)
+    anchors: set[str | None] = field(default_factory=set)
+    first: int | None = None
+    last: int | None = None
+    verdicts: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -184,31 +221,47 @@ def _checkpoint(session: Session, size: int | None) -> SignedCheckpoint:
     return found
 
 
-def _scan(
-    session: Session, selection: BundleSelection, size: int
-) -> tuple[int, str, list[int], int | None, int | None, Counter[str]]:
-    """Pass one: how many entries, the SHA-256 of their leaf hashes in index order, and the
-    policy revisions they name; streamed, so memory does not grow with the selection."""
-    # The policy revision is read from the entry bytes here, not by PostgreSQL: its JSON
-    # types cannot hold every string an entry may (a NUL, "\u0000", made every export fail).
+def _scan(session: Session, selection: BundleSelection, size: int) -> _Scan:
+    """Pass one: how many entries, the SHA-256 of their leaf hashes in index order, the
+    policy revisions and trust anchors they name; streamed, so memory does not grow with
+    the selection."""
+    # Read from the entry bytes here, not by PostgreSQL: its JSON types cannot hold every
+    # string an entry may (a NUL, "\u0000", made every export fail).
     query = (
         select(Entry.idx, Entry.leaf_hash, Entry.data, func.coalesce(Entry.verdict, Entry.kind))
         .where(and_(true(), *selection.where(size)))
         .order_by(Entry.idx)
         .execution_options(yield_per=_STREAM)
     )
-    digest, count, policies, verdicts = hashlib.sha256(), 0, set(), Counter[str]()
-    first = last = None
+    scan = _Scan()
     for idx, leaf, data, verdict in session.execute(query):
-        policy = json.loads(data).get("policy_revision")
-        verdicts[str(verdict or "entry")] += 1
-        digest.update(leaf)
-        count += 1
-        first = idx if first is None else first
-        last = idx
+        record = json.loads(data)
+        policy = record.get("policy_revision")
+        scan.verdicts[str(verdict or "entry")] += 1
+        scan.leaf_digest.update(leaf)
+        scan.count += 1
+        scan.first = idx if scan.first is None else scan.first
+        scan.last = idx
         if isinstance(policy, int) and not isinstance(policy, bool):
-            policies.add(policy)
-    return count, digest.hexdigest(), sorted(policies), first, last, verdicts
+            scan.policies.add(policy)
+        if record.get("kind") == "attestation":
+            anchor = record.get("trust_anchor_sha256")
+            scan.anchors.add(anchor if isinstance(anchor, str) else None)
+    return scan
+
+
+def _anchors_to_ship(named: set[str | None], known: Sequence[TrustAnchor]) -> list[TrustAnchor]:
+    """The anchors the entries name, each resolved from ``known``; raises
+    :class:`UnknownTrustAnchor` naming those that are not. An entry recorded before entries
+    named their anchor whatever the outcome (a rejection before the policy step, issue #10)
+    names none: then every anchor the exporter knows is shipped, and verifiers accept its
+    rejection when none of them makes its evidence pass."""
+    by_fingerprint = {a.fingerprint: a for a in known}
+    missing = {f for f in named if f is not None and f not in by_fingerprint}
+    if missing:
+        raise UnknownTrustAnchor(sorted(missing))
+    chosen = set(by_fingerprint) if None in named else {f for f in named if f is not None}
+    return [by_fingerprint[f] for f in sorted(chosen)]
 
 
 def _stream_entries(
@@ -257,16 +310,21 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Write the bundle for ``selection`` at the checkpoint of ``tree_size`` (default: the
-    latest) to ``out``. ``known_checkpoint``: a signed checkpoint the regulator holds; the
-    bundle then proves the new checkpoint consistent with it. Reads in one snapshot: call
-    in a REPEATABLE READ transaction for a consistent view while the ledger grows.
-    ``max_entries``: refuse (:class:`BundleTooLarge`) a larger selection before writing."""
+    latest) to ``out``. ``trust_anchors``: the anchors the exporter holds (see
+    :func:`known_trust_anchors`); the bundle carries those the selected entries name, and
+    :class:`UnknownTrustAnchor` names any it does not hold. ``known_checkpoint``: a signed
+    checkpoint the regulator holds; the bundle then proves the new checkpoint consistent
+    with it. Reads in one snapshot: call in a REPEATABLE READ transaction for a consistent
+    view while the ledger grows. ``max_entries``: refuse (:class:`BundleTooLarge`) a larger
+    selection before writing."""
     selection = selection or BundleSelection()
     checkpoint = _checkpoint(session, tree_size)
     size = checkpoint.tree_size
     verifier = signer.verifier()
     open_note(checkpoint.note, [verifier])  # never ship what our own key does not sign
-    count, leaf_digest, policies, first, last, verdicts = _scan(session, selection, size)
+    scan = _scan(session, selection, size)
+    count, leaf_digest, policies = scan.count, scan.leaf_digest.hexdigest(), sorted(scan.policies)
+    first, last, verdicts = scan.first, scan.last, scan.verdicts
     if count == 0:
         raise BundleError("no entry covered by the checkpoint matches the selection")
     if max_entries is not None and count > max_entries:
@@ -289,7 +347,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             "hashes": [h.hex() for h in hashes],
             "from_checkpoint": known_checkpoint,
         }
-    anchors = sorted(trust_anchors, key=lambda a: a.fingerprint)
+    anchors = _anchors_to_ship(scan.anchors, trust_anchors)
     readme = _readme(size, count).encode()
     standalone = standalone_verifier()
     report = _report(checkpoint, checkpoint.body.origin, selection, count, first, last, verdicts,
@@ -375,9 +433,11 @@ or with only Python 3.11+, cryptography and cbor2 (the script is in this bundle)
 
 Both check the checkpoint signature, the signed manifest (so that no entry was dropped),
 every leaf hash and inclusion proof, the consistency proof if present, every evidence
-digest, and re-verify every attestation document as of its own timestamp against the trust
-anchors in trust/ under the policy revision the entry names, comparing the verdicts. Exit
-code 0 means every check passed; otherwise the failing item is named.
+digest, and judge every attestation document again at the instant the service judged it
+(the entry's verified_at), against the trust anchor in trust/ the entry names and under the
+policy revision it names, comparing the verdicts; rejections are judged again too. Only the
+challenge (the nonce) is not: it was the service's state. Exit code 0 means every check
+passed; otherwise the failing item is named.
 """
 
 
@@ -417,9 +477,10 @@ judged again.</p>
 the digest of the leaf hashes, so that none was dropped or added;</li>
 <li>the consistency proof from a checkpoint you already hold, if the bundle has one;</li>
 <li>every evidence file against the SHA-256 its entry names;</li>
-<li>every attestation document again, as of its own timestamp, against the trust anchors in
-<code>trust/</code> ({", ".join(a.fingerprint for a in anchors)}) and the policy
-revision it names, and that the verdict agrees with the recorded one.</li></ol>
+<li>every attestation document again, at the instant the service judged it, against the
+trust anchor in <code>trust/</code> it names ({", ".join(a.fingerprint for a in anchors)})
+and the policy revision it names, and that the verdict agrees with the recorded one (only
+the challenge, the nonce, is not judged again).</li></ol>
 <p>Run <code>python3 bundle/verify_bundle.py ARCHIVE --log-key KEY</code> (needs Python,
 cryptography and cbor2) or <code>attest-ledger verify-bundle ARCHIVE --log-key KEY</code>.
 This report is a summary and proves nothing by itself.</p>

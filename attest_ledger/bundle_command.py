@@ -13,7 +13,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from attest_ledger import database
-from attest_ledger.bundle import BundleError, BundleSelection, export_bundle
+from attest_ledger.bundle import (
+    BundleError,
+    BundleSelection,
+    export_bundle,
+    known_trust_anchors,
+)
 from attest_ledger.bundle_verify import verify_bundle
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.runtime import trust_anchor_for
@@ -52,6 +57,15 @@ def register(commands: Any) -> None:
         type=Path,
         help="a signed checkpoint the recipient holds: add a consistency proof from it",
     )
+    export.add_argument(
+        "--trust-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="repeatable: a root certificate the entries were judged against, besides AWS's "
+        "and ATTEST_LEDGER_TRUST_ROOT's (the bundle carries those the entries name)",
+    )
     export.add_argument("--quiet", action="store_true", help="no progress on stderr")
     export.set_defaults(handler=run_export)
 
@@ -60,7 +74,8 @@ def register(commands: Any) -> None:
         help="check a proof bundle offline (no database, no network)",
         description="Check the checkpoint signature and the signed manifest, every leaf and "
         "inclusion proof, the consistency proof, every evidence digest, and re-verify every "
-        "attestation as of its own timestamp. Exit 0 if everything holds, 1 if anything fails.",
+        "attestation at the instant the service judged it. Exit 0 if everything holds, 1 if "
+        "anything fails.",
     )
     check.add_argument("archive", type=Path)
     check.add_argument(
@@ -89,12 +104,16 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     try:
         selection = _selection(args)
         signer = load_signing_key(settings.ledger_key_path)
-        anchor = trust_anchor_for(settings.trust_root_path)
+        configured = (
+            trust_anchor_for(settings.trust_root_path) if settings.trust_root_path else None
+        )
+        given = [TrustAnchor.from_pem(p.read_bytes(), name=p.name) for p in args.trust_root]
+        anchors = known_trust_anchors(configured, *given)
         known = args.known_checkpoint.read_text() if args.known_checkpoint else None
     except SearchError as exc:
         print(f"attest-ledger export: --{exc.parameter.replace('_', '-')}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (KeyFileError, OSError, VerifierError) as exc:
+    except (KeyFileError, OSError, ValueError) as exc:  # ValueError: not a root certificate
         print(f"attest-ledger export: {exc}", file=sys.stderr)
         return EXIT_USAGE
     last = [0.0]
@@ -121,13 +140,13 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
             snapshot = plain.execution_options(isolation_level="REPEATABLE READ")
             with Session(bind=snapshot) as session, session.begin():
                 summary = export_bundle(
-                    session, out, signer=signer, trust_anchors=[anchor], selection=selection,
+                    session, out, signer=signer, trust_anchors=anchors, selection=selection,
                     tree_size=args.tree_size, known_checkpoint=known, progress=progress,
                 )  # fmt: skip
         if temporary is not None and target is not None:
             temporary.close()
             os.replace(temporary.name, target)
-    except BundleError as exc:
+    except BundleError as exc:  # UnknownTrustAnchor says which --trust-root to pass
         print(f"\nattest-ledger export: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
@@ -160,7 +179,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             else None
         )
         handle = args.archive.open("rb")
-    except (InvalidNote, OSError, VerifierError) as exc:
+    except (InvalidNote, OSError, ValueError, VerifierError) as exc:
         print(f"attest-ledger verify-bundle: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with handle:

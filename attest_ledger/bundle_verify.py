@@ -4,7 +4,11 @@ Reads the archive once, as a stream (see :mod:`attest_ledger.bundle` for the lay
 names every item that fails. Trusts nothing in the archive on its own: the key is the
 caller's, the checkpoint and the manifest must be signed by it, every entry and policy must
 be proven into that checkpoint, every evidence file must have the digest its entry names,
-and every attestation is judged again as of its own timestamp.
+and every attestation, rejections included, is judged again at the instant the service
+judged it (its ``verified_at``) against the anchor and policy revision it names. The archive
+is read with every read bounded (:mod:`attest_ledger.bundle_archive`). The standalone
+verifier shipped in every bundle (:mod:`attest_ledger.verify_bundle`) makes the same checks
+with its own code and must name the same failing items.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import hashlib
 import json
 import re
 import ssl
-import tarfile
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Any
 
 from attest_ledger.bundle import FORMAT, check_manifest_signature
-from attest_ledger.explain import judge_again
+from attest_ledger.bundle_archive import ArchiveError, BoundedTar
+from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
 from attest_ledger.policy_store import PolicyConfig, PolicyError
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
 from ledger.entry import MAX_EVIDENCE_BYTES, parse_entry
@@ -30,27 +36,14 @@ from ledger.note import NoteVerifier, open_note
 from verifier import (
     AWS_NITRO_ROOT_G1_SHA256,
     NitroVerifier,
+    Policy,
     ResultHash,
     TrustAnchor,
     VerifierError,
 )
 
-__all__ = ["SERVICE_STATE_CODES", "BundleReport", "verify_bundle"]
+__all__ = ["SERVICE_STATE_CODES", "BundleReport", "shown", "verify_bundle"]
 
-#: Reasons that depended on the service's state at ingestion (its challenges, its clock) and
-#: cannot be judged again from the evidence alone.
-SERVICE_STATE_CODES = frozenset(
-    {
-        "nonce_unknown",
-        "nonce_replayed",
-        "nonce_expired",
-        "nonce_missing",
-        "nonce_mismatch",
-        "nonce_already_used",
-        "document_too_old",
-        "document_from_future",
-    }
-)
 _HEADER = ("README.txt", "manifest.json", "manifest.sig", "log-key.txt", "checkpoint.txt")
 _ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.cbor|proof\.tlog-proof)")
 _POLICY = re.compile(r"policies/([0-9]{12})\.(json|tlog-proof)")
@@ -104,7 +97,7 @@ class _State:
 
 
 def verify_bundle(
-    archive: IO[bytes],
+    archive_file: IO[bytes],
     key: NoteVerifier,
     *,
     known_checkpoint: str | None = None,
@@ -116,30 +109,35 @@ def verify_bundle(
     consistent. ``trust_root``: require every document to chain to this anchor."""
     state = _State(key, BundleReport(), known_checkpoint, trust_root)
     try:
-        with tarfile.open(fileobj=archive, mode="r|gz") as tar:
-            for member in tar:
-                tar.members.clear()  # type: ignore[attr-defined]  # keep none: flat memory
-                name = member.name.removeprefix("bundle/")
-                if not member.name.startswith("bundle/") or not member.isfile():
-                    raise _Abort(f"{member.name}: not a regular file under bundle/")
-                if name in state.seen:
-                    state.report.fail(name, "appears twice in the archive")
-                    continue
-                state.seen.add(name)
-                limit = MAX_EVIDENCE_BYTES if name.endswith(".cbor") else _SMALL
-                if member.size > limit:
-                    state.report.fail(name, f"larger than {limit} bytes")
-                    continue
-                handle = tar.extractfile(member)
-                data = handle.read() if handle is not None else b""
-                _member(state, name, data, progress)
+        archive = BoundedTar(archive_file)
+        for full, size in archive:
+            name = full.removeprefix("bundle/")
+            if not full.startswith("bundle/"):
+                raise _Abort(f"{shown(full)[:200]}: not a regular file under bundle/")
+            limit = MAX_EVIDENCE_BYTES if name.endswith(".cbor") else _SMALL
+            if name in state.seen or size > limit:
+                state.report.fail(
+                    name,
+                    "appears twice in the archive"
+                    if name in state.seen
+                    else f"declares {size} bytes, more than the {limit} allowed",
+                )
+                archive.skip(size)  # in bounded chunks: memory stays flat
+                continue
+            state.seen.add(name)
+            _member(state, name, archive.read(size), progress)
         _flush_entry(state)
         _finish(state)
-    except _Abort as exc:
+    except (_Abort, ArchiveError) as exc:
         state.report.fail("bundle", str(exc))
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         state.report.fail("bundle", f"not a readable gzip tar archive: {exc}")
     return state.report
+
+
+def shown(text: str) -> str:
+    """Names come from the archive: never print control characters to a terminal."""
+    return text if text.isprintable() else ascii(text)
 
 
 def _member(state: _State, name: str, data: bytes, progress: Callable[[int], None] | None) -> None:
@@ -191,13 +189,15 @@ def _check_header(state: _State) -> None:
     manifest = state.header["manifest.json"]
     try:
         check_manifest_signature(manifest, state.header["manifest.sig"].decode(), key)
-        state.manifest = json.loads(manifest)
-    except (LedgerError, UnicodeDecodeError, ValueError) as exc:
+        info = json.loads(manifest)
+    except (LedgerError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _Abort(f"manifest.sig: {exc}") from None
-    info = state.manifest
+    if problem := _manifest_problem(info):
+        raise _Abort(f"manifest.json: {problem}")
+    state.manifest = info
     if info.get("format") != FORMAT:
-        raise _Abort(f"manifest.json: format {info.get('format')!r}, expected {FORMAT}")
-    for name, digest in (info.get("files") or {}).items():
+        raise _Abort(f"manifest.json: format {str(info.get('format'))[:40]!r}, expected {FORMAT}")
+    for name, digest in info["files"].items():
         found = state.header.get(name)
         if found is None:
             report.fail(name, "missing (the manifest names it)")
@@ -224,16 +224,16 @@ def _check_consistency(state: _State) -> None:
             )
         return
     try:
-        proof = json.loads(raw)
-        held = CheckpointBody.parse(open_note(proof["from_checkpoint"], [state.key]).text)
-        hashes = [bytes.fromhex(h) for h in proof["hashes"]]
-        if proof["to_size"] != checkpoint.tree_size or proof["from_size"] != held.tree_size:
+        proof = _ConsistencyFile.parse(raw)
+        held = CheckpointBody.parse(open_note(proof.from_checkpoint, [state.key]).text)
+        if proof.to_size != checkpoint.tree_size or proof.from_size != held.tree_size:
             raise ValueError("its sizes are not those of the two checkpoints")
         verify_consistency(
-            held.tree_size, checkpoint.tree_size, hashes, held.root_hash, checkpoint.root_hash
-        )
+            held.tree_size, checkpoint.tree_size, proof.hashes, held.root_hash,
+            checkpoint.root_hash,
+        )  # fmt: skip
         report.consistency_from = held.tree_size
-    except (LedgerError, ValueError, KeyError, TypeError) as exc:
+    except (LedgerError, ValueError) as exc:
         report.fail("consistency.json", f"does not prove consistency: {exc}")
         return
     if state.known_checkpoint is not None:
@@ -247,17 +247,26 @@ def _check_consistency(state: _State) -> None:
 
 
 def _add_anchor(state: _State, name: str, fingerprint: str, data: bytes) -> None:
+    """Pinned before it is parsed: by its name, the manifest and ``--trust-root``."""
     try:
-        der = ssl.PEM_cert_to_DER_cert(data.decode())
-        anchor = TrustAnchor.from_der(der, name=name)
-    except (ValueError, UnicodeDecodeError, VerifierError) as exc:
-        state.report.fail(name, f"not a certificate: {exc}")
+        der = ssl.PEM_cert_to_DER_cert(data.decode("ascii"))
+    except (ValueError, UnicodeError):
+        state.report.fail(name, "not a PEM certificate")
         return
-    if anchor.fingerprint != fingerprint:
-        state.report.fail(name, f"its SHA-256 is {anchor.fingerprint}, not the one it is named by")
+    actual = hashlib.sha256(der).hexdigest()
+    if actual != fingerprint:
+        state.report.fail(name, f"its SHA-256 is {actual}, not the one it is named by")
         return
     if state.trust_root is not None and fingerprint != state.trust_root.fingerprint:
         state.report.fail(name, "is not the trust root you gave")
+        return
+    if fingerprint not in (state.manifest or {}).get("trust_anchors", []):
+        state.report.fail(name, "not named by the manifest")
+        return
+    try:
+        anchor = TrustAnchor.from_der(der, name=name)
+    except (ValueError, VerifierError) as exc:
+        state.report.fail(name, f"not a trust anchor: {exc}")
         return
     state.anchors[fingerprint] = NitroVerifier(trust_anchor=anchor)
     state.report.anchors.append(fingerprint)
@@ -295,8 +304,9 @@ def _add_policy(state: _State, index: int) -> None:
         record = parse_entry(files["json"])
         if record.get("kind") != "policy":
             raise PolicyError("not a policy entry")
+        _check_policy(record.get("policy"))
         state.policies[index] = PolicyConfig.from_snapshot(record["policy"], index)
-    except (LedgerError, PolicyError, KeyError) as exc:
+    except (LedgerError, PolicyError, UnicodeError) as exc:
         state.report.fail(item, str(exc))
 
 
@@ -320,7 +330,7 @@ def _flush_entry(state: _State) -> None:
         return
     try:
         record = parse_entry(data)
-    except LedgerError as exc:
+    except (LedgerError, UnicodeError) as exc:  # UnicodeError: a lone surrogate escaped
         report.fail(f"{item}/entry.json", str(exc))
         return
     evidence = files.get("evidence.cbor")
@@ -341,40 +351,70 @@ def _flush_entry(state: _State) -> None:
 
 
 def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) -> None:
+    """Judge the evidence again at the instant the service judged it, against the anchor and
+    under the policy revision the entry names, and compare with the recorded verdict."""
     report = state.report
-    verifier = state.anchors.get(str(record.get("trust_anchor_sha256")))
-    if verifier is None:
-        report.fail(item, f"its trust anchor {record.get('trust_anchor_sha256')} is not in trust/")
-        return
     revision = record.get("policy_revision")
-    config = state.policies.get(revision) if isinstance(revision, int) else None
-    if config is None:
-        report.fail(item, f"its policy revision {revision} is not in policies/")
-        return
-    worker = record.get("worker")
-    policy = config.for_worker(worker) if isinstance(worker, str) else None
-    recorded = {str(r.get("code")) for r in record.get("reasons") or [] if isinstance(r, dict)}
-    result_hash = None
-    if policy is not None:
-        try:
-            text = record.get("result_hash")
-            result_hash = ResultHash.parse(text) if isinstance(text, str) else None
-        except ValueError as exc:
-            report.fail(f"{item}/entry.json", str(exc))
+    config = None
+    if revision is not None:  # None: no policy existed yet, so the worker had no image
+        config = state.policies.get(revision) if type(revision) is int else None
+        if config is None:
+            report.fail(item, f"its policy revision {revision} is not in policies/")
             return
-    status, _, reasons = judge_again(evidence, verifier, policy, result_hash)
-    codes = {code for code, _ in reasons}
-    report.rejudged += 1
+    worker = record.get("worker")
+    policy = config.for_worker(worker) if config is not None and isinstance(worker, str) else None
+    try:
+        at = recorded_instant(record)
+        text = record.get("result_hash")
+        result_hash = ResultHash.parse(text) if isinstance(text, str) else None
+    except ValueError as exc:
+        report.fail(f"{item}/entry.json", str(exc))
+        return
+    recorded = {str(r.get("code")) for r in _listed(record.get("reasons")) if isinstance(r, dict)}
     verdict = record.get("verdict")
-    explained = verdict == "contraindicated" and recorded and recorded <= SERVICE_STATE_CODES
-    judged = f"re-verified as {status} ({', '.join(sorted(codes)) or 'no reasons'})"
     was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
-    if status != verdict and not explained:
+    named = record.get("trust_anchor_sha256")
+    report.rejudged += 1
+    if named is None:
+        _rejudge_unanchored(state, item, evidence, policy, result_hash, at, verdict, recorded)
+        return
+    verifier = state.anchors.get(str(named))
+    if verifier is None:
+        report.fail(item, f"its trust anchor {named} is not in trust/")
+        return
+    status, _, reasons = judge_again(evidence, verifier, policy, result_hash, at=at)
+    codes = {code for code, _ in reasons}
+    judged = f"re-verified as {status} ({', '.join(sorted(codes)) or 'no reasons'})"
+    outcome = compare(verdict if isinstance(verdict, str) else None, recorded, status, codes)
+    if outcome == "differ":
         report.fail(item, f"{judged}, {was}")
-    elif codes != recorded and not (explained and not codes):
-        # the same verdict for other reasons: judged at another time (ingestion against the
-        # document's own), which a regulator should see but which does not contradict it
+    elif outcome == "other_reasons":
         report.notes.append((item, f"{judged}, {was}"))
+
+
+def _rejudge_unanchored(  # noqa: PLR0917 - private, one caller
+    state: _State, item: str, evidence: bytes, policy: Policy | None,
+    result_hash: ResultHash | None, at: datetime, verdict: Any, recorded: set[str],
+) -> None:  # fmt: skip
+    """An entry recorded before entries named their anchor whatever the outcome (issue #10):
+    only rejections before the policy step have none. Its rejection is accepted when no
+    anchor in the bundle makes the evidence pass."""
+    if verdict != "contraindicated":
+        state.report.fail(item, f"recorded {verdict} without naming a trust anchor")
+        return
+    for fingerprint, verifier in sorted(state.anchors.items()):
+        status, _, reasons = judge_again(evidence, verifier, policy, result_hash, at=at)
+        outcome = compare(verdict, recorded, status, {code for code, _ in reasons})
+        if outcome == "differ":
+            state.report.fail(
+                item, f"names no trust anchor; re-verified as {status} against {fingerprint}, "
+                "recorded contraindicated",
+            )  # fmt: skip
+            return
+    state.report.notes.append(
+        (item, "names no trust anchor (recorded before issue #10); no anchor in trust/ makes "
+         "its evidence pass, so its rejection stands")
+    )  # fmt: skip
 
 
 def _finish(state: _State) -> None:
@@ -384,7 +424,7 @@ def _finish(state: _State) -> None:
     manifest = state.manifest or {}
     for index in state.policy_files:
         report.fail(f"policies/{index:012d}", "needs both .json and .tlog-proof")
-    named = set(manifest.get("policies") or [])
+    named = set(manifest.get("policies") or [])  # ints: _manifest_problem checked
     missing = sorted(named - set(state.policies) - {i for i, _ in _failed_policies(report)})
     if missing:
         report.fail("policies/", f"revisions {missing} named by the manifest are missing")
@@ -392,10 +432,10 @@ def _finish(state: _State) -> None:
     if anchors - set(state.anchors) and state.trust_root is None:
         report.fail("trust/", f"anchors {sorted(anchors - set(state.anchors))} are missing")
     entries = manifest.get("entries") or {}
-    if report.entries != entries.get("count"):
+    if report.entries != entries.get("count") or type(entries.get("count")) is not int:
         report.fail(
             "manifest.json",
-            f"names {entries.get('count')} entries, the bundle holds {report.entries}",
+            f"names {str(entries.get('count'))[:20]} entries, the bundle holds {report.entries}",
         )
     elif state.digest.hexdigest() != entries.get("leaf_hashes_sha256"):
         report.fail("manifest.json", "the entries are not the ones selected (leaf digest differs)")
@@ -410,3 +450,98 @@ def _failed_policies(report: BundleReport) -> list[tuple[int, str]]:
         if found := re.fullmatch(r"policies/([0-9]{12})\.json", item):
             out.append((int(found.group(1)), message))
     return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _manifest_problem(info: Any) -> str | None:
+    """Why a signed manifest is not of the bundle format (so that no field of an odd type
+    reaches a check that assumes its type), or None."""
+    if not isinstance(info, dict):
+        return "not a JSON object"
+    files, entries = info.get("files"), info.get("entries")
+    policies, anchors = info.get("policies"), info.get("trust_anchors")
+    checks = (
+        isinstance(files, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()),
+        isinstance(entries, dict),
+        isinstance(policies, list) and all(_is_int(i) for i in policies),
+        isinstance(anchors, list) and all(isinstance(a, str) for a in anchors),
+    )
+    return None if all(checks) else "its fields are not of the bundle format"
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_PCR_INDEX = re.compile(r"[0-9]|[12][0-9]|3[01]")
+_PCR_HEX = re.compile(r"[0-9a-f]{96}")
+_MAX_POLICY_SECONDS = 10**9
+
+
+def _check_policy(snapshot: Any) -> None:
+    """Raise PolicyError unless ``snapshot`` is a policy as :class:`PolicyConfig` writes it
+    (``from_snapshot`` alone takes values that fail later, such as a string for an age)."""
+    problem = PolicyError("not a recorded policy")
+    if not isinstance(snapshot, dict):
+        raise problem
+    try:
+        names = set()
+        for image in snapshot["images"]:
+            pcrs = image["pcrs"]
+            if set(image) != {"name", "pcrs"} or not isinstance(image["name"], str):
+                raise problem
+            if not image["name"] or not isinstance(pcrs, dict) or not pcrs:
+                raise problem
+            for index, value in pcrs.items():
+                if not _PCR_INDEX.fullmatch(index) or not isinstance(value, str):
+                    raise problem
+                if not _PCR_HEX.fullmatch(value):
+                    raise problem
+            names.add(image["name"])
+        max_age, skew = snapshot["max_age_seconds"], snapshot["clock_skew_seconds"]
+        if type(snapshot["allow_debug"]) is not bool:
+            raise problem
+        if max_age is not None and not (_is_int(max_age) and 0 < max_age <= _MAX_POLICY_SECONDS):
+            raise problem
+        if not (_is_int(skew) and 0 <= skew <= _MAX_POLICY_SECONDS):
+            raise problem
+        for allowed in snapshot["workers"].values():
+            if not isinstance(allowed, list) or not all(name in names for name in allowed):
+                raise problem
+    except (KeyError, TypeError, AttributeError):
+        raise problem from None
+
+
+@dataclass(frozen=True)
+class _ConsistencyFile:
+    from_size: int
+    to_size: int
+    hashes: list[bytes]
+    from_checkpoint: str
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _ConsistencyFile:
+        """consistency.json, every field typed; raises ValueError."""
+        try:
+            proof = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise ValueError("not JSON") from None
+        keys = {"from_size", "to_size", "hashes", "from_checkpoint"}
+        if not isinstance(proof, dict) or set(proof) != keys:
+            raise ValueError("not an object with from_size, to_size, hashes and from_checkpoint")
+        sizes, hashes = (proof["from_size"], proof["to_size"]), proof["hashes"]
+        if not all(_is_int(n) and 0 <= n < 1 << 63 for n in sizes):
+            raise ValueError("its sizes are not tree sizes")
+        if not isinstance(hashes, list) or len(hashes) > 128:
+            raise ValueError("its hashes are not a list of at most 128")
+        if not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in hashes):
+            raise ValueError("a hash is not 64 lowercase hex digits")
+        if not isinstance(proof["from_checkpoint"], str):
+            raise ValueError("from_checkpoint is not a signed checkpoint")
+        return cls(sizes[0], sizes[1], [bytes.fromhex(h) for h in hashes], proof["from_checkpoint"])
+
+
+def _listed(value: Any) -> list[Any]:
+    """A recorded list, or none: a proven entry may still hold anything."""
+    return value if isinstance(value, list) else []

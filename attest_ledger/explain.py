@@ -8,38 +8,40 @@ current state except, for "re-verify", the trust anchor.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from attest_ledger.challenges import ChallengeState
+from attest_ledger.intake import judge
 from attest_ledger.policy_store import PolicyConfig, PolicyError
 from ledger.errors import EntryNotFound
 from ledger.reads import StoredEntry, get_entry, get_evidence
 from verifier import (
-    DOCUMENT_TIME,
     AttestationDocument,
     CertificateInfo,
     NitroVerifier,
     Policy,
-    PolicyViolation,
     ResultHash,
     VerifierError,
     parse_evidence,
 )
 from verifier.chain import describe_path
 
-_NO_IMAGE = ("no_reference_values", "the recorded policy gave this worker no image")
-
 __all__ = [
+    "SERVICE_STATE_CODES",
     "CertificateRow",
     "EntryView",
     "PcrRow",
     "Reverification",
+    "compare",
     "explain_entry",
     "judge_again",
     "policy_at",
+    "recorded_instant",
     "reverify",
 ]
 
@@ -172,9 +174,45 @@ def explain_entry(session: Session, index: int) -> EntryView:
             try:
                 view.binding_expected = ResultHash.parse(result_hash).user_data()
                 view.binding_holds = view.document.user_data == view.binding_expected
-            except VerifierError:
+            except ValueError:  # ResultHash.parse: a recorded hash that is not one
                 view.binding_expected = None
     return view
+
+
+#: Reasons that depended on the service's state at ingestion (its challenges) and cannot be
+#: judged again from the evidence: everything else can, at the recorded instant.
+SERVICE_STATE_CODES = frozenset(
+    {
+        "nonce_unknown",
+        "nonce_replayed",
+        "nonce_expired",
+        "nonce_missing",
+        "nonce_mismatch",
+        "nonce_already_used",
+    }
+)
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def recorded_instant(record: dict[str, Any]) -> datetime:
+    """The instant the service judged the entry at (``verified_at``, written by the service
+    as ``YYYY-MM-DDTHH:MM:SS.mmmZ``). Raises ValueError for anything else."""
+    text = record.get("verified_at")
+    if not isinstance(text, str) or not _INSTANT.fullmatch(text):
+        raise ValueError(f"verified_at {str(text)[:40]!r} is not an instant the service writes")
+    return datetime.fromisoformat(text)
+
+
+def compare(recorded: str | None, recorded_codes: set[str], status: str, codes: set[str]) -> str:
+    """How a re-judgement compares with the record: ``agree``; ``explained`` (the record
+    rejected only for the service's state at ingestion, which cannot be judged again);
+    ``other_reasons`` (the same verdict for other reasons); or ``differ``."""
+    expected = recorded_codes - SERVICE_STATE_CODES
+    if status == recorded:
+        return "agree" if codes == expected or status != "contraindicated" else "other_reasons"
+    if recorded == "contraindicated" and recorded_codes and not expected:
+        return "explained"
+    return "differ"
 
 
 @dataclass(frozen=True)
@@ -183,15 +221,23 @@ class Reverification:
     error: str | None
     reasons: tuple[tuple[str, str], ...]
     policy_revision: int | None
-    agrees: bool  # same verdict as recorded
+    agrees: bool  # the same verdict as recorded, or explained by the service's state then
+    at: datetime | None = None  # the instant judged at: the recorded one
+    #: agree, explained, other_reasons or differ (see :func:`compare`)
+    comparison: str = "agree"
+    #: the recorded anchor, when it is not the one this service holds (or none was recorded)
+    anchor_note: str | None = None
 
 
 def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
-    """Run the verifier again on the stored evidence, as of the document's own timestamp,
-    under the recorded policy revision, with the recorded result hash. Freshness at
-    ingestion (the challenge) depended on the service's state then and is not re-judged."""
+    """Run the verifier again on the stored evidence, at the instant the service judged it
+    (``verified_at``), under the recorded policy revision, with the recorded result hash: the
+    chain, the validity windows and the document's age are judged exactly as then. Only the
+    challenge (the nonce) depended on the service's state at ingestion and is not judged
+    again. Raises ValueError for an entry without evidence or without a recorded instant."""
     if view.evidence is None:
         raise ValueError("this entry has no evidence to verify")
+    at = recorded_instant(view.record)
     worker = view.record.get("worker")
     policy = (
         view.policy.for_worker(worker)
@@ -205,24 +251,55 @@ def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
     if isinstance(text, str):
         try:
             result_hash = ResultHash.parse(text)
-        except VerifierError:
+        except ValueError:
             result_hash = None
-    status, error, reasons = judge_again(view.evidence, verifier, policy, result_hash)
-    return Reverification(status, error, reasons, revision, recorded == status)
+    status, error, reasons = judge_again(view.evidence, verifier, policy, result_hash, at=at)
+    codes = {str(r.get("code")) for r in _listed(view.record.get("reasons")) if isinstance(r, dict)}
+    comparison = compare(
+        recorded if isinstance(recorded, str) else None, codes, status, {c for c, _ in reasons}
+    )
+    anchor = view.record.get("trust_anchor_sha256")
+    held = verifier.trust_anchor.fingerprint
+    anchor_note = (
+        None
+        if anchor == held
+        else f"the entry names no trust anchor (recorded before they were); judged against "
+        f"this service's {held}"
+        if anchor is None
+        else f"the entry was judged against trust anchor {anchor}; this service holds {held}"
+    )
+    return Reverification(
+        status, error, reasons, revision, comparison in ("agree", "explained", "other_reasons"),
+        at, comparison, anchor_note,
+    )  # fmt: skip
 
 
 def judge_again(
-    evidence: bytes, verifier: NitroVerifier, policy: Policy | None, result_hash: ResultHash | None
+    evidence: bytes,
+    verifier: NitroVerifier,
+    policy: Policy | None,
+    result_hash: ResultHash | None,
+    *,
+    at: datetime,
 ) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
-    """(status, error code, reasons) of ``evidence`` judged as of its own timestamp under
-    ``policy`` (None: the recorded policy gave the worker no image, which fails closed).
-    Shared by the portal's re-verify and verify-bundle."""
-    if policy is None:
-        return "contraindicated", None, (_NO_IMAGE,)
-    try:
-        result = verifier.verify(evidence, at=DOCUMENT_TIME, policy=policy, result_hash=result_hash)
-    except PolicyViolation as exc:
-        return "contraindicated", exc.code, tuple((v.code, v.message) for v in exc.violations)
-    except VerifierError as exc:
-        return "contraindicated", exc.code, ((exc.code, exc.message),)
-    return str(result.status), None, ()
+    """(status, error code, reasons) of ``evidence`` judged at ``at`` (the recorded instant)
+    under ``policy`` (None: the recorded policy gave the worker no image), exactly as the
+    service judges a submission (:func:`attest_ledger.intake.judge`) except for the nonce,
+    whose challenge was the service's state. Shared by the portal's re-verify and
+    verify-bundle."""
+    verdict = judge(
+        verifier,
+        policy,
+        evidence,
+        now=at,
+        nonce_state=ChallengeState.OPEN,
+        nonce=None,  # an open challenge and no nonce to compare: the nonce is not judged
+        result_hash=result_hash,  # type: ignore[arg-type]  # None: no binding to check
+    )
+    reasons = tuple((r["code"], r["message"]) for r in verdict.reasons)
+    return str(verdict.status), verdict.error, reasons
+
+
+def _listed(value: Any) -> list[Any]:
+    """A recorded list, or none: a proven entry may still hold anything."""
+    return value if isinstance(value, list) else []

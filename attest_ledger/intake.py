@@ -63,6 +63,7 @@ __all__ = [
     "Submission",
     "Verdict",
     "judge",
+    "to_milliseconds",
 ]
 
 RECORD_VERSION = 1
@@ -293,6 +294,11 @@ def _keep_books(transaction: Session, items: list[tuple[Appended, Any]]) -> None
         raise IdempotencyConflict("the idempotency key was used concurrently")
 
 
+def to_milliseconds(moment: datetime) -> datetime:
+    """``moment`` truncated to whole milliseconds, as ``verified_at`` is written."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def build_record(
     *,
     worker: str,
@@ -301,7 +307,13 @@ def build_record(
     verified_at: datetime,
     policy_revision: int | None,
     policy: Policy | None,
+    trust_anchor_sha256: str,
 ) -> dict[str, Any]:
+    """The verdict record. ``verified_at`` must be the exact instant the verifier judged at
+    (whole milliseconds: it is written with millisecond precision), and
+    ``trust_anchor_sha256`` the anchor it held, whatever the outcome: a proof bundle judges
+    every entry again, rejections before the policy step included, at that instant against
+    that anchor."""
     document, result = verdict.document, verdict.result
     return {
         "v": RECORD_VERSION,
@@ -325,7 +337,7 @@ def build_record(
         "nonce": document.nonce.hex()
         if document is not None and document.nonce is not None
         else None,
-        "trust_anchor_sha256": result.trust_anchor_sha256 if result is not None else None,
+        "trust_anchor_sha256": trust_anchor_sha256,
     }
 
 
@@ -359,7 +371,7 @@ class Intake:
         :class:`NonceRace` (a concurrent submission used the same challenge), and the
         ledger's errors (``LedgerBusy``) if the ledger cannot take it now.
         """
-        now = self.clock()
+        now = to_milliseconds(self.clock())  # the instant recorded is exactly the one judged at
         digest = hashlib.sha256(submission.document).digest()
         try:
             _, parsed = self.verifier.parse(submission.document)
@@ -396,6 +408,7 @@ class Intake:
             verified_at=now,
             policy_revision=config.revision_entry,
             policy=policy,
+            trust_anchor_sha256=self.verifier.trust_anchor.fingerprint,
         )
         entry = NewEntry.from_record(record, evidence=submission.document)
         verified = time.perf_counter()

@@ -246,7 +246,13 @@ def _write_document(
     write(f"  digest       {document.digest}\n")
     for field in ("public_key", "user_data", "nonce"):
         value: bytes | None = getattr(document, field)
-        shown = "(absent)" if value is None else f"{len(value)} bytes  {_clip(value.hex())}"
+        shown = (
+            "(absent)"
+            if value is None
+            else "0 bytes (present, empty)"
+            if not value
+            else f"{len(value)} bytes  {_clip(value.hex())}"
+        )
         write(f"  {field:<12} {shown}\n")
     write("\nPCRs\n")
     appraisals = {p.index: p for p in result.pcr_appraisals} if result is not None else {}

@@ -36,6 +36,7 @@ from ledger.entry import NewEntry
 from ledger.keys import load_signing_key
 from ledger.note import NoteSigner
 from verifier import DOCUMENT_TIME, ResultHash, TrustAnchor
+from verifier.timefmt import iso_utc
 
 SIZES = (1_000, 100_000)
 WORKER = "bench-0"  # made by the service benchmark's set-up, allowed to attest IMAGE
@@ -71,7 +72,7 @@ def _fill(  # noqa: PLR0917 - private, one caller
                 "v": 1, "kind": "attestation", "worker": WORKER,
                 "verdict": "affirming", "error": None, "reasons": [],
                 "result_hash": str(result), "job": {"id": f"job-{i}"},
-                "verified_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "verified_at": iso_utc(datetime.now(UTC)),  # as the intake writes it
                 "policy_revision": revision, "policy": "bench", "image": IMAGE,
                 "evidence_kind": "aws-nitro-enclave", "module_id": "i-0bench-enc0bench",
                 "pcr0": pcrs[0].hex(), "document_time": None, "nonce": None,

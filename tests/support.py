@@ -39,6 +39,9 @@ REAL_DOCUMENTS = (
     ),
     RealDocument("base_nitro_validator_2024.cbor", "aws-nitro-enclave", 1732983768387),
     RealDocument("blocky_nitro_attestation.cbor", "aws-nitro-enclave", 1725719859545),
+    RealDocument(
+        "brave_nitro_empty_public_key.cbor", "aws-nitro-enclave", 1658860752566, debug=True
+    ),
     RealDocument("evervault_beta_debug.cbor", "aws-nitro-enclave", 1665582606081, debug=True),
     RealDocument("evervault_beta_valid.cbor", "aws-nitro-enclave", 1665651482136),
     RealDocument("vaportpm_nitrotpm_2026.cbor", "aws-nitro-tpm", 1770113522437),

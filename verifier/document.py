@@ -5,8 +5,10 @@ section 3.2.2.1), with the corrections real documents force on them:
 
 * ``public_key``, ``user_data`` and ``nonce`` are present as CBOR null when unused, although
   AWS's text says no field may be null; null means absent, for these three fields only.
-* Their size limit is 1024 bytes (the user guide), not 512 (the nsm-api text): real AWS
-  hardware produced the 1024-byte fields of the blocky fixture.
+* Their size is 0..1024 bytes, as the user guide says, not the nsm-api text's 1..1024
+  (public_key) and 0..512: real AWS hardware produced the 1024-byte fields of the blocky
+  fixture and the zero-length public_key of the brave fixture. An empty byte string is
+  present and empty, never the same as null (absent).
 * NitroTPM documents (EC2 instances) carry ``nitrotpm_pcrs`` instead of ``pcrs``: they are a
   different kind of evidence (:attr:`EvidenceKind.AWS_NITRO_TPM`) with the same envelope and PKI.
 * A timestamp below 10^12 cannot be milliseconds since 1970 in any real document (that is
@@ -126,9 +128,9 @@ class AttestationDocument:
                 fields["certificate"], "certificate", 1, MAX_CERTIFICATE_BYTES
             ),
             cabundle=_cabundle(fields["cabundle"]),
-            public_key=_optional(fields.get("public_key"), "public_key", minimum=1),
-            user_data=_optional(fields.get("user_data"), "user_data", minimum=0),
-            nonce=_optional(fields.get("nonce"), "nonce", minimum=0),
+            public_key=_optional(fields.get("public_key"), "public_key"),
+            user_data=_optional(fields.get("user_data"), "user_data"),
+            nonce=_optional(fields.get("nonce"), "nonce"),
         )
 
 
@@ -210,7 +212,8 @@ def _cabundle(value: Any) -> tuple[bytes, ...]:
     )
 
 
-def _optional(value: Any, name: str, *, minimum: int) -> bytes | None:
+def _optional(value: Any, name: str) -> bytes | None:
+    """None for null (absent); otherwise 0..1024 bytes, b"" being present and empty."""
     if value is None:
         return None
-    return _bytes_field(value, name, minimum, MAX_OPTIONAL_FIELD_BYTES)
+    return _bytes_field(value, name, 0, MAX_OPTIONAL_FIELD_BYTES)

@@ -29,7 +29,13 @@ from flask import Response, request
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from attest_ledger.bundle import BundleError, BundleSelection, export_bundle
+from attest_ledger.bundle import (
+    BundleError,
+    BundleSelection,
+    UnknownTrustAnchor,
+    export_bundle,
+    known_trust_anchors,
+)
 from web.problems import Problem
 
 __all__ = ["EXPORT_LOCK", "ExportCancelled", "bundle_response"]
@@ -121,7 +127,8 @@ def bundle_response(
     runtime: Any, selection: BundleSelection, tree_size: int | None, *, reader: str
 ) -> Response:
     """The bundle as an attachment, or a Problem: 404 ``nothing_to_export`` when no entry
-    covered by the checkpoint matches, 404 ``not_found`` for an unknown checkpoint size, and
+    covered by the checkpoint matches, 404 ``not_found`` for an unknown checkpoint size, 409
+    ``unknown_trust_anchor`` when the entries name an anchor this service does not hold, and
     the limits of the module docstring."""
     settings = runtime.settings
     with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as locks:
@@ -154,10 +161,14 @@ def _build(
             with Session(bind=snapshot) as session, session.begin():
                 summary = export_bundle(
                     session, spool, signer=runtime.signer,
-                    trust_anchors=[runtime.trust_anchor], selection=selection,
+                    trust_anchors=known_trust_anchors(runtime.trust_anchor),
+                    selection=selection,
                     tree_size=tree_size, max_entries=settings.export_max_entries,
                     progress=progress,
                 )  # fmt: skip
+    except UnknownTrustAnchor as exc:
+        spool.close()
+        raise Problem(409, "unknown_trust_anchor", str(exc)) from None
     except BundleError as exc:
         spool.close()
         code = exc.code if exc.code != "bundle_error" else None

@@ -901,6 +901,12 @@ def _paths() -> dict[str, Schema]:
                         "nothing_to_export",
                         "not_found",
                     ),
+                    "409": _problem(
+                        "The selected entries were judged against a trust anchor this "
+                        "service does not hold (configure it, or export with the command "
+                        "line's --trust-root)",
+                        "unknown_trust_anchor",
+                    ),
                     "429": _problem(
                         "An export of this reader is still being built, or the service builds "
                         f"ATTEST_LEDGER_EXPORT_CONCURRENCY (default "

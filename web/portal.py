@@ -448,7 +448,11 @@ def entry_reverify(index: int) -> str:
     view = explain_entry(db(), index)
     if view.evidence is None:
         raise Problem(400, "malformed_request", f"entry {index} has no evidence to verify")
-    return _entry_page(index, reverify(view, _runtime().verifier))
+    try:
+        again = reverify(view, _runtime().verifier)
+    except ValueError as exc:  # no recorded instant to judge at
+        raise Problem(400, "malformed_request", f"entry {index}: {exc}") from None
+    return _entry_page(index, again)
 
 
 def _download(body: bytes | str, mimetype: str, filename: str) -> Response:

@@ -137,3 +137,61 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         demo.terminate()
         demo.wait(60)
         demo.stdout.close()  # type: ignore[union-attr]
+
+
+def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) -> None:
+    """Issue #10: `make run` records bad documents on purpose (tampered, stale, wrong image,
+    wrong nonce, unbound, debug, replayed); its whole-ledger export never verified, because
+    the rejections before the policy step named no trust anchor. Export the whole ledger in
+    the demo's environment and check it with both verifiers: both pass and agree."""
+    data = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["ATTEST_LEDGER_DATA_DIR"] = str(data)
+    env.pop("ATTEST_LEDGER_TRUST_ROOT", None)
+    _demo(env, jobs=16)
+    root = data / "simulated-pki" / "root.pem"
+    archive = tmp_path / "ledger.tar.gz"
+
+    refused = subprocess.run(
+        [*CLI, "export", str(archive)], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "--trust-root" in refused.stderr  # names what to pass, and the fingerprint:
+    from verifier import TrustAnchor
+
+    fingerprint = TrustAnchor.from_pem(root.read_bytes(), name="demo").fingerprint
+    assert fingerprint in refused.stderr
+    assert not archive.exists()
+
+    exported = subprocess.run(
+        [*CLI, "export", str(archive), "--trust-root", str(root), "--quiet"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    from ledger.keys import load_signing_key
+
+    key = load_signing_key(data / "ledger.key").verifier()
+    offline = {"PATH": env.get("PATH", ""), "HOME": str(tmp_path)}
+    ours = subprocess.run(
+        [*CLI, "verify-bundle", str(archive), "--log-key", str(key)],
+        cwd=ROOT, env=offline, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert "every check passed" in ours.stdout
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        tar.extract("bundle/verify_bundle.py", tmp_path, filter="data")
+    theirs = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "bundle" / "verify_bundle.py"), str(archive),
+         "--log-key", str(key)],
+        cwd=tmp_path, env=offline, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert "every check passed" in theirs.stdout
+    proven = re.search(r"entries\s+([0-9,]+) proven; ([0-9,]+) attestations", ours.stdout)
+    assert proven is not None, ours.stdout
+    assert f"entries     {proven.group(1)} proven; {proven.group(2)} attestations" in theirs.stdout
+    assert int(proven.group(2).replace(",", "")) >= 16  # every attestation, bad ones included
+    assert "contraindicated" in ours.stdout

@@ -274,3 +274,15 @@ def test_the_installed_console_script(tmp_path) -> None:
         check=False,
     )
     assert piped.stderr.count("Traceback") == 0
+
+
+def test_an_empty_public_key_is_shown_as_present_and_empty(capsys) -> None:
+    """Issue #10: the brave document's public_key is a zero-length byte string, not null."""
+    brave = next(d for d in REAL_DOCUMENTS if d.file.startswith("brave"))
+    code, out, _ = run(capsys, "verify", str(NITRO / brave.file), "--at", "doc")
+    assert code == 1  # a debug enclave: refused by the accept-any policy's default
+    assert "public_key   0 bytes (present, empty)" in out
+    assert "user_data    32 bytes" in out
+    evervault = next(d for d in REAL_DOCUMENTS if d.file == "evervault_beta_valid.cbor")
+    _, out, _ = run(capsys, "verify", str(NITRO / evervault.file), "--at", "doc")
+    assert "public_key   (absent)" in out

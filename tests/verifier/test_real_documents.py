@@ -217,6 +217,28 @@ def test_null_optional_fields_are_absent() -> None:
     assert len(document.nonce) == 256
 
 
+def test_an_empty_public_key_from_real_hardware_is_present_and_empty(verifier) -> None:
+    """Regression (issue #10): real AWS hardware wrote a zero-length public_key (the brave
+    document); it was refused as malformed. It is accepted, and kept distinct from null
+    wherever it is shown: the parsed document, the EAR claims."""
+    brave = next(d for d in REAL_DOCUMENTS if d.file.startswith("brave"))
+    raw = brave.read()
+    _, document = parse_evidence(raw)
+    assert document.public_key == b""
+    assert document.public_key is not None
+    assert document.user_data == bytes(32)
+    assert document.nonce is not None
+    assert len(document.nonce) == 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsafePolicyWarning)
+        policy = UnsafeAcceptAnyPolicy(allow_debug=True)
+    result = verifier.verify(raw, at=DOCUMENT_TIME, policy=policy, nonce=document.nonce)
+    assert result.status is Status.WARNING  # a debug enclave, allowed here
+    claims = result.to_ear()["submods"]["aws-nitro-enclave"]["attestation-ledger.claims"]
+    assert claims["public_key"] == ""  # present and empty: not null
+    assert claims["user_data"] == "00" * 32
+
+
 def test_indefinite_length_payload_parses() -> None:
     tpm = next(d for d in REAL_DOCUMENTS if d.kind == "aws-nitro-tpm")
     envelope, _ = parse_evidence(tpm.read())

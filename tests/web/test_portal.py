@@ -204,6 +204,17 @@ def test_entry_detail_shows_the_document_chain_policy_and_binding(portal) -> Non
     assert "data-proof-url" in detail
 
 
+def test_an_empty_public_key_is_shown_as_present_and_empty(portal) -> None:
+    """Issue #10: a zero-length public_key (real AWS hardware wrote one) is accepted and is
+    not shown as absent."""
+    receipt = portal.submit(portal.document(nonce=portal.challenge(), public_key=b""))
+    assert receipt.json["verdict"]["status"] == "affirming", receipt.json
+    detail = page(portal, f"/portal/entries/{receipt.json['entry']['index']}")
+    found = re.search(r"<dt>public_key</dt><dd>(.*?)</dd>", detail)
+    assert found is not None
+    assert "present, empty (0 bytes)" in found.group(1)
+
+
 def test_a_pcr_mismatch_is_highlighted_with_the_expected_value(portal) -> None:
     reference = portal.nsm.pcrs[1]
     with session_scope(portal.runtime.sessions) as session:
@@ -229,10 +240,41 @@ def test_reverify_runs_the_verifier_again_and_compares(portal) -> None:
     )
     body = response.get_data(as_text=True)
     assert response.status_code == 200, body[:1000]
-    assert "Re-verified now" in body
+    assert "Re-verified now, as of " in body
     assert "The verdicts agree." in body
     forged = portal.browser.post(f"/portal/entries/{index}/reverify", data={"csrf": "forged"})
     assert forged.status_code == 400
+
+
+def test_reverify_judges_at_the_instant_the_service_did(portal) -> None:
+    """Issue #10: re-verify judged as of the document's own timestamp, so a document that was
+    too old when submitted, or whose chain had expired, "passed" and the verdicts differed.
+    It judges at the recorded verified_at now: the same verdict, for the same reasons."""
+    from datetime import timedelta
+
+    from tests.support import SIM_AT
+
+    with session_scope(portal.runtime.sessions) as session:
+        portal.runtime.policies.set_options(session, max_age_seconds=30)
+    # valid certificates at the document's time, but 45 s old when submitted
+    stale = portal.document(nonce=portal.challenge(), timestamp=SIM_AT - timedelta(seconds=45))
+    receipts = [portal.submit(stale)]
+    # a document from within its leaf's three hours, submitted after they ended
+    portal.runtime.clock = lambda: SIM_AT + timedelta(hours=4)
+    late = portal.document(nonce=portal.challenge(), timestamp=SIM_AT + timedelta(minutes=1))
+    receipts.append(portal.submit(late))
+    portal.runtime.clock = lambda: NOW  # the portal session is judged by the clock too
+    for receipt, code in zip(receipts, ("document_too_old", "expired"), strict=True):
+        assert [r["code"] for r in receipt.json["verdict"]["reasons"]] == [code]
+        index = receipt.json["entry"]["index"]
+        detail = page(portal, f"/portal/entries/{index}")
+        response = portal.browser.post(
+            f"/portal/entries/{index}/reverify", data={"csrf": csrf_of(detail)}
+        )
+        body = response.get_data(as_text=True)
+        assert response.status_code == 200, body[:1000]
+        assert "The verdicts agree." in body, code
+        assert f"<li><code>{code}</code> " in body  # the re-verified reason, with its message
 
 
 def test_downloads_are_what_they_claim(portal) -> None:
