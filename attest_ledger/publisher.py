@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ledger.checkpoints import publish_checkpoint
+from ledger.db import unavailable_reason
 from ledger.errors import LedgerError
 from ledger.models import LatestCheckpoint, Sequencer
 from ledger.note import NoteSigner
@@ -70,7 +71,10 @@ class CheckpointPublisher:
                 with self.engine.connect() as lock_connection:
                     self._lead_while_elected(lock_connection)
             except SQLAlchemyError as exc:
-                log.warning("checkpoint publisher: database unavailable (%s); retrying", exc)
+                log.warning(
+                    "checkpoint publisher: database unavailable (%s); retrying",
+                    unavailable_reason(exc) or exc,  # one line, not the SQL and its parameters
+                )
             self.leader = False
             self._stop.wait(1.0)
 
