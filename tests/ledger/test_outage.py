@@ -4,8 +4,8 @@ once (never half-writing, never hanging)."""
 
 from __future__ import annotations
 
+import select
 import threading
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,6 +23,20 @@ from tests.outage_support import database_away
 pytestmark = pytest.mark.db
 
 
+@pytest.fixture
+def engines():
+    """make_engine, and every engine made disposed of however the test ends."""
+    made = []
+
+    def make(url: str, **kwargs):
+        made.append(make_engine(url, **kwargs))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
 def _admin(databases):
     return create_engine(databases.admin_url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
 
@@ -35,13 +49,13 @@ def _backend_pid(session: Session) -> int:
     return int(row[0])
 
 
-def test_connections_the_server_closed_are_replaced_at_checkout(db_url, databases) -> None:
+def test_connections_the_server_closed_are_replaced_at_checkout(db_url, databases, engines) -> None:
     """What a restarted server leaves in a pool without pre-ping: connections that are all
     dead. The first request after the restart must not be the one to find out."""
-    engine = make_engine(db_url, pool_size=3, pre_ping=False)
-    factory = make_session_factory(engine)
+    factory = make_session_factory(engines(db_url, pool_size=3, pre_ping=False))
     sessions = [factory() for _ in range(3)]
     before = {_backend_pid(session) for session in sessions}
+    sockets = [driver_connection(session).fileno() for session in sessions]
     for session in sessions:
         session.close()
     with factory() as session:  # a healthy connection is reused, not replaced
@@ -53,12 +67,15 @@ def test_connections_the_server_closed_are_replaced_at_checkout(db_url, database
             {"pids": list(before)},
         )
     admin.dispose()
+    for fd in sockets:  # the backends exit a moment after being told to: wait for the hang-up
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        assert poller.poll(30_000), "the server never closed a terminated backend's connection"
     after = set()
     for _ in range(3):
         with factory() as session:
             after.add(_backend_pid(session))
     assert after.isdisjoint(before)
-    engine.dispose()
 
 
 def _refused() -> psycopg.OperationalError:
@@ -67,7 +84,7 @@ def _refused() -> psycopg.OperationalError:
     return caught.value
 
 
-def test_unavailable_errors_are_told_from_every_other_error(db_url, databases) -> None:
+def test_unavailable_errors_are_told_from_every_other_error(db_url, databases, engines) -> None:
     url = db_url.replace("postgresql+psycopg://", "postgresql://")
     assert unavailable_reason(_refused()) is not None
 
@@ -80,10 +97,8 @@ def test_unavailable_errors_are_told_from_every_other_error(db_url, databases) -
     with database_away(databases.admin_url, db_url):  # a database refusing connections
         with pytest.raises(psycopg.OperationalError) as refused:
             psycopg.connect(url)
-        engine = make_engine(db_url)
-        with pytest.raises(OperationalError) as wrapped, engine.connect() as connection:
+        with pytest.raises(OperationalError) as wrapped, engines(db_url).connect() as connection:
             connection.execute(text("SELECT 1"))
-        engine.dispose()
     assert unavailable_reason(refused.value) is not None
     assert unavailable_reason(wrapped.value) is not None  # SQLAlchemy's wrapper too
 
@@ -101,41 +116,43 @@ def test_unavailable_errors_are_told_from_every_other_error(db_url, databases) -
     assert unavailable_reason(psycopg.errors.DiskFull("could not extend file")) is not None
 
 
-def test_a_batch_fails_all_its_callers_at_once_when_the_database_is_away(db_url, databases) -> None:
-    engine = make_engine(db_url, pre_ping=False)
-    factory = make_session_factory(engine)
+def test_a_batch_fails_all_its_callers_at_once_when_the_database_is_away(
+    db_url, databases, engines
+) -> None:
+    factory = make_session_factory(engines(db_url, pre_ping=False))
     batcher = AppendBatcher(factory, max_wait=0.05)
-    batcher.append(entry(0), timeout=30)
-    with database_away(databases.admin_url, db_url):
-        futures = [batcher.submit(entry(n)) for n in range(1, 6)]
-        for future in futures:
-            with pytest.raises(DatabaseUnavailable) as caught:
-                future.result(timeout=30)
-            assert caught.value.code == "database_unavailable"
-        assert batcher.split_batches == 0  # not retried entry by entry: all would fail alike
-    assert batcher.append(entry(6), timeout=30).index == 1  # back, and nothing half-written
-    batcher.close()
+    try:
+        batcher.append(entry(0), timeout=30)
+        with database_away(databases.admin_url, db_url):
+            futures = [batcher.submit(entry(n)) for n in range(1, 6)]
+            for future in futures:
+                with pytest.raises(DatabaseUnavailable) as caught:
+                    future.result(timeout=30)
+                assert caught.value.code == "database_unavailable"
+            assert batcher.split_batches == 0  # not retried entry by entry: all fail alike
+        assert batcher.append(entry(6), timeout=30).index == 1  # back; nothing half-written
+    finally:
+        batcher.close()
     with factory() as session:
         assert tree_state(session).size == 2
-    engine.dispose()
 
 
 def test_an_append_not_committed_in_time_is_unavailable_and_may_commit_later(
-    db_url, tmp_path: Path
+    db_url, engines
 ) -> None:
-    engine = make_engine(db_url)
-    factory = make_session_factory(engine)
+    factory = make_session_factory(engines(db_url))
     batcher = AppendBatcher(factory, lock_timeout=None)  # waits for the lock as long as it takes
     holder = factory()
-    holder.execute(text("SELECT 1 FROM ledger_sequencer WHERE id = 1 FOR UPDATE"))
-    with pytest.raises(DatabaseUnavailable, match=r"not committed within 0\.5 seconds"):
-        batcher.append(entry(1), timeout=0.5)
-    holder.rollback()  # the lock goes; the batch it waited for commits after all
-    holder.close()
-    done = threading.Event()
-    batcher.submit(entry(2)).add_done_callback(lambda _future: done.set())
-    assert done.wait(30)
-    batcher.close()
+    try:
+        holder.execute(text("SELECT 1 FROM ledger_sequencer WHERE id = 1 FOR UPDATE"))
+        with pytest.raises(DatabaseUnavailable, match=r"not committed within 0\.5 seconds"):
+            batcher.append(entry(1), timeout=0.5)
+        holder.rollback()  # the lock goes; the batch it waited for commits after all
+        done = threading.Event()
+        batcher.submit(entry(2)).add_done_callback(lambda _future: done.set())
+        assert done.wait(30)
+    finally:
+        holder.close()
+        batcher.close()
     with factory() as session:
         assert tree_state(session).size == 2
-    engine.dispose()
