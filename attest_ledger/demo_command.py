@@ -88,10 +88,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "ATTEST_LEDGER_DATA_DIR": str(data),
             "ATTEST_LEDGER_TRUST_ROOT": str(settings.trust_root_path),
             "ATTEST_LEDGER_KEY": str(settings.ledger_key_path),
-            "DATABASE_URL": url,
             "ATTEST_LEDGER_CHECKPOINT_INTERVAL": str(min(settings.checkpoint_interval, 2.0)),
         }
     )
+    if settings.database_url:
+        env["DATABASE_URL"] = url
+    else:  # serve joins the embedded server itself, and so restarts it if it dies
+        env.pop("DATABASE_URL", None)
     server = f"http://127.0.0.1:{args.port}"
     command = [sys.executable, "-m", "attest_ledger.cli"]
     log_path = data / "service.log"

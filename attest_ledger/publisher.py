@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from attest_ledger import challenges
 from ledger.checkpoints import publish_checkpoint
+from ledger.db import unavailable_reason
 from ledger.errors import LedgerError
 from ledger.models import LatestCheckpoint, Sequencer
 from ledger.note import NoteSigner
@@ -77,7 +78,10 @@ class CheckpointPublisher:
                 with self.engine.connect() as lock_connection:
                     self._lead_while_elected(lock_connection)
             except SQLAlchemyError as exc:
-                log.warning("checkpoint publisher: database unavailable (%s); retrying", exc)
+                log.warning(
+                    "checkpoint publisher: database unavailable (%s); retrying",
+                    unavailable_reason(exc) or exc,  # one line, not the SQL and its parameters
+                )
             self.leader = False
             self._stop.wait(1.0)
 

@@ -18,7 +18,7 @@ import shutil
 import sys
 from typing import Any
 
-from attest_ledger import database
+from attest_ledger import database, watchdog
 from attest_ledger.db_command import head_revision, schema_is_current
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.settings import Settings
@@ -71,6 +71,7 @@ def serve(settings: Settings) -> int:
     # resolved database, and the metrics directory before prometheus_client is imported.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ["DATABASE_URL"] = url
+    watchdog.watch(settings)  # restarts the embedded server if it dies; reports an external one
     workers = settings.workers or os.cpu_count() or 1
     _Gunicorn(
         {

@@ -1,9 +1,14 @@
 """The worker's HTTP client for the service's API. HTTP only: nothing of the service is
 imported.
 
-Retries: 429 and 503 (honouring Retry-After) and network errors are retried with
-exponential backoff and jitter, resending the same request with the same idempotency key,
-so a retry after a lost answer returns the original receipt instead of a second entry.
+Retries: 429, 500, 502, 503 and 504 (honouring Retry-After) and network errors are retried
+with exponential backoff (0.1 s doubling to 5 s) and jitter, for up to two minutes and at
+most 40 times, resending the same request with the same idempotency key, so a retry after a
+lost answer returns the original receipt instead of a second entry. That carries a worker
+through a database outage of a minute or more (the service answers 503 while its database is
+unavailable). A 409 ``idempotency_conflict`` answering a *retry* is retried too: the same
+request under the same key can only conflict with its own first attempt, still being
+recorded (its answer was lost, say, to a timeout); once recorded, the retry gets its receipt.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import httpx
 
 __all__ = ["LedgerClient", "ServiceError"]
 
-_RETRY_STATUSES = {429, 502, 503, 504}
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
 class ServiceError(Exception):
@@ -38,10 +43,12 @@ class LedgerClient:
         token: str,
         *,
         timeout: float = 30.0,
-        retries: int = 8,
+        retries: int = 40,
+        retry_for: float = 120.0,
         backoff: float = 0.1,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = httpx.Client(
             base_url=server.rstrip("/"),
@@ -50,8 +57,10 @@ class LedgerClient:
             transport=transport,
         )
         self.retries = retries
+        self.retry_for = retry_for
         self.backoff = backoff
         self._sleep = sleep
+        self._clock = clock
         self.retried = 0
 
     def close(self) -> None:
@@ -81,32 +90,56 @@ class LedgerClient:
         self, method: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
         delay = self.backoff
+        give_up_at = self._clock() + self.retry_for
+        keyed = bool(headers and headers.get("Idempotency-Key"))
         for attempt in range(self.retries + 1):
             try:
                 response = self._http.request(method, path, json=body, headers=headers)
             except httpx.TransportError as exc:
-                if attempt == self.retries:
+                wait = self._next_wait(delay, attempt, give_up_at)
+                if wait is None:
                     raise ServiceError(0, "network_error", str(exc)) from exc
-                self._wait(delay)
             else:
                 if response.status_code < 400:
                     result: dict[str, Any] = response.json()
                     return result
-                if response.status_code not in _RETRY_STATUSES or attempt == self.retries:
-                    problem = _problem(response)
+                problem = _problem(response)
+                wait = (
+                    self._next_wait(
+                        max(delay, _seconds(response.headers.get("Retry-After"))),
+                        attempt,
+                        give_up_at,
+                    )
+                    if response.status_code in _RETRY_STATUSES
+                    or (keyed and attempt > 0 and problem.get("code") == "idempotency_conflict")
+                    else None
+                )
+                if wait is None:
                     raise ServiceError(
                         response.status_code,
                         problem.get("code", "error"),
                         problem.get("detail", ""),
                     )
-                retry_after = response.headers.get("Retry-After", "")
-                self._wait(max(delay, float(retry_after)) if retry_after.isdigit() else delay)
+            self._sleep(wait)
             self.retried += 1
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait(self, seconds: float) -> None:
-        self._sleep(seconds * (0.5 + random.random()))  # noqa: S311 - jitter, not secrecy
+    def _next_wait(self, seconds: float, attempt: int, give_up_at: float) -> float | None:
+        """The jittered wait before the next attempt, or None if the attempts or the time for
+        retrying are used up."""
+        wait = seconds * (0.5 + random.random())  # noqa: S311 - jitter, not secrecy
+        if attempt >= self.retries or self._clock() + wait > give_up_at:
+            return None
+        return wait
+
+
+def _seconds(retry_after: str | None) -> float:
+    """Retry-After in seconds (an HTTP date, or anything else, counts as 0)."""
+    try:
+        return max(0.0, float(int(retry_after or "0", 10)))
+    except ValueError:
+        return 0.0
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

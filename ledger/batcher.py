@@ -8,6 +8,13 @@ entry cannot sink the others, and each caller gets its own outcome.
 
 While one batch commits the next one fills, so throughput follows the commit rate times the
 batch size instead of collapsing to one commit per entry.
+
+When the database is unavailable (see :func:`ledger.db.unavailable_reason`) a batch is not
+retried entry by entry, which would only fail once per entry: every caller of the batch gets
+:class:`~ledger.errors.DatabaseUnavailable` at once, and so does a caller whose batch has not
+committed within its timeout. Either way nothing was acknowledged; if the connection broke
+during the COMMIT itself the batch may still have been committed, which an idempotent retry
+(same evidence, same idempotency key) finds instead of recording twice.
 """
 
 from __future__ import annotations
@@ -17,14 +24,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.append import DEFAULT_LOCK_TIMEOUT, Appended, append
+from ledger.db import unavailable_reason
 from ledger.entry import NewEntry, PreparedEntry, prepare
-from ledger.errors import LedgerError
+from ledger.errors import DatabaseUnavailable, LedgerError
 
 __all__ = ["AppendBatcher", "BatcherClosed", "FollowUp"]
 
@@ -100,8 +109,19 @@ class AppendBatcher:
         after: AfterAppend | FollowUp | None = None,
         timeout: float | None = None,
     ) -> Appended:
-        """Append ``entry`` and return once it is durable (committed)."""
-        return self.submit(entry, after=after).result(timeout)
+        """Append ``entry`` and return once it is durable (committed).
+
+        Raises :class:`DatabaseUnavailable` if the database cannot take it now, or if its
+        batch has not committed within ``timeout`` seconds (it may commit later: retry
+        idempotently).
+        """
+        future = self.submit(entry, after=after)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise DatabaseUnavailable(
+                f"the entry was not committed within {timeout:g} seconds"
+            ) from None
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop accepting entries, finish what is queued, and stop the worker."""
@@ -139,6 +159,13 @@ class AppendBatcher:
         try:
             results = self._transaction(batch)
         except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is not None:  # every entry would fail alike: fail them all, now
+                for job in batch:
+                    failure = DatabaseUnavailable(reason)
+                    failure.__cause__ = exc
+                    job.future.set_exception(failure)
+                return
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
                 return

@@ -10,6 +10,9 @@
     ├── EntryNotFound               not_found            no entry at that index
     ├── TreeSizeUnavailable         tree_size_unavailable  beyond the current tree
     ├── LedgerBusy                  ledger_busy          the sequencer lock was not obtained in time
+    ├── DatabaseUnavailable         database_unavailable the database cannot be reached or used now
+    │                                                    (server down or restarting, connection
+    │                                                    lost, disk full); try again later
     ├── CheckpointConflict          checkpoint_conflict  another writer moved the latest checkpoint
     └── LedgerCorrupt               ledger_corrupt       stored state contradicts itself
 """
@@ -20,6 +23,7 @@ from typing import ClassVar
 
 __all__ = [
     "CheckpointConflict",
+    "DatabaseUnavailable",
     "EntryNotFound",
     "InvalidEntry",
     "InvalidNote",
@@ -64,6 +68,14 @@ class TreeSizeUnavailable(LedgerError):
 
 class LedgerBusy(LedgerError):
     code = "ledger_busy"
+
+
+class DatabaseUnavailable(LedgerError):
+    """The database cannot be used now. Whatever the failed transaction wrote was rolled
+    back, unless the connection broke during its COMMIT: then it may have been committed, and
+    only a look-up (an idempotent retry) tells."""
+
+    code = "database_unavailable"
 
 
 class CheckpointConflict(LedgerError):

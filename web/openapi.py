@@ -120,6 +120,20 @@ _RATE_LIMITED = _problem(
     },
 )
 _INTERNAL = _problem("An internal error; no detail leaves the service")
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+#: every operation that reads or writes the database may meet it unavailable
+_DATABASE_UNAVAILABLE = _problem(
+    "The database is unavailable (down, restarting, unreachable or out of disk space); "
+    "try again after Retry-After",
+    "database_unavailable",
+    headers=_RETRY_AFTER,
+)
 #: gunicorn's own answer, before the service sees the request: not problem details
 _URI_TOO_LONG = {
     "description": (
@@ -155,8 +169,11 @@ def _operation(
     description: str | None = None,
     parameters: list[Schema] | None = None,
     body: Schema | None = None,
+    database: bool = True,
 ) -> Schema:
     operation: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if database:
+        responses = {"503": _DATABASE_UNAVAILABLE, **responses}
     if description:
         operation["description"] = description
     if parameters:
@@ -626,9 +643,12 @@ def _paths() -> dict[str, Schema]:
                     "413": _problem("The body or the document is too large", "payload_too_large"),
                     "415": _problem("Not application/json", "unsupported_media_type"),
                     "503": _problem(
-                        "The ledger is busy; nothing was written",
+                        "The ledger is busy (nothing was written), or the database is "
+                        "unavailable (nothing was acknowledged: retry with the same idempotency "
+                        "key, which never records twice)",
                         "ledger_busy",
-                        headers={"Retry-After": {"required": True, "schema": {"type": "integer"}}},
+                        "database_unavailable",
+                        headers=_RETRY_AFTER,
                     ),
                 },
                 role=worker,
@@ -684,6 +704,7 @@ def _paths() -> dict[str, Schema]:
                 {"200": _json(_ref("LogKey"), "The key")},
                 role=None,
                 tag="checkpoints",
+                database=False,
             )
         },
         "/api/v1/consistency": {
@@ -919,9 +940,11 @@ def _paths() -> dict[str, Schema]:
                     ),
                     "503": _problem(
                         "The bundle took longer than ATTEST_LEDGER_EXPORT_SECONDS (default "
-                        f"{_DEFAULTS['export_seconds']:g}) to build; it was stopped",
+                        f"{_DEFAULTS['export_seconds']:g}) to build and was stopped, or the "
+                        "database is unavailable",
                         "export_timeout",
-                        headers=_RATE_LIMITED["headers"],
+                        "database_unavailable",
+                        headers=_RETRY_AFTER,
                     ),
                 },
                 role=reader,
@@ -960,6 +983,7 @@ def _paths() -> dict[str, Schema]:
                 {"200": _json({"type": "object"}, "OpenAPI 3.1")},
                 role=None,
                 tag="meta",
+                database=False,
             )
         },
     }

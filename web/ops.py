@@ -8,6 +8,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from ledger.db import unavailable_reason
+
 __all__ = ["bp"]
 
 bp = Blueprint("ops", __name__)
@@ -21,7 +23,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready to take submissions: database reachable and migrated, signing key loaded."""
+    """Ready to take submissions: database reachable and migrated, signing key loaded.
+
+    While the database cannot be used, 503 with ``checks.database`` saying why
+    (``unavailable: <reason>``); ready again as soon as it answers.
+    """
     from attest_ledger.db_command import head_revision  # noqa: PLC0415 - alembic only here
 
     runtime: Any = current_app.extensions["attest_ledger.runtime"]
@@ -39,7 +45,8 @@ def readyz() -> tuple[Response, int]:
             )
     except Exception as exc:
         ready = False
-        checks["database"] = f"unreachable: {type(exc).__name__}"
+        reason = unavailable_reason(exc) or f"failed ({type(exc).__name__})"
+        checks["database"] = f"unavailable: {reason}"
     checks["log_key"] = str(runtime.log_key)
     checks["trust_anchor"] = {
         "name": runtime.trust_anchor.name,

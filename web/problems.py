@@ -18,9 +18,20 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from attest_ledger.intake import IntakeError
-from ledger.errors import EntryNotFound, LedgerBusy, LedgerError, TreeSizeUnavailable
+from ledger.db import unavailable_reason
+from ledger.errors import (
+    DatabaseUnavailable,
+    EntryNotFound,
+    LedgerBusy,
+    LedgerError,
+    TreeSizeUnavailable,
+)
 
-__all__ = ["Problem", "problem_response", "register_problem_handlers"]
+__all__ = ["DATABASE_RETRY_AFTER", "Problem", "problem_response", "register_problem_handlers"]
+
+#: Seconds a client is asked to wait while the database is unavailable (the embedded server is
+#: back within a few seconds of a crash; an external one when its operators bring it back).
+DATABASE_RETRY_AFTER = 2
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +107,10 @@ def register_problem_handlers(app: Flask) -> None:
     def _busy(exc: LedgerBusy) -> Response:
         return problem_response(Problem(503, "ledger_busy", exc.message, retry_after=1))
 
+    @app.errorhandler(DatabaseUnavailable)
+    def _database(exc: DatabaseUnavailable) -> Response:
+        return _database_unavailable(exc.message)
+
     @app.errorhandler(EntryNotFound)
     def _not_found(exc: EntryNotFound) -> Response:
         return problem_response(Problem(404, "not_found", exc.message))
@@ -126,5 +141,20 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        reason = unavailable_reason(exc)  # a read, a lookup or a connection that failed
+        if reason is not None:
+            return _database_unavailable(reason)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(Problem(500, "internal_error", "an internal error occurred"))
+
+
+def _database_unavailable(reason: str) -> Response:
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, reason)
+    return problem_response(
+        Problem(
+            503,
+            "database_unavailable",
+            f"{reason}; try again later (a submission: with the same idempotency key)",
+            retry_after=DATABASE_RETRY_AFTER,
+        )
+    )

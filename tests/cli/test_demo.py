@@ -58,6 +58,9 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     password = (data / "demo-portal.password").read_text()
     assert oct((data / "demo-portal.password").stat().st_mode & 0o777) == "0o600"
     assert f"/portal/  (sign in as demo-auditor, password in {data}/demo-portal.password)" in first
+    # the service joins the embedded server itself, so that it restarts it if it dies
+    assert "embedded PostgreSQL in" in (data / "service.log").read_text()
+    assert "is started again if it dies" in (data / "service.log").read_text()
 
     second = _demo(env, jobs=4)
     assert "(kept)" in second

@@ -124,3 +124,101 @@ def test_bad_modes_that_need_a_second_nsm_say_so(sim_nsm) -> None:
     runner = JobRunner(LedgerClient("http://service", "tok", transport=service(handler)), sim_nsm)
     with pytest.raises(ValueError, match="needs a second"):
         runner.run(Job("j", b"i"), BadMode.WRONG_IMAGE)
+
+
+def test_server_errors_are_retried_with_the_same_idempotency_key() -> None:
+    """500, 502 and 504 too: a retry under the same key cannot record twice (the service
+    answers it with the original receipt)."""
+    seen = []
+    answers = iter(
+        [
+            httpx.Response(500, json={"code": "internal_error", "detail": "oops"}),
+            httpx.Response(502, text="bad gateway"),
+            httpx.Response(504, text="gateway timeout"),
+            httpx.Response(
+                503,
+                json={"code": "database_unavailable", "detail": "down"},
+                headers={"Retry-After": "2"},
+            ),
+            httpx.Response(200, json={"entry": {"index": 3}, "replayed": True}),
+        ]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Idempotency-Key"))
+        return next(answers)
+
+    sleeps: list[float] = []
+    client = LedgerClient("http://service", "tok", transport=service(handler), sleep=sleeps.append)
+    receipt = client.submit(b"doc", "sha256:" + "00" * 32, idempotency_key="job-3")
+    assert receipt["entry"] == {"index": 3}
+    assert seen == ["job-3"] * 5
+    assert client.retried == 4
+    assert sleeps[3] >= 1.0  # Retry-After: 2, with jitter
+
+
+def test_retrying_stops_when_its_time_is_up() -> None:
+    """Bounded: by a number of attempts and by time (two minutes by default)."""
+    now = [0.0]
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(now[0])
+        return httpx.Response(503, json={"code": "database_unavailable", "detail": "down"})
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client = LedgerClient(
+        "http://service", "tok", transport=service(handler), sleep=sleep, clock=lambda: now[0]
+    )
+    with pytest.raises(ServiceError) as caught:
+        client.submit(b"doc", "sha256:" + "00" * 32, idempotency_key="job-4")
+    assert (caught.value.status, caught.value.code) == (503, "database_unavailable")
+    assert 60 < now[0] <= 120  # kept trying through an outage of a minute, then gave up
+    assert 10 < len(calls) <= 41
+
+
+def test_a_conflict_answering_a_retry_is_the_first_attempt_still_in_flight() -> None:
+    """409 idempotency_conflict to a retry: the same request's first attempt took the key
+    and is being recorded; asked again, the service returns that receipt. To a first attempt
+    it is a real conflict and is not retried (test above)."""
+    answers = iter(
+        [
+            httpx.Response(503, json={"code": "database_unavailable", "detail": "down"}),
+            httpx.Response(409, json={"code": "idempotency_conflict", "detail": "concurrent"}),
+            httpx.Response(200, json={"entry": {"index": 5}, "replayed": True}),
+        ]
+    )
+    client = LedgerClient(
+        "http://service",
+        "tok",
+        transport=service(lambda request: next(answers)),
+        sleep=lambda _s: None,
+    )
+    receipt = client.submit(b"doc", "sha256:" + "00" * 32, idempotency_key="job-5")
+    assert receipt["entry"] == {"index": 5}
+    assert client.retried == 2
+
+
+def test_an_unusable_retry_after_is_ignored() -> None:
+    answers = iter(
+        [
+            httpx.Response(
+                503, json={"code": "ledger_busy"}, headers={"Retry-After": "²".encode()}
+            ),
+            httpx.Response(
+                503,
+                json={"code": "ledger_busy"},
+                headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+            ),
+            httpx.Response(201, json={"entry": {"index": 1}}),
+        ]
+    )
+    client = LedgerClient(
+        "http://service",
+        "tok",
+        transport=service(lambda request: next(answers)),
+        sleep=lambda _s: None,
+    )
+    assert client.submit(b"doc", "sha256:" + "00" * 32)["entry"] == {"index": 1}

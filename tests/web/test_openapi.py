@@ -116,3 +116,18 @@ def test_the_roles_in_the_document_are_the_ones_the_service_enforces(service) ->
             assert status == 401, path
         else:
             assert status != 401, path
+
+
+def test_every_operation_on_the_database_may_answer_503_database_unavailable() -> None:
+    """Which ones really do is checked against the service in tests/web/test_outage.py."""
+    without_database = {"/api/v1/log-key", "/api/v1/openapi.json"}
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            unavailable = operation["responses"].get("503")
+            if path in without_database:
+                assert unavailable is None, (path, method)
+                continue
+            assert unavailable is not None, (path, method)
+            schema = unavailable["content"]["application/problem+json"]["schema"]
+            assert "database_unavailable" in schema["allOf"][1]["properties"]["code"]["enum"]
+            assert unavailable["headers"]["Retry-After"]["required"] is True
