@@ -295,6 +295,9 @@ def _where_to_look(server: str, data: Path, key: Any, entry: int, *, running: bo
         f"  an attestation   curl {reader} {server}/api/v1/entries/{entry}",
         f"  its proof        curl {reader} '{proof}'",
         f"  audit the ledger ATTEST_LEDGER_DATA_DIR={data} {cli} audit",
+        f"  export it        ATTEST_LEDGER_DATA_DIR={data} {cli} export {data}/ledger.tar.gz"
+        f" --trust-root {data}/simulated-pki/root.pem",
+        f"  check the bundle {cli} verify-bundle {data}/ledger.tar.gz --log-key '{key}'",
         f"  more jobs        {worker} {cli} worker run --server {server} --count 20 --mix"
         f" --simulated-pki {data}/simulated-pki",
         f"Data lives in {data}; running `make run` again keeps it.",

@@ -115,7 +115,11 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
                 break
         printed = "".join(lines)
         assert "The service is running on" in printed, printed
-        hints = dict(re.findall(r"^  (an attestation|more jobs)\s+(.+)$", printed, re.M))
+        hints = dict(
+            re.findall(
+                r"^  (an attestation|more jobs|export it|check the bundle)\s+(.+)$", printed, re.M
+            )
+        )
         shown = subprocess.run(
             ["/bin/bash", "-c", hints["an attestation"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -136,6 +140,13 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "creating a NEW one" not in more.stderr
         assert more.stdout.count('"verdict": "affirming"') >= 3, more.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        for hint in ("export it", "check the bundle"):  # the whole ledger, offline, as printed
+            ran = subprocess.run(
+                ["/bin/bash", "-c", hints[hint]],
+                cwd=elsewhere, capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+            assert ran.returncode == 0, hint + ": " + ran.stdout + ran.stderr
+        assert "every check passed" in ran.stdout
     finally:
         demo.terminate()
         demo.wait(60)
