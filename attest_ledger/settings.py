@@ -21,6 +21,10 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_WORKER_TOKEN``         the token ``worker run`` uses (or ``--token-file``)
 ``ATTEST_LEDGER_COOKIE_SECURE``        portal cookies only over HTTPS or to localhost (1)
 ``ATTEST_LEDGER_SESSION_HOURS``        how long a portal sign-in lasts (8)
+``ATTEST_LEDGER_HEAD_TIMEOUT``         seconds a client has to send a request's head (10)
+``ATTEST_LEDGER_BODY_TIMEOUT``         seconds a client has to send a request's body (20)
+``ATTEST_LEDGER_CONNECTIONS_PER_IP``   connections per client address and process that
+                                       may wait on an unfinished request (100; 0: no cap)
 =====================================  ==================================================
 """
 
@@ -64,6 +68,11 @@ class Settings:
     #: Portal session cookies are Secure (sent over HTTPS, and to http://localhost only).
     cookie_secure: bool = True
     session_hours: float = 8.0
+    #: The serving front (attest_ledger.front): seconds for a request's head and for its
+    #: body, and connections per client address and process waiting on unfinished requests.
+    head_timeout: float = 10.0
+    body_timeout: float = 20.0
+    connections_per_ip: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +97,9 @@ class Settings:
             worker_token=env.get("ATTEST_LEDGER_WORKER_TOKEN") or None,
             cookie_secure=_flag(env, "ATTEST_LEDGER_COOKIE_SECURE", default=True),
             session_hours=_number(env, "ATTEST_LEDGER_SESSION_HOURS", 8.0, float),
+            head_timeout=_positive(env, "ATTEST_LEDGER_HEAD_TIMEOUT", 10.0),
+            body_timeout=_positive(env, "ATTEST_LEDGER_BODY_TIMEOUT", 20.0),
+            connections_per_ip=_number(env, "ATTEST_LEDGER_CONNECTIONS_PER_IP", 100, int),
         )
 
 
@@ -112,6 +124,13 @@ def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _
         raise SettingsError(f"{name} must be a number, found {text!r}") from None
     if value < 0:
         raise SettingsError(f"{name} must not be negative")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, float)
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds")
     return value
 
 
