@@ -17,6 +17,9 @@ pipelined bytes left over from the previous one. While a request arrives:
   waiting one (of its address first), so a flood cannot lock out well-behaved clients, even
   those that share its address, and never stops the worker from accepting.
 
+A stopping worker gives requests still arriving two seconds (gunicorn's linger for kept-alive
+connections), not their whole deadline, so slow clients cannot hold up a restart.
+
 Threads read and write with a socket timeout of gunicorn's ``timeout``, so a read the front did
 not foresee, or a client that stops reading its response, holds a thread for that long at
 most. Connections are closed by lingering in the event loop (half-close, drain for up to two
@@ -121,14 +124,10 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         now = time.monotonic()
         address = _address(conn.client)
         self._make_room(address)
-        if not kept_alive or leftover:
-            timeout = self.limits.head_timeout
-        elif self.alive:
-            timeout = self.cfg.keepalive
-        else:
-            timeout = min(self.cfg.keepalive, STOP_KEEPALIVE_LINGER)
+        idle = kept_alive and not leftover
+        timeout = self.cfg.keepalive if idle else self.limits.head_timeout
         scan = RequestScan(max_head=self.limits.max_head, max_body=self.limits.max_body)
-        waiting = _Waiting(conn, address, now + timeout, scan)
+        waiting = _Waiting(conn, address, self._deadline(now, timeout), scan)
         conn.continued = False
         self.waiting[waiting] = None
         self.by_address.setdefault(address, {})[waiting] = None
@@ -136,6 +135,14 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
             return
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, waiting))
         waiting.registered = True
+
+    def _deadline(self, now: float, seconds: float) -> float:
+        """``now + seconds``; once the worker is stopping, no more than gunicorn gives its
+        kept-alive connections then (a request not in by then gets 408, a slow client cannot
+        hold up a restart)."""
+        if not self.alive:
+            seconds = min(seconds, STOP_KEEPALIVE_LINGER)
+        return now + seconds
 
     def _make_room(self, address: str) -> None:
         """Close the oldest waiting connection of ``address``, then of anyone, while either
@@ -182,7 +189,7 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         """Add ``data`` to the request; True when the connection has left the loop's care
         (given to a thread, or answered and closed)."""
         if not waiting.buffer:  # the first byte: a kept-alive connection's idle time ends
-            waiting.deadline = now + self.limits.head_timeout
+            waiting.deadline = self._deadline(now, self.limits.head_timeout)
         waiting.buffer += data
         before = waiting.scan.progress
         progress = waiting.scan.scan(waiting.buffer)
@@ -190,7 +197,7 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
             return False
         if progress is Progress.BODY:
             if before is Progress.HEAD:
-                waiting.deadline = now + self.limits.body_timeout
+                waiting.deadline = self._deadline(now, self.limits.body_timeout)
                 if waiting.scan.expects_continue:
                     self._send_continue(waiting)
             return False
@@ -250,11 +257,9 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
             return
         self.next_sweep = now + SWEEP_SECONDS
         if not self.alive and not self.stopping:
-            # Stopping: idle connections stay only briefly, as gunicorn's kept-alive ones.
             self.stopping = True
             for waiting in self.waiting:
-                if not waiting.buffer:
-                    waiting.deadline = min(waiting.deadline, now + STOP_KEEPALIVE_LINGER)
+                waiting.deadline = min(waiting.deadline, now + STOP_KEEPALIVE_LINGER)
         for waiting in [w for w in self.waiting if w.deadline <= now]:
             if waiting.scan.progress is Progress.HEAD:
                 detail = f"the request head did not arrive within {self.limits.head_timeout:g} s"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
 import time
 import warnings
@@ -279,3 +280,24 @@ def test_pipelined_and_continued_requests_are_served(live) -> None:
             time.sleep(0.05)
         connection.settimeout(10)
         assert _status(connection.recv(65536)) == 200
+
+
+def test_stopping_with_slow_clients_held_answers_them_and_exits_cleanly(live) -> None:
+    """SIGTERM while unfinished requests are held: each gets its 408 (a stopping worker gives
+    them two seconds, not their whole deadline) and the service exits with 0."""
+    base, server = live["base"], live["server"]
+    held = []
+    for _ in range(20):
+        connection = socket.create_connection(_address(base), timeout=10)
+        connection.sendall(SLOW_HEAD[:30])
+        held.append(connection)
+    assert _probe(base) == 200
+    server.send_signal(signal.SIGTERM)
+    try:
+        replies = [_read_until_closed(connection) for connection in held]
+    finally:
+        for connection in held:
+            connection.close()
+    assert server.wait(timeout=60) == 0
+    assert {_status(reply) for reply in replies} == {408}, replies
+    assert "Traceback" not in live["log"].read_text()
