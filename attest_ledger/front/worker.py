@@ -1,21 +1,32 @@
 """``FrontWorker``: gunicorn's threaded worker, with its event loop as a buffering front.
 
 gunicorn's ``ThreadWorker`` gives a connection to a thread once a byte has arrived, and the
-thread then blocks until the whole request is in. Here the main loop, which already waits on
-every idle connection without a thread, reads each request itself, non-blocking, until
-:class:`~attest_ledger.front.framing.RequestScan` says it is complete; only then does a thread
-get it, with the bytes handed back to gunicorn's parser (``unreader.unread``, as gunicorn's own
-h2c path does). The same goes for every later request on a kept-alive connection and for
-pipelined bytes left over from the previous one. While a request arrives:
+thread then blocks until the whole request is in. Here no thread ever waits for a client:
+
+* when a waiting connection becomes readable, a thread reads what has arrived, without
+  blocking; if :class:`~attest_ledger.front.framing.RequestScan` says the request is complete
+  (the usual case: a request arrives at once) the thread serves it right away, as gunicorn's
+  own worker would, with the bytes handed back to gunicorn's parser (``unreader.unread``, as
+  gunicorn's h2c path does);
+* otherwise the connection goes back to the main loop, which already watches every idle
+  connection without a thread, and which reads the rest itself, non-blocking, until the
+  request is complete; then a thread gets it.
+
+The same goes for every later request on a kept-alive connection and for pipelined bytes left
+over from the previous one. (The first read is a thread's rather than the loop's so that, on
+the usual path, the loop does no more than gunicorn's: every socket read releases and re-takes
+the GIL, which can wait up to 5 ms while threads verify, and the loop serves every
+connection.) While a request arrives:
 
 * its head must be complete within ``head_timeout`` and its body within ``body_timeout``;
   past either the client gets ``408 request_timeout`` and the connection is closed;
 * a body announced or sent beyond ``max_body`` is refused at once (``413 payload_too_large``)
   and a head beyond ``max_head`` too (``431 headers_too_large``), without waiting for them;
 * each address may have ``per_address`` such connections waiting (kept-alive idle ones
-  included), and the process ``worker_connections // 2``: a new connection closes the oldest
-  waiting one (of its address first), so a flood cannot lock out well-behaved clients, even
-  those that share its address, and never stops the worker from accepting.
+  included), and the process ``worker_connections // 2``: a new connection beyond either
+  closes the oldest waiting one (of its address, or of all), so a flood cannot lock out
+  well-behaved clients, even those that share its address, and never stops the worker from
+  accepting.
 
 A stopping worker gives requests still arriving two seconds (gunicorn's linger for kept-alive
 connections), not their whole deadline, so slow clients cannot hold up a restart.
@@ -71,16 +82,21 @@ class _Conn(TConn):  # type: ignore[misc]  # gunicorn is untyped
         #: The front sent ``100 Continue`` for the current request; gunicorn must not again.
         self.continued = False
         self.drained = 0  # bytes read while lingering
+        #: The request being read by a thread's first read (see FrontWorker._readable).
+        self.waiting: _Waiting | None = None
 
 
 class _Waiting:
     """A connection waiting, in the event loop, for its next request to arrive."""
 
-    __slots__ = ("address", "buffer", "conn", "deadline", "registered", "scan")
+    __slots__ = ("address", "buffer", "conn", "deadline", "registered", "scan", "since")
 
-    def __init__(self, conn: _Conn, address: str, deadline: float, scan: RequestScan) -> None:
+    def __init__(
+        self, conn: _Conn, address: str, since: float, deadline: float, scan: RequestScan
+    ) -> None:
         self.conn = conn
         self.address = address
+        self.since = since  # when it started waiting: the oldest is closed first
         self.deadline = deadline
         self.scan = scan
         self.buffer = bytearray()
@@ -93,7 +109,7 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         limits = getattr(self.app, "front_limits", None)
         self.limits: FrontLimits = limits if isinstance(limits, FrontLimits) else FrontLimits()
         self.max_waiting = max(1, self.worker_connections // 2)
-        self.waiting: dict[_Waiting, None] = {}  # insertion order: oldest first
+        self.waiting: dict[_Waiting, None] = {}
         self.by_address: dict[str, dict[_Waiting, None]] = {}
         self.lingering: dict[_Conn, float] = {}  # the deadline of each
         self.next_sweep = 0.0
@@ -127,7 +143,7 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         idle = kept_alive and not leftover
         timeout = self.cfg.keepalive if idle else self.limits.head_timeout
         scan = RequestScan(max_head=self.limits.max_head, max_body=self.limits.max_body)
-        waiting = _Waiting(conn, address, self._deadline(now, timeout), scan)
+        waiting = _Waiting(conn, address, now, self._deadline(now, timeout), scan)
         conn.continued = False
         self.waiting[waiting] = None
         self.by_address.setdefault(address, {})[waiting] = None
@@ -150,9 +166,10 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         mine = self.by_address.get(address)
         per_address = self.limits.per_address
         while per_address and mine and len(mine) >= per_address:
-            self._expire(next(iter(mine)), "too many unfinished requests from this address")
+            oldest = min(mine, key=_since)
+            self._expire(oldest, "too many unfinished requests from this address")
         while len(self.waiting) >= self.max_waiting:
-            self._expire(next(iter(self.waiting)), "too many unfinished requests")
+            self._expire(min(self.waiting, key=_since), "too many unfinished requests")
 
     def _forget(self, waiting: _Waiting) -> None:
         self.waiting.pop(waiting, None)
@@ -169,6 +186,20 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     def _readable(self, waiting: _Waiting, _fileobj: Any) -> None:
         if waiting not in self.waiting:
             return  # an event selected before an earlier one in the same batch closed it
+        if not waiting.buffer:
+            # The first bytes of a request, which are usually all of it: a thread reads
+            # them (without blocking) and serves the request at once if it is complete, so
+            # that the loop does no socket read on this path, as in gunicorn's own worker
+            # (each read there releases and re-takes the GIL, a wait of up to 5 ms when the
+            # threads verify). Only a request that is still incomplete comes back here.
+            self._forget(waiting)
+            conn = waiting.conn
+            conn.waiting = waiting
+            future = self.tpool.submit(self._first_read, waiting)
+            future.add_done_callback(
+                lambda done: self.method_queue.defer(self.finish_request, conn, done)
+            )
+            return
         try:
             data = waiting.conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -188,34 +219,59 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     def _received(self, waiting: _Waiting, data: bytes, now: float) -> bool:
         """Add ``data`` to the request; True when the connection has left the loop's care
         (given to a thread, or answered and closed)."""
+        progress = self._add(waiting, data, now)
+        if progress is Progress.HEAD or progress is Progress.BODY:
+            return False
+        if progress is Progress.COMPLETE or progress is Progress.UNJUDGED:
+            self._hand_off(waiting, whole=progress is Progress.COMPLETE)
+        else:
+            self._forget(waiting)
+            self._close(waiting.conn, self._refusal(waiting))
+        return True
+
+    def _add(self, waiting: _Waiting, data: bytes, now: float) -> Progress:
+        """Add ``data`` to the request and follow its progress (in the loop, or in the
+        thread doing the first read)."""
         if not waiting.buffer:  # the first byte: a kept-alive connection's idle time ends
             waiting.deadline = self._deadline(now, self.limits.head_timeout)
         waiting.buffer += data
         before = waiting.scan.progress
         progress = waiting.scan.scan(waiting.buffer)
-        if progress is Progress.HEAD:
-            return False
-        if progress is Progress.BODY:
-            if before is Progress.HEAD:
-                waiting.deadline = self._deadline(now, self.limits.body_timeout)
-                if waiting.scan.expects_continue:
-                    self._send_continue(waiting)
-            return False
-        if progress is Progress.COMPLETE:
-            self._hand_off(waiting, whole=True)
-        elif progress is Progress.UNJUDGED:
-            self._hand_off(waiting, whole=False)
-        elif progress is Progress.BODY_TOO_LARGE:
-            self._refuse(
-                waiting, 413, "payload_too_large",
-                f"the request body is larger than {self.limits.max_body} bytes",
-            )  # fmt: skip
+        if progress is Progress.BODY and before is Progress.HEAD:
+            waiting.deadline = self._deadline(now, self.limits.body_timeout)
+            if waiting.scan.expects_continue:
+                self._send_continue(waiting)
+        return progress
+
+    def _refusal(self, waiting: _Waiting) -> bytes:
+        if waiting.scan.progress is Progress.BODY_TOO_LARGE:
+            code, what, limit = "payload_too_large", "body", self.limits.max_body
+            status = 413
         else:
-            self._refuse(
-                waiting, 431, "headers_too_large",
-                f"the request head is larger than {self.limits.max_head} bytes",
-            )  # fmt: skip
-        return True
+            code, what, limit = "headers_too_large", "head", self.limits.max_head
+            status = 431
+        detail = f"the request {what} is larger than {limit} bytes"
+        return _problem(status, code, detail, waiting.scan.target)
+
+    def _first_read(self, waiting: _Waiting) -> Any:
+        """In a thread: read what has arrived of a request; serve it if it is complete,
+        else give it back to the loop (_MORE) or have the loop refuse it."""
+        conn = waiting.conn
+        try:
+            data = conn.sock.recv(RECV_SIZE)  # non-blocking: the loop saw it readable
+        except (BlockingIOError, InterruptedError):
+            return _MORE
+        except OSError:
+            return False
+        if not data:
+            return False
+        progress = self._add(waiting, data, time.monotonic())
+        if progress is Progress.HEAD or progress is Progress.BODY:
+            return _MORE
+        if progress is Progress.COMPLETE or progress is Progress.UNJUDGED:
+            self._prepare(waiting, whole=progress is Progress.COMPLETE)
+            return self.handle(conn)
+        return _Refusal(self._refusal(waiting))
 
     def _send_continue(self, waiting: _Waiting) -> None:
         try:
@@ -225,24 +281,38 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         waiting.conn.continued = True
 
     def _hand_off(self, waiting: _Waiting, *, whole: bool) -> None:
-        """Give the request to a thread, its bytes back to gunicorn's parser."""
+        """Give the request to a thread."""
         self._forget(waiting)
+        self._prepare(waiting, whole=whole)
+        self.enqueue_req(waiting.conn)
+
+    def _prepare(self, waiting: _Waiting, *, whole: bool) -> None:
+        """Give the request's bytes back to gunicorn's parser."""
         conn = waiting.conn
         conn.whole = whole
         if not conn.initialized:
             conn.init()  # plain HTTP/1: makes the parser, no I/O
         conn.parser.unreader.unread(bytes(waiting.buffer))
         conn.data_ready = True
-        self.enqueue_req(conn)
 
-    def _refuse(self, waiting: _Waiting, status: int, code: str, detail: str) -> None:
-        self._forget(waiting)
-        self._close(waiting.conn, _problem(status, code, detail, waiting.scan.target))
+    def _resume(self, waiting: _Waiting) -> None:
+        """Back in the loop after a thread's first read found the request incomplete."""
+        self._make_room(waiting.address)
+        if not self.alive:
+            waiting.deadline = min(waiting.deadline, time.monotonic() + STOP_KEEPALIVE_LINGER)
+        self.waiting[waiting] = None
+        self.by_address.setdefault(waiting.address, {})[waiting] = None
+        conn = waiting.conn
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, waiting))
+        waiting.registered = True
 
     def _expire(self, waiting: _Waiting, detail: str) -> None:
         """Close a waiting connection: 408 if part of a request arrived; an idle one (nothing
         received since its last response, or since it opened) is closed without a word."""
         self._forget(waiting)
+        if not waiting.buffer:
+            with contextlib.suppress(OSError):  # bytes the loop has not looked at yet?
+                waiting.buffer += waiting.conn.sock.recv(RECV_SIZE)
         if waiting.buffer:
             self._close(waiting.conn, _problem(408, "request_timeout", detail, waiting.scan.target))
         else:
@@ -316,11 +386,17 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         """Back in the loop after a thread served a request: wait for the next one, starting
         with any bytes pipelined behind it, or close."""
         try:
-            keep = bool(fs.result()) if not fs.cancelled() else False
+            result = fs.result() if not fs.cancelled() else False
         except Exception:
-            keep = False
+            result = False
+        keep = bool(result)
         try:
-            if keep:
+            if result is _MORE and conn.waiting is not None:
+                waiting, conn.waiting = conn.waiting, None
+                self._resume(waiting)
+            elif isinstance(result, _Refusal):
+                self._close(conn, result.response)
+            elif keep:
                 leftover = conn.parser.unreader.take_buffered()
                 conn.sock.setblocking(False)
                 self._wait(conn, leftover, kept_alive=True)
@@ -368,6 +444,21 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     def _release(self, conn: _Conn) -> None:
         self.nr_conns -= 1
         util.close(conn.sock)
+
+
+#: A thread's first read found the request incomplete: the loop waits for the rest.
+_MORE = object()
+
+
+class _Refusal:
+    """A thread's first read found a request to refuse: the loop sends this and closes."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+
+
+def _since(waiting: _Waiting) -> float:
+    return waiting.since
 
 
 def _address(client: Any) -> str:
