@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.service_bench import (
+    _cpu_seconds,
     _load_with_threads,
     _load_with_wrk,
     _prepare,
@@ -182,11 +183,15 @@ def main(
                 time.sleep(2.5)  # every slow connection has sent a byte or two
             probe = Probe(base)
             probe.start()
+            cpu_before = _cpu_seconds([server.pid])
             if wrk:
                 measured = _load_with_wrk(wrk, base, prepared, directory, duration)
             else:
                 measured = _load_with_threads(base, prepared)
+            cpu = _cpu_seconds([server.pid]) - cpu_before
             measured["healthz"] = probe.stop()
+            # gunicorn's CPU per submission (the probes and slow connections included)
+            measured["cpu_ms_per_document"] = cpu * 1000 / max(measured["documents"], 1)
             if flood is not None:
                 flood.stop()
                 measured["slow"] = {"held": count, "opened": flood.opened}
@@ -219,6 +224,8 @@ def print_table(r: dict[str, Any]) -> None:
     row("GET /healthz p50 ms (fresh connection)", without["healthz"]["p50_ms"],
         with_["healthz"]["p50_ms"])  # fmt: skip
     row("GET /healthz p99 ms", without["healthz"]["p99_ms"], with_["healthz"]["p99_ms"])
+    row("gunicorn CPU ms per submission", without["cpu_ms_per_document"],
+        with_["cpu_ms_per_document"])  # fmt: skip
     for label, run in (("without", without), ("with", with_)):
         print(
             f"  {label}: {run['documents']} submissions, {run['errors']} failed; "
