@@ -390,9 +390,9 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         except Exception:
             result = False
         keep = bool(result)
+        waiting, conn.waiting = conn.waiting, None
         try:
-            if result is _MORE and conn.waiting is not None:
-                waiting, conn.waiting = conn.waiting, None
+            if result is _MORE and waiting is not None:
                 self._resume(waiting)
             elif isinstance(result, _Refusal):
                 self._close(conn, result.response)
