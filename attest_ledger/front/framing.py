@@ -41,9 +41,13 @@ class RequestScan:
     before sending its body.
     """
 
-    def __init__(self, *, max_head: int, max_body: int) -> None:
+    def __init__(self, *, max_head: int, max_body: int, max_line: int = 0) -> None:
         self.max_head = max_head
         self.max_body = max_body
+        #: gunicorn's ``limit_request_line`` (0: none): a longer request line is left to the
+        #: parser as soon as it is known, which answers 414 as it always has.
+        self.max_line = max_line
+        self._line_ended = False
         self.progress = Progress.HEAD
         self.head_end = 0
         self.target = b""
@@ -67,12 +71,23 @@ class RequestScan:
         if end < 0:
             if _has_bare_lf(buffer, max(0, self._searched - 1)):
                 return Progress.UNJUDGED  # the parser refuses a bare LF at once
+            if self.max_line > 0 and not self._line_ended and self._line_too_long(buffer):
+                return Progress.UNJUDGED  # the parser refuses it at once (414)
             self._searched = len(buffer)
             return Progress.HEAD_TOO_LARGE if len(buffer) > self.max_head else Progress.HEAD
         if end + 4 > self.max_head:
             return Progress.HEAD_TOO_LARGE
         self.head_end = end + 4
         return self._framing(bytes(buffer[:end]))
+
+    def _line_too_long(self, buffer: bytes | bytearray) -> bool:
+        """Whether the request line has gone past ``max_line`` without ending (measured as
+        gunicorn's parser does, after one optional empty line)."""
+        start = 2 if buffer[:2] == b"\r\n" else 0
+        if buffer.find(b"\r\n", start) >= 0:
+            self._line_ended = True
+            return False
+        return len(buffer) - start - 2 > self.max_line
 
     def _framing(self, head: bytes) -> Progress:
         lines = head.split(b"\r\n")

@@ -142,7 +142,11 @@ class FrontWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         self._make_room(address)
         idle = kept_alive and not leftover
         timeout = self.cfg.keepalive if idle else self.limits.head_timeout
-        scan = RequestScan(max_head=self.limits.max_head, max_body=self.limits.max_body)
+        scan = RequestScan(
+            max_head=self.limits.max_head,
+            max_body=self.limits.max_body,
+            max_line=max(self.cfg.limit_request_line, 0),
+        )
         waiting = _Waiting(conn, address, now, self._deadline(now, timeout), scan)
         conn.continued = False
         self.waiting[waiting] = None

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from gunicorn.config import Config
+from gunicorn.http.errors import LimitRequestLine
 from gunicorn.http.parser import RequestParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,6 +79,20 @@ def test_a_body_mostly_framing_is_refused_when_it_passes_twice_the_limit() -> No
 def test_a_head_over_the_limit_is_refused() -> None:
     request = b"GET / HTTP/1.1\r\nX-Padding: " + b"a" * LIMIT
     assert arrival(request, Progress.HEAD_TOO_LARGE) == LIMIT + 1
+
+
+def test_a_request_line_over_gunicorns_limit_is_left_to_it_as_soon_as_it_is_known() -> None:
+    """gunicorn answers 414 for a request line over ``limit_request_line`` (the OpenAPI
+    document says so); the scan hands it over as soon as the parser would refuse it."""
+    line = b"GET /?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    scan = RequestScan(max_head=LIMIT * 64, max_body=LIMIT, max_line=4094)
+    assert scan.scan(line[:4096]) is Progress.HEAD
+    assert scan.scan(line[:4097]) is Progress.UNJUDGED
+    parser = RequestParser(Config(), iter([line[:4097]]), ("127.0.0.1", 1))
+    with pytest.raises(LimitRequestLine):
+        next(parser)  # from these bytes alone, without waiting for more
+    short = RequestScan(max_head=LIMIT * 64, max_body=LIMIT, max_line=4094)
+    assert short.scan(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 4500) is Progress.HEAD
 
 
 def test_expect_100_continue_is_noted_for_a_body() -> None:
