@@ -1,7 +1,8 @@
 """``attest-ledger serve``: the service under gunicorn.
 
 Defaults: bound to 127.0.0.1:8000, one worker process per CPU, each with 8 threads
-(gthread), 30 s timeouts, access log on stdout. The master process starts the embedded
+(gthread, behind the buffering front of :mod:`attest_ledger.front`: threads get complete
+requests only), 30 s timeouts, access log on stdout. The master process starts the embedded
 PostgreSQL if DATABASE_URL is unset, refuses to start on an outdated schema or without a
 signing key, and prepares the shared directory Prometheus needs for multi-process metrics.
 Each worker loads ``web.wsgi:create()``, which builds its own runtime (pool, batcher,
@@ -21,6 +22,7 @@ from typing import Any
 from attest_ledger import database, watchdog
 from attest_ledger.db_command import head_revision, schema_is_current
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
+from attest_ledger.front import FrontLimits
 from attest_ledger.settings import Settings
 from ledger.keys import KeyFileError, load_signing_key
 
@@ -77,7 +79,7 @@ def serve(settings: Settings) -> int:
         {
             "bind": settings.bind,
             "workers": workers,
-            "worker_class": "gthread",
+            "worker_class": "attest_ledger.front.worker.FrontWorker",
             "threads": settings.threads,
             "timeout": 30,
             "graceful_timeout": 15,
@@ -88,6 +90,12 @@ def serve(settings: Settings) -> int:
             "proc_name": "attest-ledger",
             "child_exit": _child_exit,
         },
+        FrontLimits(
+            head_timeout=settings.head_timeout,
+            body_timeout=settings.body_timeout,
+            per_address=settings.connections_per_ip,
+            max_body=settings.max_request_bytes,
+        ),
     ).run()
     return EXIT_OK
 
@@ -103,8 +111,9 @@ def _application_class() -> type:
     from gunicorn.util import import_app  # noqa: PLC0415
 
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
-        def __init__(self, options: dict[str, Any]) -> None:
+        def __init__(self, options: dict[str, Any], front_limits: FrontLimits) -> None:
             self.options = options
+            self.front_limits = front_limits  # read by each FrontWorker
             super().__init__()
 
         def load_config(self) -> None:
@@ -118,5 +127,5 @@ def _application_class() -> type:
     return Application
 
 
-def _Gunicorn(options: dict[str, Any]) -> Any:  # noqa: N802 - a class, made lazily
-    return _application_class()(options)
+def _Gunicorn(options: dict[str, Any], front: FrontLimits) -> Any:  # noqa: N802 - a class, made lazily
+    return _application_class()(options, front)

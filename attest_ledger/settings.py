@@ -25,6 +25,10 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_EXPORT_CONCURRENCY``   proof bundles built at once over HTTP, service-wide (2)
 ``ATTEST_LEDGER_EXPORT_MAX_ENTRIES``   entries one bundle over HTTP may hold (100000)
 ``ATTEST_LEDGER_EXPORT_SECONDS``       seconds a bundle over HTTP may take to build (600)
+``ATTEST_LEDGER_HEAD_TIMEOUT``         seconds a client has to send a request's head (10)
+``ATTEST_LEDGER_BODY_TIMEOUT``         seconds a client has to send a request's body (20)
+``ATTEST_LEDGER_CONNECTIONS_PER_IP``   connections per client address and process that
+                                       may wait on an unfinished request (100; 0: no cap)
 =====================================  ==================================================
 """
 
@@ -72,6 +76,11 @@ class Settings:
     export_concurrency: int = 2
     export_max_entries: int = 100_000
     export_seconds: float = 600.0
+    #: The serving front (attest_ledger.front): seconds for a request's head and for its
+    #: body, and connections per client address and process waiting on unfinished requests.
+    head_timeout: float = 10.0
+    body_timeout: float = 20.0
+    connections_per_ip: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +109,9 @@ class Settings:
             export_concurrency=_number(env, "ATTEST_LEDGER_EXPORT_CONCURRENCY", 2, int),
             export_max_entries=_number(env, "ATTEST_LEDGER_EXPORT_MAX_ENTRIES", 100_000, int),
             export_seconds=_number(env, "ATTEST_LEDGER_EXPORT_SECONDS", 600.0, float),
+            head_timeout=_positive(env, "ATTEST_LEDGER_HEAD_TIMEOUT", 10.0),
+            body_timeout=_positive(env, "ATTEST_LEDGER_BODY_TIMEOUT", 20.0),
+            connections_per_ip=_number(env, "ATTEST_LEDGER_CONNECTIONS_PER_IP", 100, int),
         )
 
 
@@ -124,6 +136,13 @@ def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _
         raise SettingsError(f"{name} must be a number, found {text!r}") from None
     if value < 0:
         raise SettingsError(f"{name} must not be negative")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, float)
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds")
     return value
 
 

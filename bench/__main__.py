@@ -15,6 +15,7 @@ from bench import (
     ledger_bench,
     portal_bench,
     service_bench,
+    slow_clients_bench,
     verifier_throughput,
 )
 
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "portal": portal_bench.main,
     "bundle": bundle_bench.main,
     "api": api_bench.main,
+    "slow": slow_clients_bench.main,
 }
 
 

@@ -15,6 +15,7 @@ from web import api, compliance, ops, portal
 from web.auth import RateLimiter
 from web.metrics import Metrics
 from web.problems import register_problem_handlers
+from web.request_body import BoundedRequest
 from web.sessions import init_sessions
 
 __all__ = ["CONTENT_SECURITY_POLICY", "create_app"]
@@ -30,6 +31,7 @@ CONTENT_SECURITY_POLICY = (
 
 def create_app(runtime: Runtime) -> Flask:
     app = Flask(__name__)
+    app.request_class = BoundedRequest  # chunked bodies over the limit: 413, not cut
     app.config.update(
         MAX_CONTENT_LENGTH=runtime.settings.max_request_bytes,
         JSON_SORT_KEYS=False,

@@ -11,6 +11,7 @@ from bench import (
     ledger_bench,
     portal_bench,
     service_bench,
+    slow_clients_bench,
     verifier_throughput,
 )
 
@@ -72,3 +73,13 @@ def test_bundle_benchmark_runs(capsys) -> None:
     assert all(row["verify_per_second"] > 0 for row in results["sizes"].values())
     assert results["verifier_only_per_second"] > 0
     assert "Proof bundles" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_slow_clients_benchmark_runs(capsys) -> None:
+    results = slow_clients_bench.main(seconds=0.05, slow=5, workers=2, per_worker=5, load="threads")
+    assert results["runs"]["without"]["documents"] == 10
+    assert results["runs"]["with"]["documents"] == 10
+    assert results["runs"]["with"]["errors"] == 0
+    assert results["runs"]["with"]["slow"]["held"] == 5
+    assert "Slow clients" in capsys.readouterr().out
