@@ -88,6 +88,9 @@ def serve(settings: Settings) -> int:
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "attest-ledger",
+            # gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn):
+            # a second service, or a test's, would take it over; nothing here uses it
+            "control_socket_disable": True,
             "child_exit": _child_exit,
         },
         FrontLimits(
