@@ -104,7 +104,10 @@ class Key:
             found = re.fullmatch("\u2014 (\\S+) ([A-Za-z0-9+/]+={0,2})", line)
             if not found:
                 raise Bad("a malformed signature line")
-            blob = base64.b64decode(found.group(2))
+            try:
+                blob = base64.b64decode(found.group(2), validate=True)
+            except ValueError:  # binascii.Error: bad padding
+                raise Bad("a malformed signature line") from None
             if found.group(1) == self.name and blob[:4] == self.id:
                 try:
                     self.public.verify(blob[4:], text.encode())

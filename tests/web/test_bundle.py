@@ -560,6 +560,7 @@ def test_a_tampered_consistency_proof_is_a_named_failure_in_both(ledger) -> None
         {**good, "hashes": "00" * 32}, {**good, "hashes": [None]}, {**good, "from_checkpoint": 5},
         {**good, "from_checkpoint": ["x"]}, {**good, "extra": 1}, {**good, "from_size": True},
         {**good, "hashes": ["00" * 32] * 10_000},
+        {**good, "from_checkpoint": good["from_checkpoint"][:-2] + "\n"},  # bad base64 padding
     ):  # fmt: skip
         raw = json.dumps(junk).encode()
         tampered = [(n, raw if n == "consistency.json" else d) for n, d in files]
