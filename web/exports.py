@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import selectors
 import socket
 import tempfile
 import time
@@ -96,11 +97,17 @@ def _client_gone() -> Callable[[], bool]:
         return lambda: False
 
     def gone() -> bool:
+        # Polled, never read with the socket's own timeout: the serving front gives sockets
+        # one, and a peek would then wait for it (30 s) whatever MSG_DONTWAIT says.
         try:
-            return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            with selectors.DefaultSelector() as selector:
+                selector.register(client, selectors.EVENT_READ)
+                if not selector.select(timeout=0):
+                    return False  # open, nothing sent: the client is waiting for its bundle
+            return client.recv(1, socket.MSG_PEEK) == b""  # readable: data, or the end
         except (BlockingIOError, InterruptedError):
-            return False  # open, nothing sent: the client is waiting for its bundle
-        except OSError:
+            return False
+        except (OSError, ValueError):
             return True
 
     return gone

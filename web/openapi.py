@@ -134,6 +134,13 @@ _DATABASE_UNAVAILABLE = _problem(
     "database_unavailable",
     headers=_RETRY_AFTER,
 )
+#: the front's answers (attest_ledger.front), before the app sees the request
+_REQUEST_TIMEOUT = _problem(
+    "The request's head or body did not arrive within ATTEST_LEDGER_HEAD_TIMEOUT or "
+    "_BODY_TIMEOUT, or the connection was the oldest unfinished one of a flood from its address",
+    "request_timeout",
+)
+_HEADERS_TOO_LARGE = _problem("The request head is larger than 64 KiB", "headers_too_large")
 #: gunicorn's own answer, before the service sees the request: not problem details
 _URI_TOO_LONG = {
     "description": (
@@ -172,6 +179,7 @@ def _operation(
     database: bool = True,
 ) -> Schema:
     operation: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    responses = {"408": _REQUEST_TIMEOUT, "431": _HEADERS_TOO_LARGE, **responses}
     if database:
         responses = {"503": _DATABASE_UNAVAILABLE, **responses}
     if description:

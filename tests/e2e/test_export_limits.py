@@ -37,7 +37,15 @@ def advisory_locks(engine) -> int:
 
 def test_an_export_stops_when_its_client_goes_away(live, db_url) -> None:
     engine = make_engine(db_url)
-    sessions = make_session_factory(engine)
+    locks = create_engine(db_url)
+    try:
+        _stops_when_the_client_goes(live, make_session_factory(engine), locks)
+    finally:
+        locks.dispose()
+        engine.dispose()
+
+
+def _stops_when_the_client_goes(live, sessions, locks) -> None:
     for start in range(0, ENTRIES, 1000):
         with session_scope(sessions) as session:
             append(session, [entry(n) for n in range(start, start + 1000)])
@@ -50,7 +58,6 @@ def test_an_export_stops_when_its_client_goes_away(live, db_url) -> None:
         60,
         "a checkpoint over the whole ledger",
     )
-    locks = create_engine(db_url)
     held = advisory_locks(locks)  # the checkpoint publisher's election lock
     port = int(base.rsplit(":", 1)[1])
     client = socket.create_connection(("127.0.0.1", port))
@@ -72,6 +79,4 @@ def test_an_export_stops_when_its_client_goes_away(live, db_url) -> None:
         headers={"Authorization": f"Bearer {live['tokens']['auditor']}"},
         timeout=60,
     )
-    assert answer.status_code == 200, answer.text
-    locks.dispose()
-    engine.dispose()
+    assert answer.status_code == 200, answer.text  # and an export that is not left, ends
