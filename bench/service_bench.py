@@ -126,8 +126,8 @@ def _set_up(directory: Path, workers: int) -> tuple[str, Path, SimulatedNsm, lis
 
 def start_service(url: str, data: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
     """``attest-ledger serve`` on a free loopback port over the set-up's database, key and
-    simulated root, rate limit off; ``settings`` add environment variables. Not yet ready:
-    call :func:`_wait_ready`."""
+    simulated root, rate limit and challenge cap off; ``settings`` add environment variables.
+    Not yet ready: call :func:`_wait_ready`."""
     port = _free_port()
     env = {
         **os.environ,
@@ -136,6 +136,8 @@ def start_service(url: str, data: Path, **settings: str) -> tuple[subprocess.Pop
         "ATTEST_LEDGER_KEY": str(data / "ledger.key"),
         "ATTEST_LEDGER_TRUST_ROOT": str(data / "simulated-pki" / "root.pem"),
         "ATTEST_LEDGER_RATE_LIMIT": "0",
+        # the load is pre-signed: every worker holds all its challenges open at once
+        "ATTEST_LEDGER_MAX_OPEN_CHALLENGES": "1000000",
         **settings,
     }
     server = subprocess.Popen(
