@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from attest_ledger.bundle import BundleSelection
+from attest_ledger.bundles.export import BundleSelection
 from ledger.checkpoints import SignedCheckpoint, latest_checkpoint
 from ledger.db import session_scope
 from ledger.reads import inclusion_proof, tree_state

@@ -30,7 +30,7 @@ from flask import Response, request
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from attest_ledger.bundle import (
+from attest_ledger.bundles.export import (
     BundleError,
     BundleSelection,
     UnknownTrustAnchor,

@@ -28,7 +28,7 @@ def readyz() -> tuple[Response, int]:
     While the database cannot be used, 503 with ``checks.database`` saying why
     (``unavailable: <reason>``); ready again as soon as it answers.
     """
-    from attest_ledger.db_command import head_revision  # noqa: PLC0415 - alembic only here
+    from attest_ledger.cli.db import head_revision  # noqa: PLC0415 - alembic only here
 
     runtime: Any = current_app.extensions["attest_ledger.runtime"]
     checks: dict[str, Any] = {}

@@ -36,7 +36,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy import text
 
-from attest_ledger.bundle import BundleSelection
+from attest_ledger.bundles.export import BundleSelection
 from attest_ledger.display import visible
 from attest_ledger.explain import explain_entry, reverify
 from attest_ledger.users import (

@@ -21,7 +21,7 @@ import cbor2
 import pytest
 from cryptography import x509
 
-from attest_ledger import verify_bundle as standalone
+from attest_ledger.bundles import verify_bundle as standalone
 from attest_ledger.explain import judge_again
 from attest_ledger.policy_store import PolicyConfig
 from enclave_worker.simulated_nsm import encode_payload

@@ -102,7 +102,7 @@ def test_audit_and_checkpoint_need_a_key(capsys, settings) -> None:
 def test_db_commands(capsys, databases, tmp_path) -> None:
     url = databases.empty()
     try:
-        from attest_ledger.db_command import head_revision
+        from attest_ledger.cli.db import head_revision
 
         head = head_revision()
         settings = Settings(tmp_path, url, tmp_path / "k", "example.com/x")

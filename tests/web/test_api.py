@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from attest_ledger.db_command import head_revision
+from attest_ledger.cli.db import head_revision
 from ledger.checkpoint import CheckpointBody
 from ledger.checkpoints import publish_checkpoint
 from ledger.db import session_scope

@@ -10,8 +10,8 @@ import tarfile
 import pytest
 from sqlalchemy import text
 
-from attest_ledger.bundle import BundleError, BundleSelection, entry_path, export_bundle
-from attest_ledger.bundle_verify import verify_bundle
+from attest_ledger.bundles.export import BundleError, BundleSelection, entry_path, export_bundle
+from attest_ledger.bundles.verify import verify_bundle
 from ledger.checkpoints import publish_checkpoint
 from ledger.db import session_scope
 from ledger.note import NoteSigner, sign_note
@@ -63,7 +63,7 @@ def check(service, archive: bytes, **kwargs):
     agree on whether the bundle holds and on which items fail."""
     import tempfile
 
-    from attest_ledger import verify_bundle as standalone
+    from attest_ledger.bundles import verify_bundle as standalone
 
     report = verify_bundle(io.BytesIO(archive), service.runtime.log_key, **kwargs)
     if "known_checkpoint" not in kwargs:  # the standalone script takes no such option
@@ -420,7 +420,7 @@ def test_a_bundle_carries_the_anchors_its_entries_name_and_only_those(ledger) ->
     ATTEST_LEDGER_TRUST_ROOT was set again), and the bundle failed its own verification.
     The exporter resolves the anchors the selected entries name, and refuses, naming them,
     when it does not hold one."""
-    from attest_ledger.bundle import UnknownTrustAnchor, known_trust_anchors
+    from attest_ledger.bundles.export import UnknownTrustAnchor, known_trust_anchors
     from tests.support import anchor_for, simulated_nsm, simulated_pki
     from verifier import AWS_NITRO_ROOT_G1_SHA256
 
@@ -536,7 +536,7 @@ def _ours(ledger, archive: bytes) -> list[tuple[str, str]]:
 
 
 def _standalone(ledger, archive: bytes) -> list[tuple[str, str]]:
-    from attest_ledger import verify_bundle as standalone
+    from attest_ledger.bundles import verify_bundle as standalone
 
     key = standalone.Key(str(ledger.runtime.log_key))
     return standalone.check(io.BytesIO(archive), key).failures

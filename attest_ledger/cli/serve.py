@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from attest_ledger import database, watchdog
-from attest_ledger.db_command import head_revision, schema_is_current
+from attest_ledger.cli.db import head_revision, schema_is_current
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.front import FrontLimits
 from attest_ledger.settings import Settings

@@ -1,13 +1,13 @@
 """``verify-bundle``: check a proof bundle offline, with nothing but the ledger's public key.
 
-Reads the archive once, as a stream (see :mod:`attest_ledger.bundle` for the layout), and
+Reads the archive once, as a stream (see :mod:`attest_ledger.bundles.export` for the layout), and
 names every item that fails. Trusts nothing in the archive on its own: the key is the
 caller's, the checkpoint and the manifest must be signed by it, every entry and policy must
 be proven into that checkpoint, every evidence file must have the digest its entry names,
 and every attestation, rejections included, is judged again at the instant the service
 judged it (its ``verified_at``) against the anchor and policy revision it names. The archive
-is read with every read bounded (:mod:`attest_ledger.bundle_archive`). The standalone
-verifier shipped in every bundle (:mod:`attest_ledger.verify_bundle`) makes the same checks
+is read with every read bounded (:mod:`attest_ledger.bundles.archive`). The standalone
+verifier shipped in every bundle (:mod:`attest_ledger.bundles.verify_bundle`) makes the same checks
 with its own code and must name the same failing items.
 """
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from attest_ledger.bundle import FORMAT, check_manifest_signature
-from attest_ledger.bundle_archive import ArchiveError, BoundedTar
+from attest_ledger.bundles.archive import ArchiveError, BoundedTar
+from attest_ledger.bundles.export import FORMAT, check_manifest_signature
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
 from attest_ledger.policy_store import PolicyConfig, PolicyError
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof

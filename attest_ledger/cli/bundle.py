@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from attest_ledger import database
-from attest_ledger.bundle import (
+from attest_ledger.bundles.export import (
     BundleError,
     BundleSelection,
     export_bundle,
     known_trust_anchors,
 )
-from attest_ledger.bundle_verify import verify_bundle
+from attest_ledger.bundles.verify import verify_bundle
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.runtime import trust_anchor_for
 from attest_ledger.settings import Settings

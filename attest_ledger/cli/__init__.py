@@ -1,4 +1,4 @@
-"""The ``attest-ledger`` command line: one entry point, one subcommand per job.
+"""The ``attest-ledger`` command line: one entry point, one module per command here.
 
 Exit codes (attest_ledger.exit_codes) are shared by every subcommand: 0 success, 1 the
 evidence or ledger was checked and rejected, 2 usage, configuration or I/O error.
@@ -11,19 +11,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from attest_ledger import (
-    audit_command,
-    bundle_command,
-    checkpoint_command,
-    clients_command,
-    db_command,
-    demo_command,
-    keys_command,
-    policy_command,
-    serve_command,
-    users_command,
-    verify_command,
-    worker_command,
+from attest_ledger.cli import (
+    audit,
+    bundle,
+    checkpoint,
+    clients,
+    db,
+    demo,
+    keys,
+    policy,
+    serve,
+    users,
+    verify,
+    worker,
 )
 from attest_ledger.exit_codes import EXIT_OK
 from attest_ledger.settings import Settings
@@ -38,18 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
-        verify_command,
-        serve_command,
-        worker_command,
-        demo_command,
-        db_command,
-        keys_command,
-        clients_command,
-        users_command,
-        policy_command,
-        checkpoint_command,
-        audit_command,
-        bundle_command,
+        verify,
+        serve,
+        worker,
+        demo,
+        db,
+        keys,
+        clients,
+        users,
+        policy,
+        checkpoint,
+        audit,
+        bundle,
     ):
         module.register(commands)
     return parser
@@ -66,7 +66,3 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -285,8 +285,8 @@ def manifest_signature(manifest: bytes, signer: NoteSigner) -> str:
 
 
 def standalone_verifier() -> bytes:
-    """The standalone verifier shipped in every bundle (attest_ledger/verify_bundle.py)."""
-    return resources.files("attest_ledger").joinpath("verify_bundle.py").read_bytes()
+    """The standalone verifier shipped in every bundle (attest_ledger/bundles/verify_bundle.py)."""
+    return resources.files("attest_ledger.bundles").joinpath("verify_bundle.py").read_bytes()
 
 
 def check_manifest_signature(manifest: bytes, note: str, key: NoteVerifier) -> None:
