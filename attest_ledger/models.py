@@ -33,6 +33,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -100,8 +101,12 @@ class PolicyImage(ServiceBase):
     __tablename__ = "policy_images"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
-    #: {"0": "<96 hex>", ...}
+    #: the evidence kind whose reference values these are (verifier.registry)
+    evidence_kind: Mapped[str] = mapped_column(Text, server_default="aws-nitro-enclave")
+    #: Nitro: {"0": "<96 hex>", ...}; {} for other kinds
     pcrs: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: other kinds: their reference values (for SNP: measurement, host_data, ...)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -114,6 +119,8 @@ class PolicySettings(ServiceBase):
     clock_skew_seconds: Mapped[int] = mapped_column(Integer, server_default="60")
     #: The ledger entry that recorded the policy now in force (None before the first change).
     revision_entry: Mapped[int | None] = mapped_column(BigInteger)
+    #: settings of each evidence kind but Nitro's: {"amd-sev-snp": {"allow_smt": ...}}
+    schemes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

@@ -48,11 +48,11 @@ COPY_THRESHOLD = 64
 
 _ENTRY_COLUMNS = (
     "idx", "data", "leaf_hash", "chain_hash", "kind", "verdict", "worker", "image", "pcr0",
-    "module_id", "result_hash", "evidence_sha256", "document_time",
+    "module_id", "result_hash", "evidence_kind", "evidence_sha256", "document_time",
 )  # fmt: skip
 _ENTRY_TYPES = (
     "int8", "bytea", "bytea", "bytea", "text", "text", "text", "text", "text", "text", "text",
-    "bytea", "timestamptz",
+    "text", "bytea", "timestamptz",
 )  # fmt: skip
 
 
@@ -95,6 +95,7 @@ def append(
         entry_rows: list[tuple[object, ...]] = []
         evidence_rows: list[tuple[int, bytes]] = []
         node_rows: list[tuple[int, int, bytes]] = []
+        endorsements: dict[bytes, bytes] = {}
         for entry in prepared:
             repeat = _repeat_key(entry)
             if repeat is not None and repeat in known:
@@ -116,12 +117,17 @@ def append(
             )
             if entry.evidence is not None:
                 evidence_rows.append((index, entry.evidence))
+            endorsements.update(entry.endorsements)
             if repeat is not None:
                 known[repeat] = Appended(index, entry.leaf_hash, duplicate=True)
             results.append(Appended(index, entry.leaf_hash, duplicate=False))
 
         if not entry_rows:
             return results
+        if endorsements:  # each once, however many entries name it; stored with them
+            cursor.execute(
+                _STORE_ENDORSEMENTS, (list(endorsements), list(endorsements.values())), binary=True
+            )
         sequencer = (tree.size, chain, tree.to_bytes())
         if len(entry_rows) <= COPY_THRESHOLD:
             _write_in_one_statement(cursor, entry_rows, evidence_rows, node_rows, sequencer)
@@ -226,6 +232,10 @@ def _unnest(types: Sequence[str]) -> str:
     return f"SELECT * FROM unnest({placeholders})"  # noqa: S608
 
 
+_STORE_ENDORSEMENTS = (
+    "INSERT INTO ledger_endorsements (sha256, data) "
+    "SELECT * FROM unnest(%s::bytea[], %s::bytea[]) ON CONFLICT (sha256) DO NOTHING"
+)
 _NODE_COLUMNS = ("level", "idx", "hash")
 _NODE_TYPES = ("int2", "int8", "bytea")
 _WRITE_SMALL_BATCH = (

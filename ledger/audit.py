@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from ledger.chain import GENESIS, next_chain_hash
 from ledger.checkpoint import CheckpointBody
-from ledger.entry import index_columns, parse_entry
+from ledger.entry import endorsement_digests, index_columns, parse_entry
 from ledger.errors import InvalidEntry, InvalidNote, InvalidProof, LedgerCorrupt
 from ledger.merkle import CompactRange, NodeID, leaf_hash, verify_consistency
 from ledger.models import Checkpoint, Entry, Evidence, LatestCheckpoint, Node
@@ -46,9 +46,10 @@ Progress = Callable[[int, int], None]
 class Divergence:
     #: The first entry index affected, or None when the problem is not tied to one entry.
     index: int | None
-    #: Stable code: missing_entry, leaf_hash, entry_format, index_columns, evidence, chain,
-    #: node, extra_node, sequencer, checkpoint_signature, checkpoint_root, checkpoint_chain,
-    #: checkpoint_consistency, checkpoint_beyond_tree, latest_checkpoint.
+    #: Stable code: missing_entry, leaf_hash, entry_format, index_columns, evidence,
+    #: endorsement, chain, node, extra_node, sequencer, checkpoint_signature,
+    #: checkpoint_root, checkpoint_chain, checkpoint_consistency, checkpoint_beyond_tree,
+    #: latest_checkpoint.
     what: str
     message: str
     #: For checkpoint problems, the checkpoint's tree size.
@@ -114,6 +115,8 @@ class _Audit:
         self.chain = GENESIS
         self.compact = CompactRange()
         self.pending_nodes: list[tuple[NodeID, bytes]] = []
+        #: endorsements named by the entries of the current chunk: digest -> first index
+        self.pending_endorsements: dict[str, int] = {}
         self.nodes_checked = 0
         self.checkpoints_checked = 0
         self.checkpoints = self._checkpoints()
@@ -145,6 +148,7 @@ class _Audit:
                 Entry.pcr0,
                 Entry.module_id,
                 Entry.result_hash,
+                Entry.evidence_kind,
                 Entry.evidence_sha256,
                 Entry.document_time,
                 Evidence.data.label("evidence"),
@@ -160,11 +164,13 @@ class _Audit:
                 self._entry(row)
                 if self.position % self.chunk == 0:
                     self._flush_nodes()
+                    self._flush_endorsements()
                     if self.progress is not None:
                         self.progress(self.position, self.total)
         finally:
             rows.close()  # the server-side cursor, also when a divergence stops the walk
         self._flush_nodes()
+        self._flush_endorsements()
         self._checkpoints_due()
         if self.progress is not None:
             self.progress(self.position, self.total)
@@ -188,6 +194,8 @@ class _Audit:
         try:
             record = parse_entry(data)
             columns = index_columns(record)
+            for digest in endorsement_digests(record):
+                self.pending_endorsements.setdefault(digest, index)
         except InvalidEntry as exc:
             self._report(index, "entry_format", f"entry {index}: {exc.message}")
         for name, value in columns.items():
@@ -222,6 +230,31 @@ class _Audit:
             )
         self.pending_nodes.extend(self.compact.append(leaf))
         self.position += 1
+
+    # -- endorsements ---------------------------------------------------------------------
+
+    def _flush_endorsements(self) -> None:
+        """Every endorsement the chunk's entries name is stored, with that SHA-256."""
+        if not self.pending_endorsements:
+            return
+        pending, self.pending_endorsements = self.pending_endorsements, {}
+        rows = self.session.execute(
+            text("SELECT sha256, data FROM ledger_endorsements WHERE sha256 = ANY(:digests)"),
+            {"digests": [bytes.fromhex(d) for d in pending]},
+        )
+        stored = {bytes(sha256): bytes(data) for sha256, data in rows}
+        for digest, index in sorted(pending.items(), key=lambda item: item[1]):
+            data = stored.get(bytes.fromhex(digest))
+            if data is None:
+                self._report(
+                    index, "endorsement", f"entry {index}: endorsement {digest} is missing"
+                )
+            elif hashlib.sha256(data).hexdigest() != digest:
+                self._report(
+                    index,
+                    "endorsement",
+                    f"entry {index}: the stored endorsement {digest} has another SHA-256",
+                )
 
     # -- stored subtree hashes ----------------------------------------------------------------
 

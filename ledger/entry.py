@@ -7,6 +7,10 @@ The ledger does not interpret entries beyond this contract:
   8785 for every value it can hold); the bytes are what the Merkle leaf hashes;
 * an entry stored with evidence carries ``"evidence_sha256": "<hex SHA-256 of the evidence>"``,
   so the evidence is committed to by the leaf and can be checked by anyone holding both;
+* an entry may name endorsements, what its verdict rested on beside the evidence
+  (certificates, CRLs, TCB documents): ``"endorsements": [{"kind": ..., "sha256": <hex>}]``.
+  Each is stored once, content-addressed (``ledger_endorsements``), however many entries
+  name it; the leaf commits to the digests, so anyone holding the bytes can check them;
 * a few optional top-level keys (:data:`INDEX_KEYS`) are copied into indexed columns for
   queries. They are derived from the bytes, never supplied separately, so they cannot
   disagree with what the tree commits to, and the audit re-derives them.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,16 +42,29 @@ __all__ = [
     "NewEntry",
     "PreparedEntry",
     "canonical_json",
+    "endorsement_digests",
     "storable_text",
 ]
 
 #: Entries are records, not documents; evidence is stored beside them.
 MAX_ENTRY_BYTES = 64 * 1024
 MAX_EVIDENCE_BYTES = 64 * 1024
+MAX_ENDORSEMENT_BYTES = 64 * 1024
+MAX_ENDORSEMENTS = 32
 #: Top-level keys copied into indexed text columns (document_time is parsed as a timestamp).
-INDEX_KEYS = ("kind", "verdict", "worker", "image", "pcr0", "module_id", "result_hash")
+INDEX_KEYS = (
+    "kind",
+    "verdict",
+    "worker",
+    "image",
+    "pcr0",
+    "module_id",
+    "result_hash",
+    "evidence_kind",
+)
 _INDEX_TEXT_LIMIT = 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_HEX64 = re.compile("[0-9a-f]{64}")
 _NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -86,20 +103,38 @@ def _reject_floats(value: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class NewEntry:
-    """An entry to append: its canonical bytes and, optionally, the evidence it commits to."""
+    """An entry to append: its canonical bytes and, optionally, the evidence and the
+    endorsements it commits to."""
 
     data: bytes
     evidence: bytes | None = None
+    endorsements: tuple[bytes, ...] = ()
     #: Set only by :meth:`from_record`, which made ``data`` from it: spares a re-parse.
     _record: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], *, evidence: bytes | None = None) -> NewEntry:
-        """Build the canonical bytes of ``record``, adding ``evidence_sha256`` if evidence."""
+    def from_record(
+        cls,
+        record: Mapping[str, Any],
+        *,
+        evidence: bytes | None = None,
+        endorsements: Sequence[tuple[str, bytes]] = (),
+    ) -> NewEntry:
+        """Build the canonical bytes of ``record``, adding ``evidence_sha256`` if evidence,
+        and ``endorsements`` (kind and SHA-256 of each, in the order given) if any."""
         body = dict(record)
         if evidence is not None:
             body["evidence_sha256"] = hashlib.sha256(evidence).hexdigest()
-        entry = cls(data=canonical_json(body), evidence=evidence)
+        if endorsements:
+            body["endorsements"] = [
+                {"kind": kind, "sha256": hashlib.sha256(data).hexdigest()}
+                for kind, data in endorsements
+            ]
+        entry = cls(
+            data=canonical_json(body),
+            evidence=evidence,
+            endorsements=tuple(data for _, data in endorsements),
+        )
         object.__setattr__(entry, "_record", body)
         return entry
 
@@ -113,6 +148,8 @@ class PreparedEntry:
     leaf_hash: bytes
     evidence_sha256: bytes | None
     columns: Mapping[str, Any]
+    #: (SHA-256, bytes) of each endorsement the entry names, each once
+    endorsements: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def prepare(entry: NewEntry) -> PreparedEntry:
@@ -132,11 +169,22 @@ def prepare(entry: NewEntry) -> PreparedEntry:
         evidence_sha256 = hashlib.sha256(entry.evidence).digest()
         if digest_text != evidence_sha256.hex():
             raise InvalidEntry("entry: evidence_sha256 does not match the evidence given")
+    named = endorsement_digests(record)
+    if len(entry.endorsements) > MAX_ENDORSEMENTS:
+        raise InvalidEntry(f"entry: more than {MAX_ENDORSEMENTS} endorsements")
+    given: dict[bytes, bytes] = {}
+    for blob in entry.endorsements:
+        if len(blob) > MAX_ENDORSEMENT_BYTES:
+            raise InvalidEntry(f"endorsement: larger than {MAX_ENDORSEMENT_BYTES} bytes")
+        given[hashlib.sha256(blob).digest()] = blob
+    if set(given) != {bytes.fromhex(d) for d in named}:
+        raise InvalidEntry("entry: the endorsements it names are not the ones given")
     return PreparedEntry(
         data=entry.data,
         evidence=entry.evidence,
         leaf_hash=leaf_hash(entry.data),
         evidence_sha256=evidence_sha256,
+        endorsements=tuple(sorted(given.items())),
         columns=index_columns(record),
     )
 
@@ -160,7 +208,31 @@ def parse_entry(data: bytes) -> dict[str, Any]:
         not isinstance(digest, str) or len(digest) != 64 or digest != digest.lower()
     ):
         raise InvalidEntry("entry: evidence_sha256 must be 64 lowercase hex digits")
+    endorsement_digests(record)
     return record
+
+
+def endorsement_digests(record: Mapping[str, Any]) -> list[str]:
+    """The SHA-256 (hex) of each endorsement ``record`` names; raises :class:`InvalidEntry`
+    if ``endorsements`` is not a list of ``{"kind": str, "sha256": <64 lowercase hex>}``."""
+    named = record.get("endorsements")
+    if named is None:
+        return []
+    if not isinstance(named, list) or len(named) > MAX_ENDORSEMENTS:
+        raise InvalidEntry(f"entry: endorsements must be a list of at most {MAX_ENDORSEMENTS}")
+    out = []
+    for item in named:
+        digest = item.get("sha256") if isinstance(item, dict) else None
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"kind", "sha256"}
+            or not isinstance(item["kind"], str)
+            or not isinstance(digest, str)
+            or not _HEX64.fullmatch(digest)
+        ):
+            raise InvalidEntry('entry: each endorsement is {"kind": ..., "sha256": <64 hex>}')
+        out.append(digest)
+    return out
 
 
 def _no_float(text: str) -> Any:

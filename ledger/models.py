@@ -40,6 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "Base",
     "Checkpoint",
+    "Endorsement",
     "Entry",
     "Evidence",
     "HourlyCount",
@@ -84,6 +85,7 @@ class Entry(Base):
     pcr0: Mapped[str | None] = mapped_column(Text)
     module_id: Mapped[str | None] = mapped_column(Text)
     result_hash: Mapped[str | None] = mapped_column(Text)
+    evidence_kind: Mapped[str | None] = mapped_column(Text)
     evidence_sha256: Mapped[bytes | None] = mapped_column(_HASH)
     document_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -114,6 +116,7 @@ class Entry(Base):
         Index("ix_ledger_entries_image_idx", "image", "idx"),
         Index("ix_ledger_entries_pcr0_idx", "pcr0", "idx"),
         Index("ix_ledger_entries_module_id_idx", "module_id", "idx"),
+        Index("ix_ledger_entries_evidence_kind_idx", "evidence_kind", "idx"),
         # An enclave instance ("i-...") is the part of a module_id before "-enc".
         Index("ix_ledger_entries_instance_idx", text("split_part(module_id, '-enc', 1)"), "idx"),
     )
@@ -126,6 +129,18 @@ class Evidence(Base):
         BigInteger, ForeignKey("ledger_entries.idx"), primary_key=True, autoincrement=False
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Endorsement(Base):
+    """What a verdict rests on beside its evidence (a certificate, a CRL, a TCB document),
+    stored once by the SHA-256 of its bytes; the entries that used it name that digest."""
+
+    __tablename__ = "ledger_endorsements"
+
+    sha256: Mapped[bytes] = mapped_column(_HASH, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (CheckConstraint("octet_length(sha256) = 32", name="sha256_size"),)
 
 
 class Node(Base):
@@ -196,6 +211,7 @@ class HourlyCount(Base):
 
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    evidence_kind: Mapped[str] = mapped_column(Text, primary_key=True, server_default="")
     verdict: Mapped[str] = mapped_column(Text, primary_key=True)
     worker: Mapped[str] = mapped_column(Text, primary_key=True)
     image: Mapped[str] = mapped_column(Text, primary_key=True)

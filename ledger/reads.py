@@ -24,13 +24,14 @@ from ledger.merkle import (
     hash_ranges,
     inclusion_ranges,
 )
-from ledger.models import Entry, Evidence, Sequencer
+from ledger.models import Endorsement, Entry, Evidence, Sequencer
 
 __all__ = [
     "StoredEntry",
     "TreeState",
     "chain_head_at",
     "consistency_proof",
+    "get_endorsement",
     "get_entry",
     "get_evidence",
     "inclusion_proof",
@@ -179,6 +180,11 @@ def get_evidence(session: Session, index: int) -> bytes | None:
     """The evidence stored beside entry ``index``, or None if it has none."""
     get_entry(session, index)
     return session.execute(select(Evidence.data).where(Evidence.idx == index)).scalar()
+
+
+def get_endorsement(session: Session, sha256: bytes) -> bytes | None:
+    """The endorsement stored under this SHA-256, or None."""
+    return session.execute(select(Endorsement.data).where(Endorsement.sha256 == sha256)).scalar()
 
 
 def index_of_leaf(session: Session, leaf_hash: bytes) -> int | None:

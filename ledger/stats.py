@@ -1,10 +1,11 @@
 """Counts of entries per hour, kept incrementally beside the ledger.
 
 ``ledger_hourly_counts`` holds, for every hour of appending (UTC) and every combination of
-kind, verdict, worker and image, how many entries there are; ``ledger_stats_state.next_idx``
-says how far that has been counted. :func:`refresh` counts the entries appended since, in
-bounded steps; :func:`aggregate` answers "how many, by what, per hour/day/month" from the
-counts, in a few milliseconds at any ledger size, after a refresh.
+kind, evidence kind, verdict, worker and image, how many entries there are;
+``ledger_stats_state.next_idx`` says how far that has been counted. :func:`refresh` counts
+the entries appended since, in bounded steps; :func:`aggregate` answers "how many, by what,
+per hour/day/month" from the counts, in a few milliseconds at any ledger size, after a
+refresh.
 
 Entries become visible in index order (the sequencer lock is held until commit), so "every
 entry below ``next_idx``" is always a prefix of the ledger and nothing is counted twice or
@@ -24,17 +25,18 @@ from sqlalchemy.orm import Session
 __all__ = ["BUCKETS", "GROUPS", "Count", "aggregate", "counted", "rebuild", "refresh"]
 
 BUCKETS = ("hour", "day", "month")
-GROUPS = ("kind", "verdict", "worker", "image")
+GROUPS = ("kind", "evidence_kind", "verdict", "worker", "image")
 
 _REFRESH = text(
     """
-    INSERT INTO ledger_hourly_counts (hour, kind, verdict, worker, image, entries)
-    SELECT date_trunc('hour', appended_at, 'UTC'), coalesce(kind, ''), coalesce(verdict, ''),
-           coalesce(worker, ''), coalesce(image, ''), count(*)
+    INSERT INTO ledger_hourly_counts (hour, kind, evidence_kind, verdict, worker, image, entries)
+    SELECT date_trunc('hour', appended_at, 'UTC'), coalesce(kind, ''),
+           coalesce(evidence_kind, ''), coalesce(verdict, ''), coalesce(worker, ''),
+           coalesce(image, ''), count(*)
     FROM ledger_entries
     WHERE idx >= :start AND idx < :stop
-    GROUP BY 1, 2, 3, 4, 5
-    ON CONFLICT (hour, kind, verdict, worker, image)
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (hour, kind, evidence_kind, verdict, worker, image)
     DO UPDATE SET entries = ledger_hourly_counts.entries + EXCLUDED.entries
     """
 )
@@ -97,10 +99,10 @@ def aggregate(
     where: dict[str, str] | None = None,
     limit: int | None = None,
 ) -> list[Count]:
-    """Entries per ``bucket`` (hour, day, month; UTC) grouped by any of kind, verdict, worker
-    and image, optionally restricted to given values of those; at most ``limit`` rows, the
-    earliest buckets first. Counts what has been counted: call :func:`refresh` first for an
-    up-to-date answer."""
+    """Entries per ``bucket`` (hour, day, month; UTC) grouped by any of kind, evidence kind,
+    verdict, worker and image, optionally restricted to given values of those; at most
+    ``limit`` rows, the earliest buckets first. Counts what has been counted: call
+    :func:`refresh` first for an up-to-date answer."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     unknown = set(group_by) | set(where or {})
