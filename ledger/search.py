@@ -46,6 +46,7 @@ MAX_PAGE = 1000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX96 = re.compile(r"[0-9a-f]{96}")
 _RESULT_HASH = re.compile(r"[a-z0-9-]{1,16}:[0-9a-f]{32,128}")
+_EVIDENCE_KIND = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _TEXT_MAX = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_INDEX = 2**63 - 1
@@ -88,6 +89,8 @@ class EntryFilter:
     module: str | None = None
     result_hash: str | None = None
     evidence_sha256: str | None = None
+    #: the kind of evidence an attestation judged (``aws-nitro-enclave``, ``amd-sev-snp``...)
+    evidence_kind: str | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], *, trim: bool = True) -> EntryFilter:
@@ -124,6 +127,8 @@ class EntryFilter:
             values["evidence_sha256"] = values["evidence_sha256"].lower()
             if not _HEX64.fullmatch(values["evidence_sha256"]):
                 raise SearchError("evidence_sha256", "64 hexadecimal digits (a SHA-256)")
+        if "evidence_kind" in values and not _EVIDENCE_KIND.fullmatch(values["evidence_kind"]):
+            raise SearchError("evidence_kind", "an evidence kind, like aws-nitro-enclave")
         if "result_hash" in values:
             values["result_hash"] = values["result_hash"].lower()
             if not _RESULT_HASH.fullmatch(values["result_hash"]):
@@ -152,7 +157,7 @@ class EntryFilter:
             clauses.append(Entry.appended_at >= self.since)
         if self.until is not None:
             clauses.append(Entry.appended_at < self.until)
-        for name in ("kind", "verdict", "worker", "image", "pcr0", "result_hash"):
+        for name in ("kind", "verdict", "worker", "image", "pcr0", "result_hash", "evidence_kind"):
             value = getattr(self, name)
             if value is not None:
                 clauses.append(getattr(Entry, name) == value)
@@ -181,6 +186,7 @@ class EntryRow:
     data: bytes
     leaf_hash: bytes
     evidence_sha256: bytes | None
+    evidence_kind: str | None
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,7 @@ _COLUMNS = (
     Entry.data,
     Entry.leaf_hash,
     Entry.evidence_sha256,
+    Entry.evidence_kind,
 )
 
 

@@ -70,12 +70,13 @@ FILTERS = (
     "module",
     "result_hash",
     "evidence_sha256",
+    "evidence_kind",
 )
 DEFAULT_PAGE = 100
 #: entries per page of a result hash's lookup (each carries an inclusion proof)
 MAX_RESULT_PAGE = 100
 #: what the submission counts can be grouped and filtered by
-STATS_GROUPS = ("verdict", "image", "worker")
+STATS_GROUPS = ("verdict", "evidence_kind", "image", "worker")
 #: rows of counts in one answer; more asks for a narrower question
 MAX_COUNTS = 10_000
 #: a result hash as the lookup takes it (hex in either case); the OpenAPI document says so too

@@ -569,6 +569,8 @@ def _index(description: str = "The entry's index (0-based)") -> Schema:
     return _parameter("index", _integer(), description, where="path")
 
 
+#: the evidence kinds the service judges
+EVIDENCE_KINDS = ("aws-nitro-enclave", "aws-nitro-tpm", "amd-sev-snp")
 _FILTERS: list[Schema] = [
     _parameter("since", _TIME, "Appended at or after (ISO 8601, or a date YYYY-MM-DD; UTC)"),
     _parameter("until", _TIME, "Appended before (ISO 8601, or a date; later than since)"),
@@ -594,9 +596,16 @@ _FILTERS: list[Schema] = [
         {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
         "The SHA-256 of the evidence (the attestation document)",
     ),
+    _parameter(
+        "evidence_kind",
+        {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
+        "The kind of evidence an attestation judged: "
+        + ", ".join(f"`{k}`" for k in EVIDENCE_KINDS),
+    ),
 ]
 
 _INVALID = _problem("A bad parameter; `parameter` names it", "invalid_parameter")
+
 #: the settings' defaults, for the limits the document states
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 

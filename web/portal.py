@@ -61,6 +61,7 @@ from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entr
 from ledger.stats import aggregate, refresh
 from web.api import MAX_INDEX
 from web.exports import bundle_response
+from web.openapi import EVIDENCE_KINDS
 from web.problems import Problem
 from web.sessions import db
 
@@ -383,6 +384,7 @@ def entries() -> Response:
             error=error,
             sorts=SORTS,
             verdicts=VERDICTS,
+            evidence_kinds=EVIDENCE_KINDS,
             filtered=not selection.empty,
             newer=_entries_url({**base, "before": page.before}) if page and page.before else None,
             older=_entries_url({**base, "after": page.after}) if page and page.after else None,

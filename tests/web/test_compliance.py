@@ -149,6 +149,7 @@ def test_every_portal_filter(shared) -> None:
         "evidence_sha256": (ledger["two"]["evidence_sha256"], {"two"}),
         "pcr0": (one_a["pcr0"].upper(), {"one-a", "two", "one-b"}),
         "module": (one_a["module_id"].split("-enc")[0], {"one-a", "two", "one-b", "bad"}),
+        "evidence_kind": ("aws-nitro-enclave", {"one-a", "two", "one-b", "bad"}),
     }
     for name, (value, expected) in cases.items():
         body = get(service, "/api/v1/entries", **{name: value}).json
@@ -185,6 +186,7 @@ def test_an_exact_count_on_request(shared) -> None:
         ({"kind": "secret"}, "kind"),
         ({"pcr0": "ab" * 10}, "pcr0"),
         ({"evidence_sha256": "not hex"}, "evidence_sha256"),
+        ({"evidence_kind": "Not A Kind"}, "evidence_kind"),
         ({"result_hash": "sha256"}, "result_hash"),
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-01-02", "until": "2026-01-01"}, "until"),
@@ -369,6 +371,12 @@ def test_stats_count_submissions_per_bucket_grouped_and_filtered(shared) -> None
         ("worker-2", "inference-v1", "affirming"): 1,
         ("worker-1", None, "contraindicated"): 1,
     }
+    kinds = get(service, "/api/v1/stats", group_by="evidence_kind").json
+    assert {c["group"]["evidence_kind"]: c["submissions"] for c in kinds["counts"]} == {
+        "aws-nitro-enclave": 4
+    }
+    nitro = get(service, "/api/v1/stats", evidence_kind="amd-sev-snp").json
+    assert nitro["counts"] == []
     only = get(service, "/api/v1/stats", worker="worker-1", verdict="affirming").json
     assert only["filters"] == {"verdict": "affirming", "worker": "worker-1"}
     assert sum(c["submissions"] for c in only["counts"]) == 2
