@@ -5,7 +5,26 @@ It talks to the service over HTTP only and imports nothing from ``verifier``, ``
 cross-check of the verifier.
 """
 
+from enclave_worker.attester import (
+    AMD_SEV_SNP,
+    AWS_NITRO_ENCLAVE,
+    Attester,
+    Endorsement,
+    Evidence,
+    NitroAttester,
+)
 from enclave_worker.simulated_nsm import SimulatedNsm, simulated_image_pcrs
 from enclave_worker.simulated_pki import SimulatedNitroPki, SimulatedNitroWarning
 
-__all__ = ["SimulatedNitroPki", "SimulatedNitroWarning", "SimulatedNsm", "simulated_image_pcrs"]
+__all__ = [
+    "AMD_SEV_SNP",
+    "AWS_NITRO_ENCLAVE",
+    "Attester",
+    "Endorsement",
+    "Evidence",
+    "NitroAttester",
+    "SimulatedNitroPki",
+    "SimulatedNitroWarning",
+    "SimulatedNsm",
+    "simulated_image_pcrs",
+]

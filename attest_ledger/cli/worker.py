@@ -20,7 +20,7 @@ from typing import Any
 
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.settings import Settings
-from enclave_worker import SimulatedNitroPki, SimulatedNitroWarning, SimulatedNsm
+from enclave_worker import NitroAttester, SimulatedNitroPki, SimulatedNitroWarning, SimulatedNsm
 from enclave_worker.client import LedgerClient, ServiceError
 from enclave_worker.job import BadMode, Job, JobRunner
 from enclave_worker.nsm import DeviceNsm, Nsm, NsmUnavailable
@@ -126,7 +126,12 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         print(f"attest-ledger worker run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     client = LedgerClient(args.server, token)
-    runner = JobRunner(client, nsm, other_image_nsm=other, debug_nsm=debug)
+    runner = JobRunner(
+        client,
+        NitroAttester(nsm),
+        other_image=NitroAttester(other) if other else None,
+        debug=NitroAttester(debug) if debug else None,
+    )
     verdicts: Counter[str] = Counter()
     failures = untrusted = 0
     started = time.monotonic()
