@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from enclave_worker.attester import AWS_NITRO_ENCLAVE, Evidence
+
 __all__ = ["LedgerClient", "ServiceError"]
 
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -49,6 +51,7 @@ class LedgerClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        nitro_evidence_body: bool = False,
     ) -> None:
         self._http = httpx.Client(
             base_url=server.rstrip("/"),
@@ -62,6 +65,7 @@ class LedgerClient:
         self._sleep = sleep
         self._clock = clock
         self.retried = 0
+        self.nitro_evidence_body = nitro_evidence_body
 
     def close(self) -> None:
         self._http.close()
@@ -84,6 +88,39 @@ class LedgerClient:
             "job": job or {},
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._request("POST", "/api/v1/attestations", body, headers)
+
+    def submit_evidence(
+        self,
+        evidence: Evidence,
+        result_hash: str,
+        *,
+        job: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit evidence of any kind.
+
+        The body is ``{"evidence": {"kind", "data", "endorsements": [{"kind", "data"}]},
+        "result_hash", "job", "idempotency_key"}`` (data base64 with padding); the key goes in
+        the ``Idempotency-Key`` header too, as :meth:`submit` sends it. Nitro documents without
+        endorsements go in today's body (:meth:`submit`) unless ``nitro_evidence_body`` is set,
+        so a worker feeds a service of either generation.
+        """
+        if (
+            evidence.kind == AWS_NITRO_ENCLAVE
+            and not evidence.endorsements
+            and not self.nitro_evidence_body
+        ):
+            return self.submit(evidence.data, result_hash, job=job, idempotency_key=idempotency_key)
+        body: dict[str, Any] = {
+            "evidence": evidence.to_json(),
+            "result_hash": result_hash,
+            "job": job or {},
+        }
+        headers: dict[str, str] = {}
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+            headers["Idempotency-Key"] = idempotency_key
         return self._request("POST", "/api/v1/attestations", body, headers)
 
     def _request(

@@ -4,7 +4,9 @@
 same result, so a result hash can be checked by anyone who has the input.
 
 The bad modes produce wrong evidence on purpose, for demos and for testing the service's
-refusals: each must come back as a contraindicated verdict with its reason.
+refusals: each must come back as a contraindicated verdict with its reason. Not every mode
+applies to every kind of evidence (:func:`bad_modes`): an SEV-SNP report carries no
+timestamp, so it cannot be stale; its freshness is the nonce alone.
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ import enum
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from enclave_worker.binding import bind_result, result_hash_text
+from enclave_worker.attester import (
+    AMD_SEV_SNP,
+    AWS_NITRO_ENCLAVE,
+    Attester,
+    Evidence,
+    NitroAttester,
+)
+from enclave_worker.binding import NONCE_SIZE, ResultDigest
 from enclave_worker.client import LedgerClient
-from enclave_worker.nsm import Nsm
 
-__all__ = ["BadMode", "Job", "JobRunner", "compute"]
+__all__ = ["BadMode", "Job", "JobRunner", "bad_modes", "compute", "not_applicable", "tamper"]
 
 
 def compute(job_input: bytes) -> bytes:
@@ -35,13 +43,46 @@ def compute(job_input: bytes) -> bytes:
 
 
 class BadMode(enum.StrEnum):
-    WRONG_IMAGE = "wrong-image"  # an enclave image the policy does not list
-    STALE = "stale"  # a document older than the maximum age
+    WRONG_IMAGE = "wrong-image"  # an image the policy does not list (other PCRs, measurement)
+    STALE = "stale"  # a document older than the maximum age (Nitro)
     WRONG_NONCE = "wrong-nonce"  # a nonce the service never issued
     REPLAY = "replay"  # a challenge that was already used
-    TAMPERED = "tampered"  # a byte of the signature flipped
-    UNBOUND = "unbound"  # user_data binds another result
-    DEBUG = "debug"  # a debug-mode enclave
+    TAMPERED = "tampered"  # a bit of the signed evidence flipped
+    UNBOUND = "unbound"  # the evidence binds another result
+    DEBUG = "debug"  # a debug-mode enclave (Nitro) or guest (SNP policy bit 19)
+
+
+_NOT_APPLICABLE: dict[str, dict[BadMode, str]] = {
+    AMD_SEV_SNP: {
+        BadMode.STALE: "an SEV-SNP report carries no timestamp: its freshness is the nonce alone"
+    },
+}
+
+
+def not_applicable(kind: str) -> dict[BadMode, str]:
+    """The bad modes that ``kind`` of evidence cannot have, and why."""
+    return dict(_NOT_APPLICABLE.get(kind, {}))
+
+
+def bad_modes(kind: str) -> tuple[BadMode, ...]:
+    """The bad modes that apply to ``kind`` of evidence, in :class:`BadMode`'s order."""
+    return tuple(mode for mode in BadMode if mode not in _NOT_APPLICABLE.get(kind, {}))
+
+
+#: Where :func:`tamper` flips a bit: in Nitro's COSE signature (the document's last 96 bytes);
+#: in an SNP report's measurement (0x90), inside the signed bytes, as someone claiming
+#: another image would.
+_TAMPER_AT = {AWS_NITRO_ENCLAVE: (-7, 0x10), AMD_SEV_SNP: (0x90, 0x01)}
+
+
+def tamper(evidence: Evidence) -> Evidence:
+    """``evidence`` with one bit flipped, so that its signature no longer verifies."""
+    if evidence.kind not in _TAMPER_AT:
+        raise ValueError(f"no tampering defined for {evidence.kind}")
+    offset, bit = _TAMPER_AT[evidence.kind]
+    flipped = bytearray(evidence.data)
+    flipped[offset] ^= bit
+    return replace(evidence, data=bytes(flipped))
 
 
 @dataclass(frozen=True)
@@ -54,54 +95,64 @@ class JobRunner:
     def __init__(
         self,
         client: LedgerClient,
-        nsm: Nsm,
+        attester: Attester,
         *,
-        other_image_nsm: Nsm | None = None,
-        debug_nsm: Nsm | None = None,
+        other_image: Attester | None = None,
+        debug: Attester | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``other_image`` and ``debug`` attest for the bad modes wrong-image and debug (a
+        simulated attester of the same kind: real hardware cannot be told to lie)."""
         self.client = client
-        self.nsm = nsm
-        self.other_image_nsm = other_image_nsm
-        self.debug_nsm = debug_nsm
+        self.attester = attester
+        self.other_image = other_image
+        self.debug = debug
         self.clock = clock
         self._last_nonce: bytes | None = None
 
+    @property
+    def kind(self) -> str:
+        return self.attester.kind
+
     def run(self, job: Job, bad: BadMode | None = None) -> dict[str, Any]:
         """Run ``job`` and return the service's receipt."""
+        if bad is not None and bad in not_applicable(self.kind):
+            raise ValueError(f"bad mode {bad} does not apply: {not_applicable(self.kind)[bad]}")
         result = compute(job.input)
         nonce = self.client.challenges(1)[0]
         if bad is BadMode.WRONG_NONCE:
-            nonce = secrets.token_bytes(32)
+            nonce = secrets.token_bytes(NONCE_SIZE)
         elif bad is BadMode.REPLAY and self._last_nonce is not None:
             nonce = self._last_nonce
-        user_data = bind_result(b"not the result" if bad is BadMode.UNBOUND else result)
-        nsm = self.nsm
+        bound = ResultDigest.of(b"not the result" if bad is BadMode.UNBOUND else result)
+        attester = self.attester
         if bad is BadMode.WRONG_IMAGE:
-            nsm = self._need(self.other_image_nsm, bad)
+            attester = self._need(self.other_image, bad)
         elif bad is BadMode.DEBUG:
-            nsm = self._need(self.debug_nsm, bad)
+            attester = self._need(self.debug, bad)
         if bad is BadMode.STALE:
-            stamped: Any = nsm
-            document = stamped.attest(
-                user_data=user_data, nonce=nonce, timestamp=self.clock() - timedelta(hours=1)
+            if not isinstance(attester, NitroAttester):
+                raise ValueError(f"bad mode {bad} needs a Nitro attester")
+            evidence = attester.attest(
+                nonce=nonce, result=bound, timestamp=self.clock() - timedelta(hours=1)
             )
         else:
-            document = nsm.attest(user_data=user_data, nonce=nonce)
+            evidence = attester.attest(nonce=nonce, result=bound)
         if bad is BadMode.TAMPERED:
-            flipped = bytearray(document)
-            flipped[-7] ^= 0x10
-            document = bytes(flipped)
+            evidence = tamper(evidence)
         self._last_nonce = nonce
-        return self.client.submit(
-            document,
-            result_hash_text(result),
+        return self.client.submit_evidence(
+            evidence,
+            ResultDigest.of(result).text(),
             job={"id": job.id, "input_sha256": hashlib.sha256(job.input).hexdigest()},
             idempotency_key=job.id,
         )
 
-    @staticmethod
-    def _need(nsm: Nsm | None, bad: BadMode) -> Nsm:
-        if nsm is None:
-            raise ValueError(f"bad mode {bad} needs a second (simulated) NSM")
-        return nsm
+    def _need(self, attester: Attester | None, bad: BadMode) -> Attester:
+        if attester is None:
+            raise ValueError(f"bad mode {bad} needs a second (simulated) attester")
+        if attester.kind != self.kind:
+            raise ValueError(
+                f"bad mode {bad} needs an attester of {self.kind}, not of {attester.kind}"
+            )
+        return attester

@@ -1,9 +1,12 @@
-"""``attest-ledger worker run|pki``: a simulated enclave worker, for demos and load.
+"""``attest-ledger worker run|pki``: a simulated (or real) attester, for demos and load.
 
-``worker run`` computes jobs, binds each result hash into user_data, asks the service for a
-challenge, obtains an attestation document from the NSM (simulated by default, or the real
-``/dev/nsm`` with ``--device``), submits it and prints one JSON line per receipt. Bad modes
-produce wrong evidence on purpose: ``--bad MODE`` for every job, ``--mix`` for every fourth.
+``worker run`` computes jobs, asks the service for a challenge, binds each result hash into
+the evidence with the nonce, submits it and prints one JSON line per receipt. ``--tee`` picks
+the kind of evidence: ``aws-nitro-enclave`` (default; an NSM document, simulated or the real
+``/dev/nsm`` with ``--device``) or ``amd-sev-snp`` (an SEV-SNP report, simulated on a
+persisted simulated AMD root or from the real configfs-tsm with ``--device``). Bad modes
+produce wrong evidence on purpose: ``--bad MODE`` for every job, ``--mix`` for every fourth;
+``stale`` does not apply to SEV-SNP (a report has no timestamp).
 """
 
 from __future__ import annotations
@@ -14,20 +17,37 @@ import sys
 import time
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.settings import Settings
-from enclave_worker import SimulatedNitroPki, SimulatedNitroWarning, SimulatedNsm
+from enclave_worker import (
+    AMD_SEV_SNP,
+    AWS_NITRO_ENCLAVE,
+    Attester,
+    NitroAttester,
+    SimulatedAmdPki,
+    SimulatedAmdWarning,
+    SimulatedNitroPki,
+    SimulatedNitroWarning,
+    SimulatedNsm,
+    SimulatedSnpChip,
+    SimulatedSnpPlatform,
+)
 from enclave_worker.client import LedgerClient, ServiceError
-from enclave_worker.job import BadMode, Job, JobRunner
-from enclave_worker.nsm import DeviceNsm, Nsm, NsmUnavailable
+from enclave_worker.job import BadMode, Job, JobRunner, bad_modes, not_applicable
+from enclave_worker.nsm import DeviceNsm, NsmUnavailable
+from enclave_worker.simulated_amd import ARK_FILE
 from enclave_worker.simulated_pki import load_or_create_root
+from enclave_worker.tsm import ConfigfsTsmAttester, TsmError
 
-__all__ = ["register"]
+__all__ = ["MIX", "register"]
 
+TEES = (AWS_NITRO_ENCLAVE, AMD_SEV_SNP)
+#: The order --mix cycles through (each kind skips what does not apply to it).
 MIX = (
     BadMode.WRONG_IMAGE,
     BadMode.STALE,
@@ -37,6 +57,8 @@ MIX = (
     BadMode.DEBUG,
     BadMode.REPLAY,
 )
+#: Real hardware cannot produce another image, a debug guest or an old document on demand.
+_NEEDS_SIMULATION = (BadMode.WRONG_IMAGE, BadMode.DEBUG, BadMode.STALE)
 
 
 def register(commands: Any) -> None:
@@ -44,8 +66,13 @@ def register(commands: Any) -> None:
         "worker", help="run a (simulated) enclave worker against the service"
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    pki = actions.add_parser("pki", help="create the persisted simulated Nitro root (not AWS)")
-    pki.add_argument("--dir", type=Path, help="default: <data dir>/simulated-pki")
+    pki = actions.add_parser(
+        "pki", help="create the persisted simulated root (Nitro: not AWS; SNP: not AMD)"
+    )
+    pki.add_argument("--tee", choices=TEES, default=AWS_NITRO_ENCLAVE)
+    pki.add_argument(
+        "--dir", type=Path, help="default: <data dir>/simulated-pki (Nitro), simulated-amd (SNP)"
+    )
     pki.set_defaults(handler=run_pki)
 
     run = actions.add_parser("run", help="compute jobs and submit attested results")
@@ -56,6 +83,9 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--rate", type=float, default=0.0, help="jobs per second (0: as fast as possible)"
     )
+    run.add_argument(
+        "--tee", choices=TEES, default=AWS_NITRO_ENCLAVE, help="the kind of evidence to produce"
+    )
     run.add_argument("--image", default="demo-inference", help="the enclave image to simulate")
     run.add_argument("--name", default="worker", help="prefix of the job ids")
     bad = run.add_mutually_exclusive_group()
@@ -65,40 +95,118 @@ def register(commands: Any) -> None:
     bad.add_argument(
         "--mix", action="store_true", help="make every fourth job bad, cycling through the modes"
     )
-    run.add_argument("--simulated-pki", type=Path, help="default: <data dir>/simulated-pki")
-    run.add_argument("--device", action="store_true", help="use the real /dev/nsm")
+    run.add_argument("--simulated-pki", type=Path, help="Nitro: default <data dir>/simulated-pki")
+    run.add_argument("--simulated-amd", type=Path, help="SEV-SNP: default <data dir>/simulated-amd")
+    run.add_argument(
+        "--device",
+        action="store_true",
+        help="real hardware: /dev/nsm (Nitro) or configfs-tsm (SEV-SNP)",
+    )
     run.set_defaults(handler=run_worker)
 
 
 def run_pki(args: argparse.Namespace, settings: Settings) -> int:
+    now = datetime.now(UTC)
+    if args.tee == AMD_SEV_SNP:
+        directory = args.dir or settings.data_dir / "simulated-amd"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SimulatedAmdWarning)
+            SimulatedAmdPki.load_or_create(directory, at=now)
+        print(directory / ARK_FILE)
+        return EXIT_OK
     directory = args.dir or settings.data_dir / "simulated-pki"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedNitroWarning)
-        load_or_create_root(directory, at=datetime.now(UTC))
+        load_or_create_root(directory, at=now)
     print(directory / "root.pem")
     return EXIT_OK
 
 
-def _simulated(directory: Path, image: str) -> tuple[Nsm, Nsm, Nsm]:
+@dataclass(frozen=True)
+class _Attesters:
+    main: Attester
+    other_image: Attester | None
+    debug: Attester | None
+    #: The root file a service must trust for these (None: real hardware).
+    root: Path | None
+    #: The option that points the worker at another simulated root.
+    option: str
+
+
+def _simulated_nitro(directory: Path, image: str) -> _Attesters:
     now = datetime.now(UTC)
     if not (directory / "root.pem").exists():
-        # Not silently: a service trusts only the simulated root it was started with, so a
-        # worker that makes its own gets every submission judged untrusted_root.
-        print(
-            f"attest-ledger worker: no simulated root in {directory}: creating a NEW one. A "
-            "service judges these documents untrusted_root unless it trusts this root "
-            f"(ATTEST_LEDGER_TRUST_ROOT={directory / 'root.pem'}); to feed `make run`'s "
-            "service, pass --simulated-pki <its data dir>/simulated-pki",
-            file=sys.stderr,
-        )
+        _creating(directory / "root.pem", "--simulated-pki <its data dir>/simulated-pki")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedNitroWarning)
         pki = SimulatedNitroPki.generate(at=now, root=load_or_create_root(directory, at=now))
-        return (
-            SimulatedNsm(pki, image=image),
-            SimulatedNsm(pki, image=image + "-unapproved"),
-            SimulatedNsm(pki, image=image, debug=True),
+        return _Attesters(
+            NitroAttester(SimulatedNsm(pki, image=image)),
+            NitroAttester(SimulatedNsm(pki, image=image + "-unapproved")),
+            NitroAttester(SimulatedNsm(pki, image=image, debug=True)),
+            directory / "root.pem",
+            "--simulated-pki",
         )
+
+
+def _simulated_snp(directory: Path, image: str) -> _Attesters:
+    now = datetime.now(UTC)
+    if not (directory / ARK_FILE).exists():
+        _creating(directory / ARK_FILE, "--simulated-amd <its data dir>/simulated-amd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedAmdWarning)
+        pki = SimulatedAmdPki.load_or_create(directory, at=now)
+        platform = SimulatedSnpPlatform(SimulatedSnpChip.generate(pki, at=now), image=image)
+        return _Attesters(
+            platform,
+            platform.variant(image=image + "-unapproved"),
+            platform.variant(debug=True),
+            directory / ARK_FILE,
+            "--simulated-amd",
+        )
+
+
+def _creating(root: Path, option: str) -> None:
+    # Not silently: a service trusts only the simulated root it was started with, so a
+    # worker that makes its own gets every submission judged untrusted_root.
+    print(
+        f"attest-ledger worker: no simulated root at {root}: creating a NEW one. A service "
+        f"judges this evidence untrusted_root unless it trusts this root ({root}); to feed "
+        f"`make run`'s service, pass {option}",
+        file=sys.stderr,
+    )
+
+
+def _attesters(args: argparse.Namespace, settings: Settings) -> _Attesters:
+    if args.tee == AMD_SEV_SNP:
+        if args.device:
+            return _Attesters(ConfigfsTsmAttester(), None, None, None, "--device")
+        print("attest-ledger worker: SIMULATED SEV-SNP (not AMD hardware)", file=sys.stderr)
+        return _simulated_snp(args.simulated_amd or settings.data_dir / "simulated-amd", args.image)
+    if args.device:
+        return _Attesters(NitroAttester(DeviceNsm()), None, None, None, "--device")
+    print("attest-ledger worker: SIMULATED NSM (not AWS hardware)", file=sys.stderr)
+    return _simulated_nitro(args.simulated_pki or settings.data_dir / "simulated-pki", args.image)
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with this combination of options, if anything."""
+    if args.count < 0:
+        return "--count must not be negative"
+    if args.tee == AMD_SEV_SNP and args.simulated_pki is not None:
+        return f"--simulated-pki is the Nitro root; for --tee {AMD_SEV_SNP} give --simulated-amd"
+    if args.tee == AWS_NITRO_ENCLAVE and args.simulated_amd is not None:
+        return (
+            f"--simulated-amd is the AMD root; for --tee {AWS_NITRO_ENCLAVE} give --simulated-pki"
+        )
+    if args.device and (args.simulated_pki or args.simulated_amd):
+        return "--device uses real hardware: it takes no simulated root"
+    bad = BadMode(args.bad) if args.bad else None
+    if bad is not None and bad in not_applicable(args.tee):
+        return f"--bad {bad} does not apply to {args.tee}: {not_applicable(args.tee)[bad]}"
+    if args.device and bad in _NEEDS_SIMULATION:
+        return f"--bad {bad} needs simulated hardware: a real device cannot be told to lie"
+    return None
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,22 +219,23 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    nsm: Nsm
-    other: Nsm | None
-    debug: Nsm | None
+    problem = _usage_problem(args)
+    if problem:
+        print(f"attest-ledger worker run: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        if args.device:
-            nsm, other, debug = DeviceNsm(), None, None
-        else:
-            print("attest-ledger worker: SIMULATED NSM (not AWS hardware)", file=sys.stderr)
-            nsm, other, debug = _simulated(
-                args.simulated_pki or settings.data_dir / "simulated-pki", args.image
-            )
-    except NsmUnavailable as exc:
+        attesters = _attesters(args, settings)
+    except (NsmUnavailable, TsmError) as exc:
         print(f"attest-ledger worker run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    applicable = bad_modes(args.tee)
+    mix = [mode for mode in MIX if mode in applicable]
+    if args.device:
+        mix = [mode for mode in mix if mode not in _NEEDS_SIMULATION]
     client = LedgerClient(args.server, token)
-    runner = JobRunner(client, nsm, other_image_nsm=other, debug_nsm=debug)
+    runner = JobRunner(
+        client, attesters.main, other_image=attesters.other_image, debug=attesters.debug
+    )
     verdicts: Counter[str] = Counter()
     failures = untrusted = 0
     started = time.monotonic()
@@ -137,7 +246,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
             bad = (
                 BadMode(args.bad)
                 if args.bad
-                else MIX[(n // 4) % len(MIX)]
+                else mix[(n // 4) % len(mix)]
                 if args.mix and n % 4 == 3
                 else None
             )
@@ -150,6 +259,9 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
                     json.dumps({"job": job.id, "error": exc.code, "detail": exc.detail}), flush=True
                 )
                 continue
+            except (NsmUnavailable, TsmError) as exc:
+                print(f"attest-ledger worker run: {exc}", file=sys.stderr)
+                return EXIT_USAGE
             verdict = receipt["verdict"]
             verdicts[verdict["status"]] += 1
             untrusted += verdict.get("error") == "untrusted_root"
@@ -177,11 +289,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         f"{failures} refused; {client.retried} retries",
         file=sys.stderr,
     )
-    if untrusted and not args.device:
+    if untrusted and attesters.root is not None:
         print(
-            f"worker: {untrusted} documents were judged untrusted_root: the service does not "
-            "trust this worker's simulated root; pass --simulated-pki with the directory whose "
-            "root.pem the service trusts (ATTEST_LEDGER_TRUST_ROOT)",
+            f"worker: {untrusted} submissions were judged untrusted_root: the service does not "
+            f"trust this worker's simulated root; pass {attesters.option} with the directory "
+            f"whose root the service trusts (this worker's: {attesters.root})",
             file=sys.stderr,
         )
     return EXIT_OK if failures == 0 else EXIT_REJECTED

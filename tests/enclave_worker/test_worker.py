@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from enclave_worker.attester import NitroAttester
 from enclave_worker.binding import bind_result, result_hash_text
 from enclave_worker.client import LedgerClient, ServiceError
 from enclave_worker.job import BadMode, Job, JobRunner, compute
@@ -106,7 +107,9 @@ def test_the_job_runner_binds_and_submits(sim_nsm) -> None:
         submitted["key"] = request.headers.get("Idempotency-Key")
         return httpx.Response(201, json={"entry": {"index": 0}, "verdict": {}})
 
-    runner = JobRunner(LedgerClient("http://service", "tok", transport=service(handler)), sim_nsm)
+    runner = JobRunner(
+        LedgerClient("http://service", "tok", transport=service(handler)), NitroAttester(sim_nsm)
+    )
     runner.run(Job("job-1", b"an input"))
     import base64
 
@@ -121,7 +124,9 @@ def test_bad_modes_that_need_a_second_nsm_say_so(sim_nsm) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(201, json={"challenges": [{"nonce": "ab" * 32}]})
 
-    runner = JobRunner(LedgerClient("http://service", "tok", transport=service(handler)), sim_nsm)
+    runner = JobRunner(
+        LedgerClient("http://service", "tok", transport=service(handler)), NitroAttester(sim_nsm)
+    )
     with pytest.raises(ValueError, match="needs a second"):
         runner.run(Job("j", b"i"), BadMode.WRONG_IMAGE)
 
