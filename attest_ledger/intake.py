@@ -93,12 +93,17 @@ class Client:
 
 @dataclass(frozen=True)
 class Submission:
+    #: the evidence itself (a Nitro document, an SNP report...)
     document: bytes
     result_hash: ResultHash
     job: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     #: SHA-256 of the request as sent, to tell an idempotent retry from a reused key.
     request_sha256: bytes = b""
+    #: the evidence kind (verifier registry name)
+    kind: str = "aws-nitro-enclave"
+    #: (kind, bytes) of what came with the evidence: certificates, CRLs...
+    endorsements: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)

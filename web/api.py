@@ -56,6 +56,14 @@ __all__ = ["MAX_INDEX", "bp"]
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 _MAX_JOB_BYTES = 4096
+#: evidence of any kind as submitted (an SNP report is 1184 bytes, a Nitro document 16 KiB)
+MAX_SUBMITTED_EVIDENCE = 32 * 1024
+MAX_SUBMITTED_ENDORSEMENTS = 8
+MAX_ENDORSEMENT_BYTES = 16 * 1024
+_ENDORSEMENT_KIND = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+NITRO_ENCLAVE = "aws-nitro-enclave"
+#: the evidence kinds a submission may carry
+EVIDENCE_KINDS = ("aws-nitro-enclave", "amd-sev-snp")
 _MAX_CHALLENGES = 100
 _IDEMPOTENCY_KEY_CHARS = 200
 #: the largest index or tree size (PostgreSQL's bigint); a larger index matches no route (404)
@@ -149,27 +157,75 @@ def submit_attestation() -> tuple[Response, int]:
     return jsonify(_receipt_json(receipt)), status
 
 
+def _base64_field(name: str, value: Any, limit: int) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise Problem(400, "malformed_request", f"{name} must be a base64 string")
+    if len(value) > (limit * 4) // 3 + 8:
+        raise Problem(413, "payload_too_large", f"{name} is larger than {limit} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(400, "malformed_request", f"{name} is not valid base64") from None
+
+
+def _parse_evidence(body: dict[str, Any]) -> tuple[str, bytes, tuple[tuple[str, bytes], ...]]:
+    """(kind, evidence, endorsements): from ``evidence`` (any kind), or from
+    ``attestation_document`` (a Nitro document, the original form)."""
+    if ("evidence" in body) == ("attestation_document" in body):
+        raise Problem(
+            400, "malformed_request", "give either evidence or attestation_document (not both)"
+        )
+    if "attestation_document" in body:
+        document = _base64_field(
+            "attestation_document", body["attestation_document"], MAX_EVIDENCE_BYTES
+        )
+        return NITRO_ENCLAVE, document, ()
+    evidence = body["evidence"]
+    if not isinstance(evidence, dict) or set(evidence) - {"kind", "data", "endorsements"}:
+        raise Problem(
+            400, "malformed_request", "evidence must be an object: kind, data, endorsements"
+        )
+    kind = evidence.get("kind")
+    if kind not in EVIDENCE_KINDS:
+        raise Problem(
+            400,
+            "malformed_request",
+            f"evidence.kind must be one of {', '.join(EVIDENCE_KINDS)}",
+        )
+    data = _base64_field("evidence.data", evidence.get("data"), MAX_SUBMITTED_EVIDENCE)
+    listed = evidence.get("endorsements", [])
+    if not isinstance(listed, list) or len(listed) > MAX_SUBMITTED_ENDORSEMENTS:
+        raise Problem(
+            400,
+            "malformed_request",
+            f"evidence.endorsements must be a list of at most {MAX_SUBMITTED_ENDORSEMENTS}",
+        )
+    endorsements = []
+    for n, item in enumerate(listed):
+        name = f"evidence.endorsements[{n}]"
+        if not isinstance(item, dict) or set(item) != {"kind", "data"}:
+            raise Problem(400, "malformed_request", f"{name} must be an object: kind, data")
+        if not isinstance(item["kind"], str) or not _ENDORSEMENT_KIND.fullmatch(item["kind"]):
+            raise Problem(400, "malformed_request", f"{name}.kind must be a short lowercase name")
+        endorsements.append(
+            (item["kind"], _base64_field(f"{name}.data", item["data"], MAX_ENDORSEMENT_BYTES))
+        )
+    return kind, data, tuple(endorsements)
+
+
 def _parse_submission(body: dict[str, Any]) -> Submission:
-    unknown = set(body) - {"attestation_document", "result_hash", "job", "idempotency_key"}
+    unknown = set(body) - {
+        "attestation_document",
+        "evidence",
+        "result_hash",
+        "job",
+        "idempotency_key",
+    }
     if unknown:
         raise Problem(
             400, "malformed_request", f"unknown field(s): {', '.join(sorted(unknown))[:100]}"
         )
-    encoded = body.get("attestation_document")
-    if not isinstance(encoded, str) or not encoded:
-        raise Problem(400, "malformed_request", "attestation_document must be a base64 string")
-    if len(encoded) > (MAX_EVIDENCE_BYTES * 4) // 3 + 8:
-        raise Problem(
-            413,
-            "payload_too_large",
-            f"the attestation document is larger than {MAX_EVIDENCE_BYTES} bytes",
-        )
-    try:
-        document = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise Problem(
-            400, "malformed_request", "attestation_document is not valid base64"
-        ) from None
+    kind, document, endorsements = _parse_evidence(body)
     hash_text = body.get("result_hash")
     if not isinstance(hash_text, str):
         raise Problem(400, "malformed_request", "result_hash must be a string like 'sha256:<hex>'")
@@ -198,10 +254,15 @@ def _parse_submission(body: dict[str, Any]) -> Submission:
             "malformed_request",
             f"the idempotency key must be 1-{_IDEMPOTENCY_KEY_CHARS} printable characters",
         )
-    request_digest = hashlib.sha256(
-        canonical_json({"document": encoded, "result_hash": hash_text, "job": job})
-    ).digest()
-    return Submission(document, result_hash, job, key, request_digest)
+    sent = {"result_hash": hash_text, "job": job}
+    if "attestation_document" in body:  # as before: a retry of either form is recognised
+        sent["document"] = body["attestation_document"]
+    else:
+        sent["evidence"] = body["evidence"]
+    request_digest = hashlib.sha256(canonical_json(sent)).digest()
+    return Submission(
+        document, result_hash, job, key, request_digest, kind=kind, endorsements=endorsements
+    )
 
 
 class _LatestCheckpoint:
