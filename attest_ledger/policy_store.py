@@ -1,8 +1,10 @@
 """The reference values in force, and their history in the ledger.
 
-Named enclave images (PCR sets), whether debug enclaves are allowed, the maximum document age
-and clock skew, and which workers may attest which images. Every change is made in one
-transaction with a ledger entry holding the complete policy after the change::
+Named reference images of every evidence kind (a Nitro enclave's PCR set; an SEV-SNP guest's
+launch measurement and optional launch values), whether debug enclaves are allowed, the
+maximum document age and clock skew, each scheme's own settings (for SEV-SNP: debug, SMT,
+migration agent, VMPL, minimum TCB), and which workers may attest which images. Every change
+is made in one transaction with a ledger entry holding the complete policy after the change::
 
     {"kind": "policy", "change": {...}, "policy": {...}, "policy_sha256": "<hex>"}
 
@@ -25,7 +27,14 @@ from sqlalchemy.orm import Session
 from attest_ledger.models import ApiClient, PolicyImage, PolicySettings, WorkerImage
 from ledger.append import append
 from ledger.entry import NewEntry, canonical_json
-from verifier import Policy, PolicyInvalid, ReferenceImage
+from verifier import (
+    EvidenceKind,
+    Policy,
+    PolicyInvalid,
+    ReferenceImage,
+    SchemePolicy,
+    SnpPolicy,
+)
 
 __all__ = ["PolicyConfig", "PolicyError", "PolicyStore"]
 
@@ -36,28 +45,72 @@ class PolicyError(Exception):
     """A policy change that cannot be made (unknown image or worker, bad PCR value...)."""
 
 
+NITRO = str(EvidenceKind.AWS_NITRO_ENCLAVE)
+SNP = str(EvidenceKind.AMD_SEV_SNP)
+#: An SEV-SNP image's reference values: the measurement, and these if given (hex).
+SNP_IMAGE_FIELDS = (
+    "measurement",
+    "host_data",
+    "id_key_digest",
+    "author_key_digest",
+    "family_id",
+    "image_id",
+)
+#: SEV-SNP settings and their defaults (verifier.snp.policy's JSON form).
+SNP_DEFAULTS: Mapping[str, Any] = {
+    "allow_debug": False,
+    "allow_smt": True,
+    "allow_migration_agent": False,
+    "max_vmpl": 0,
+    "min_tcb": {},
+}
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
+    #: Nitro enclave images: name -> PCR index -> value
     images: Mapping[str, Mapping[int, bytes]]
     allow_debug: bool
     max_age_seconds: int | None
     clock_skew_seconds: int
     workers: Mapping[str, frozenset[str]]
     revision_entry: int | None
-    _compiled: dict[str, Policy | None] = field(default_factory=dict, compare=False, repr=False)
+    #: images of the other evidence kinds: name -> (kind, reference values as JSON)
+    references: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: each other kind's settings (SEV-SNP: SNP_DEFAULTS's keys), as JSON
+    schemes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    _compiled: dict[tuple[str, str], SchemePolicy | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def snapshot(self) -> dict[str, Any]:
-        """The complete policy as JSON, in canonical order."""
-        return {
-            "images": [
-                {"name": name, "pcrs": {str(i): v.hex() for i, v in sorted(pcrs.items())}}
-                for name, pcrs in sorted(self.images.items())
-            ],
+        """The complete policy as JSON, in canonical order. A Nitro-only policy is written
+        exactly as before there were other kinds (its digest is unchanged)."""
+        images: list[dict[str, Any]] = [
+            {"name": name, "pcrs": {str(i): v.hex() for i, v in sorted(pcrs.items())}}
+            for name, pcrs in self.images.items()
+        ]
+        images.extend(
+            {"name": name, "kind": kind, "reference": dict(reference)}
+            for name, (kind, reference) in self.references.items()
+        )
+        out: dict[str, Any] = {
+            "images": sorted(images, key=lambda image: str(image["name"])),
             "allow_debug": self.allow_debug,
             "max_age_seconds": self.max_age_seconds,
             "clock_skew_seconds": self.clock_skew_seconds,
             "workers": {worker: sorted(images) for worker, images in sorted(self.workers.items())},
         }
+        if self.schemes:
+            out["schemes"] = {kind: dict(v) for kind, v in sorted(self.schemes.items())}
+        return out
+
+    def kind_of(self, image: str) -> str | None:
+        """The evidence kind of the image ``image`` (None if there is no such image)."""
+        if image in self.images:
+            return NITRO
+        found = self.references.get(image)
+        return found[0] if found is not None else None
 
     def digest(self) -> str:
         return hashlib.sha256(canonical_json(self.snapshot())).hexdigest()
@@ -66,40 +119,68 @@ class PolicyConfig:
     def from_snapshot(cls, snapshot: Mapping[str, Any], revision: int | None) -> PolicyConfig:
         """The policy a ledger entry recorded (the inverse of :meth:`snapshot`)."""
         try:
+            nitro, others = {}, {}
+            for image in snapshot["images"]:
+                if "kind" in image:
+                    others[image["name"]] = (str(image["kind"]), dict(image["reference"]))
+                else:
+                    nitro[image["name"]] = {
+                        int(i): bytes.fromhex(v) for i, v in image["pcrs"].items()
+                    }
             return cls(
-                images={
-                    image["name"]: {int(i): bytes.fromhex(v) for i, v in image["pcrs"].items()}
-                    for image in snapshot["images"]
-                },
+                images=nitro,
                 allow_debug=bool(snapshot["allow_debug"]),
                 max_age_seconds=snapshot["max_age_seconds"],
                 clock_skew_seconds=int(snapshot["clock_skew_seconds"]),
                 workers={w: frozenset(names) for w, names in snapshot["workers"].items()},
                 revision_entry=revision,
+                references=others,
+                schemes={k: dict(v) for k, v in snapshot.get("schemes", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PolicyError(f"not a recorded policy: {exc}") from None
 
-    def for_worker(self, worker: str) -> Policy | None:
-        """The verifier policy for ``worker``: the images it may attest. None if it may attest
-        none (the verifier refuses an empty policy, and so do we: fail closed)."""
-        if worker not in self._compiled:
+    def for_worker(self, worker: str, kind: str = NITRO) -> SchemePolicy | None:
+        """The verifier policy for ``worker`` judging evidence of ``kind``: the images of that
+        kind it may attest. None if it may attest none (the verifier refuses an empty
+        policy, and so do we: fail closed)."""
+        key = (worker, kind)
+        if key not in self._compiled:
             names = sorted(self.workers.get(worker, ()))
-            images = tuple(ReferenceImage(name, dict(self.images[name])) for name in names)
-            self._compiled[worker] = (
-                Policy(
-                    name=f"worker:{worker}",
-                    images=images,
-                    allow_debug=self.allow_debug,
-                    max_age=None
-                    if self.max_age_seconds is None
-                    else timedelta(seconds=self.max_age_seconds),
-                    clock_skew=timedelta(seconds=self.clock_skew_seconds),
-                )
-                if images
+            self._compiled[key] = (
+                self._nitro(worker, [n for n in names if n in self.images])
+                if kind in (NITRO, str(EvidenceKind.AWS_NITRO_TPM))
+                else self._snp(worker, [n for n in names if self.kind_of(n) == SNP])
+                if kind == SNP
                 else None
             )
-        return self._compiled[worker]
+        return self._compiled[key]
+
+    def _nitro(self, worker: str, names: list[str]) -> Policy | None:
+        if not names:
+            return None
+        return Policy(
+            name=f"worker:{worker}",
+            images=tuple(ReferenceImage(name, dict(self.images[name])) for name in names),
+            allow_debug=self.allow_debug,
+            max_age=None
+            if self.max_age_seconds is None
+            else timedelta(seconds=self.max_age_seconds),
+            clock_skew=timedelta(seconds=self.clock_skew_seconds),
+        )
+
+    def _snp(self, worker: str, names: list[str]) -> SchemePolicy | None:
+        if not names:
+            return None
+        return SnpPolicy.from_dict(
+            {
+                "name": f"worker:{worker}",
+                "evidence_kind": SNP,
+                "images": [{"name": n, **self.references[n][1]} for n in names],
+                **{**SNP_DEFAULTS, **self.schemes.get(SNP, {})},
+                "clock_skew_seconds": self.clock_skew_seconds,
+            }
+        )
 
 
 class PolicyStore:
@@ -136,6 +217,62 @@ class PolicyStore:
         session.add(PolicyImage(name=name, pcrs={str(i): v.hex() for i, v in sorted(pcrs.items())}))
         session.flush()
         return _record(session, {"action": "image_added", "image": name})
+
+    def add_reference(
+        self, session: Session, name: str, kind: str, reference: Mapping[str, str]
+    ) -> int:
+        """Add a reference image of another evidence kind than Nitro's (SEV-SNP: a launch
+        measurement and optionally host_data, id_key_digest, author_key_digest, family_id,
+        image_id, in hex)."""
+        if not _IMAGE_NAME.fullmatch(name):
+            raise PolicyError("an image name is 1-64 letters, digits, '.', '_' or '-'")
+        if kind != SNP:
+            raise PolicyError(f"reference images of kind {kind!r} cannot be kept yet")
+        values = {k: v.lower() for k, v in reference.items() if v is not None}
+        unknown = set(values) - set(SNP_IMAGE_FIELDS)
+        if unknown or "measurement" not in values:
+            raise PolicyError(
+                "an SEV-SNP image has a measurement and may have "
+                + ", ".join(SNP_IMAGE_FIELDS[1:])
+            )
+        try:  # the verifier's own rules decide what a valid image is
+            SnpPolicy.from_dict(
+                {"name": "check", "evidence_kind": SNP, "images": [{"name": name, **values}]}
+            )
+        except PolicyInvalid as exc:
+            raise PolicyError(exc.message) from None
+        if session.get(PolicyImage, name) is not None:
+            raise PolicyError(f"image {name!r} exists; remove it first to change it")
+        session.add(PolicyImage(name=name, evidence_kind=kind, pcrs={}, reference=values))
+        session.flush()
+        return _record(session, {"action": "image_added", "image": name, "kind": kind})
+
+    def set_scheme_options(self, session: Session, kind: str, **values: Any) -> int:
+        """Change settings of one evidence kind (SEV-SNP: SNP_DEFAULTS's keys)."""
+        if kind != SNP:
+            raise PolicyError(f"evidence kind {kind!r} has no settings of its own")
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            raise PolicyError("nothing to change")
+        if set(values) - set(SNP_DEFAULTS):
+            raise PolicyError(f"SEV-SNP settings are {', '.join(SNP_DEFAULTS)}")
+        settings = session.execute(select(PolicySettings).where(PolicySettings.id == 1)).scalar_one()
+        schemes = {k: dict(v) for k, v in settings.schemes.items()}
+        merged = {**SNP_DEFAULTS, **schemes.get(kind, {}), **values}
+        try:  # checked by the verifier's rules, with a placeholder image
+            SnpPolicy.from_dict(
+                {
+                    "name": "check",
+                    "evidence_kind": SNP,
+                    "images": [{"name": "check", "measurement": "00" * 48}],
+                    **merged,
+                }
+            )
+        except PolicyInvalid as exc:
+            raise PolicyError(exc.message) from None
+        schemes[kind] = merged
+        session.execute(update(PolicySettings).where(PolicySettings.id == 1).values(schemes=schemes))
+        return _record(session, {"action": "options_set", "kind": kind, **values})
 
     def remove_image(self, session: Session, name: str) -> int:
         if session.get(PolicyImage, name) is None:
@@ -200,10 +337,12 @@ def _worker(session: Session, name: str) -> ApiClient:
 
 def load(session: Session) -> PolicyConfig:
     settings = session.execute(select(PolicySettings).where(PolicySettings.id == 1)).scalar_one()
-    images = {
-        image.name: {int(i): bytes.fromhex(v) for i, v in image.pcrs.items()}
-        for image in session.execute(select(PolicyImage)).scalars()
-    }
+    images, references = {}, {}
+    for image in session.execute(select(PolicyImage)).scalars():
+        if image.evidence_kind == NITRO:
+            images[image.name] = {int(i): bytes.fromhex(v) for i, v in image.pcrs.items()}
+        else:
+            references[image.name] = (image.evidence_kind, dict(image.reference))
     workers: dict[str, set[str]] = {}
     for name, image in session.execute(
         select(ApiClient.name, WorkerImage.image_name).join(
@@ -218,6 +357,8 @@ def load(session: Session) -> PolicyConfig:
         clock_skew_seconds=settings.clock_skew_seconds,
         workers={k: frozenset(v) for k, v in workers.items()},
         revision_entry=settings.revision_entry,
+        references=references,
+        schemes={k: dict(v) for k, v in settings.schemes.items()},
     )
 
 
