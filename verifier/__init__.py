@@ -13,9 +13,6 @@ Every failure raises a :class:`VerifierError` with a stable ``code``.
 """
 
 from verifier.binding import RESULT_BINDING_PREFIX, ResultHash
-from verifier.chain import CertificateInfo
-from verifier.cose import MAX_EVIDENCE_BYTES, COSESign1
-from verifier.document import AttestationDocument, EvidenceKind
 from verifier.errors import (
     CertificateExpired,
     CertificateNotYetValid,
@@ -29,10 +26,16 @@ from verifier.errors import (
     VerifierError,
     Violation,
 )
-from verifier.policy import Policy, ReferenceImage, UnsafeAcceptAnyPolicy, UnsafePolicyWarning
-from verifier.result import AttestationResult, PCRAppraisal, Status, TimeBasis
-from verifier.trust import AWS_NITRO_ROOT_G1_SHA256, TrustAnchor, aws_nitro_root_g1
-from verifier.verify import DOCUMENT_TIME, NitroVerifier, parse_evidence
+from verifier.nitro.claims import PCRAppraisal
+from verifier.nitro.cose import MAX_EVIDENCE_BYTES, COSESign1
+from verifier.nitro.document import AttestationDocument
+from verifier.nitro.policy import Policy, ReferenceImage, UnsafeAcceptAnyPolicy
+from verifier.nitro.trust import AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root_g1
+from verifier.nitro.verify import DOCUMENT_TIME, NitroVerifier, parse_evidence
+from verifier.policy import UnsafePolicyWarning
+from verifier.result import AttestationResult, Status, TimeBasis
+from verifier.scheme import EvidenceKind
+from verifier.x509 import CertificateInfo, TrustAnchor
 
 __all__ = [
     "AWS_NITRO_ROOT_G1_SHA256",

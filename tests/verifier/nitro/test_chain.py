@@ -295,7 +295,7 @@ class TestLinkCache:
             )
 
     def test_cache_is_bounded(self) -> None:
-        from verifier.chain import LinkCache
+        from verifier.nitro.chain import LinkCache
 
         cache = LinkCache(maxsize=2)
         for i in range(5):
@@ -364,7 +364,7 @@ def test_non_positive_serial_is_rejected(sim_pki, serial) -> None:
 def test_a_warm_verifier_checks_exactly_two_signatures_per_document(sim_pki, monkeypatch) -> None:
     """The promise behind the benchmark: with the CA links cached, each document still costs
     the leaf link and the COSE signature, and nothing is taken on trust from the cache."""
-    from verifier import chain, cose
+    from verifier.nitro import chain, cose
 
     nsm = simulated_nsm(sim_pki)
     verifier = NitroVerifier(trust_anchor=anchor_for(sim_pki))
