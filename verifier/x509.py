@@ -42,6 +42,7 @@ __all__ = [
     "check_validity",
     "first_line",
     "load_der_certificate",
+    "load_der_crl",
     "serial_number_text",
 ]
 
@@ -61,6 +62,7 @@ CERTIFICATE_PARSE_ERRORS = (
 AnchorKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 _MIN_RSA_BITS = 2048
 _SERIAL_WARNING = "Parsed a serial number which wasn't positive"
+_NAME_LENGTH_WARNING = "Attribute's length must be"
 #: warnings.catch_warnings changes process-wide state: one loader at a time.
 _TOLERANT_LOAD = threading.Lock()
 
@@ -178,20 +180,49 @@ def load_der_certificate(der: bytes, *, allow_zero_serial: bool = False) -> x509
     """Load a DER certificate; raises ``ValueError`` (or another of
     :data:`CERTIFICATE_PARSE_ERRORS`) if it does not parse.
 
-    AMD issues every VCEK and VLEK with serial number 0, which RFC 5280 forbids and for which
-    cryptography 48-50 emit a ``CryptographyDeprecationWarning`` (at load and again when the
-    serial is read). With ``allow_zero_serial`` exactly that warning is silenced while the
-    certificate is loaded and its serial read; nothing else is, and it never escapes.
+    Two of cryptography's warnings are handled here, so that neither escapes as a warning
+    (nor, where warnings are errors, as an exception of another type):
+
+    * a name attribute of the wrong length (a country name that is not two letters, a common
+      name over 64 characters): cryptography warns each time the name is read; here such a
+      certificate is refused with ``ValueError``, once, at load;
+    * with ``allow_zero_serial``, a serial number of 0, with which AMD issues every VCEK and
+      VLEK and which RFC 5280 forbids: cryptography 48-50 warn (at load and when the serial
+      is read); exactly that warning is silenced while the certificate is loaded and its
+      serial read. Without it, the warning goes on to the caller as before.
+
+    ``warnings.catch_warnings`` changes process-wide state, so loads are serialised; callers
+    cache what they load, so this is the cold path.
     """
-    if not allow_zero_serial:
-        return x509.load_der_x509_certificate(der)
     with _TOLERANT_LOAD, warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=_SERIAL_WARNING, category=CryptographyDeprecationWarning
-        )
-        certificate = x509.load_der_x509_certificate(der)
-        _ = certificate.serial_number  # warns once more; read it here, where it is silenced
+        warnings.filterwarnings("error", message=_NAME_LENGTH_WARNING, category=UserWarning)
+        if allow_zero_serial:
+            warnings.filterwarnings(
+                "ignore", message=_SERIAL_WARNING, category=CryptographyDeprecationWarning
+            )
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+            if allow_zero_serial:
+                _ = certificate.serial_number  # warns once more; read here, where it is silenced
+            _ = certificate.subject, certificate.issuer  # names are parsed when read
+        except UserWarning as exc:
+            if isinstance(exc, CryptographyDeprecationWarning):
+                raise
+            raise ValueError(f"invalid name: {first_line(exc)}") from None
         return certificate
+
+
+def load_der_crl(der: bytes) -> x509.CertificateRevocationList:
+    """Load a DER CRL; a name attribute of the wrong length is refused with ``ValueError`` as
+    in :func:`load_der_certificate`."""
+    with _TOLERANT_LOAD, warnings.catch_warnings():
+        warnings.filterwarnings("error", message=_NAME_LENGTH_WARNING, category=UserWarning)
+        try:
+            crl = x509.load_der_x509_crl(der)
+            _ = crl.issuer
+        except UserWarning as exc:
+            raise ValueError(f"invalid name: {first_line(exc)}") from None
+        return crl
 
 
 def serial_number_text(certificate: x509.Certificate) -> str:

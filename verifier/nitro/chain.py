@@ -44,6 +44,7 @@ from verifier.x509 import (
     TrustAnchor,
     check_validity,
     first_line,
+    load_der_certificate,
 )
 
 __all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "describe_path", "verify_chain"]
@@ -176,9 +177,9 @@ def _inspect_link(
     cas_below: int | None,
 ) -> _CheckedCertificate:
     try:
-        certificate = x509.load_der_x509_certificate(der)
-    except (ValueError, x509.InvalidVersion):
-        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate") from None
+        certificate = load_der_certificate(der)
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate ({first_line(exc)})") from None
     if certificate.serial_number <= 0:
         raise ChainInvalid(f"{name}: serial number must be positive (RFC 5280)")
     if certificate.version is not x509.Version.v3:
@@ -262,7 +263,7 @@ def describe_path(cabundle: tuple[bytes, ...], certificate: bytes) -> list[Certi
     out: list[CertificateInfo | str] = []
     for position, der in enumerate(ders):
         try:
-            parsed = x509.load_der_x509_certificate(der)
+            parsed = load_der_certificate(der)
             out.append(
                 _info(parsed, der, position, len(ders), issuer=parsed.issuer.rfc4514_string())
             )
