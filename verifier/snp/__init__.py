@@ -6,6 +6,7 @@ and TCB) or a VLEK (per cloud provider), chained to AMD's root key of the produc
     report.py     the 1184-byte ATTESTATION_REPORT, parsed strictly by its layout
     product.py    product lines (Milan, Genoa, Turin): CPUID, productName, TCB layout
     vek.py        the VCEK/VLEK certificate and its AMD extensions (SPLs, hwID, cspID)
+    endorsements.py  which AMD endorsement an unlabelled certificate or CRL is
     roots.py      the pinned ARKs and their ASK/ASVK (roots/), checked at load
     chain.py      ARK -> ASK/ASVK -> VCEK/VLEK at the verification time, and CRLs
     policy.py     reference images (measurement, host_data, ID keys), guest policy, VMPL,
@@ -16,6 +17,7 @@ and TCB) or a VLEK (per cloud provider), chained to AMD's root key of the produc
 """
 
 from verifier.snp.claims import SnpClaims
+from verifier.snp.endorsements import endorsement_kind_of
 from verifier.snp.policy import SnpPolicy, SnpReferenceImage, UnsafeAcceptAnySnpPolicy
 from verifier.snp.product import ProductLine, TcbVersion
 from verifier.snp.report import REPORT_BYTES, AttestationReport, GuestPolicy, SigningKey
@@ -38,6 +40,7 @@ __all__ = [
     "UnsafeAcceptAnySnpPolicy",
     "Vek",
     "amd_trust_store",
+    "endorsement_kind_of",
     "parse_report",
     "parse_vek",
 ]
