@@ -29,7 +29,7 @@ from verifier import (
     VerifierError,
     parse_evidence,
 )
-from verifier.chain import describe_path
+from verifier.nitro.chain import describe_path
 
 __all__ = [
     "SERVICE_STATE_CODES",

@@ -1,18 +1,29 @@
-"""The binding of a job's result hash into the attestation document's ``user_data``.
+"""The binding of a challenge nonce and a job's result hash into the evidence.
 
-An attester proves "this enclave computed this result" by asking its NSM for a document whose
-``user_data`` is exactly::
+**Nitro** (``user_data``). An attester proves "this enclave computed this result" by asking
+its NSM for a document whose ``user_data`` is exactly::
 
     user_data = b"attestation-ledger:result:v1:" || algorithm || b":" || digest
 
 where ``algorithm`` is the ASCII name ``sha256``, ``sha384`` or ``sha512`` and ``digest`` is
-the raw (not hex) hash of the result, 32, 48 or 64 bytes long. For SHA-256 that is 69 bytes.
+the raw (not hex) hash of the result, 32, 48 or 64 bytes long. For SHA-256 that is 68 bytes.
 
 Why this shape: the prefix separates our binding from any other use of ``user_data`` and
 carries a version for later change; naming the algorithm makes the digest length, and so the
 whole value, unambiguous; the digest is embedded rather than hashed again so that an auditor
 reading a document sees the result hash itself. The comparison is of the whole value, in
-constant time.
+constant time. The nonce travels in the document's own ``nonce`` field.
+
+**64 bytes of report data** (SEV-SNP's ``report_data`` now, TDX's later). The evidence has
+one 64-byte field for both, so::
+
+    report_data = nonce (32 bytes, the service's challenge)
+                  || SHA-256(b"attestation-ledger:result:v1:" || algorithm || b":" || digest)
+
+the challenge as is in the first half, and in the second the SHA-256 of exactly the bytes
+Nitro puts in ``user_data``: one definition of the binding for every scheme, and the nonce
+readable in the evidence. Each half is checked on its own (a nonce or a result hash that is
+not given is not checked), in constant time. :func:`report_data` builds the 64 bytes.
 """
 
 from __future__ import annotations
@@ -20,9 +31,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["RESULT_BINDING_PREFIX", "ResultHash"]
+__all__ = [
+    "REPORT_DATA_BYTES",
+    "REPORT_DATA_NONCE_BYTES",
+    "RESULT_BINDING_PREFIX",
+    "ResultHash",
+    "report_data",
+]
 
 RESULT_BINDING_PREFIX = b"attestation-ledger:result:v1:"
+REPORT_DATA_BYTES = 64
+#: The service's challenges are 32 random bytes: the first half of report_data.
+REPORT_DATA_NONCE_BYTES = 32
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 
@@ -72,3 +92,20 @@ class ResultHash:
     def user_data(self) -> bytes:
         """The exact ``user_data`` that binds this result hash (see the module docstring)."""
         return RESULT_BINDING_PREFIX + self.algorithm.encode("ascii") + b":" + self.digest
+
+    def report_data_half(self) -> bytes:
+        """The second half of a 64-byte report_data: SHA-256 of :meth:`user_data`."""
+        return hashlib.sha256(self.user_data()).digest()
+
+
+def report_data(nonce: bytes, result_hash: ResultHash) -> bytes:
+    """The exact 64-byte report_data that binds ``nonce`` (32 bytes) and ``result_hash``.
+
+    Raises ``ValueError`` for a nonce of another length: the layout has room for 32 bytes.
+    """
+    if len(nonce) != REPORT_DATA_NONCE_BYTES:
+        raise ValueError(
+            f"report_data binding: the nonce must be {REPORT_DATA_NONCE_BYTES} bytes, "
+            f"found {len(nonce)}"
+        )
+    return nonce + result_hash.report_data_half()

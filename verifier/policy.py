@@ -1,28 +1,13 @@
-"""Appraisal policy: reference values and freshness rules (RFC 9334's "Reference Values").
+"""The appraisal policy base that every scheme's policy builds on (RFC 9334's "Reference
+Values" and the rules around them).
 
-A :class:`Policy` names one or more acceptable enclave images. Each image lists the PCR values
-it expects, by index; a document matches an image when every listed PCR is equal. Other
-settings: the kind of evidence accepted, whether debug-mode enclaves (PCR0 all zero) are
-allowed, the maximum age of a document and the clock skew tolerated.
-
-Fail closed: a policy without images is refused (:class:`~verifier.errors.PolicyInvalid`).
-Accepting any measurement needs :class:`UnsafeAcceptAnyPolicy`, which says so in its name,
-warns when constructed, and makes every result at best ``warning``.
-
-The JSON form (``--policy FILE``, and what the ledger records)::
-
-    {
-      "name": "inference-prod",
-      "evidence_kind": "aws-nitro-enclave",
-      "images": [
-        {"name": "inference-v1.4", "pcrs": {"0": "<96 hex>", "1": "<96 hex>", "2": "<96 hex>"}}
-      ],
-      "allow_debug": false,
-      "max_age_seconds": 300,
-      "clock_skew_seconds": 60
-    }
-
-``{"unsafe_accept_any": true}`` (with no images) builds an :class:`UnsafeAcceptAnyPolicy`.
+A scheme's policy (:class:`verifier.nitro.policy.Policy`, :class:`verifier.snp.policy.SnpPolicy`)
+names the evidence kind it judges, the named reference images it accepts and its own rules.
+What they share is here: a name, a kind, the clock skew tolerated, a canonical JSON form
+whose SHA-256 identifies the exact policy that judged a piece of evidence (``policy_id``),
+and the fail-closed convention: a policy without reference values is refused, and the only
+way to accept any measurement is a class whose name starts with ``UnsafeAcceptAny`` and
+which warns with :class:`UnsafePolicyWarning` when constructed.
 """
 
 from __future__ import annotations
@@ -30,245 +15,91 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
 from datetime import timedelta
-from types import MappingProxyType
 from typing import Any, ClassVar
 
-from verifier.document import PCR_BYTES, EvidenceKind
 from verifier.errors import PolicyInvalid
+from verifier.scheme import EvidenceKind
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
-    "DEFAULT_MAX_AGE",
-    "Policy",
-    "ReferenceImage",
-    "UnsafeAcceptAnyPolicy",
+    "MAX_POLICY_SECONDS",
+    "SchemePolicy",
     "UnsafePolicyWarning",
+    "canonical_digest",
+    "policy_bool",
+    "policy_hex",
+    "policy_seconds",
 ]
 
-DEFAULT_MAX_AGE = timedelta(minutes=5)
 DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
-_MAX_PCR_INDEX = 31
-_MAX_SECONDS = 10 * 365 * 86400
-_POLICY_KEYS = frozenset(
-    {
-        "name",
-        "evidence_kind",
-        "images",
-        "allow_debug",
-        "max_age_seconds",
-        "clock_skew_seconds",
-        "unsafe_accept_any",
-    }
-)
+MAX_POLICY_SECONDS = 10 * 365 * 86400
 
 
 class UnsafePolicyWarning(UserWarning):
     """Emitted whenever a policy that accepts any measurement is constructed."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReferenceImage:
-    """One acceptable enclave image: a name and the PCR values it must show."""
+class SchemePolicy(ABC):
+    """What the verifier needs of every policy. Subclasses are frozen dataclasses."""
 
     name: str
-    pcrs: Mapping[int, bytes]
+    evidence_kind: EvidenceKind
+    clock_skew: timedelta
 
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise PolicyInvalid("reference image: a non-empty name is required")
-        if not self.pcrs:
-            raise PolicyInvalid(f"reference image {self.name!r}: lists no PCR values")
-        for index, value in self.pcrs.items():
-            if isinstance(index, bool) or not 0 <= index <= _MAX_PCR_INDEX:
-                raise PolicyInvalid(
-                    f"reference image {self.name!r}: PCR index {index} is outside 0..31"
-                )
-            if len(value) != PCR_BYTES:
-                raise PolicyInvalid(
-                    f"reference image {self.name!r}: PCR{index} must be {PCR_BYTES} bytes"
-                )
-        object.__setattr__(self, "pcrs", MappingProxyType(dict(sorted(self.pcrs.items()))))
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "pcrs": {str(index): value.hex() for index, value in self.pcrs.items()},
-        }
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Reference values and freshness rules that authentic evidence must satisfy."""
-
-    name: str
-    images: tuple[ReferenceImage, ...]
-    evidence_kind: EvidenceKind = EvidenceKind.AWS_NITRO_ENCLAVE
-    allow_debug: bool = False
-    #: None means no age limit; only an explicit choice gives that.
-    max_age: timedelta | None = DEFAULT_MAX_AGE
-    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
-    _digest: str = field(init=False, repr=False, compare=False)
-
+    #: True only for the explicitly unsafe accept-any policies: results are at best warning.
     accepts_any_measurement: ClassVar[bool] = False
 
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise PolicyInvalid("policy: a non-empty name is required")
-        object.__setattr__(self, "images", tuple(self.images))
-        object.__setattr__(self, "evidence_kind", EvidenceKind(self.evidence_kind))
-        if self.accepts_any_measurement:
-            if self.images:
-                raise PolicyInvalid("an accept-any policy takes no reference images")
-        elif not self.images:
-            raise PolicyInvalid(
-                f"policy {self.name!r} lists no reference images; an empty policy would accept "
-                "any enclave. Use UnsafeAcceptAnyPolicy if that is really meant."
-            )
-        names = [image.name for image in self.images]
-        if len(set(names)) != len(names):
-            raise PolicyInvalid(f"policy {self.name!r}: reference image names must be unique")
-        if self.max_age is not None and self.max_age <= timedelta(0):
-            raise PolicyInvalid(f"policy {self.name!r}: max_age must be positive")
-        if self.clock_skew < timedelta(0):
-            raise PolicyInvalid(f"policy {self.name!r}: clock_skew must not be negative")
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        object.__setattr__(self, "_digest", hashlib.sha256(canonical.encode()).hexdigest())
-
     @property
+    @abstractmethod
     def digest(self) -> str:
         """SHA-256 of the canonical JSON form: what "the policy that judged it" points at."""
-        return self._digest
 
     @property
     def policy_id(self) -> str:
-        return f"{self.name}@sha256:{self._digest}"
+        return f"{self.name}@sha256:{self.digest}"
 
+    @abstractmethod
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "name": self.name,
-            "evidence_kind": str(self.evidence_kind),
-            "images": [image.to_dict() for image in self.images],
-            "allow_debug": self.allow_debug,
-            "max_age_seconds": None if self.max_age is None else self.max_age.total_seconds(),
-            "clock_skew_seconds": self.clock_skew.total_seconds(),
-        }
-        if self.accepts_any_measurement:
-            out["unsafe_accept_any"] = True
-        return out
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Policy:
-        """Parse the JSON form; raises :class:`PolicyInvalid` with the reason."""
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Policy:
-        if not isinstance(data, dict):
-            raise PolicyInvalid("policy: expected a JSON object")
-        unknown = sorted(set(data) - _POLICY_KEYS)
-        if unknown:
-            raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
-        unsafe = data.get("unsafe_accept_any", False)
-        if not isinstance(unsafe, bool):
-            raise PolicyInvalid("policy: 'unsafe_accept_any' must be true or false")
-        kind_text = data.get("evidence_kind", str(EvidenceKind.AWS_NITRO_ENCLAVE))
-        try:
-            kind = EvidenceKind(kind_text)
-        except ValueError:
-            choices = ", ".join(k.value for k in EvidenceKind)
-            raise PolicyInvalid(f"policy: evidence_kind must be one of {choices}") from None
-        allow_debug = data.get("allow_debug", False)
-        if not isinstance(allow_debug, bool):
-            raise PolicyInvalid("policy: 'allow_debug' must be true or false")
-        max_age = (
-            None
-            if data.get("max_age_seconds", 0) is None
-            else _seconds(data, "max_age_seconds", DEFAULT_MAX_AGE)
-        )
-        clock_skew = _seconds(data, "clock_skew_seconds", DEFAULT_CLOCK_SKEW)
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
-        parsed = tuple(_image(item) for item in images)
-        if unsafe:
-            return UnsafeAcceptAnyPolicy(
-                name=data.get("name", UnsafeAcceptAnyPolicy.name),
-                images=parsed,
-                evidence_kind=kind,
-                allow_debug=allow_debug,
-                max_age=max_age,
-                clock_skew=clock_skew,
-            )
-        name = data.get("name")
-        if not isinstance(name, str):
-            raise PolicyInvalid("policy: 'name' must be a string")
-        return cls(
-            name=name,
-            images=parsed,
-            evidence_kind=kind,
-            allow_debug=allow_debug,
-            max_age=max_age,
-            clock_skew=clock_skew,
-        )
+        """The JSON form, as ``--policy FILE`` takes it and the ledger records it."""
 
 
-@dataclass(frozen=True)
-class UnsafeAcceptAnyPolicy(Policy):
-    """Accepts any PCR values. For exploration only: results are never better than ``warning``.
-
-    Debug-mode documents are still rejected unless ``allow_debug`` is set, and nonce, binding
-    and freshness are still checked.
-    """
-
-    name: str = "unsafe-accept-any"
-    images: tuple[ReferenceImage, ...] = ()
-
-    accepts_any_measurement: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        warnings.warn(
-            "UnsafeAcceptAnyPolicy accepts any enclave measurement; results are 'warning' at best",
-            UnsafePolicyWarning,
-            stacklevel=3,
-        )
-        super().__post_init__()
+def canonical_digest(data: dict[str, object]) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace) of a policy's dict form."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _seconds(data: dict[str, Any], key: str, default: timedelta) -> timedelta:
+def policy_seconds(data: dict[str, Any], key: str, default: timedelta) -> timedelta:
+    """A number of seconds between 0 and ten years, or ``default`` when the key is absent."""
     if key not in data:
         return default
     value = data[key]
     if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
         raise PolicyInvalid(f"policy: {key!r} must be a number of seconds")
-    if not 0 <= value <= _MAX_SECONDS:
-        raise PolicyInvalid(f"policy: {key!r} must be between 0 and {_MAX_SECONDS}")
+    if not 0 <= value <= MAX_POLICY_SECONDS:
+        raise PolicyInvalid(f"policy: {key!r} must be between 0 and {MAX_POLICY_SECONDS}")
     return timedelta(seconds=value)
 
 
-def _image(item: Any) -> ReferenceImage:
-    if not isinstance(item, dict) or set(item) != {"name", "pcrs"}:
-        raise PolicyInvalid("policy: each image must be an object with exactly 'name' and 'pcrs'")
-    name, pcrs = item["name"], item["pcrs"]
-    if not isinstance(name, str):
-        raise PolicyInvalid("policy: image 'name' must be a string")
-    if not isinstance(pcrs, dict):
-        raise PolicyInvalid(f"policy: image {name!r}: 'pcrs' must be an object")
-    values: dict[int, bytes] = {}
-    for key, hex_value in pcrs.items():
-        if not isinstance(key, str) or not key.isdigit() or len(key) > 2:
-            raise PolicyInvalid(f"policy: image {name!r}: PCR index {key!r} is not a number")
-        if not isinstance(hex_value, str):
-            raise PolicyInvalid(f"policy: image {name!r}: PCR{key} must be a hex string")
-        try:
-            values[int(key)] = bytes.fromhex(hex_value)
-        except ValueError:
-            raise PolicyInvalid(f"policy: image {name!r}: PCR{key} is not hexadecimal") from None
-    return ReferenceImage(name=name, pcrs=values)
+def policy_bool(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise PolicyInvalid(f"policy: {key!r} must be true or false")
+    return value
+
+
+def policy_hex(value: Any, size: int, what: str) -> bytes:
+    """Exactly ``size`` bytes written as hexadecimal (either case)."""
+    if not isinstance(value, str):
+        raise PolicyInvalid(f"policy: {what} must be a hex string")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise PolicyInvalid(f"policy: {what} is not hexadecimal") from None
+    if len(raw) != size:
+        raise PolicyInvalid(
+            f"policy: {what} must be {size} bytes ({2 * size} hex digits), found {len(raw)}"
+        )
+    return raw

@@ -1,35 +1,55 @@
-"""The attestation result, shaped after an IETF RATS EAR (draft-ietf-rats-ear).
+"""The one attestation result of every scheme, shaped after an IETF RATS EAR
+(draft-ietf-rats-ear).
 
-A result is returned only for authentic evidence: the chain reached the trust anchor and the
-COSE signature verified. Its ``status`` is the EAR tier:
+A result is returned only for authentic evidence: its signature verified and its
+endorsements chained to a trusted root. Its ``status`` is the EAR tier:
 
 * ``affirming``: every check of the policy passed;
 * ``warning``: authentic, but something was not appraised or was allowed by exception
-  (an accept-any policy, or a debug-mode enclave that the policy allows);
+  (an accept-any policy, or a debug-mode guest that the policy allows);
 * ``contraindicated``: authentic evidence that violates the policy. Such a result is never
   returned: it travels inside the :class:`~verifier.errors.PolicyViolation` that is raised.
 
-:meth:`AttestationResult.to_ear` gives the JSON-ready EAR form with an AR4SI trustworthiness
-vector (RATS trust tiers: 0 none, 2 affirming, 32 warning, 96 contraindicated).
+What differs between schemes is in ``claims`` (a typed object per scheme, with ``to_dict()``)
+and in the AR4SI trustworthiness vector the scheme derived from its checks.
+:meth:`AttestationResult.to_ear` gives the JSON-ready EAR form: one submod named after the
+evidence kind, with RATS trust tiers (0 none, 2 affirming, 32 warning, 96 contraindicated).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from verifier.chain import CertificateInfo
-from verifier.document import AttestationDocument, EvidenceKind
 from verifier.errors import Violation
-from verifier.policy import Policy
+from verifier.policy import SchemePolicy
+from verifier.scheme import Claims, EvidenceKind
 from verifier.timefmt import iso_utc
+from verifier.x509 import CertificateInfo
 
-__all__ = ["EAR_PROFILE", "AttestationResult", "PCRAppraisal", "Status", "TimeBasis"]
+if TYPE_CHECKING:
+    from verifier.nitro.claims import PCRAppraisal
+    from verifier.nitro.document import AttestationDocument
+
+__all__ = [
+    "AR4SI_TIERS",
+    "EAR_PROFILE",
+    "AttestationResult",
+    "Status",
+    "TimeBasis",
+    "UsedEndorsement",
+    "evidence_digest",
+]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
 VERIFIER_ID = {"developer": "attestation-ledger", "build": "attestation-ledger verifier 1"}
+#: RATS trust tiers (draft-ietf-rats-ar4si) by name.
+AR4SI_TIERS = {"none": 0, "affirming": 2, "warning": 32, "contraindicated": 96}
 
 
 class Status(enum.StrEnum):
@@ -43,44 +63,49 @@ class TimeBasis(enum.StrEnum):
 
     #: A time the caller gave: "now" at ingestion, or an explicit instant.
     GIVEN = "given"
-    #: The document's own signed timestamp (historical re-verification).
+    #: The document's own signed timestamp (historical re-verification; Nitro only).
     DOCUMENT = "document_timestamp"
 
 
-_TIER = {"none": 0, "affirming": 2, "warning": 32, "contraindicated": 96}
-
-
 @dataclass(frozen=True, slots=True)
-class PCRAppraisal:
-    """One PCR as the policy saw it."""
+class UsedEndorsement:
+    """One endorsement a verdict rests on: a certificate or CRL, by kind and SHA-256 of its
+    DER. ``origin`` says where it came from: ``"evidence"`` (it arrived with the evidence or
+    from the caller's store, so it must be kept with the entry), ``"pinned"`` (package data of
+    this verifier, pinned by hash) or ``"configured"`` (a trust anchor given explicitly)."""
 
-    index: int
-    value: bytes
-    #: Names of the reference images that list this index with exactly this value.
-    matched_images: tuple[str, ...]
-    #: True if some image lists this index (so it was appraised at all).
-    referenced: bool
+    kind: str
+    sha256: str
+    subject: str
+    origin: str
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "index": self.index,
-            "value": self.value.hex(),
-            "referenced": self.referenced,
-            "matched_images": list(self.matched_images),
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "subject": self.subject,
+            "origin": self.origin,
         }
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AttestationResult:
     status: Status
-    document: AttestationDocument
+    evidence_kind: EvidenceKind
     evidence_sha256: str
+    #: The scheme's typed claims (NitroClaims, SnpClaims), with ``to_dict()``.
+    claims: Claims
+    #: The certificate path, root first: Nitro's cabundle and signing certificate; SNP's ARK,
+    #: ASK or ASVK, and VCEK or VLEK.
     certificates: tuple[CertificateInfo, ...]
+    #: Everything outside the evidence the verdict rests on (empty for Nitro, whose chain is
+    #: inside the signed document).
+    endorsements: tuple[UsedEndorsement, ...]
     trust_anchor_name: str
     trust_anchor_sha256: str
-    policy: Policy
-    matched_image: str | None
-    pcr_appraisals: tuple[PCRAppraisal, ...]
+    policy: SchemePolicy
+    #: The name of the policy's reference image that matched, if any.
+    matched_reference: str | None
     violations: tuple[Violation, ...]
     #: Why the status is not simply affirming, or what was not evaluated.
     notes: tuple[str, ...]
@@ -88,75 +113,57 @@ class AttestationResult:
     time_basis: TimeBasis
     nonce_checked: bool
     result_binding_checked: bool
+    #: AR4SI claim -> tier name, as the scheme judged it (see trustworthiness_vector()).
+    trustworthiness: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trustworthiness", MappingProxyType(dict(self.trustworthiness)))
+
+    # --- what the Nitro result always had; properties over its claims -------------------
 
     @property
-    def evidence_kind(self) -> EvidenceKind:
-        return self.document.kind
+    def document(self) -> AttestationDocument:
+        """The Nitro attestation document (Nitro results only; see ``claims`` otherwise)."""
+        document: AttestationDocument | None = getattr(self.claims, "document", None)
+        if document is None:
+            raise AttributeError(f"an {self.evidence_kind} result has no Nitro document")
+        return document
+
+    @property
+    def pcr_appraisals(self) -> tuple[PCRAppraisal, ...]:
+        """Each PCR as the policy saw it (Nitro results; empty for other kinds)."""
+        appraisals: tuple[PCRAppraisal, ...] = getattr(self.claims, "pcr_appraisals", ())
+        return appraisals
+
+    @property
+    def matched_image(self) -> str | None:
+        return self.matched_reference
+
+    # --- EAR ------------------------------------------------------------------------------
 
     def trustworthiness_vector(self) -> dict[str, int]:
         """AR4SI claims this verifier can speak to, as RATS trust tiers."""
-        executables = (
-            "contraindicated"
-            if any(v.code in ("pcr_mismatch", "debug_mode") for v in self.violations)
-            else "warning"
-            if self.policy.accepts_any_measurement or self.document.is_debug
-            else "affirming"
-        )
-        freshness = (
-            "contraindicated"
-            if any(v.code.startswith(("nonce", "document_")) for v in self.violations)
-            else "affirming"
-            if self.nonce_checked
-            else "none"
-        )
-        sourced = (
-            "contraindicated"
-            if any(v.code.startswith("result_binding") for v in self.violations)
-            else "affirming"
-            if self.result_binding_checked
-            else "none"
-        )
-        vector = {
-            "hardware": "affirming",  # the chain reached the configured trust anchor
-            "instance-identity": "affirming",  # module_id is inside the signed payload
-            "executables": executables,
-            "sourced-data": sourced,
-            "runtime-opaque": freshness,
-        }
-        return {claim: _TIER[tier] for claim, tier in vector.items()}
-
-    def claims(self) -> dict[str, object]:
-        doc = self.document
-        return {
-            "evidence_kind": str(doc.kind),
-            "module_id": doc.module_id,
-            "timestamp": iso_utc(doc.timestamp),
-            "timestamp_ms": doc.timestamp_ms,
-            "digest": doc.digest,
-            "pcrs": {str(index): value.hex() for index, value in doc.pcrs.items()},
-            "debug_mode": doc.is_debug,
-            "user_data": _hex(doc.user_data),
-            "nonce": _hex(doc.nonce),
-            "public_key": _hex(doc.public_key),
-            "certificates": [info.to_dict() for info in self.certificates],
-        }
+        return {claim: AR4SI_TIERS[tier] for claim, tier in self.trustworthiness.items()}
 
     def to_ear(self) -> dict[str, object]:
         """The result as an EAR-shaped JSON object; our claims use an ``attestation-ledger.``
-        prefix."""
+        prefix. One submod, named after the evidence kind."""
+        claims = self.claims.to_dict()
+        claims["certificates"] = [info.to_dict() for info in self.certificates]
         appraisal: dict[str, object] = {
             "ear.status": str(self.status),
             "ear.trustworthiness-vector": self.trustworthiness_vector(),
             "ear.appraisal-policy-id": self.policy.policy_id,
             "attestation-ledger.evidence-sha256": self.evidence_sha256,
-            "attestation-ledger.claims": self.claims(),
+            "attestation-ledger.claims": claims,
             "attestation-ledger.trust-anchor": {
                 "name": self.trust_anchor_name,
                 "fingerprint_sha256": self.trust_anchor_sha256,
             },
+            "attestation-ledger.endorsements": [e.to_dict() for e in self.endorsements],
             "attestation-ledger.policy": self.policy.to_dict(),
-            "attestation-ledger.matched-image": self.matched_image,
-            "attestation-ledger.pcr-appraisals": [p.to_dict() for p in self.pcr_appraisals],
+            "attestation-ledger.matched-image": self.matched_reference,
+            **self.claims.ear_details(),
             "attestation-ledger.violations": [v.to_dict() for v in self.violations],
             "attestation-ledger.notes": list(self.notes),
             "attestation-ledger.checks": {
@@ -170,13 +177,9 @@ class AttestationResult:
             "iat": int(self.verified_at.timestamp()),
             "attestation-ledger.verified-at": iso_utc(self.verified_at),
             "ear.verifier-id": dict(VERIFIER_ID),
-            "submods": {str(self.document.kind): appraisal},
+            "submods": {str(self.evidence_kind): appraisal},
         }
 
 
 def evidence_digest(evidence: bytes) -> str:
     return hashlib.sha256(evidence).hexdigest()
-
-
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else value.hex()

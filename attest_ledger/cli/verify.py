@@ -1,17 +1,21 @@
-"""``attest-ledger verify FILE``: verify one attestation document and report the verdict."""
+"""``attest-ledger verify FILE``: verify one piece of evidence of any kind and report the
+verdict (exit 0 verified, 1 rejected, 2 usage or I/O error)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from attest_ledger.display import visible
 from attest_ledger.evidence_input import read_evidence
@@ -21,19 +25,37 @@ from verifier import (
     DOCUMENT_TIME,
     AttestationDocument,
     AttestationResult,
+    Endorsement,
+    EndorsementKind,
+    Evidence,
+    EvidenceKind,
     NitroVerifier,
-    Policy,
     PolicyInvalid,
     PolicyViolation,
     ResultHash,
+    SchemePolicy,
+    SnpClaims,
+    SnpPolicy,
+    SnpVerifier,
     TrustAnchor,
     UnsafeAcceptAnyPolicy,
+    UnsafeAcceptAnySnpPolicy,
     UnsafePolicyWarning,
     VerifierError,
+    detect_kind,
+    kinds,
+    policy_from_json,
 )
+from verifier.snp import endorsement_kind_of
 from verifier.timefmt import iso_utc
+from verifier.x509 import CERTIFICATE_PARSE_ERRORS, load_der_certificate
 
 __all__ = ["register", "run"]
+
+_NITRO = (EvidenceKind.AWS_NITRO_ENCLAVE, EvidenceKind.AWS_NITRO_TPM)
+#: An endorsement file: a certificate or CRL of a few KB, or a PEM bundle of a few.
+_MAX_ENDORSEMENT_FILE = 256 * 1024
+Write = Callable[[str], None]
 
 
 class UsageError(Exception):
@@ -43,35 +65,57 @@ class UsageError(Exception):
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "verify",
-        help="verify an attestation document",
+        help="verify attestation evidence (Nitro document, SEV-SNP report)",
         description=(
-            "Verify an AWS Nitro attestation document (raw CBOR, hex or base64; '-' reads "
-            "stdin): COSE signature, certificate chain to the pinned AWS root, policy. "
-            "Exit 0 verified, 1 rejected, 2 usage or I/O error."
+            "Verify attestation evidence (raw, hex or base64; '-' reads stdin): an AWS Nitro "
+            "document (COSE signature, certificate chain to the pinned AWS root) or an AMD "
+            "SEV-SNP report (its VCEK/VLEK chained to the pinned AMD root of its product "
+            "line), then the policy. Exit 0 verified, 1 rejected, 2 usage or I/O error."
         ),
     )
-    parser.add_argument("file", metavar="FILE", help="the document, or - for stdin")
+    parser.add_argument("file", metavar="FILE", help="the evidence, or - for stdin")
+    parser.add_argument(
+        "--type",
+        dest="evidence_type",
+        metavar="TYPE",
+        choices=[str(k) for k in kinds()],
+        help=f"the evidence kind ({', '.join(map(str, kinds()))}); detected when unambiguous",
+    )
+    parser.add_argument(
+        "--endorsement",
+        action="append",
+        default=[],
+        metavar="[KIND=]FILE",
+        help="a certificate or CRL that vouches for the evidence (SEV-SNP: the VCEK or VLEK, "
+        "and optionally the ASK/ASVK, ARK, CRL), DER or PEM (several in one PEM file are "
+        "fine); the kind is recognised unless given as vcek=, vlek=, ask=, asvk=, ark=, crl=. "
+        "Repeatable. Nothing is ever fetched from the network.",
+    )
     parser.add_argument(
         "--at",
         default="now",
         metavar="now|doc|ISO-8601",
-        help="verification time: now (default), doc (the document's own timestamp), or an "
-        "ISO-8601 instant (UTC if no offset is given)",
+        help="verification time: now (default), doc (a Nitro document's own timestamp; "
+        "an SEV-SNP report has none), or an ISO-8601 instant (UTC if no offset is given)",
     )
     parser.add_argument(
         "--policy",
         metavar="FILE",
-        help="policy JSON (reference images, debug, max age, skew); without it PCRs are "
-        "not appraised and the verdict is at best 'warning'",
+        help="policy JSON of the evidence's kind (reference images and rules); without it "
+        "measurements are not appraised and the verdict is at best 'warning'",
     )
     parser.add_argument("--nonce", metavar="HEX", help="require this nonce")
     parser.add_argument(
-        "--result-hash", metavar="ALG:HEX", help="require user_data to bind this result hash"
+        "--result-hash",
+        metavar="ALG:HEX",
+        help="require the evidence to bind this result hash (Nitro: user_data; SEV-SNP: "
+        "report_data[32:64])",
     )
     parser.add_argument(
         "--trust-root",
         metavar="PEM",
-        help="trust this root instead of AWS's (for the simulated PKI only)",
+        help="trust this root instead of the pinned ones (AWS's, or AMD's ARKs): for the "
+        "simulated PKI only",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
@@ -80,12 +124,18 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     err: TextIO = sys.stderr
     try:
-        policy = _load_policy(args.policy, err)
-        verifier = NitroVerifier(trust_anchor=_load_anchor(args.trust_root, err))
-        at = _parse_at(args.at)
+        evidence = read_evidence(args.file)
+        kind = _kind(args.evidence_type, evidence, args.file, err)
+        snp = kind is EvidenceKind.AMD_SEV_SNP
+        at = _parse_at(args.at, snp=snp)
         nonce = _parse_hex(args.nonce, "--nonce")
         result_hash = _parse_result_hash(args.result_hash)
-        evidence = read_evidence(args.file)
+        endorsements = tuple(e for spec in args.endorsement for e in _read_endorsements(spec))
+        if endorsements and not snp:
+            raise UsageError("--endorsement: a Nitro document carries its own certificates")
+        policy = _load_policy(args.policy, kind, err)
+        anchor = _load_anchor(args.trust_root, snp, err)
+        verify = _verifier(kind, anchor, endorsements)
     except UsageError as exc:
         print(f"attest-ledger verify: {exc}", file=err)
         return EXIT_USAGE
@@ -96,31 +146,88 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result: AttestationResult | None = None
     error: VerifierError | None = None
     try:
-        result = verifier.verify(
-            evidence, at=at, policy=policy, nonce=nonce, result_hash=result_hash
-        )
+        result = verify(evidence, at, policy, nonce, result_hash)
     except PolicyViolation as exc:
         error, result = exc, exc.result
     except VerifierError as exc:
         error = exc
 
     if args.json:
-        _print_json(evidence, result, error)
+        _print_json(kind, evidence, result, error)
+    elif snp:
+        _print_snp_report(args.file, evidence, endorsements, at, outcome=(result, error))
     else:
         _print_report(args.file, evidence, at, result, error)
     return EXIT_REJECTED if error is not None else EXIT_OK
 
 
-def _load_policy(path: str | None, err: TextIO) -> Policy:
+Verify = Callable[[bytes, Any, SchemePolicy, bytes | None, ResultHash | None], AttestationResult]
+
+
+def _verifier(
+    kind: EvidenceKind, anchor: TrustAnchor | None, endorsements: tuple[Endorsement, ...]
+) -> Verify:
+    """The scheme's verification as one call; raises UsageError for an unusable root."""
+    try:
+        if kind is EvidenceKind.AMD_SEV_SNP:
+            snp = SnpVerifier(trust_anchors=None if anchor is None else [anchor])
+
+            def verify_snp(
+                data: bytes,
+                at: Any,
+                policy: SchemePolicy,
+                nonce: bytes | None,
+                result_hash: ResultHash | None,
+            ) -> AttestationResult:
+                item = Evidence(kind, data, endorsements)
+                return snp.verify(item, at=at, policy=policy, nonce=nonce, result_hash=result_hash)
+
+            return verify_snp
+        nitro = NitroVerifier(trust_anchor=anchor)
+    except ValueError as exc:
+        raise UsageError(f"--trust-root: {exc}") from None
+
+    def verify_nitro(
+        data: bytes,
+        at: Any,
+        policy: SchemePolicy,
+        nonce: bytes | None,
+        result_hash: ResultHash | None,
+    ) -> AttestationResult:
+        return nitro.verify(data, at=at, policy=policy, nonce=nonce, result_hash=result_hash)
+
+    return verify_nitro
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def _kind(given: str | None, evidence: bytes, name: str, err: TextIO) -> EvidenceKind:
+    if given is not None:
+        return EvidenceKind(given)
+    detected = detect_kind(evidence)
+    if detected is not None:
+        return detected
+    print(
+        f"attest-ledger verify: cannot tell what kind of evidence {name} is; verifying it as "
+        f"{EvidenceKind.AWS_NITRO_ENCLAVE} (give --type to choose)",
+        file=err,
+    )
+    return EvidenceKind.AWS_NITRO_ENCLAVE
+
+
+def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePolicy:
     if path is None:
         print(
-            "attest-ledger verify: no --policy given: PCRs are not checked against reference "
-            "values (unsafe accept-any policy); the verdict is at best 'warning'",
+            "attest-ledger verify: no --policy given: measurements are not checked against "
+            "reference values (unsafe accept-any policy); the verdict is at best 'warning'",
             file=err,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnsafePolicyWarning)
-            return UnsafeAcceptAnyPolicy()
+            if kind is EvidenceKind.AMD_SEV_SNP:
+                return UnsafeAcceptAnySnpPolicy()
+            return UnsafeAcceptAnyPolicy(evidence_kind=kind)
     try:
         text = Path(path).read_bytes()
     except OSError as exc:
@@ -128,15 +235,20 @@ def _load_policy(path: str | None, err: TextIO) -> Policy:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnsafePolicyWarning)
-            policy = Policy.from_json(text)
+            policy = policy_from_json(text)
     except PolicyInvalid as exc:
         raise UsageError(f"invalid policy {path}: {exc.message}") from None
+    snp_policy = isinstance(policy, SnpPolicy)
+    if snp_policy != (kind is EvidenceKind.AMD_SEV_SNP):
+        raise UsageError(
+            f"policy {path} judges {policy.evidence_kind} evidence; this evidence is {kind}"
+        )
     if policy.accepts_any_measurement:
         print(f"attest-ledger verify: policy {path} accepts any measurement (unsafe)", file=err)
     return policy
 
 
-def _load_anchor(path: str | None, err: TextIO) -> TrustAnchor | None:
+def _load_anchor(path: str | None, snp: bool, err: TextIO) -> TrustAnchor | None:
     if path is None:
         return None
     try:
@@ -147,18 +259,71 @@ def _load_anchor(path: str | None, err: TextIO) -> TrustAnchor | None:
         anchor = TrustAnchor.from_pem(pem, name=f"explicit trust root {Path(path).name}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    pinned = "AMD roots" if snp else "AWS Nitro root"
     print(
         f"attest-ledger verify: trusting {path} (SHA-256 {anchor.fingerprint}) "
-        "instead of the AWS Nitro root",
+        f"instead of the {pinned}",
         file=err,
     )
     return anchor
 
 
-def _parse_at(text: str) -> Any:
+def _read_endorsements(spec: str) -> list[Endorsement]:
+    """``[KIND=]FILE``: every certificate and CRL in a DER or PEM file."""
+    kind_text, sep, path = spec.partition("=")
+    given: EndorsementKind | None = None
+    if sep and kind_text in {k.value for k in EndorsementKind}:
+        given = EndorsementKind(kind_text)
+    else:
+        path = spec
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(_MAX_ENDORSEMENT_FILE + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read endorsement {path}: {exc.strerror or exc}") from None
+    if len(data) > _MAX_ENDORSEMENT_FILE:
+        raise UsageError(f"endorsement {path}: larger than {_MAX_ENDORSEMENT_FILE} bytes")
+    ders = _pem_blocks(data) if b"-----BEGIN" in data else [data]
+    if not ders:
+        raise UsageError(f"endorsement {path}: no certificate or CRL in it")
+    if given is not None and len(ders) != 1:
+        raise UsageError(f"endorsement {path}: {len(ders)} certificates in it; a kind= names one")
+    out = []
+    for der in ders:
+        kind = given or endorsement_kind_of(der)
+        if kind is None:
+            raise UsageError(
+                f"endorsement {path}: not an AMD certificate or CRL this command recognises; "
+                "name its kind (vcek=, vlek=, ask=, asvk=, ark=, crl=)"
+            )
+        out.append(Endorsement(kind, der))
+    return out
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    with contextlib.suppress(ValueError):  # no certificate in it: perhaps only CRLs
+        out.extend(c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(data))
+    if b"-----BEGIN X509 CRL-----" in data:
+        for block in data.split(b"-----BEGIN X509 CRL-----")[1:]:
+            pem = b"-----BEGIN X509 CRL-----" + block.split(b"-----END X509 CRL-----")[0]
+            try:
+                crl = x509.load_pem_x509_crl(pem + b"-----END X509 CRL-----\n")
+            except ValueError as exc:
+                raise UsageError(f"a CRL in an endorsement file does not parse: {exc}") from None
+            out.append(crl.public_bytes(Encoding.DER))
+    return out
+
+
+def _parse_at(text: str, *, snp: bool) -> Any:
     if text == "now":
         return datetime.now(UTC)
     if text == "doc":
+        if snp:
+            raise UsageError(
+                "--at doc: an SEV-SNP report carries no time of its own; give now or an "
+                "ISO-8601 instant (for an archived report: when it was judged)"
+            )
         return DOCUMENT_TIME
     try:
         moment = datetime.fromisoformat(text)
@@ -187,11 +352,18 @@ def _parse_result_hash(text: str | None) -> ResultHash | None:
         raise UsageError(f"--result-hash: {exc}") from None
 
 
+# --- output ----------------------------------------------------------------------------------
+
+
 def _print_json(
-    evidence: bytes, result: AttestationResult | None, error: VerifierError | None
+    kind: EvidenceKind,
+    evidence: bytes,
+    result: AttestationResult | None,
+    error: VerifierError | None,
 ) -> None:
     out: dict[str, object] = {
         "verified": error is None,
+        "evidence_kind": str(kind),
         "status": str(result.status) if result is not None else "contraindicated",
         "evidence_sha256": hashlib.sha256(evidence).hexdigest(),
         "error": error.to_dict() if error is not None else None,
@@ -201,22 +373,16 @@ def _print_json(
     sys.stdout.write("\n")
 
 
-def _print_report(
-    name: str,
-    evidence: bytes,
-    at: Any,
-    result: AttestationResult | None,
-    error: VerifierError | None,
-) -> None:
+def _writer() -> Write:
     def write(line: str) -> None:  # evidence text cannot hide characters or act on a terminal
         sys.stdout.write(visible(line))
 
-    document = result.document if result is not None else error.document if error else None
-    write(f"Attestation evidence  {name}\n")
-    write(f"  size         {len(evidence)} bytes, SHA-256 {hashlib.sha256(evidence).hexdigest()}\n")
-    if document is not None:
-        _write_document(document, result, write)
-        _write_chain(document, result, at, write)
+    return write
+
+
+def _write_verdict(
+    result: AttestationResult | None, error: VerifierError | None, write: Write
+) -> None:
     write("\n")
     if error is None:
         status = result.status if result is not None else "unknown"
@@ -230,15 +396,32 @@ def _print_report(
             write(f"  {error.message}\n")
     if result is not None:
         write(f"  policy       {result.policy.policy_id}\n")
-        if result.matched_image:
-            write(f"  image        {result.matched_image}\n")
+        if result.matched_reference:
+            write(f"  image        {result.matched_reference}\n")
         write(f"  trust anchor {result.trust_anchor_name} (SHA-256 {result.trust_anchor_sha256})\n")
         for note in result.notes:
             write(f"  note: {note}\n")
 
 
+def _print_report(
+    name: str,
+    evidence: bytes,
+    at: Any,
+    result: AttestationResult | None,
+    error: VerifierError | None,
+) -> None:
+    write = _writer()
+    document = result.document if result is not None else error.document if error else None
+    write(f"Attestation evidence  {name}\n")
+    write(f"  size         {len(evidence)} bytes, SHA-256 {hashlib.sha256(evidence).hexdigest()}\n")
+    if document is not None:
+        _write_document(document, result, write)
+        _write_chain(document, result, at, write)
+    _write_verdict(result, error, write)
+
+
 def _write_document(
-    document: AttestationDocument, result: AttestationResult | None, write: Any
+    document: AttestationDocument, result: AttestationResult | None, write: Write
 ) -> None:
     write(f"  kind         {document.kind}\n")
     write(f"  module_id    {document.module_id!r}\n")
@@ -270,18 +453,31 @@ def _write_document(
 
 
 def _write_chain(
-    document: AttestationDocument, result: AttestationResult | None, at: Any, write: Any
+    document: AttestationDocument, result: AttestationResult | None, at: Any, write: Write
 ) -> None:
     moment = document.timestamp if at is DOCUMENT_TIME else at
     basis = "the document's own timestamp" if at is DOCUMENT_TIME else "the given time"
-    verified = result is not None
-    write(f"\nCertificate chain  (judged at {iso_utc(moment)}, {basis})")
-    write("\n" if verified else "  UNVERIFIED\n")
     rows = (
         [(c.position, c.subject, c.not_before, c.not_after) for c in result.certificates]
         if result is not None
-        else _unverified_chain(document)
+        else _unverified_rows(
+            [(f"cabundle[{i}]", der) for i, der in enumerate(document.cabundle)]
+            + [("certificate", document.certificate)]
+        )
     )
+    _write_rows(rows, moment, basis, verified=result is not None, write=write)
+
+
+def _write_rows(
+    rows: list[tuple[str, str, datetime, datetime]],
+    moment: datetime,
+    basis: str,
+    *,
+    verified: bool,
+    write: Write,
+) -> None:
+    write(f"\nCertificate chain  (judged at {iso_utc(moment)}, {basis})")
+    write("\n" if verified else "  UNVERIFIED\n")
     for position, subject, not_before, not_after in rows:
         state = "valid" if not_before <= moment <= not_after else "OUTSIDE"
         write(
@@ -290,12 +486,11 @@ def _write_chain(
         )
 
 
-def _unverified_chain(document: AttestationDocument) -> list[tuple[str, str, datetime, datetime]]:
+def _unverified_rows(named: list[tuple[str, bytes]]) -> list[tuple[str, str, datetime, datetime]]:
     rows = []
-    named = [(f"cabundle[{i}]", der) for i, der in enumerate(document.cabundle)]
-    for position, der in [*named, ("certificate", document.certificate)]:
+    for position, der in named:
         try:
-            cert = x509.load_der_x509_certificate(der)
+            cert = load_der_certificate(der, allow_zero_serial=True)
             rows.append(
                 (
                     position,
@@ -304,9 +499,126 @@ def _unverified_chain(document: AttestationDocument) -> list[tuple[str, str, dat
                     cert.not_valid_after_utc,
                 )
             )
-        except ValueError:
+        except CERTIFICATE_PARSE_ERRORS:
             continue
     return rows
+
+
+# --- the SEV-SNP report ----------------------------------------------------------------------
+
+
+def _print_snp_report(
+    name: str,
+    evidence: bytes,
+    endorsements: tuple[Endorsement, ...],
+    at: datetime,
+    *,
+    outcome: tuple[AttestationResult | None, VerifierError | None],
+) -> None:
+    result, error = outcome
+    write = _writer()
+    claims = result.claims if result is not None else error.claims if error else None
+    write(f"Attestation evidence  {name}\n")
+    write(f"  {'kind':<18} {EvidenceKind.AMD_SEV_SNP}\n")
+    digest = hashlib.sha256(evidence).hexdigest()
+    write(f"  {'size':<18} {len(evidence)} bytes, SHA-256 {digest}\n")
+    if isinstance(claims, SnpClaims):
+        _write_snp_fields(claims, result, write)
+        _write_snp_policy_bits(claims, write)
+        _write_snp_tcb(claims, result, write)
+    if result is not None:
+        rows = [(c.position, c.subject, c.not_before, c.not_after) for c in result.certificates]
+    else:
+        rows = _unverified_rows(
+            [(str(e.kind), e.data) for e in endorsements if e.kind is not EndorsementKind.CRL]
+        )
+    if rows:
+        _write_rows(rows, at, "the given time", verified=result is not None, write=write)
+    if result is not None and result.endorsements:
+        write("\nEndorsements\n")
+        for used in result.endorsements:
+            write(f"  {used.kind:<5} {used.sha256}  {used.origin:<10}  {used.subject}\n")
+    _write_verdict(result, error, write)
+
+
+def _write_snp_fields(claims: SnpClaims, result: AttestationResult | None, write: Write) -> None:
+    report = claims.report
+
+    def field(label: str, value: str) -> None:
+        write(f"  {label:<18} {value}".rstrip() + "\n")
+
+    product = "unknown (a version 2 report names no CPUID; give its VCEK)"
+    if claims.product is not None:
+        source = "CPUID" if report.cpuid is not None else "the key's productName"
+        product = f"{claims.product} (from {source})"
+    field("version", str(report.version))
+    field("product", product)
+    if report.cpuid is not None:
+        family, model, stepping = report.cpuid
+        field("cpuid", f"family 0x{family:02x} model 0x{model:02x} stepping {stepping}")
+    signer = report.signing_key.name
+    if claims.vek is not None and claims.vek.csp_id is not None:
+        signer += f" of {claims.vek.csp_id}"
+    field("signed by", signer)
+    field("vmpl", "host (0xFFFFFFFF)" if report.host_requested else str(report.vmpl))
+    field("guest_svn", str(report.guest_svn))
+    measured = ""
+    if result is not None:
+        measured = (
+            "not appraised"
+            if result.policy.accepts_any_measurement
+            else f"matches {result.matched_reference}"
+            if result.matched_reference
+            else "MISMATCH"
+        )
+    field("measurement", f"{report.measurement.hex()}  {measured}")
+    for name in ("host_data", "id_key_digest", "author_key_digest", "family_id", "image_id"):
+        value: bytes = getattr(report, name)
+        field(name, value.hex())
+    field("author_key_en", "yes" if report.author_key_en else "no")
+    field("report_data", report.report_data.hex())
+    field("report_id", report.report_id.hex())
+    field("chip_id", report.chip_id.hex())
+    firmware = ".".join(map(str, report.current_version))
+    committed = ".".join(map(str, report.committed_version))
+    field("firmware", f"{firmware} (committed {committed})")
+
+
+def _write_snp_policy_bits(claims: SnpClaims, write: Write) -> None:
+    bits = claims.report.policy.to_dict()
+    write(
+        f"\nGuest policy  {bits['raw']}  (ABI {bits['abi_major']}.{bits['abi_minor']} or later)\n"
+    )
+    for key, value in bits.items():
+        if isinstance(value, bool):
+            write(f"  {key:<18} {'yes' if value else 'no'}\n")
+
+
+def _write_snp_tcb(claims: SnpClaims, result: AttestationResult | None, write: Write) -> None:
+    tcbs = [claims.reported_tcb, claims.current_tcb, claims.committed_tcb, claims.launch_tcb]
+    write("\nTCB  (reported: what the VCEK/VLEK certifies)\n")
+    policy = result.policy if result is not None else None
+    minimum = policy.min_tcb if isinstance(policy, SnpPolicy) else {}
+    if any(t is None for t in tcbs) or claims.product is None:
+        report = claims.report
+        for label, raw in (
+            ("reported", report.reported_tcb),
+            ("current", report.current_tcb),
+            ("committed", report.committed_tcb),
+            ("launch", report.launch_tcb),
+        ):
+            write(f"  {label:<10} {raw.hex()} (product line unknown: not decoded)\n")
+        return
+    write(
+        f"  {'component':<11}{'reported':>9}{'current':>9}{'committed':>11}{'launch':>8}  minimum\n"
+    )
+    for component in claims.product.components:
+        values = [t.components[component] for t in tcbs if t is not None]
+        floor = minimum.get(component)
+        write(
+            f"  {component:<11}{values[0]:>9}{values[1]:>9}{values[2]:>11}{values[3]:>8}  "
+            f"{'-' if floor is None else floor}\n"
+        )
 
 
 def _clip(text: str, width: int = 64) -> str:

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from verifier import RESULT_BINDING_PREFIX, ResultHash
+from verifier import REPORT_DATA_BYTES, RESULT_BINDING_PREFIX, ResultHash, report_data
 
 
 def test_binding_layout_is_exact() -> None:
@@ -49,3 +49,21 @@ def test_bad_result_hashes_are_refused(text: str, message: str) -> None:
 def test_unknown_algorithm_for_hashing() -> None:
     with pytest.raises(ValueError, match="not supported"):
         ResultHash.of(b"x", "md5")
+
+
+def test_report_data_layout_is_exact() -> None:
+    """64 bytes of report data (SEV-SNP): the 32-byte nonce, then SHA-256 of exactly the
+    bytes Nitro puts in user_data. Test vector written out by hand."""
+    nonce = bytes(range(32))
+    digest = bytes.fromhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    user_data = b"attestation-ledger:result:v1:sha256:" + digest
+    expected = nonce + hashlib.sha256(user_data).digest()
+    assert report_data(nonce, ResultHash.of(b"abc")) == expected
+    assert len(expected) == REPORT_DATA_BYTES == 64
+    assert ResultHash.of(b"abc").report_data_half() == expected[32:]
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
+def test_report_data_takes_a_32_byte_nonce(size: int) -> None:
+    with pytest.raises(ValueError, match=f"the nonce must be 32 bytes, found {size}"):
+        report_data(bytes(size), ResultHash.of(b"abc"))

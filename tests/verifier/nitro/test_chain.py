@@ -295,7 +295,7 @@ class TestLinkCache:
             )
 
     def test_cache_is_bounded(self) -> None:
-        from verifier.chain import LinkCache
+        from verifier.nitro.chain import LinkCache
 
         cache = LinkCache(maxsize=2)
         for i in range(5):
@@ -364,7 +364,7 @@ def test_non_positive_serial_is_rejected(sim_pki, serial) -> None:
 def test_a_warm_verifier_checks_exactly_two_signatures_per_document(sim_pki, monkeypatch) -> None:
     """The promise behind the benchmark: with the CA links cached, each document still costs
     the leaf link and the COSE signature, and nothing is taken on trust from the cache."""
-    from verifier import chain, cose
+    from verifier.nitro import chain, cose
 
     nsm = simulated_nsm(sim_pki)
     verifier = NitroVerifier(trust_anchor=anchor_for(sim_pki))
@@ -387,3 +387,24 @@ def test_a_warm_verifier_checks_exactly_two_signatures_per_document(sim_pki, mon
     for _ in range(3):
         verifier.verify(nsm.attest(timestamp=SIM_AT), at=SIM_AT, policy=policy)
     assert calls == {"links": 3, "cose": 3}
+
+
+def test_a_name_attribute_of_the_wrong_length_is_a_broken_chain(sim_pki) -> None:
+    """Found by the SEV-SNP property tests: cryptography warns (UserWarning) each time it
+    reads a country name that is not two letters, which escaped the verifier as a warning,
+    or as an exception of another type where warnings are errors. Now a broken chain."""
+    import warnings
+
+    from cryptography.x509.oid import NameOID
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # building it warns too
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "USA", _validate=False),
+                x509.NameAttribute(NameOID.COMMON_NAME, "zonal"),
+            ]
+        )
+    pki = sim_pki.reissue("zonal", subject=subject)
+    error = rejected(pki, ChainInvalid, "cabundle[2]: not a DER X.509 v3 certificate")
+    assert "Attribute's length must be >= 2 and <= 2, but it was 3" in error.message

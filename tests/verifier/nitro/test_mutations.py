@@ -21,7 +21,7 @@ from verifier import (
     VerifierError,
     parse_evidence,
 )
-from verifier.cose import ES384_PROTECTED_HEADER
+from verifier.nitro.cose import ES384_PROTECTED_HEADER
 
 DOCS = [d for d in REAL_DOCUMENTS if not d.debug]
 

@@ -1,4 +1,4 @@
-"""Appraise an authentic document against a policy, collecting every violation.
+"""Appraise an authentic Nitro document against a policy, collecting every violation.
 
 Nothing here raises for a violation: the verifier gathers them all, so that an operator sees
 every mismatch at once, and then raises one :class:`~verifier.errors.PolicyViolation`.
@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from verifier.binding import ResultHash
-from verifier.document import AttestationDocument
 from verifier.errors import Violation
-from verifier.policy import Policy
-from verifier.result import PCRAppraisal, TimeBasis
+from verifier.nitro.claims import PCRAppraisal
+from verifier.nitro.document import AttestationDocument
+from verifier.nitro.policy import Policy
+from verifier.result import TimeBasis
 from verifier.timefmt import iso_utc
 
-__all__ = ["Appraisal", "appraise"]
+__all__ = ["Appraisal", "appraise", "trustworthiness"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,45 @@ def appraise(
         matched_image=matched_image,
         pcr_appraisals=_pcr_appraisals(document, policy),
     )
+
+
+def trustworthiness(
+    document: AttestationDocument,
+    policy: Policy,
+    violations: tuple[Violation, ...],
+    *,
+    nonce_checked: bool,
+    result_binding_checked: bool,
+) -> dict[str, str]:
+    """The AR4SI claims a Nitro verdict speaks to, by tier name."""
+    executables = (
+        "contraindicated"
+        if any(v.code in ("pcr_mismatch", "debug_mode") for v in violations)
+        else "warning"
+        if policy.accepts_any_measurement or document.is_debug
+        else "affirming"
+    )
+    freshness = (
+        "contraindicated"
+        if any(v.code.startswith(("nonce", "document_")) for v in violations)
+        else "affirming"
+        if nonce_checked
+        else "none"
+    )
+    sourced = (
+        "contraindicated"
+        if any(v.code.startswith("result_binding") for v in violations)
+        else "affirming"
+        if result_binding_checked
+        else "none"
+    )
+    return {
+        "hardware": "affirming",  # the chain reached the configured trust anchor
+        "instance-identity": "affirming",  # module_id is inside the signed payload
+        "executables": executables,
+        "sourced-data": sourced,
+        "runtime-opaque": freshness,
+    }
 
 
 def _match_images(

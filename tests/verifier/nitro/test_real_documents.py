@@ -70,7 +70,7 @@ def test_packaged_root_is_the_fixture_root() -> None:
 
 def test_a_modified_packaged_root_is_refused(monkeypatch) -> None:
     """The pin is checked at load: a package whose root was swapped fails loudly."""
-    from verifier import trust
+    from verifier.nitro import trust
 
     trust.aws_nitro_root_g1.cache_clear()
     monkeypatch.setattr(trust, "AWS_NITRO_ROOT_G1_SHA256", "00" * 32)

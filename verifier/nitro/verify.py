@@ -1,4 +1,5 @@
-"""Verify an AWS Nitro attestation document: the one entry point that ties the steps together.
+"""The Nitro scheme: verify an AWS Nitro attestation document, the one entry point that ties the
+steps together.
 
 1. Parse the COSE_Sign1 envelope strictly (tag 18 or none, ``{1: -35}``, 96-byte signature).
 2. Parse the payload into an :class:`AttestationDocument` (every field typed and bounded).
@@ -22,15 +23,19 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Final
 
-from verifier.appraisal import appraise
 from verifier.binding import ResultHash
-from verifier.chain import LinkCache, verify_chain
-from verifier.cose import COSESign1
-from verifier.document import AttestationDocument
-from verifier.errors import PolicyViolation, VerifierError
-from verifier.policy import Policy
+from verifier.errors import PolicyInvalid, PolicyViolation, VerifierError
+from verifier.nitro.appraisal import appraise, trustworthiness
+from verifier.nitro.chain import LinkCache, NitroLinkCache, verify_chain
+from verifier.nitro.claims import NitroClaims
+from verifier.nitro.cose import COSESign1
+from verifier.nitro.document import AttestationDocument
+from verifier.nitro.policy import NITRO_KINDS, Policy
+from verifier.nitro.trust import aws_nitro_root_g1, require_p384
+from verifier.policy import SchemePolicy
 from verifier.result import AttestationResult, Status, TimeBasis, evidence_digest
-from verifier.trust import TrustAnchor, aws_nitro_root_g1
+from verifier.scheme import Evidence, EvidenceKind
+from verifier.x509 import TrustAnchor
 
 __all__ = ["DOCUMENT_TIME", "NitroVerifier", "parse_evidence"]
 
@@ -53,20 +58,25 @@ def parse_evidence(evidence: bytes) -> tuple[COSESign1, AttestationDocument]:
 
 
 class NitroVerifier:
-    """Verifies Nitro attestation documents against one trust anchor.
+    """The Nitro scheme: verifies Nitro attestation documents (enclaves and NitroTPM) against
+    one trust anchor.
 
     By default the anchor is the pinned AWS Nitro Enclaves Root-G1. Any other anchor (the
-    simulated PKI of tests and demos) must be passed explicitly. The verifier keeps a bounded
-    cache of verified CA links (see :mod:`verifier.chain`); it holds no other state, reads no
-    clock and does no I/O, and one instance may be shared between threads.
+    simulated PKI of tests and demos) must be passed explicitly; it needs a P-384 key
+    (``ValueError`` otherwise). The verifier keeps a bounded cache of verified CA links (see
+    :mod:`verifier.nitro.chain`); it holds no other state, reads no clock and does no I/O, and
+    one instance may be shared between threads.
     """
+
+    kinds: tuple[EvidenceKind, ...] = NITRO_KINDS
 
     def __init__(
         self, *, trust_anchor: TrustAnchor | None = None, link_cache_size: int = 512
     ) -> None:
         self.trust_anchor = trust_anchor if trust_anchor is not None else aws_nitro_root_g1()
-        self._links = LinkCache(link_cache_size)
-        self._leaves = LinkCache(link_cache_size)
+        require_p384(self.trust_anchor)
+        self._links: NitroLinkCache = LinkCache(link_cache_size)
+        self._leaves: NitroLinkCache = LinkCache(link_cache_size)
         self._parsed: OrderedDict[bytes, tuple[COSESign1, AttestationDocument]] = OrderedDict()
         self._parsed_lock = threading.Lock()
 
@@ -86,17 +96,23 @@ class NitroVerifier:
                 self._parsed.popitem(last=False)
         return parsed
 
+    def describe(self, evidence: Evidence) -> NitroClaims:
+        """Parse without verifying (the Scheme interface): the document, unproven."""
+        return NitroClaims(self.parse(evidence.data)[1])
+
     def verify(
         self,
-        evidence: bytes,
+        evidence: bytes | Evidence,
         *,
         at: datetime | _DocumentTime,
-        policy: Policy,
+        policy: SchemePolicy,
         nonce: bytes | None = None,
         result_hash: ResultHash | None = None,
     ) -> AttestationResult:
-        """Verify ``evidence`` (raw COSE_Sign1 bytes) and return the affirming or warning result.
+        """Verify ``evidence`` (raw COSE_Sign1 bytes, or an :class:`Evidence` of a Nitro kind)
+        and return the affirming or warning result.
 
+        ``policy`` must be a Nitro :class:`Policy` (:class:`PolicyInvalid` otherwise).
         ``nonce``: if given, the document must carry exactly this nonce.
         ``result_hash``: if given, ``user_data`` must bind it (:mod:`verifier.binding`).
 
@@ -107,8 +123,17 @@ class NitroVerifier:
             if at.tzinfo is None or at.utcoffset() is None:
                 raise ValueError("'at' must be timezone-aware; pass datetime.now(UTC), not now()")
             at = at.astimezone(UTC)
-        if not isinstance(policy, Policy):
+        if not isinstance(policy, SchemePolicy):
             raise TypeError("'policy' must be a verifier.Policy")
+        if not isinstance(policy, Policy):
+            raise PolicyInvalid(
+                f"policy {policy.name!r} judges {policy.evidence_kind}: a Nitro document "
+                "needs a Nitro policy"
+            )
+        if isinstance(evidence, Evidence):
+            if evidence.kind not in NITRO_KINDS:
+                raise ValueError(f"the Nitro scheme cannot verify {evidence.kind} evidence")
+            evidence = evidence.data
 
         envelope, document = self.parse(evidence)
         if isinstance(at, datetime):
@@ -129,6 +154,7 @@ class NitroVerifier:
             envelope.verify_signature(chain.signing_key)
         except VerifierError as exc:
             exc.document = document
+            exc.claims = NitroClaims(document)
             raise
 
         appraisal = appraise(
@@ -142,20 +168,28 @@ class NitroVerifier:
             status = Status.AFFIRMING
         result = AttestationResult(
             status=status,
-            document=document,
+            evidence_kind=document.kind,
             evidence_sha256=evidence_digest(evidence),
+            claims=NitroClaims(document, appraisal.pcr_appraisals),
             certificates=chain.certificates,
+            endorsements=(),
             trust_anchor_name=chain.anchor.name,
             trust_anchor_sha256=chain.anchor.fingerprint,
             policy=policy,
-            matched_image=appraisal.matched_image,
-            pcr_appraisals=appraisal.pcr_appraisals,
+            matched_reference=appraisal.matched_image,
             violations=appraisal.violations,
             notes=appraisal.notes,
             verified_at=moment,
             time_basis=basis,
             nonce_checked=nonce is not None,
             result_binding_checked=result_hash is not None,
+            trustworthiness=trustworthiness(
+                document,
+                policy,
+                appraisal.violations,
+                nonce_checked=nonce is not None,
+                result_binding_checked=result_hash is not None,
+            ),
         )
         if status is Status.CONTRAINDICATED:
             raise PolicyViolation(result)

@@ -26,69 +26,31 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
-from verifier.errors import (
-    CertificateExpired,
-    CertificateNotYetValid,
-    ChainInvalid,
-    UntrustedRoot,
+from verifier.errors import ChainInvalid, UntrustedRoot
+from verifier.nitro.trust import require_p384
+from verifier.x509 import (
+    CERTIFICATE_PARSE_ERRORS,
+    CertificateInfo,
+    LinkCache,
+    TrustAnchor,
+    check_validity,
+    first_line,
+    load_der_certificate,
 )
-from verifier.timefmt import iso_utc
-from verifier.trust import TrustAnchor
 
 __all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "describe_path", "verify_chain"]
 
-# What cryptography raises from its (lazy) accessors for a corrupt certificate. The
-# deprecation warning arrives as an exception where warnings are errors, as in our tests.
-_CERTIFICATE_PARSE_ERRORS = (
-    ValueError,
-    TypeError,
-    UnsupportedAlgorithm,
-    x509.InvalidVersion,
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-    x509.AttributeNotFound,
-    CryptographyDeprecationWarning,
-)
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
 _UNDERSTOOD_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateInfo:
-    """What the result reports about one certificate of the path."""
-
-    position: str  # "cabundle[0]" ... "certificate"
-    role: str  # "root", "intermediate" or "leaf"
-    subject: str
-    issuer: str
-    serial_number: str
-    fingerprint_sha256: str
-    not_before: datetime
-    not_after: datetime
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "position": self.position,
-            "role": self.role,
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "serial_number": self.serial_number,
-            "fingerprint_sha256": self.fingerprint_sha256,
-            "not_before": iso_utc(self.not_before, "seconds"),
-            "not_after": iso_utc(self.not_after, "seconds"),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,39 +70,8 @@ class _CheckedCertificate:
 
 # (parent DER, child DER, position of the child in the path, length of the path)
 _LinkKey = tuple[bytes, bytes, int, int]
-
-
-class LinkCache:
-    """A bounded, thread-safe cache of CA links whose time-independent checks passed.
-
-    Keyed by the exact DER bytes of parent and child (and the child's place in the path), so a
-    different certificate can never hit another's entry. Validity windows are not part of what
-    is cached: they are checked against every verification time.
-    """
-
-    def __init__(self, maxsize: int = 512) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self._maxsize = maxsize
-        self._entries: OrderedDict[_LinkKey, _CheckedCertificate] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: _LinkKey) -> _CheckedCertificate | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-            return entry
-
-    def put(self, key: _LinkKey, entry: _CheckedCertificate) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._maxsize:
-                self._entries.popitem(last=False)
+#: The cache of verified links a NitroVerifier keeps (see verifier.x509.LinkCache).
+NitroLinkCache = LinkCache[_LinkKey, _CheckedCertificate]
 
 
 def verify_chain(
@@ -150,8 +81,8 @@ def verify_chain(
     anchor: TrustAnchor,
     at: datetime,
     clock_skew: timedelta,
-    cache: LinkCache | None = None,
-    leaf_cache: LinkCache | None = None,
+    cache: NitroLinkCache | None = None,
+    leaf_cache: NitroLinkCache | None = None,
 ) -> VerifiedChain:
     """Verify the path from ``anchor`` through ``cabundle`` to ``certificate`` at time ``at``.
 
@@ -201,7 +132,7 @@ def verify_chain(
     checked.append(leaf)
 
     for entry in checked:
-        _check_validity(entry.info, at, clock_skew)
+        check_validity(entry.info, at, clock_skew)
 
     return VerifiedChain(
         certificates=tuple(entry.info for entry in checked),
@@ -214,7 +145,7 @@ def verify_chain(
 def _anchor_entry(anchor: TrustAnchor) -> _CheckedCertificate:
     """The root's entry, computed once per anchor (its position is always cabundle[0])."""
     info = _info(anchor.certificate, anchor.der, 0, 2, issuer=None)
-    return _CheckedCertificate(anchor.der, anchor.certificate, anchor.public_key, info)
+    return _CheckedCertificate(anchor.der, anchor.certificate, require_p384(anchor), info)
 
 
 def _check_link(
@@ -232,8 +163,8 @@ def _check_link(
         )
     except ChainInvalid:
         raise
-    except _CERTIFICATE_PARSE_ERRORS as exc:
-        raise ChainInvalid(f"{name}: malformed certificate ({_first_line(exc)})") from None
+    except CERTIFICATE_PARSE_ERRORS as exc:
+        raise ChainInvalid(f"{name}: malformed certificate ({first_line(exc)})") from None
 
 
 def _inspect_link(
@@ -246,9 +177,9 @@ def _inspect_link(
     cas_below: int | None,
 ) -> _CheckedCertificate:
     try:
-        certificate = x509.load_der_x509_certificate(der)
-    except (ValueError, x509.InvalidVersion):
-        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate") from None
+        certificate = load_der_certificate(der)
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate ({first_line(exc)})") from None
     if certificate.serial_number <= 0:
         raise ChainInvalid(f"{name}: serial number must be positive (RFC 5280)")
     if certificate.version is not x509.Version.v3:
@@ -315,20 +246,6 @@ def _check_signature(certificate: x509.Certificate, parent: _CheckedCertificate,
         raise ChainInvalid(f"{name}: cannot be checked against {parent.info.position}") from exc
 
 
-def _check_validity(info: CertificateInfo, at: datetime, clock_skew: timedelta) -> None:
-    if info.not_before - clock_skew > at:
-        raise CertificateNotYetValid(
-            f"{info.position} ({info.subject}) is valid from "
-            f"{iso_utc(info.not_before, 'seconds')}; verification time {iso_utc(at)} "
-            f"(clock skew allowed: {clock_skew})"
-        )
-    if at > info.not_after:
-        raise CertificateExpired(
-            f"{info.position} ({info.subject}) expired at {iso_utc(info.not_after, 'seconds')}; "
-            f"verification time {iso_utc(at)}"
-        )
-
-
 def _extension(
     extensions: x509.Extensions, kind: type[_ExtensionT]
 ) -> x509.Extension[_ExtensionT] | None:
@@ -346,18 +263,13 @@ def describe_path(cabundle: tuple[bytes, ...], certificate: bytes) -> list[Certi
     out: list[CertificateInfo | str] = []
     for position, der in enumerate(ders):
         try:
-            parsed = x509.load_der_x509_certificate(der)
+            parsed = load_der_certificate(der)
             out.append(
                 _info(parsed, der, position, len(ders), issuer=parsed.issuer.rfc4514_string())
             )
-        except _CERTIFICATE_PARSE_ERRORS as exc:
+        except CERTIFICATE_PARSE_ERRORS as exc:
             out.append(f"{_position_name(position, len(ders))}: not a certificate ({exc})")
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:100]
 
 
 def _position_name(position: int, total: int) -> str:

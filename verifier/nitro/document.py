@@ -1,4 +1,4 @@
-"""The attestation document (the COSE payload), parsed once into a frozen, typed object.
+"""The Nitro attestation document (the COSE payload), parsed once into a frozen, typed object.
 
 Field rules follow AWS's syntactic checks (aws-nitro-enclaves-nsm-api, attestation_process.md
 section 3.2.2.1), with the corrections real documents force on them:
@@ -20,15 +20,15 @@ understand is not one we can vouch for to an auditor.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from verifier.cbor import decode_strict, describe
 from verifier.errors import MalformedEvidence
+from verifier.nitro.cbor import decode_strict, describe
+from verifier.scheme import EvidenceKind
 
 __all__ = [
     "MAX_CABUNDLE_CERTIFICATES",
@@ -48,13 +48,6 @@ _MIN_TIMESTAMP_MS = 10**12
 _MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
 _ZERO_PCR = bytes(PCR_BYTES)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class EvidenceKind(enum.StrEnum):
-    """What a document attests to. The strings are stable: they are stored in the ledger."""
-
-    AWS_NITRO_ENCLAVE = "aws-nitro-enclave"
-    AWS_NITRO_TPM = "aws-nitro-tpm"
 
 
 _PCR_FIELDS = {

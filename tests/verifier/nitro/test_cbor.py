@@ -5,8 +5,8 @@ from __future__ import annotations
 import cbor2
 import pytest
 
-from verifier.cbor import _CBOR2_SEMANTIC_TAGS, decode_strict, strip_cose_sign1_tag
 from verifier.errors import MalformedEvidence
+from verifier.nitro.cbor import _CBOR2_SEMANTIC_TAGS, decode_strict, strip_cose_sign1_tag
 
 
 def test_definite_and_indefinite_maps_decode_alike() -> None:

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from verifier.cbor import decode_strict, describe, strip_cose_sign1_tag
 from verifier.errors import EvidenceTooLarge, MalformedEvidence, SignatureInvalid
+from verifier.nitro.cbor import decode_strict, describe, strip_cose_sign1_tag
 
 __all__ = [
     "ES384_PROTECTED_HEADER",

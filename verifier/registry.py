@@ -1,0 +1,91 @@
+"""Evidence kind -> scheme: the one place that knows every scheme.
+
+::
+
+    scheme_for("amd-sev-snp")                          # SnpVerifier, pinned AMD roots
+    scheme_for("aws-nitro-enclave", trust_anchors=[a])  # NitroVerifier trusting ``a`` only
+    policy_from_json(text)                             # the policy of the kind it names
+    detect_kind(data)                                  # which kind raw bytes are, if clear
+
+A scheme keeps caches of verified links: build one per kind and keep it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from verifier.errors import MalformedEvidence, PolicyInvalid
+from verifier.nitro.policy import NITRO_KINDS, Policy
+from verifier.nitro.verify import NitroVerifier, parse_evidence
+from verifier.policy import SchemePolicy
+from verifier.scheme import EvidenceKind, Scheme
+from verifier.snp.policy import SnpPolicy
+from verifier.snp.report import REPORT_BYTES
+from verifier.snp.verify import SnpVerifier
+from verifier.x509 import TrustAnchor
+
+__all__ = ["detect_kind", "kinds", "policy_from_dict", "policy_from_json", "scheme_for"]
+
+_KINDS = (*NITRO_KINDS, EvidenceKind.AMD_SEV_SNP)
+#: A COSE_Sign1 starts with an array of four (0x84) or tag 18 (0xD2); an SEV-SNP report's
+#: first byte is its version's low byte (2, 3 or 5).
+_COSE_FIRST_BYTES = (0x84, 0xD2)
+
+
+def kinds() -> tuple[EvidenceKind, ...]:
+    """The evidence kinds this verifier can verify today."""
+    return _KINDS
+
+
+def scheme_for(
+    kind: EvidenceKind | str, *, trust_anchors: Sequence[TrustAnchor] | None = None
+) -> Scheme:
+    """A new scheme for ``kind``. ``trust_anchors`` replaces the scheme's pinned roots (one
+    P-384 root for Nitro; ARKs named ``CN=ARK-<product line>`` for SEV-SNP). Raises
+    ``ValueError`` for a kind without a scheme or unusable anchors."""
+    try:
+        evidence_kind = EvidenceKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown evidence kind {str(kind)[:40]!r}") from None
+    if evidence_kind in NITRO_KINDS:
+        if trust_anchors is None:
+            return NitroVerifier()
+        if len(trust_anchors) != 1:
+            raise ValueError("a Nitro scheme trusts exactly one root")
+        return NitroVerifier(trust_anchor=trust_anchors[0])
+    if evidence_kind is EvidenceKind.AMD_SEV_SNP:
+        return SnpVerifier(trust_anchors=trust_anchors)
+    raise ValueError(f"evidence kind {evidence_kind} is reserved; no scheme verifies it yet")
+
+
+def policy_from_dict(data: Any) -> SchemePolicy:
+    """The policy of the kind ``data["evidence_kind"]`` names (Nitro enclaves if absent, as
+    before there were schemes). Raises :class:`PolicyInvalid`."""
+    if not isinstance(data, dict):
+        raise PolicyInvalid("policy: expected a JSON object")
+    if data.get("evidence_kind") == str(EvidenceKind.AMD_SEV_SNP):
+        return SnpPolicy.from_dict(data)
+    return Policy.from_dict(data)
+
+
+def policy_from_json(text: str | bytes) -> SchemePolicy:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
+    return policy_from_dict(data)
+
+
+def detect_kind(data: bytes) -> EvidenceKind | None:
+    """The kind of raw evidence bytes when it is unambiguous, else None: a COSE_Sign1 is a
+    Nitro document (its payload says enclave or NitroTPM), 1184 bytes an SEV-SNP report."""
+    if data[:1] and data[0] in _COSE_FIRST_BYTES:
+        try:
+            return parse_evidence(data)[1].kind
+        except MalformedEvidence:
+            return EvidenceKind.AWS_NITRO_ENCLAVE
+    if len(data) == REPORT_BYTES:
+        return EvidenceKind.AMD_SEV_SNP
+    return None
