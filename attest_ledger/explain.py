@@ -23,9 +23,11 @@ from ledger.reads import StoredEntry, get_entry, get_evidence
 from verifier import (
     AttestationDocument,
     CertificateInfo,
+    Evidence,
     NitroVerifier,
-    Policy,
     ResultHash,
+    Scheme,
+    SchemePolicy,
     VerifierError,
     parse_evidence,
 )
@@ -275,9 +277,9 @@ def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
 
 
 def judge_again(
-    evidence: bytes,
-    verifier: NitroVerifier,
-    policy: Policy | None,
+    evidence: Evidence | bytes,
+    verifier: Scheme,
+    policy: SchemePolicy | None,
     result_hash: ResultHash | None,
     *,
     at: datetime,

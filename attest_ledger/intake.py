@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -41,15 +41,25 @@ from ledger.reads import get_entry
 from verifier import (
     AttestationDocument,
     AttestationResult,
+    Claims,
+    Endorsement,
+    EndorsementKind,
+    Evidence,
+    EvidenceKind,
     NitroVerifier,
-    Policy,
     PolicyViolation,
     ResultHash,
+    Scheme,
+    SchemePolicy,
+    SnpVerifier,
     Status,
     UnsafeAcceptAnyPolicy,
+    UnsafeAcceptAnySnpPolicy,
     UnsafePolicyWarning,
     VerifierError,
+    parse_report,
 )
+from verifier.nitro.policy import NITRO_KINDS
 from verifier.timefmt import iso_utc
 
 __all__ = [
@@ -61,12 +71,15 @@ __all__ = [
     "NonceRace",
     "Receipt",
     "Submission",
+    "UnsupportedKind",
     "Verdict",
     "judge",
     "to_milliseconds",
 ]
 
 RECORD_VERSION = 1
+#: the challenge nonce's size: a report_data scheme carries it in its first 32 bytes
+CHALLENGE_BYTES = 32
 
 
 class IntakeError(Exception):
@@ -83,6 +96,12 @@ class IdempotencyConflict(IntakeError):
 
 class NonceRace(IntakeError):
     code = "nonce_already_used"
+
+
+class UnsupportedKind(IntakeError):
+    """The submission names an evidence kind this service has no scheme for."""
+
+    code = "unsupported_evidence_kind"
 
 
 @dataclass(frozen=True)
@@ -111,8 +130,15 @@ class Verdict:
     status: Status
     error: str | None
     reasons: tuple[dict[str, str], ...]
-    document: AttestationDocument | None
+    #: what the evidence says, parsed (even when it was then rejected), if parsing got there
+    claims: Claims | None
     result: AttestationResult | None
+
+    @property
+    def document(self) -> AttestationDocument | None:
+        """The parsed Nitro document, for Nitro evidence."""
+        document: AttestationDocument | None = getattr(self.claims, "document", None)
+        return document
 
 
 @dataclass(frozen=True)
@@ -129,43 +155,81 @@ class Receipt:
 
 
 def judge(
-    verifier: NitroVerifier,
-    policy: Policy | None,
-    document: bytes,
+    scheme: Scheme,
+    policy: SchemePolicy | None,
+    evidence: Evidence | bytes,
     *,
     now: datetime,
     nonce_state: ChallengeState,
     nonce: bytes | None,
     result_hash: ResultHash,
 ) -> Verdict:
-    """Verify ``document`` as of ``now`` and collect every reason it falls short."""
+    """Verify ``evidence`` (of any kind; bytes: a Nitro document) with ``scheme`` as of
+    ``now`` and collect every reason it falls short. ``policy`` None: the worker may attest
+    no image of this kind, which fails closed (and what else is wrong is still reported)."""
+    if isinstance(evidence, bytes):
+        evidence = Evidence(EvidenceKind.AWS_NITRO_ENCLAVE, evidence)
     reasons: list[dict[str, str]] = []
     if policy is None:
         reasons.append(
-            {"code": "no_reference_values", "message": "this worker may attest no enclave image"}
+            {"code": "no_reference_values", "message": "this worker may attest no such image"}
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnsafePolicyWarning)
-            policy = UnsafeAcceptAnyPolicy()  # only to report what else is wrong
+            policy = _accept_any(evidence.kind)  # only to report what else is wrong
     expected_nonce = nonce if nonce_state is ChallengeState.OPEN else None
     result: AttestationResult | None = None
-    parsed: AttestationDocument | None = None
+    claims: Claims | None = None
     error: str | None = None
     try:
-        result = verifier.verify(
-            document, at=now, policy=policy, nonce=expected_nonce, result_hash=result_hash
-        )
-        parsed = result.document
+        if isinstance(scheme, NitroVerifier):  # its documents carry their chain
+            result = scheme.verify(
+                evidence.data, at=now, policy=policy, nonce=expected_nonce, result_hash=result_hash
+            )
+        else:
+            result = scheme.verify(
+                evidence, at=now, policy=policy, nonce=expected_nonce, result_hash=result_hash
+            )
+        claims = result.claims
     except PolicyViolation as exc:
-        result, parsed, error = exc.result, exc.document, exc.code
+        result, claims, error = exc.result, exc.result.claims, exc.code
         reasons.extend({"code": v.code, "message": v.message} for v in exc.violations)
     except VerifierError as exc:
-        parsed, error = exc.document, exc.code
+        claims, error = exc.claims, exc.code
         reasons.append({"code": exc.code, "message": exc.message})
-    if nonce_state is not ChallengeState.OPEN and (parsed is not None or error is None):
+    if nonce_state is not ChallengeState.OPEN and (claims is not None or error is None):
         reasons.append(_nonce_reason(nonce_state, nonce))
     status = result.status if result is not None and not reasons else Status.CONTRAINDICATED
-    return Verdict(status, error, tuple(reasons), parsed, result)
+    return Verdict(status, error, tuple(reasons), claims, result)
+
+
+def anchors_of(scheme: Scheme) -> list[str]:
+    """The SHA-256 of every trust anchor ``scheme`` holds (what a bundle must carry)."""
+    if isinstance(scheme, NitroVerifier):
+        return [scheme.trust_anchor.fingerprint]
+    if isinstance(scheme, SnpVerifier):
+        return sorted({a.anchor.fingerprint for a in scheme.trust_store.all_anchors()})
+    raise TypeError(f"no trust anchors known for {type(scheme).__name__}")
+
+
+def _accept_any(kind: str) -> SchemePolicy:
+    if kind == EvidenceKind.AMD_SEV_SNP:
+        return UnsafeAcceptAnySnpPolicy()
+    return UnsafeAcceptAnyPolicy()
+
+
+def carried_nonce(evidence: Evidence, scheme: Scheme) -> bytes | None:
+    """The challenge nonce the evidence carries, read before it is verified (to find the
+    challenge): a Nitro document's ``nonce``, the first half of an SNP report's report_data.
+    None if the evidence does not parse that far."""
+    try:
+        if isinstance(scheme, NitroVerifier):
+            return scheme.parse(evidence.data)[1].nonce
+        if evidence.kind == EvidenceKind.AMD_SEV_SNP:
+            return parse_report(evidence.data).report_data[:CHALLENGE_BYTES]
+    except VerifierError:
+        return None
+    return None
 
 
 def _record_of(entry: NewEntry) -> dict[str, Any]:
@@ -311,16 +375,22 @@ def build_record(
     submission: Submission,
     verified_at: datetime,
     policy_revision: int | None,
-    policy: Policy | None,
-    trust_anchor_sha256: str,
+    policy: SchemePolicy | None,
+    trust_anchors: Sequence[str],
+    nonce: bytes | None = None,
 ) -> dict[str, Any]:
     """The verdict record. ``verified_at`` must be the exact instant the verifier judged at
-    (whole milliseconds: it is written with millisecond precision), and
-    ``trust_anchor_sha256`` the anchor it held, whatever the outcome: a proof bundle judges
-    every entry again, rejections before the policy step included, at that instant against
-    that anchor."""
-    document, result = verdict.document, verdict.result
-    return {
+    (whole milliseconds: it is written with millisecond precision), and ``trust_anchors`` the
+    SHA-256 of every anchor it held, whatever the outcome: a proof bundle judges every entry
+    again, rejections before the policy step included, at that instant against those anchors.
+
+    A Nitro record keeps its original shape (``module_id``, ``pcr0``, ``document_time``,
+    ``nonce``, one ``trust_anchor_sha256``); evidence of any other kind records the scheme's
+    claims summary (``claims``), the nonce it carried and ``trust_anchors`` (a list)."""
+    claims, result = verdict.claims, verdict.result
+    document = verdict.document
+    kind = str(claims.evidence_kind) if claims is not None else submission.kind
+    record: dict[str, Any] = {
         "v": RECORD_VERSION,
         "kind": "attestation",
         "worker": worker,
@@ -332,18 +402,34 @@ def build_record(
         "verified_at": iso_utc(verified_at),
         "policy_revision": policy_revision,
         "policy": policy.policy_id if policy is not None else None,
-        "image": result.matched_image if result is not None else None,
-        "evidence_kind": str(document.kind) if document is not None else None,
-        "module_id": document.module_id if document is not None else None,
-        "pcr0": document.pcrs[0].hex() if document is not None and 0 in document.pcrs else None,
-        "document_time": document.timestamp.isoformat(timespec="milliseconds")
-        if document is not None
-        else None,
-        "nonce": document.nonce.hex()
-        if document is not None and document.nonce is not None
-        else None,
-        "trust_anchor_sha256": trust_anchor_sha256,
+        "image": result.matched_reference if result is not None else None,
+        "evidence_kind": kind,
     }
+    if kind in NITRO_KINDS:
+        record.update(
+            {
+                "module_id": document.module_id if document is not None else None,
+                "pcr0": document.pcrs[0].hex()
+                if document is not None and 0 in document.pcrs
+                else None,
+                "document_time": document.timestamp.isoformat(timespec="milliseconds")
+                if document is not None
+                else None,
+                "nonce": document.nonce.hex()
+                if document is not None and document.nonce is not None
+                else None,
+                "trust_anchor_sha256": trust_anchors[0],
+            }
+        )
+    else:
+        record.update(
+            {
+                "claims": claims.to_dict() if claims is not None else None,
+                "nonce": nonce.hex() if nonce is not None else None,
+                "trust_anchors": sorted(trust_anchors),
+            }
+        )
+    return record
 
 
 class Intake:
@@ -356,8 +442,15 @@ class Intake:
         session_factory: sessionmaker[Session],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         append_timeout: float = 30.0,
+        schemes: Mapping[str, Scheme] | None = None,
     ) -> None:
         self.verifier = verifier
+        #: evidence kind -> the scheme that judges it (Nitro's is ``verifier``)
+        self.schemes: dict[str, Scheme] = {
+            str(EvidenceKind.AWS_NITRO_ENCLAVE): verifier,
+            str(EvidenceKind.AWS_NITRO_TPM): verifier,
+            **(schemes or {}),
+        }
         self.policies = policies
         self.batcher = batcher
         self.sessions = session_factory
@@ -378,11 +471,15 @@ class Intake:
         """
         now = to_milliseconds(self.clock())  # the instant recorded is exactly the one judged at
         digest = hashlib.sha256(submission.document).digest()
-        try:
-            _, parsed = self.verifier.parse(submission.document)
-            nonce = parsed.nonce
-        except VerifierError:
-            nonce = None
+        scheme = self.schemes.get(submission.kind)
+        if scheme is None:
+            raise UnsupportedKind(f"this service judges no evidence of kind {submission.kind!r}")
+        evidence = Evidence(
+            EvidenceKind(submission.kind),
+            submission.document,
+            tuple(Endorsement(EndorsementKind(k), d) for k, d in submission.endorsements),
+        )
+        nonce = carried_nonce(evidence, scheme)
         own_session = session is None
         reads = self.sessions() if session is None else session
         try:
@@ -395,12 +492,12 @@ class Intake:
         finally:
             if own_session:
                 reads.close()
-        policy = config.for_worker(client.name)
+        policy = config.for_worker(client.name, submission.kind)
         started = time.perf_counter()
         verdict = judge(
-            self.verifier,
+            scheme,
             policy,
-            submission.document,
+            evidence,
             now=now,
             nonce_state=state,
             nonce=nonce,
@@ -413,9 +510,12 @@ class Intake:
             verified_at=now,
             policy_revision=config.revision_entry,
             policy=policy,
-            trust_anchor_sha256=self.verifier.trust_anchor.fingerprint,
+            trust_anchors=anchors_of(scheme),
+            nonce=nonce,
         )
-        entry = NewEntry.from_record(record, evidence=submission.document)
+        entry = NewEntry.from_record(
+            record, evidence=submission.document, endorsements=submission.endorsements
+        )
         verified = time.perf_counter()
 
         books = _Bookkeeping(

@@ -228,12 +228,11 @@ class PolicyStore:
             raise PolicyError("an image name is 1-64 letters, digits, '.', '_' or '-'")
         if kind != SNP:
             raise PolicyError(f"reference images of kind {kind!r} cannot be kept yet")
-        values = {k: v.lower() for k, v in reference.items() if v is not None}
+        values = {k: v.lower() for k, v in reference.items()}
         unknown = set(values) - set(SNP_IMAGE_FIELDS)
         if unknown or "measurement" not in values:
             raise PolicyError(
-                "an SEV-SNP image has a measurement and may have "
-                + ", ".join(SNP_IMAGE_FIELDS[1:])
+                "an SEV-SNP image has a measurement and may have " + ", ".join(SNP_IMAGE_FIELDS[1:])
             )
         try:  # the verifier's own rules decide what a valid image is
             SnpPolicy.from_dict(
@@ -256,7 +255,9 @@ class PolicyStore:
             raise PolicyError("nothing to change")
         if set(values) - set(SNP_DEFAULTS):
             raise PolicyError(f"SEV-SNP settings are {', '.join(SNP_DEFAULTS)}")
-        settings = session.execute(select(PolicySettings).where(PolicySettings.id == 1)).scalar_one()
+        settings = session.execute(
+            select(PolicySettings).where(PolicySettings.id == 1)
+        ).scalar_one()
         schemes = {k: dict(v) for k, v in settings.schemes.items()}
         merged = {**SNP_DEFAULTS, **schemes.get(kind, {}), **values}
         try:  # checked by the verifier's rules, with a placeholder image
@@ -271,7 +272,9 @@ class PolicyStore:
         except PolicyInvalid as exc:
             raise PolicyError(exc.message) from None
         schemes[kind] = merged
-        session.execute(update(PolicySettings).where(PolicySettings.id == 1).values(schemes=schemes))
+        session.execute(
+            update(PolicySettings).where(PolicySettings.id == 1).values(schemes=schemes)
+        )
         return _record(session, {"action": "options_set", "kind": kind, **values})
 
     def remove_image(self, session: Session, name: str) -> int:
@@ -337,12 +340,13 @@ def _worker(session: Session, name: str) -> ApiClient:
 
 def load(session: Session) -> PolicyConfig:
     settings = session.execute(select(PolicySettings).where(PolicySettings.id == 1)).scalar_one()
-    images, references = {}, {}
-    for image in session.execute(select(PolicyImage)).scalars():
-        if image.evidence_kind == NITRO:
-            images[image.name] = {int(i): bytes.fromhex(v) for i, v in image.pcrs.items()}
+    images: dict[str, dict[int, bytes]] = {}
+    references: dict[str, tuple[str, dict[str, Any]]] = {}
+    for stored in session.execute(select(PolicyImage)).scalars():
+        if stored.evidence_kind == NITRO:
+            images[stored.name] = {int(i): bytes.fromhex(v) for i, v in stored.pcrs.items()}
         else:
-            references[image.name] = (image.evidence_kind, dict(image.reference))
+            references[stored.name] = (stored.evidence_kind, dict(stored.reference))
     workers: dict[str, set[str]] = {}
     for name, image in session.execute(
         select(ApiClient.name, WorkerImage.image_name).join(

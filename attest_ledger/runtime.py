@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +27,7 @@ from ledger.batcher import AppendBatcher
 from ledger.db import make_session_factory
 from ledger.keys import load_signing_key
 from ledger.note import NoteSigner, NoteVerifier
-from verifier import NitroVerifier, TrustAnchor, aws_nitro_root_g1
+from verifier import EvidenceKind, NitroVerifier, SnpVerifier, TrustAnchor, aws_nitro_root_g1
 
 __all__ = ["LOCK_TIMEOUT", "Runtime"]
 
@@ -72,10 +74,15 @@ class Runtime:
         sessions = make_session_factory(engine)
         reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         verifier = NitroVerifier(trust_anchor=trust_anchor_for(settings.trust_root_path))
+        snp = SnpVerifier(trust_anchors=snp_anchors_for(settings.snp_trust_root_path))
         batcher = AppendBatcher(sessions, lock_timeout=None)  # the connections carry it
         policies = PolicyStore()
         intake = Intake(
-            verifier=verifier, policies=policies, batcher=batcher, session_factory=sessions
+            verifier=verifier,
+            policies=policies,
+            batcher=batcher,
+            session_factory=sessions,
+            schemes={str(EvidenceKind.AMD_SEV_SNP): snp},
         )
         publisher = (
             CheckpointPublisher(
@@ -97,6 +104,23 @@ class Runtime:
             self.publisher.stop()
         self.batcher.close()
         self.engine.dispose()
+
+
+def snp_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
+    """AMD's pinned ARKs (None), unless a file of ARKs is configured explicitly (and then say
+    so): the simulated AMD platform's, for demos and tests."""
+    if path is None:
+        return None
+    anchors = [
+        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured ARK {n}")
+        for n, certificate in enumerate(x509.load_pem_x509_certificates(path.read_bytes()))
+    ]
+    log.warning(
+        "trusting the ARK(s) in %s (SHA-256 %s) INSTEAD of AMD's: for simulated SEV-SNP only",
+        path,
+        ", ".join(a.fingerprint for a in anchors),
+    )
+    return anchors
 
 
 def trust_anchor_for(path: Path | None) -> TrustAnchor:

@@ -11,6 +11,8 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_ORIGIN``               the log's origin, used when a key is created
 ``ATTEST_LEDGER_TRUST_ROOT``           a PEM root to trust *instead of* AWS's (the simulated
                                        PKI of demos and tests; the service warns)
+``ATTEST_LEDGER_SNP_TRUST_ROOT``       PEM ARK(s) to trust *instead of* AMD's (the simulated
+                                       SEV-SNP platform; the service warns)
 ``ATTEST_LEDGER_BIND``                 where ``serve`` listens (``127.0.0.1:8000``)
 ``ATTEST_LEDGER_WORKERS``              gunicorn worker processes (default: the CPU count)
 ``ATTEST_LEDGER_THREADS``              threads per worker process (default 8)
@@ -58,6 +60,7 @@ class Settings:
     ledger_key_path: Path
     ledger_origin: str = DEFAULT_ORIGIN
     trust_root_path: Path | None = None
+    snp_trust_root_path: Path | None = None
     bind: str = "127.0.0.1:8000"
     workers: int = 0  # 0: the CPU count
     threads: int = 8
@@ -89,12 +92,14 @@ class Settings:
         url = env.get("DATABASE_URL") or None
         key = env.get("ATTEST_LEDGER_KEY")
         root = env.get("ATTEST_LEDGER_TRUST_ROOT")
+        snp_root = env.get("ATTEST_LEDGER_SNP_TRUST_ROOT")
         return cls(
             data_dir=data_dir,
             database_url=normalise_database_url(url) if url else None,
             ledger_key_path=Path(key).resolve() if key else data_dir / "ledger.key",
             ledger_origin=env.get("ATTEST_LEDGER_ORIGIN") or DEFAULT_ORIGIN,
             trust_root_path=Path(root).resolve() if root else None,
+            snp_trust_root_path=Path(snp_root).resolve() if snp_root else None,
             bind=env.get("ATTEST_LEDGER_BIND") or "127.0.0.1:8000",
             workers=_number(env, "ATTEST_LEDGER_WORKERS", 0, int),
             threads=_number(env, "ATTEST_LEDGER_THREADS", 8, int),

@@ -44,7 +44,7 @@ from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoin
 from ledger.entry import canonical_json
 from ledger.errors import InvalidEntry
 from ledger.reads import consistency_proof, get_entry, get_evidence, inclusion_proof, tree_state
-from verifier import MAX_EVIDENCE_BYTES, ResultHash
+from verifier import MAX_EVIDENCE_BYTES, EvidenceKind, ResultHash, kinds
 from verifier.timefmt import iso_utc
 from web.auth import current_client, require
 from web.openapi import document
@@ -61,9 +61,9 @@ MAX_SUBMITTED_EVIDENCE = 32 * 1024
 MAX_SUBMITTED_ENDORSEMENTS = 8
 MAX_ENDORSEMENT_BYTES = 16 * 1024
 _ENDORSEMENT_KIND = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-NITRO_ENCLAVE = "aws-nitro-enclave"
-#: the evidence kinds a submission may carry
-EVIDENCE_KINDS = ("aws-nitro-enclave", "amd-sev-snp")
+NITRO_ENCLAVE = str(EvidenceKind.AWS_NITRO_ENCLAVE)
+#: the evidence kinds a submission may carry: those a scheme verifies
+EVIDENCE_KINDS = tuple(str(kind) for kind in kinds())
 _MAX_CHALLENGES = 100
 _IDEMPOTENCY_KEY_CHARS = 200
 #: the largest index or tree size (PostgreSQL's bigint); a larger index matches no route (404)

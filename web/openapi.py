@@ -19,7 +19,7 @@ from typing import Any
 from attest_ledger.settings import Settings
 from ledger.search import KINDS, MAX_PAGE, SORTS, VERDICTS
 from ledger.stats import BUCKETS
-from verifier import MAX_EVIDENCE_BYTES
+from verifier import MAX_EVIDENCE_BYTES, kinds
 from web.compliance import (
     DEFAULT_PAGE,
     MAX_COUNTS,
@@ -570,7 +570,7 @@ def _index(description: str = "The entry's index (0-based)") -> Schema:
 
 
 #: the evidence kinds the service judges
-EVIDENCE_KINDS = ("aws-nitro-enclave", "aws-nitro-tpm", "amd-sev-snp")
+EVIDENCE_KINDS = tuple(str(kind) for kind in kinds())
 _FILTERS: list[Schema] = [
     _parameter("since", _TIME, "Appended at or after (ISO 8601, or a date YYYY-MM-DD; UTC)"),
     _parameter("until", _TIME, "Appended before (ISO 8601, or a date; later than since)"),

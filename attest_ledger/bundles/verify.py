@@ -36,8 +36,8 @@ from ledger.note import NoteVerifier, open_note
 from verifier import (
     AWS_NITRO_ROOT_G1_SHA256,
     NitroVerifier,
-    Policy,
     ResultHash,
+    SchemePolicy,
     TrustAnchor,
     VerifierError,
 )
@@ -393,7 +393,7 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
 
 
 def _rejudge_unanchored(  # noqa: PLR0917 - private, one caller
-    state: _State, item: str, evidence: bytes, policy: Policy | None,
+    state: _State, item: str, evidence: bytes, policy: SchemePolicy | None,
     result_hash: ResultHash | None, at: datetime, verdict: Any, recorded: set[str],
 ) -> None:  # fmt: skip
     """An entry recorded before entries named their anchor whatever the outcome (issue #10):

@@ -34,8 +34,14 @@ def amd_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
     )
 
 
-@functools.cache
 def amd_pki(product: str = "Genoa") -> SimulatedAmdPki:
+    """One simulated AMD PKI per product and session (``amd_pki()`` and ``amd_pki("Genoa")``
+    are the same one: functools.cache alone would tell the two calls apart)."""
+    return _amd_pki(product)
+
+
+@functools.cache
+def _amd_pki(product: str) -> SimulatedAmdPki:
     ark_key, ask_key = amd_keys()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedAmdWarning)
@@ -44,8 +50,12 @@ def amd_pki(product: str = "Genoa") -> SimulatedAmdPki:
         )
 
 
-@functools.cache
 def snp_chip(product: str = "Genoa") -> SimulatedSnpChip:
+    return _snp_chip(product)
+
+
+@functools.cache
+def _snp_chip(product: str) -> SimulatedSnpChip:
     return SimulatedSnpChip.generate(amd_pki(product), at=SIM_AT)
 
 

@@ -72,7 +72,8 @@ AMD_INTERMEDIATE_SHA256 = {
         "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c"
     ),
 }
-_ARK_NAME = re.compile(r"ARK-(Milan|Genoa|Turin)")
+#: AMD's names; a simulated platform's ARK adds " (simulated)" (enclave_worker), as it must
+_ARK_NAME = re.compile(r"ARK-(Milan|Genoa|Turin)(?: \(simulated\))?")
 _AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 
 
