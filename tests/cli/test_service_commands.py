@@ -140,3 +140,69 @@ def test_users_commands(capsys, settings, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("a different passphrase\n"))
     assert run(capsys, settings, "users", "passwd", "ada", "--password-stdin")[0] == 0
     assert run(capsys, settings, "users", "passwd", "nobody", "--password-stdin")[0] == 2
+
+
+SNP_FIXTURES = NITRO.parent / "snp"
+
+
+def test_snp_policy_commands(capsys, settings) -> None:
+    """SEV-SNP reference images and settings (issue #11): from a real report, from an OVMF
+    image (sev-snp-measure, against its own published known answers), or given by hand."""
+    run(capsys, settings, "workers", "add", "w1")
+    report = SNP_FIXTURES / "snp_oak_genoa_v5_report.bin"
+    add = ("policy", "image", "add")
+    assert (
+        run(capsys, settings, *add, "oak", "--type", "amd-sev-snp", "--from-report", str(report))[0]
+        == 0
+    )
+    ovmf = str(SNP_FIXTURES / "sev_snp_measure_ovmf_AmdSev_suffix.bin")
+    assert run(capsys, settings, *add, "ovmf", "--type", "amd-sev-snp", "--from-ovmf", ovmf)[0] == 0
+    assert run(
+        capsys, settings, *add, "ovmf-snp-only", "--type", "amd-sev-snp", "--from-ovmf", ovmf,
+        "--guest-features", "0x1",
+    )[0] == 0  # fmt: skip
+    assert run(
+        capsys, settings, *add, "manual", "--type", "amd-sev-snp", "--measurement", "ab" * 48,
+        "--host-data", "cd" * 32,
+    )[0] == 0  # fmt: skip
+    assert run(capsys, settings, "policy", "allow", "w1", "oak")[0] == 0
+    assert run(
+        capsys, settings, "policy", "set", "--type", "amd-sev-snp", "--no-allow-smt",
+        "--max-vmpl", "1", "--min-tcb", "snp=25", "--min-tcb", "microcode=84",
+    )[0] == 0  # fmt: skip
+    shown = json.loads(run(capsys, settings, "policy", "show")[1])
+    images = {image["name"]: image for image in shown["images"]}
+    assert images["oak"]["kind"] == "amd-sev-snp"
+    assert (
+        images["oak"]["reference"]["measurement"]
+        == (SNP_FIXTURES / "snp_oak_genoa_v5_report.bin").read_bytes()[0x90:0xC0].hex()
+    )
+    assert images["ovmf"]["reference"] == {
+        "measurement": "e1e1ca029dd7973ab9513295be68198472dcd4fc834bd9af"
+        "9b63f6e8a1674dbf281a9278a4a2ebe0eed9f22adbcd0e2b"
+    }
+    assert images["ovmf-snp-only"]["reference"]["measurement"].startswith("19358ba9a7615534")
+    assert images["manual"]["reference"] == {"measurement": "ab" * 48, "host_data": "cd" * 32}
+    assert shown["schemes"]["amd-sev-snp"] == {
+        "allow_debug": False, "allow_smt": False, "allow_migration_agent": False,
+        "max_vmpl": 1, "min_tcb": {"snp": 25, "microcode": 84},
+    }  # fmt: skip
+    for argv in (
+        (*add, "x", "--type", "amd-sev-snp"),  # no measurement
+        (*add, "x", "--type", "amd-sev-snp", "--measurement", "ab" * 47),
+        (*add, "x", "--type", "amd-sev-snp", "--measurement", "ab" * 48, "--host-data", "zz"),
+        (
+            *add,
+            "x",
+            "--type",
+            "amd-sev-snp",
+            "--from-report",
+            str(NITRO / "yawn_nitro_attest.cbor"),
+        ),
+        (*add, "x", "--type", "amd-sev-snp", "--from-ovmf", ovmf, "--vcpu-type", "Pentium"),
+        ("policy", "set", "--type", "amd-sev-snp", "--max-vmpl", "9"),
+        ("policy", "set", "--type", "amd-sev-snp", "--min-tcb", "turbo=3"),
+        ("policy", "set", "--type", "amd-sev-snp", "--skew", "5"),
+        ("policy", "set", "--max-vmpl", "1"),  # an SEV-SNP setting without --type
+    ):
+        assert run(capsys, settings, *argv)[0] == 2, argv
