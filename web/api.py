@@ -171,14 +171,12 @@ def _base64_field(name: str, value: Any, limit: int) -> bytes:
 def _parse_evidence(body: dict[str, Any]) -> tuple[str, bytes, tuple[tuple[str, bytes], ...]]:
     """(kind, evidence, endorsements): from ``evidence`` (any kind), or from
     ``attestation_document`` (a Nitro document, the original form)."""
-    if ("evidence" in body) == ("attestation_document" in body):
-        raise Problem(
-            400, "malformed_request", "give either evidence or attestation_document (not both)"
-        )
-    if "attestation_document" in body:
+    if "evidence" in body and "attestation_document" in body:
+        raise Problem(400, "malformed_request", "give evidence or attestation_document, not both")
+    if "evidence" not in body:
         document = _base64_field(
-            "attestation_document", body["attestation_document"], MAX_EVIDENCE_BYTES
-        )
+            "attestation_document", body.get("attestation_document"), MAX_EVIDENCE_BYTES
+        )  # (or evidence: {kind, data, endorsements} for any kind)
         return NITRO_ENCLAVE, document, ()
     evidence = body["evidence"]
     if not isinstance(evidence, dict) or set(evidence) - {"kind", "data", "endorsements"}:

@@ -8,6 +8,7 @@ it used, its idempotency key) is written in one transaction by the append batche
 from __future__ import annotations
 
 from flask import Flask, current_app, g
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 __all__ = ["db", "init_sessions"]
@@ -27,4 +28,7 @@ def init_sessions(app: Flask) -> None:
     def _close(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
-            session.close()
+            try:
+                session.close()
+            except SQLAlchemyError:  # the database went away: the answer (a 503) stands
+                session.invalidate()
