@@ -19,7 +19,7 @@ from typing import Any
 from attest_ledger.settings import Settings
 from ledger.search import KINDS, MAX_PAGE, SORTS, VERDICTS
 from ledger.stats import BUCKETS
-from verifier import MAX_EVIDENCE_BYTES, kinds
+from verifier import MAX_EVIDENCE_BYTES
 from web.compliance import (
     DEFAULT_PAGE,
     MAX_COUNTS,
@@ -28,6 +28,15 @@ from web.compliance import (
     MAX_RESULT_PAGE,
     RESULT_HASH_PATTERN,
     STATS_GROUPS,
+)
+from web.submission import (
+    ENDORSEMENT_KIND_PATTERN,
+    EVIDENCE_KINDS,
+    IDEMPOTENCY_KEY_CHARS,
+    MAX_ENDORSEMENT_BYTES,
+    MAX_JOB_BYTES,
+    MAX_SUBMITTED_ENDORSEMENTS,
+    MAX_SUBMITTED_EVIDENCE,
 )
 
 __all__ = ["document"]
@@ -371,22 +380,66 @@ def _schemas() -> dict[str, Schema]:
                 "ttl_seconds": _integer(),
             },
         ),
-        "Submission": _object(
-            ["attestation_document", "result_hash"],
+        "Submission": {
+            **_object(
+                ["result_hash"],
+                {
+                    "attestation_document": {
+                        "type": "string",
+                        "contentEncoding": "base64",
+                        "contentMediaType": "application/cbor",
+                        "description": f"An AWS Nitro document (the NSM's COSE_Sign1), at "
+                        f"most {MAX_EVIDENCE_BYTES} bytes, in base64: the original form",
+                    },
+                    "evidence": _ref("Evidence"),
+                    "result_hash": {"type": "string", "pattern": RESULT_HASH_PATTERN},
+                    "job": {
+                        "type": "object",
+                        "description": f"Anything about the job (no floats; at most "
+                        f"{MAX_JOB_BYTES} bytes)",
+                    },
+                    "idempotency_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": IDEMPOTENCY_KEY_CHARS,
+                    },
+                },
+                additionalProperties=False,
+            ),
+            "oneOf": [{"required": ["attestation_document"]}, {"required": ["evidence"]}],
+        },
+        "Evidence": _object(
+            ["kind", "data"],
             {
-                "attestation_document": {
+                "kind": {
+                    "enum": list(EVIDENCE_KINDS),
+                    "description": "The evidence kind: which scheme judges it",
+                },
+                "data": {
                     "type": "string",
                     "contentEncoding": "base64",
-                    "contentMediaType": "application/cbor",
-                    "description": f"The NSM's COSE_Sign1 document, at most "
-                    f"{MAX_EVIDENCE_BYTES} bytes, in base64",
+                    "description": f"The signed evidence (a Nitro document, a 1184-byte SEV-SNP "
+                    f"report), at most {MAX_SUBMITTED_EVIDENCE} bytes, in base64",
                 },
-                "result_hash": {"type": "string", "pattern": RESULT_HASH_PATTERN},
-                "job": {
-                    "type": "object",
-                    "description": "Anything about the job (no floats; at most 4096 bytes)",
+                "endorsements": {
+                    "type": "array",
+                    "maxItems": MAX_SUBMITTED_ENDORSEMENTS,
+                    "description": "What came with the evidence and vouches for it (SEV-SNP: "
+                    "the VCEK or VLEK, and the ASK/ASVK and ARK or a CRL if at hand); each is "
+                    "recorded with the verdict, stored once by its SHA-256",
+                    "items": _object(
+                        ["kind", "data"],
+                        {
+                            "kind": {"type": "string", "pattern": ENDORSEMENT_KIND_PATTERN},
+                            "data": {
+                                "type": "string",
+                                "contentEncoding": "base64",
+                                "description": f"DER, at most {MAX_ENDORSEMENT_BYTES} bytes",
+                            },
+                        },
+                        additionalProperties=False,
+                    ),
                 },
-                "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
             },
             additionalProperties=False,
         ),
@@ -569,8 +622,6 @@ def _index(description: str = "The entry's index (0-based)") -> Schema:
     return _parameter("index", _integer(), description, where="path")
 
 
-#: the evidence kinds the service judges
-EVIDENCE_KINDS = tuple(str(kind) for kind in kinds())
 _FILTERS: list[Schema] = [
     _parameter("since", _TIME, "Appended at or after (ISO 8601, or a date YYYY-MM-DD; UTC)"),
     _parameter("until", _TIME, "Appended before (ISO 8601, or a date; later than since)"),

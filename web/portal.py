@@ -61,9 +61,9 @@ from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entr
 from ledger.stats import aggregate, refresh
 from web.api import MAX_INDEX
 from web.exports import bundle_response
-from web.openapi import EVIDENCE_KINDS
 from web.problems import Problem
 from web.sessions import db
+from web.submission import EVIDENCE_KINDS
 
 __all__ = ["bp", "init_portal"]
 

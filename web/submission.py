@@ -1,0 +1,147 @@
+"""A submission's body, parsed once at the edge into :class:`attest_ledger.intake.Submission`:
+today's Nitro form (``attestation_document``) or evidence of any kind (``evidence``: kind,
+data, endorsements). Every problem is a 400 ``malformed_request`` (or 413) naming the field;
+nothing about the evidence itself is judged here. The limits are the OpenAPI document's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from typing import Any
+
+from attest_ledger.intake import Submission
+from ledger.entry import canonical_json
+from ledger.errors import InvalidEntry
+from verifier import MAX_EVIDENCE_BYTES, EvidenceKind, ResultHash, kinds
+from web.problems import Problem
+
+__all__ = [
+    "EVIDENCE_KINDS",
+    "MAX_ENDORSEMENT_BYTES",
+    "MAX_JOB_BYTES",
+    "MAX_SUBMITTED_ENDORSEMENTS",
+    "MAX_SUBMITTED_EVIDENCE",
+    "parse_submission",
+]
+
+MAX_JOB_BYTES = 4096
+#: evidence of any kind as submitted (an SNP report is 1184 bytes, a Nitro document 16 KiB)
+MAX_SUBMITTED_EVIDENCE = 32 * 1024
+MAX_SUBMITTED_ENDORSEMENTS = 8
+MAX_ENDORSEMENT_BYTES = 16 * 1024
+ENDORSEMENT_KIND_PATTERN = "^[a-z0-9][a-z0-9-]{0,31}$"
+_ENDORSEMENT_KIND = re.compile(ENDORSEMENT_KIND_PATTERN)
+IDEMPOTENCY_KEY_CHARS = 200
+NITRO_ENCLAVE = str(EvidenceKind.AWS_NITRO_ENCLAVE)
+#: the evidence kinds a submission may carry: those a scheme verifies
+EVIDENCE_KINDS = tuple(str(kind) for kind in kinds())
+
+
+def _base64_field(name: str, value: Any, limit: int) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise Problem(400, "malformed_request", f"{name} must be a base64 string")
+    if len(value) > (limit * 4) // 3 + 8:
+        raise Problem(413, "payload_too_large", f"{name} is larger than {limit} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(400, "malformed_request", f"{name} is not valid base64") from None
+
+
+def _parse_evidence(body: dict[str, Any]) -> tuple[str, bytes, tuple[tuple[str, bytes], ...]]:
+    """(kind, evidence, endorsements): from ``evidence`` (any kind), or from
+    ``attestation_document`` (a Nitro document, the original form)."""
+    if "evidence" in body and "attestation_document" in body:
+        raise Problem(400, "malformed_request", "give evidence or attestation_document, not both")
+    if "evidence" not in body:
+        document = _base64_field(
+            "attestation_document", body.get("attestation_document"), MAX_EVIDENCE_BYTES
+        )  # (or evidence: {kind, data, endorsements} for any kind)
+        return NITRO_ENCLAVE, document, ()
+    evidence = body["evidence"]
+    if not isinstance(evidence, dict) or set(evidence) - {"kind", "data", "endorsements"}:
+        raise Problem(
+            400, "malformed_request", "evidence must be an object: kind, data, endorsements"
+        )
+    kind = evidence.get("kind")
+    if kind not in EVIDENCE_KINDS:
+        raise Problem(
+            400,
+            "malformed_request",
+            f"evidence.kind must be one of {', '.join(EVIDENCE_KINDS)}",
+        )
+    data = _base64_field("evidence.data", evidence.get("data"), MAX_SUBMITTED_EVIDENCE)
+    listed = evidence.get("endorsements", [])
+    if not isinstance(listed, list) or len(listed) > MAX_SUBMITTED_ENDORSEMENTS:
+        raise Problem(
+            400,
+            "malformed_request",
+            f"evidence.endorsements must be a list of at most {MAX_SUBMITTED_ENDORSEMENTS}",
+        )
+    endorsements = []
+    for n, item in enumerate(listed):
+        name = f"evidence.endorsements[{n}]"
+        if not isinstance(item, dict) or set(item) != {"kind", "data"}:
+            raise Problem(400, "malformed_request", f"{name} must be an object: kind, data")
+        if not isinstance(item["kind"], str) or not _ENDORSEMENT_KIND.fullmatch(item["kind"]):
+            raise Problem(400, "malformed_request", f"{name}.kind must be a short lowercase name")
+        endorsements.append(
+            (item["kind"], _base64_field(f"{name}.data", item["data"], MAX_ENDORSEMENT_BYTES))
+        )
+    return kind, data, tuple(endorsements)
+
+
+def parse_submission(body: dict[str, Any], idempotency_key: str | None) -> Submission:
+    """The submission in ``body`` (a JSON object); ``idempotency_key``: the header's."""
+    unknown = set(body) - {
+        "attestation_document",
+        "evidence",
+        "result_hash",
+        "job",
+        "idempotency_key",
+    }
+    if unknown:
+        raise Problem(
+            400, "malformed_request", f"unknown field(s): {', '.join(sorted(unknown))[:100]}"
+        )
+    kind, document, endorsements = _parse_evidence(body)
+    hash_text = body.get("result_hash")
+    if not isinstance(hash_text, str):
+        raise Problem(400, "malformed_request", "result_hash must be a string like 'sha256:<hex>'")
+    try:
+        result_hash = ResultHash.parse(hash_text)
+    except ValueError as exc:
+        raise Problem(400, "malformed_request", str(exc)) from None
+    job = body.get("job", {})
+    if not isinstance(job, dict):
+        raise Problem(400, "malformed_request", "job must be a JSON object")
+    try:
+        if len(canonical_json(job)) > MAX_JOB_BYTES:
+            raise Problem(400, "malformed_request", f"job is larger than {MAX_JOB_BYTES} bytes")
+    except InvalidEntry as exc:
+        raise Problem(400, "malformed_request", f"job: {exc.message}") from None
+    except RecursionError:  # parsed, but too deep to walk
+        raise Problem(400, "malformed_request", "job is nested too deeply") from None
+    key = idempotency_key or body.get("idempotency_key")
+    if key is not None and (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= IDEMPOTENCY_KEY_CHARS
+        or not key.isprintable()
+    ):
+        raise Problem(
+            400,
+            "malformed_request",
+            f"the idempotency key must be 1-{IDEMPOTENCY_KEY_CHARS} printable characters",
+        )
+    sent = {"result_hash": hash_text, "job": job}
+    if "attestation_document" in body:  # as before: a retry of either form is recognised
+        sent["document"] = body["attestation_document"]
+    else:
+        sent["evidence"] = body["evidence"]
+    request_digest = hashlib.sha256(canonical_json(sent)).digest()
+    return Submission(
+        document, result_hash, job, key, request_digest, kind=kind, endorsements=endorsements
+    )
