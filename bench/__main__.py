@@ -16,11 +16,13 @@ from bench import (
     portal_bench,
     service_bench,
     slow_clients_bench,
+    snp_bench,
     verifier_throughput,
 )
 
 BENCHMARKS = {
     "verifier": verifier_throughput.main,
+    "snp": snp_bench.main,
     "ledger": ledger_bench.main,
     "service": service_bench.main,
     "portal": portal_bench.main,

@@ -23,7 +23,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from verifier.errors import Violation
@@ -113,11 +112,9 @@ class AttestationResult:
     time_basis: TimeBasis
     nonce_checked: bool
     result_binding_checked: bool
-    #: AR4SI claim -> tier name, as the scheme judged it (see trustworthiness_vector()).
+    #: AR4SI claim -> tier name, as the scheme judged it (see trustworthiness_vector()); a
+    #: read-only mapping (schemes pass a MappingProxyType of a dict of their own).
     trustworthiness: Mapping[str, str]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "trustworthiness", MappingProxyType(dict(self.trustworthiness)))
 
     # --- what the Nitro result always had; properties over its claims -------------------
 

@@ -18,7 +18,8 @@ import hashlib
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -43,6 +44,7 @@ __all__ = [
     "first_line",
     "load_der_certificate",
     "load_der_crl",
+    "names_checked",
     "serial_number_text",
 ]
 
@@ -63,8 +65,9 @@ AnchorKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 _MIN_RSA_BITS = 2048
 _SERIAL_WARNING = "Parsed a serial number which wasn't positive"
 _NAME_LENGTH_WARNING = "Attribute's length must be"
-#: warnings.catch_warnings changes process-wide state: one loader at a time.
-_TOLERANT_LOAD = threading.Lock()
+#: warnings.catch_warnings changes process-wide state: one at a time (re-entrant, so that a
+#: load inside names_checked() does not wait for itself).
+_TOLERANT_LOAD = threading.RLock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,22 @@ def load_der_certificate(der: bytes, *, allow_zero_serial: bool = False) -> x509
                 raise
             raise ValueError(f"invalid name: {first_line(exc)}") from None
         return certificate
+
+
+@contextmanager
+def names_checked() -> Iterator[None]:
+    """Within it, a name attribute of the wrong length, which cryptography warns about each
+    time such a name is read, raises ``ValueError`` instead (see
+    :func:`load_der_certificate`). For code that reads a certificate's names itself, so that
+    they are parsed once."""
+    with _TOLERANT_LOAD, warnings.catch_warnings():
+        warnings.filterwarnings("error", message=_NAME_LENGTH_WARNING, category=UserWarning)
+        try:
+            yield
+        except UserWarning as exc:
+            if isinstance(exc, CryptographyDeprecationWarning):
+                raise
+            raise ValueError(f"invalid name: {first_line(exc)}") from None
 
 
 def load_der_crl(der: bytes) -> x509.CertificateRevocationList:

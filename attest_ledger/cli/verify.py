@@ -52,7 +52,6 @@ from verifier.x509 import CERTIFICATE_PARSE_ERRORS, load_der_certificate
 
 __all__ = ["register", "run"]
 
-_NITRO = (EvidenceKind.AWS_NITRO_ENCLAVE, EvidenceKind.AWS_NITRO_TPM)
 #: An endorsement file: a certificate or CRL of a few KB, or a PEM bundle of a few.
 _MAX_ENDORSEMENT_FILE = 256 * 1024
 Write = Callable[[str], None]

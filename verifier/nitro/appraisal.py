@@ -7,8 +7,10 @@ every mismatch at once, and then raises one :class:`~verifier.errors.PolicyViola
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 from verifier.binding import ResultHash
 from verifier.errors import Violation
@@ -112,8 +114,20 @@ def trustworthiness(
     *,
     nonce_checked: bool,
     result_binding_checked: bool,
-) -> dict[str, str]:
+) -> Mapping[str, str]:
     """The AR4SI claims a Nitro verdict speaks to, by tier name."""
+    if not violations:  # the common case, without a pass over the codes
+        return MappingProxyType(
+            {
+                "hardware": "affirming",
+                "instance-identity": "affirming",
+                "executables": "warning"
+                if policy.accepts_any_measurement or document.is_debug
+                else "affirming",
+                "sourced-data": "affirming" if result_binding_checked else "none",
+                "runtime-opaque": "affirming" if nonce_checked else "none",
+            }
+        )
     executables = (
         "contraindicated"
         if any(v.code in ("pcr_mismatch", "debug_mode") for v in violations)
@@ -135,13 +149,15 @@ def trustworthiness(
         if result_binding_checked
         else "none"
     )
-    return {
-        "hardware": "affirming",  # the chain reached the configured trust anchor
-        "instance-identity": "affirming",  # module_id is inside the signed payload
-        "executables": executables,
-        "sourced-data": sourced,
-        "runtime-opaque": freshness,
-    }
+    return MappingProxyType(
+        {
+            "hardware": "affirming",  # the chain reached the configured trust anchor
+            "instance-identity": "affirming",  # module_id is inside the signed payload
+            "executables": executables,
+            "sourced-data": sourced,
+            "runtime-opaque": freshness,
+        }
+    )
 
 
 def _match_images(

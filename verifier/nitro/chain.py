@@ -45,6 +45,7 @@ from verifier.x509 import (
     check_validity,
     first_line,
     load_der_certificate,
+    names_checked,
 )
 
 __all__ = ["CertificateInfo", "LinkCache", "VerifiedChain", "describe_path", "verify_chain"]
@@ -158,9 +159,10 @@ def _check_link(
     """
     name = _position_name(position, total)
     try:
-        return _inspect_link(
-            parent, der, position=position, total=total, name=name, cas_below=cas_below
-        )
+        with names_checked():
+            return _inspect_link(
+                parent, der, position=position, total=total, name=name, cas_below=cas_below
+            )
     except ChainInvalid:
         raise
     except CERTIFICATE_PARSE_ERRORS as exc:
@@ -177,9 +179,9 @@ def _inspect_link(
     cas_below: int | None,
 ) -> _CheckedCertificate:
     try:
-        certificate = load_der_certificate(der)
-    except (ValueError, x509.InvalidVersion) as exc:
-        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate ({first_line(exc)})") from None
+        certificate = x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        raise ChainInvalid(f"{name}: not a DER X.509 v3 certificate") from None
     if certificate.serial_number <= 0:
         raise ChainInvalid(f"{name}: serial number must be positive (RFC 5280)")
     if certificate.version is not x509.Version.v3:

@@ -123,9 +123,9 @@ class NitroVerifier:
             if at.tzinfo is None or at.utcoffset() is None:
                 raise ValueError("'at' must be timezone-aware; pass datetime.now(UTC), not now()")
             at = at.astimezone(UTC)
-        if not isinstance(policy, SchemePolicy):
-            raise TypeError("'policy' must be a verifier.Policy")
         if not isinstance(policy, Policy):
+            if not isinstance(policy, SchemePolicy):
+                raise TypeError("'policy' must be a verifier.Policy")
             raise PolicyInvalid(
                 f"policy {policy.name!r} judges {policy.evidence_kind}: a Nitro document "
                 "needs a Nitro policy"

@@ -12,7 +12,9 @@ is reported as missing rather than mismatched.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from verifier.binding import REPORT_DATA_NONCE_BYTES, ResultHash
 from verifier.errors import Violation
@@ -220,7 +222,7 @@ def trustworthiness(
     *,
     nonce_checked: bool,
     result_binding_checked: bool,
-) -> dict[str, str]:
+) -> Mapping[str, str]:
     """The AR4SI claims an SEV-SNP verdict speaks to, by tier name."""
     codes = {v.code for v in violations}
     hardware = "contraindicated" if "tcb_too_old" in codes else "affirming"
@@ -252,14 +254,16 @@ def trustworthiness(
         if result_binding_checked
         else "none"
     )
-    return {
-        "hardware": hardware,  # the VCEK/VLEK chained to a trusted ARK, at an acceptable TCB
-        "instance-identity": "affirming",  # chip_id (VCEK) or the CSP's VLEK, report_id signed
-        "configuration": configuration,
-        "executables": executables,
-        "sourced-data": sourced,
-        "runtime-opaque": freshness,
-    }
+    return MappingProxyType(
+        {
+            "hardware": hardware,  # the VCEK/VLEK chained to a trusted ARK, at an acceptable TCB
+            "instance-identity": "affirming",  # chip_id (VCEK) or the CSP's VLEK, report_id signed
+            "configuration": configuration,
+            "executables": executables,
+            "sourced-data": sourced,
+            "runtime-opaque": freshness,
+        }
+    )
 
 
 def _preview(value: bytes) -> str:

@@ -193,7 +193,7 @@ class SnpPolicy(SchemePolicy):
             "allow_migration_agent": self.allow_migration_agent,
             "max_vmpl": self.max_vmpl,
             "min_tcb": dict(self.min_tcb),
-            "clock_skew_seconds": self.clock_skew.total_seconds(),
+            "clock_skew_seconds": _seconds(self.clock_skew),
         }
         if self.accepts_any_measurement:
             out["unsafe_accept_any"] = True
@@ -266,6 +266,12 @@ class UnsafeAcceptAnySnpPolicy(SnpPolicy):
             stacklevel=3,
         )
         super().__post_init__()
+
+
+def _seconds(value: timedelta) -> int | float:
+    """Whole seconds as an integer: the ledger's canonical JSON has no floating point."""
+    seconds = value.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
 
 
 def _image(item: Any) -> SnpReferenceImage:

@@ -293,6 +293,14 @@ def test_the_design_example_round_trips() -> None:
     assert SnpPolicy.from_dict({**DESIGN_EXAMPLE, "max_vmpl": 1}).digest != parsed.digest
 
 
+def test_the_json_form_has_no_floating_point() -> None:
+    """What the ledger records is canonical JSON, which has no floating-point numbers."""
+    parsed = SnpPolicy.from_json(json.dumps(DESIGN_EXAMPLE))
+    assert parsed.to_dict()["clock_skew_seconds"] == 60
+    assert isinstance(parsed.to_dict()["clock_skew_seconds"], int)
+    assert json.dumps(parsed.to_dict()).count(".") == 0
+
+
 def test_defaults() -> None:
     minimal = SnpPolicy.from_dict(
         {
