@@ -310,6 +310,18 @@ def _top(session: Any, column: str, since: datetime) -> list[tuple[str, int]]:
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:5]
 
 
+def _by_kind(counts: list[Any]) -> list[dict[str, Any]]:
+    """Attestations of the period per evidence kind and verdict, the most numerous first."""
+    table: dict[str, dict[str, int]] = {}
+    for count in counts:
+        kind = count.group["evidence_kind"] or "(none)"
+        verdicts = table.setdefault(kind, dict.fromkeys(_VERDICT_ORDER, 0))
+        if count.group["verdict"] in verdicts:
+            verdicts[count.group["verdict"]] += count.entries
+    rows = [{"kind": k, "counts": v, "total": sum(v.values())} for k, v in table.items()]
+    return sorted(rows, key=lambda row: (-row["total"], row["kind"]))
+
+
 @bp.get("/")
 def overview() -> str:
     chosen = request.args.get("range", "48h")
@@ -323,7 +335,11 @@ def overview() -> str:
     counted, now = session.execute(_COUNTED).one()
     since = now - span
     counts = aggregate(
-        session, bucket=bucket, since=since, group_by=("verdict",), where={"kind": "attestation"}
+        session,
+        bucket=bucket,
+        since=since,
+        group_by=("verdict", "evidence_kind"),
+        where={"kind": "attestation"},
     )
     series = _series(bucket, since, now, counts)
     rejections = []
@@ -339,6 +355,7 @@ def overview() -> str:
         ranges=list(_RANGES),
         chart=_chart(series, bucket),
         totals={v: sum(item["counts"][v] for item in series) for v in _VERDICT_ORDER},
+        kinds=_by_kind(counts),
         images=_top(session, "image", since),
         workers=_top(session, "worker", since),
         rejections=rejections,

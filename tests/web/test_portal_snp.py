@@ -427,3 +427,27 @@ def test_reverify_says_when_the_service_holds_other_roots_now(snp) -> None:
     assert ", ".join(anchors_of(SnpVerifier())) in body
     assert "untrusted_root" in body
     assert "The verdicts differ." in body
+
+
+def test_the_entry_list_and_overview_read_by_evidence_kind(snp) -> None:
+    snp.fresh()  # a Nitro enclave
+    attest(snp)
+    attest(snp, snp.platform.variant(debug=True))
+    publish(snp)
+    listing = page(snp, "/portal/entries?evidence_kind=amd-sev-snp")
+    rows = re.findall(r"<tr>\s*<td class=\"num\">.*?</tr>", listing, re.S)
+    assert len(rows) == 2
+    assert all("amd-sev-snp" in row for row in rows)
+    assert '<option value="amd-sev-snp" selected>' in listing
+    assert "Evidence kind<select" in listing
+    everything = page(snp, "/portal/entries?kind=attestation")
+    assert "aws-nitro-enclave" in everything
+    overview = page(snp, "/portal/")
+    table = overview.split("<h2>By evidence kind</h2>")[1].split("</table>")[0]
+    cells = re.sub(r"<[^>]+>", " ", table).split()
+    snp_row = cells[cells.index("amd-sev-snp") : cells.index("amd-sev-snp") + 5]
+    assert snp_row == ["amd-sev-snp", "1", "0", "1", "2"]
+    nitro_row = cells[cells.index("aws-nitro-enclave") : cells.index("aws-nitro-enclave") + 5]
+    assert nitro_row == ["aws-nitro-enclave", "1", "0", "0", "1"]
+    assert 'href="/portal/entries?evidence_kind=amd-sev-snp&amp;verdict=contraindicated"' in table
+    assert "affirming: 2" in overview  # the chart counts every kind, as before
