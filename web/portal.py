@@ -56,7 +56,7 @@ from ledger.db import session_scope
 from ledger.errors import EntryNotFound, InvalidNote, LedgerError, TreeSizeUnavailable
 from ledger.merkle import verify_consistency
 from ledger.note import open_note
-from ledger.reads import consistency_proof, inclusion_proof, tree_state
+from ledger.reads import consistency_proof, get_entry, inclusion_proof, tree_state
 from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entries
 from ledger.stats import aggregate, refresh
 from verifier import EvidenceKind
@@ -545,8 +545,7 @@ def entry_endorsement(index: int, sha256: str) -> Response:
 @bp.get(f"/entries/{_INDEX}/entry.json")
 def entry_bytes(index: int) -> Response:
     """The canonical entry bytes, exactly as hashed into the leaf."""
-    view = _explain(index)
-    return _download(view.entry.data, "application/json", f"entry-{index}.json")
+    return _download(get_entry(db(), index).data, "application/json", f"entry-{index}.json")
 
 
 def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
@@ -574,11 +573,11 @@ def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
 @bp.get(f"/entries/{_INDEX}/proof.json")
 def entry_proof_json(index: int) -> Response:
     size, checkpoint = _proof_size(index)
-    view = _explain(index)
+    entry = get_entry(db(), index)
     body = {
         "index": index,
         "tree_size": size,
-        "leaf_hash": view.entry.leaf_hash.hex(),
+        "leaf_hash": entry.leaf_hash.hex(),
         "hashes": [h.hex() for h in inclusion_proof(db(), index, size)],
         "checkpoint": checkpoint.note,
         "log_key": str(_runtime().log_key),
