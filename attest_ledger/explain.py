@@ -1,14 +1,17 @@
 """What an entry says, laid out for a person: the portal's entry page is built from this.
 
-Framework-free. Everything shown comes from the entry's own bytes, its evidence and the
-policy revision it names, all of them in the ledger; nothing is taken from the service's
-current state except, for "re-verify", the trust anchor.
+Framework-free. Everything shown comes from the entry's own bytes, its evidence, the
+endorsements it names and the policy revision it names, all of them in the ledger; nothing
+is taken from the service's current state except the trust anchors: for "re-verify", and for
+an SEV-SNP path whose ASK or ARK did not come with the evidence (the packaged ones are shown).
+The SEV-SNP report's part of the page is built by :mod:`attest_ledger.explain_snp`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,22 +19,25 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from attest_ledger.challenges import ChallengeState
-from attest_ledger.intake import judge
+from attest_ledger.explain_snp import SnpView, StoredEndorsement, explain_snp, stored_evidence
+from attest_ledger.intake import anchors_of, judge
 from attest_ledger.policy_store import PolicyConfig, PolicyError
 from ledger.errors import EntryNotFound
-from ledger.reads import StoredEntry, get_entry, get_evidence
+from ledger.reads import StoredEntry, get_endorsement, get_entry, get_evidence
 from verifier import (
     AttestationDocument,
     CertificateInfo,
     Evidence,
-    NitroVerifier,
+    EvidenceKind,
     ResultHash,
     Scheme,
     SchemePolicy,
+    SnpVerifier,
     VerifierError,
     parse_evidence,
 )
 from verifier.nitro.chain import describe_path
+from verifier.nitro.policy import NITRO_KINDS
 
 __all__ = [
     "SERVICE_STATE_CODES",
@@ -46,6 +52,9 @@ __all__ = [
     "recorded_instant",
     "reverify",
 ]
+
+_SNP = str(EvidenceKind.AMD_SEV_SNP)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -87,14 +96,29 @@ class EntryView:
     #: the result-hash binding: what user_data should hold, and whether it does
     binding_expected: bytes | None = None
     binding_holds: bool | None = None
+    #: every endorsement the entry names, with its stored bytes
+    endorsements: list[StoredEndorsement] = field(default_factory=list)
+    #: an SEV-SNP report, laid out (None for other kinds, or if it does not parse)
+    snp: SnpView | None = None
+
+    @property
+    def evidence_kind(self) -> str:
+        """The kind of evidence the entry records (entries before there were kinds: Nitro)."""
+        kind = self.record.get("evidence_kind")
+        return kind if isinstance(kind, str) else str(EvidenceKind.AWS_NITRO_ENCLAVE)
+
+    @property
+    def is_nitro(self) -> bool:
+        return self.evidence_kind in NITRO_KINDS
 
     @property
     def reference_images(self) -> list[str]:
+        """The Nitro images the PCRs are compared with: the worker's, else every one."""
         if self.policy is None:
             return []
         worker = self.record.get("worker")
         allowed = self.policy.workers.get(worker, frozenset()) if isinstance(worker, str) else ()
-        return sorted(allowed) or sorted(self.policy.images)
+        return sorted(n for n in allowed if n in self.policy.images) or sorted(self.policy.images)
 
 
 def policy_at(session: Session, revision: int | None) -> PolicyConfig | None:
@@ -149,8 +173,30 @@ def _certificate_rows(document: AttestationDocument) -> list[CertificateRow]:
     return rows
 
 
-def explain_entry(session: Session, index: int) -> EntryView:
-    """Raises :class:`EntryNotFound`."""
+def _stored_endorsements(session: Session, record: dict[str, Any]) -> list[StoredEndorsement]:
+    """Each endorsement the entry names, with the bytes the ledger stores under its digest."""
+    out = []
+    for named in _listed(record.get("endorsements")):
+        if not isinstance(named, dict):
+            continue
+        kind, digest = named.get("kind"), named.get("sha256")
+        if not isinstance(kind, str) or not isinstance(digest, str):
+            continue
+        data = (
+            get_endorsement(session, bytes.fromhex(digest))
+            if _SHA256_HEX.fullmatch(digest)
+            else None
+        )
+        out.append(StoredEndorsement(kind, digest, data))
+    return out
+
+
+def explain_entry(
+    session: Session, index: int, *, schemes: Mapping[str, Scheme] | None = None
+) -> EntryView:
+    """Raises :class:`EntryNotFound`. ``schemes`` (evidence kind -> scheme): the service's,
+    whose trust anchors an SEV-SNP path is shown with when its ARK or ASK did not come with
+    the evidence (default: AMD's pinned roots)."""
     entry = get_entry(session, index)
     record = json.loads(entry.data)
     view = EntryView(entry=entry, record=record, evidence=get_evidence(session, index))
@@ -160,11 +206,31 @@ def explain_entry(session: Session, index: int) -> EntryView:
             view.policy = policy_at(session, revision if isinstance(revision, int) else None)
         except (PolicyError, EntryNotFound, ValueError) as exc:
             view.policy_problem = str(exc)
-    if view.evidence is not None:
+        view.endorsements = _stored_endorsements(session, record)
+    if view.evidence is not None and view.evidence_kind == _SNP:
+        scheme = (schemes or {}).get(_SNP)
+        try:
+            moment: datetime | None = recorded_instant(record)
+        except ValueError:
+            moment = None
+        try:
+            view.snp = explain_snp(
+                record,
+                view.evidence,
+                view.endorsements,
+                policy=view.policy,
+                scheme=scheme if isinstance(scheme, SnpVerifier) else SnpVerifier(),
+                moment=moment,
+            )
+        except VerifierError as exc:
+            view.parse_error = f"{exc.code}: {exc.message}"
+    elif view.evidence is not None and view.is_nitro:
         try:
             _, view.document = parse_evidence(view.evidence)
         except VerifierError as exc:
             view.parse_error = f"{exc.code}: {exc.message}"
+    elif view.evidence is not None:
+        view.parse_error = f"unsupported: this portal cannot lay out {view.evidence_kind} evidence"
     if view.document is not None:
         if view.policy is not None:
             view.pcrs = _pcr_rows(view.document, view.policy, view.reference_images)
@@ -217,6 +283,31 @@ def compare(recorded: str | None, recorded_codes: set[str], status: str, codes: 
     return "differ"
 
 
+def _anchor_note(record: dict[str, Any], held: list[str], *, single: bool) -> str | None:
+    """Whether the entry was judged against the trust anchors this service holds now (a
+    Nitro entry names one, ``trust_anchor_sha256``; others every ARK held, ``trust_anchors``)."""
+    shown = ", ".join(held)
+    if single:
+        anchor = record.get("trust_anchor_sha256")
+        if anchor == held[0]:
+            return None
+        if anchor is None:
+            return (
+                "the entry names no trust anchor (recorded before they were); judged against "
+                f"this service's {shown}"
+            )
+        return f"the entry was judged against trust anchor {anchor}; this service holds {shown}"
+    anchors = record.get("trust_anchors")
+    if not isinstance(anchors, list):
+        return f"the entry names no trust anchors; judged against this service's {shown}"
+    if sorted(str(a) for a in anchors) == sorted(held):
+        return None
+    return (
+        f"the entry was judged against trust anchors {', '.join(map(str, anchors))}; this "
+        f"service holds {shown}"
+    )
+
+
 @dataclass(frozen=True)
 class Reverification:
     status: str  # affirming, warning, contraindicated
@@ -231,18 +322,20 @@ class Reverification:
     anchor_note: str | None = None
 
 
-def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
-    """Run the verifier again on the stored evidence, at the instant the service judged it
+def reverify(view: EntryView, verifier: Scheme) -> Reverification:
+    """Run ``verifier`` (the scheme of the entry's evidence kind) again on the stored evidence
+    and the endorsements the entry names, at the instant the service judged it
     (``verified_at``), under the recorded policy revision, with the recorded result hash: the
-    chain, the validity windows and the document's age are judged exactly as then. Only the
+    chain, the validity windows and a document's age are judged exactly as then. Only the
     challenge (the nonce) depended on the service's state at ingestion and is not judged
     again. Raises ValueError for an entry without evidence or without a recorded instant."""
     if view.evidence is None:
         raise ValueError("this entry has no evidence to verify")
     at = recorded_instant(view.record)
     worker = view.record.get("worker")
+    kind = view.evidence_kind
     policy = (
-        view.policy.for_worker(worker)
+        view.policy.for_worker(worker, kind)
         if view.policy is not None and isinstance(worker, str)
         else None
     )
@@ -255,21 +348,15 @@ def reverify(view: EntryView, verifier: NitroVerifier) -> Reverification:
             result_hash = ResultHash.parse(text)
         except ValueError:
             result_hash = None
-    status, error, reasons = judge_again(view.evidence, verifier, policy, result_hash, at=at)
+    evidence: Evidence | bytes = (
+        view.evidence if view.is_nitro else stored_evidence(kind, view.evidence, view.endorsements)
+    )
+    status, error, reasons = judge_again(evidence, verifier, policy, result_hash, at=at)
     codes = {str(r.get("code")) for r in _listed(view.record.get("reasons")) if isinstance(r, dict)}
     comparison = compare(
         recorded if isinstance(recorded, str) else None, codes, status, {c for c, _ in reasons}
     )
-    anchor = view.record.get("trust_anchor_sha256")
-    held = verifier.trust_anchor.fingerprint
-    anchor_note = (
-        None
-        if anchor == held
-        else f"the entry names no trust anchor (recorded before they were); judged against "
-        f"this service's {held}"
-        if anchor is None
-        else f"the entry was judged against trust anchor {anchor}; this service holds {held}"
-    )
+    anchor_note = _anchor_note(view.record, anchors_of(verifier), single=view.is_nitro)
     return Reverification(
         status, error, reasons, revision, comparison in ("agree", "explained", "other_reasons"),
         at, comparison, anchor_note,

@@ -38,7 +38,7 @@ from sqlalchemy import text
 
 from attest_ledger.bundles.export import BundleSelection
 from attest_ledger.display import visible
-from attest_ledger.explain import explain_entry, reverify
+from attest_ledger.explain import EntryView, explain_entry, reverify
 from attest_ledger.users import (
     DEVICE_LIFETIME,
     UserError,
@@ -56,9 +56,10 @@ from ledger.db import session_scope
 from ledger.errors import EntryNotFound, InvalidNote, LedgerError, TreeSizeUnavailable
 from ledger.merkle import verify_consistency
 from ledger.note import open_note
-from ledger.reads import consistency_proof, inclusion_proof, tree_state
+from ledger.reads import consistency_proof, get_entry, inclusion_proof, tree_state
 from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entries
 from ledger.stats import aggregate, refresh
+from verifier import EvidenceKind
 from web.api import MAX_INDEX
 from web.exports import bundle_response
 from web.problems import Problem
@@ -76,6 +77,7 @@ _VERDICT_ORDER = ("affirming", "warning", "contraindicated")
 #: an entry index the database can hold; a larger one matches no page (404)
 _INDEX = f"<int(max={MAX_INDEX}):index>"
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_SNP = str(EvidenceKind.AMD_SEV_SNP)
 
 
 def _whole(text: str) -> bool:
@@ -308,6 +310,18 @@ def _top(session: Any, column: str, since: datetime) -> list[tuple[str, int]]:
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:5]
 
 
+def _by_kind(counts: list[Any]) -> list[dict[str, Any]]:
+    """Attestations of the period per evidence kind and verdict, the most numerous first."""
+    table: dict[str, dict[str, int]] = {}
+    for count in counts:
+        kind = count.group["evidence_kind"] or "(none)"
+        verdicts = table.setdefault(kind, dict.fromkeys(_VERDICT_ORDER, 0))
+        if count.group["verdict"] in verdicts:
+            verdicts[count.group["verdict"]] += count.entries
+    rows = [{"kind": k, "counts": v, "total": sum(v.values())} for k, v in table.items()]
+    return sorted(rows, key=lambda row: (-row["total"], row["kind"]))
+
+
 @bp.get("/")
 def overview() -> str:
     chosen = request.args.get("range", "48h")
@@ -321,7 +335,11 @@ def overview() -> str:
     counted, now = session.execute(_COUNTED).one()
     since = now - span
     counts = aggregate(
-        session, bucket=bucket, since=since, group_by=("verdict",), where={"kind": "attestation"}
+        session,
+        bucket=bucket,
+        since=since,
+        group_by=("verdict", "evidence_kind"),
+        where={"kind": "attestation"},
     )
     series = _series(bucket, since, now, counts)
     rejections = []
@@ -337,6 +355,7 @@ def overview() -> str:
         ranges=list(_RANGES),
         chart=_chart(series, bucket),
         totals={v: sum(item["counts"][v] for item in series) for v in _VERDICT_ORDER},
+        kinds=_by_kind(counts),
         images=_top(session, "image", since),
         workers=_top(session, "worker", since),
         rejections=rejections,
@@ -401,10 +420,16 @@ def _entries_url(params: dict[str, str]) -> str:
     return url_for("portal.entries") + (f"?{query}" if query else "")
 
 
+def _explain(index: int) -> EntryView:
+    """The entry laid out, with the service's schemes (whose roots an SEV-SNP path is shown
+    with when they did not come with the evidence)."""
+    return explain_entry(db(), index, schemes=_runtime().intake.schemes)
+
+
 def _entry_page(index: int, reverification: Any = None) -> str:
     session = db()
     try:
-        view = explain_entry(session, index)
+        view = _explain(index)
     except EntryNotFound:
         size = tree_state(session).size
         raise Problem(
@@ -447,11 +472,18 @@ def entry(index: int) -> str:
 
 @bp.post(f"/entries/{_INDEX}/reverify")
 def entry_reverify(index: int) -> str:
-    view = explain_entry(db(), index)
+    view = _explain(index)
     if view.evidence is None:
         raise Problem(400, "malformed_request", f"entry {index} has no evidence to verify")
+    scheme = _runtime().intake.schemes.get(view.evidence_kind)
+    if scheme is None:
+        raise Problem(
+            400,
+            "unsupported_evidence_kind",
+            f"entry {index} holds {view.evidence_kind} evidence, which this service does not judge",
+        )
     try:
-        again = reverify(view, _runtime().verifier)
+        again = reverify(view, scheme)
     except ValueError as exc:  # no recorded instant to judge at
         raise Problem(400, "malformed_request", f"entry {index}: {exc}") from None
     return _entry_page(index, again)
@@ -467,17 +499,53 @@ def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
 
 @bp.get(f"/entries/{_INDEX}/evidence.cbor")
 def entry_evidence(index: int) -> Response:
-    view = explain_entry(db(), index)
+    """A Nitro document, as submitted (CBOR)."""
+    view = _explain(index)
     if view.evidence is None:
         raise Problem(404, "not_found", f"entry {index} has no evidence")
+    if not view.is_nitro:
+        raise Problem(
+            404,
+            "not_found",
+            f"entry {index} holds {view.evidence_kind} evidence, not a Nitro document: "
+            f"see /portal/entries/{index}/evidence.bin",
+        )
     return _download(view.evidence, "application/cbor", f"entry-{index}-evidence.cbor")
+
+
+@bp.get(f"/entries/{_INDEX}/evidence.bin")
+def entry_evidence_bytes(index: int) -> Response:
+    """The evidence of any kind, byte for byte as submitted (an SEV-SNP report: 1184 bytes)."""
+    view = _explain(index)
+    if view.evidence is None:
+        raise Problem(404, "not_found", f"entry {index} has no evidence")
+    name = "report" if view.evidence_kind == _SNP else "evidence"
+    return _download(view.evidence, "application/octet-stream", f"entry-{index}-{name}.bin")
+
+
+@bp.get(f"/entries/{_INDEX}/endorsements/<sha256>.der")
+def entry_endorsement(index: int, sha256: str) -> Response:
+    """An endorsement the entry names (a certificate or CRL, DER), by its SHA-256; only those
+    the entry names, and only bytes that have that digest."""
+    view = _explain(index)
+    named = next((e for e in view.endorsements if e.sha256 == sha256), None)
+    if named is None:
+        raise Problem(404, "not_found", f"entry {index} names no endorsement with that SHA-256")
+    if not named.holds:
+        raise Problem(
+            404,
+            "not_found",
+            f"entry {index} names this {named.kind}, but the ledger does not hold its bytes",
+        )
+    assert named.data is not None  # noqa: S101 - holds: the bytes are there
+    mimetype = "application/pkix-crl" if named.kind == "crl" else "application/pkix-cert"
+    return _download(named.data, mimetype, f"entry-{index}-{named.kind}-{sha256[:16]}.der")
 
 
 @bp.get(f"/entries/{_INDEX}/entry.json")
 def entry_bytes(index: int) -> Response:
     """The canonical entry bytes, exactly as hashed into the leaf."""
-    view = explain_entry(db(), index)
-    return _download(view.entry.data, "application/json", f"entry-{index}.json")
+    return _download(get_entry(db(), index).data, "application/json", f"entry-{index}.json")
 
 
 def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
@@ -505,11 +573,11 @@ def _proof_size(index: int) -> tuple[int, SignedCheckpoint]:
 @bp.get(f"/entries/{_INDEX}/proof.json")
 def entry_proof_json(index: int) -> Response:
     size, checkpoint = _proof_size(index)
-    view = explain_entry(db(), index)
+    entry = get_entry(db(), index)
     body = {
         "index": index,
         "tree_size": size,
-        "leaf_hash": view.entry.leaf_hash.hex(),
+        "leaf_hash": entry.leaf_hash.hex(),
         "hashes": [h.hex() for h in inclusion_proof(db(), index, size)],
         "checkpoint": checkpoint.note,
         "log_key": str(_runtime().log_key),

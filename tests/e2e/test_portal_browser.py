@@ -1,12 +1,14 @@
 """The auditor portal in real headless Chromium (Debian's package, driven by Playwright) against
 the real service under gunicorn on loopback: sign in, filter, open an entry, download its
-proof and check it offline, watch the in-browser check pass, and fail for a tampered proof.
+proof and check it offline, watch the in-browser check pass, and fail for a tampered proof;
+the same for an SEV-SNP entry from a simulated SNP guest, with its report and endorsements.
 
 Screenshots of every page go to ``test-artifacts/portal/`` (or $ATTEST_LEDGER_ARTIFACTS); CI
 keeps them, and a person should look at them when the pages change."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,11 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from enclave_worker import simulated_snp_measurement
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
 from ledger.keys import load_signing_key
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import NoteSigner, open_note
 from tests.e2e.conftest import CLI, ROOT
+from tests.enclave_worker.snp_support import amd_pki
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e]
 
@@ -51,6 +55,24 @@ def browser():
 
 
 @pytest.fixture
+def live_env(tmp_path) -> dict[str, str]:
+    """The live service also trusts a simulated AMD root, for the SEV-SNP entries (the PKI
+    of the test session, whose RSA-4096 keys are made once)."""
+    amd_pki().save(tmp_path / "simulated-amd")
+    return {"ATTEST_LEDGER_SNP_TRUST_ROOT": str(tmp_path / "simulated-amd" / "ark.pem")}
+
+
+def covered(base: str) -> int:
+    """Wait until a signed checkpoint covers every entry; the tree size."""
+    size = httpx.get(f"{base}/api/v1/tree").json()["tree_size"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{base}/api/v1/checkpoint").text.split("\n")[1] != str(size):
+        assert time.monotonic() < deadline, "no checkpoint covered the entries"
+        time.sleep(0.3)
+    return int(size)
+
+
+@pytest.fixture
 def portal(live, browser):
     """The live service with an auditor account, a dozen submissions (every fourth bad) covered
     by a signed checkpoint, and a fresh browser context that records console errors."""
@@ -70,11 +92,7 @@ def portal(live, browser):
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert worker.returncode == 0, worker.stderr
-    size = httpx.get(f"{live['base']}/api/v1/tree").json()["tree_size"]
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{live['base']}/api/v1/checkpoint").text.split("\n")[1] != str(size):
-        assert time.monotonic() < deadline, "no checkpoint covered the entries"
-        time.sleep(0.3)
+    size = covered(live["base"])
     context = browser.new_context(base_url=live["base"], accept_downloads=True)
     page = context.new_page()
     problems: list[str] = []
@@ -244,3 +262,100 @@ def test_the_in_browser_check_fails_for_a_tampered_proof_or_a_foreign_key(portal
     shot(page, "09-entry-foreign-key")
     page.click("#check-forget")
     check_reads(page, "Verified in your browser")
+
+
+def test_an_auditor_opens_an_snp_entry_checks_it_and_reverifies(portal, tmp_path) -> None:
+    """A simulated SEV-SNP guest submits four reports (the fourth of another image); the
+    auditor finds them by evidence kind, opens the rejected one and the affirmed one, watches
+    the in-browser check pass on each, re-verifies, and checks the report and the VCEK it
+    downloads against the digests the entry names."""
+    env = portal["env"]
+    measurement = simulated_snp_measurement("e2e-snp").hex()
+    for command in (
+        [
+            "policy",
+            "image",
+            "add",
+            "e2e-snp",
+            "--type",
+            "amd-sev-snp",
+            "--measurement",
+            measurement,
+        ],
+        ["policy", "allow", "alpha", "e2e-snp"],
+    ):
+        done = subprocess.run(
+            [*CLI, *command], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    worker = subprocess.run(
+        [
+            *CLI, "worker", "run", "--server", portal["base"], "--count", "4", "--mix",
+            "--tee", "amd-sev-snp", "--image", "e2e-snp", "--name", "snp-worker",
+            "--simulated-amd", str(tmp_path / "simulated-amd"),
+        ],
+        cwd=ROOT, env={**env, "ATTEST_LEDGER_WORKER_TOKEN": portal["tokens"]["alpha"]},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    receipts = [json.loads(line) for line in worker.stdout.splitlines()]
+    assert [r["verdict"] for r in receipts] == ["affirming"] * 3 + ["contraindicated"]
+    assert receipts[3]["reasons"] == ["measurement_mismatch"]
+    covered(portal["base"])
+
+    page = portal["page"]
+    sign_in(page)
+    portal["problems"].clear()  # the wrong password's 401 is expected
+    assert "amd-sev-snp" in page.inner_text("table.kinds")
+    shot(page, "11-overview-by-kind")
+    page.click("nav >> text=Entries")
+    page.select_option("select[name=evidence_kind]", "amd-sev-snp")
+    page.click("text=Apply filters")
+    assert "evidence_kind=amd-sev-snp" in page.url
+    rows = page.locator("table.entries tbody tr")
+    assert rows.count() == 4
+    for row in range(rows.count()):
+        assert "amd-sev-snp" in rows.nth(row).inner_text()
+    shot(page, "12-entries-snp")
+
+    # the rejected report: its measurement in red beside the image's, the check passes
+    page.locator("table.entries tbody tr", has_text="measurement_mismatch").locator(
+        "td.num a"
+    ).click()
+    check_reads(page, "Verified in your browser")
+    assert page.locator("#check-steps li.fail").count() == 0
+    main = page.inner_text("main")
+    for expected in ("SEV-SNP attestation report", "Guest policy", "report_data", "TCB"):
+        assert expected in main
+    mismatch = page.locator("#snp-report tr.pcr-mismatch")
+    assert mismatch.count() == 1
+    assert "e2e-snp expects" in mismatch.inner_text()
+    assert measurement in mismatch.inner_text()
+    shot(page, "13-snp-entry-mismatch")
+    page.click("text=Re-verify now")
+    assert "The verdicts agree." in page.inner_text("#reverification")
+    assert "measurement_mismatch" in page.inner_text("#reverification")
+    shot(page, "14-snp-reverified")
+
+    # an affirmed report: the whole chain valid at verified_at; its downloads are as named
+    page.goto(f"/portal/entries/{receipts[0]['index']}")
+    check_reads(page, "Verified in your browser")
+    chain = page.locator("#snp-report table.chain")
+    assert chain.locator("span.badge.ok", has_text="valid").count() == 3
+    assert page.locator("#snp-report tr.pcr-mismatch").count() == 0
+    shot(page, "15-snp-entry")
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('raw evidence')")
+    report = Path(download.value.path()).read_bytes()
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('entry bytes')")
+    record = json.loads(Path(download.value.path()).read_bytes())
+    assert len(report) == 1184
+    assert hashlib.sha256(report).hexdigest() == record["evidence_sha256"]
+    named = {e["kind"]: e["sha256"] for e in record["endorsements"]}
+    with page.expect_download() as download:
+        page.click("ul.downloads a:text-is('vcek')")
+    assert hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest() == named["vcek"]
+    page.click("text=Re-verify now")
+    assert "The verdicts agree." in page.inner_text("#reverification")
+    assert portal["problems"] == []  # no CSP violation, no script error on any page
