@@ -40,6 +40,7 @@ from attest_ledger.intake import Client, Receipt
 from ledger.checkpoint import tlog_proof
 from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint, list_checkpoints
 from ledger.reads import consistency_proof, get_entry, get_evidence, inclusion_proof, tree_state
+from verifier.nitro.policy import NITRO_KINDS
 from verifier.timefmt import iso_utc
 from web.auth import current_client, require
 from web.openapi import document
@@ -346,13 +347,17 @@ def get_inclusion_proof(index: int) -> Response:
 @bp.get(f"/entries/{_INDEX}/evidence")
 @require("reader")
 def get_evidence_view(index: int) -> Response:
-    evidence = get_evidence(db(), index)
+    session = db()
+    evidence = get_evidence(session, index)
     if evidence is None:
         raise Problem(404, "not_found", f"entry {index} has no evidence")
+    kind = json.loads(get_entry(session, index).data).get("evidence_kind")
+    nitro = kind is None or kind in NITRO_KINDS  # entries before evidence kinds were Nitro's
+    suffix = "cbor" if nitro else "bin"
     return Response(
         evidence,
-        mimetype="application/cbor",
-        headers={"Content-Disposition": f'attachment; filename="entry-{index}.cbor"'},
+        mimetype="application/cbor" if nitro else "application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="entry-{index}.{suffix}"'},
     )
 
 

@@ -879,12 +879,17 @@ def _paths() -> dict[str, Schema]:
         "/api/v1/entries/{index}/evidence": {
             "get": _operation(
                 "getEvidence",
-                "The raw attestation document an entry judged",
+                "The raw evidence an entry judged",
                 {
                     "200": {
-                        "description": "The COSE_Sign1 document as received",
+                        "description": "The evidence as received: a Nitro COSE_Sign1 document "
+                        "(application/cbor), or the raw bytes of another kind (an SEV-SNP "
+                        "report: application/octet-stream)",
                         "content": {
-                            "application/cbor": {"schema": {"type": "string", "format": "binary"}}
+                            "application/cbor": {"schema": {"type": "string", "format": "binary"}},
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
                         },
                     },
                     "404": _problem("No such entry, or it has no evidence", "not_found"),

@@ -169,3 +169,13 @@ def test_malformed_evidence_objects_are_refused_without_an_entry(snp, evidence) 
     )
     assert reply.status_code == 400, reply.json
     assert reply.json["code"] == "malformed_request"
+
+
+def test_the_api_serves_an_snp_report_as_octets(snp) -> None:
+    reply = submit(snp, attest(snp))
+    index = reply.json["entry"]["index"]
+    served = snp.http.get(f"/api/v1/entries/{index}/evidence", headers=snp.auth("auditor"))
+    assert served.status_code == 200
+    assert served.mimetype == "application/octet-stream"
+    assert f"entry-{index}.bin" in served.headers["Content-Disposition"]
+    assert hashlib.sha256(served.data).hexdigest() == reply.json["evidence_sha256"]
