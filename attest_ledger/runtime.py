@@ -65,6 +65,16 @@ class Runtime:
     def trust_anchor(self) -> TrustAnchor:
         return self.verifier.trust_anchor
 
+    @property
+    def trust_anchors(self) -> list[TrustAnchor]:
+        """Every anchor the service judges against, of every scheme (what an export may
+        have to ship)."""
+        anchors = [self.verifier.trust_anchor]
+        for scheme in self.intake.schemes.values():
+            if isinstance(scheme, SnpVerifier):
+                anchors.extend(a.anchor for a in scheme.trust_store.all_anchors())
+        return anchors
+
     @classmethod
     def build(cls, settings: Settings, *, publish: bool = True, pool_size: int = 10) -> Runtime:
         signer = load_signing_key(settings.ledger_key_path)

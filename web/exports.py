@@ -168,7 +168,7 @@ def _build(
             with Session(bind=snapshot) as session, session.begin():
                 summary = export_bundle(
                     session, spool, signer=runtime.signer,
-                    trust_anchors=known_trust_anchors(runtime.trust_anchor),
+                    trust_anchors=known_trust_anchors(*runtime.trust_anchors),
                     selection=selection,
                     tree_size=tree_size, max_entries=settings.export_max_entries,
                     progress=progress,

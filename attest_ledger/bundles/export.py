@@ -14,10 +14,14 @@ are deterministic). Members, in this order::
     report.html                    a readable summary (its SHA-256 is in the manifest)
     verify_bundle.py               a standalone verifier: Python, cryptography, cbor2 (idem)
     trust/<sha256>.pem             the trust anchors the evidence was checked against
+    endorsements/<sha256>.der      what the verdicts rested on beside the evidence (VCEKs,
+                                     ASKs, CRLs...), once each, and the AMD ASK and ASVK the
+                                     verifier holds for each pinned AMD root in trust/
     policies/<index>.json          each policy revision the entries name, with
     policies/<index>.tlog-proof      its inclusion proof (policies are ledger entries too)
     entries/<index>/entry.json     each entry's canonical bytes (the leaf hash covers them),
-    entries/<index>/evidence.cbor    its raw evidence (entry.json names its SHA-256),
+    entries/<index>/evidence.cbor    its raw evidence (entry.json names its SHA-256): a
+                                     Nitro document, or evidence.bin for any other kind
     entries/<index>/proof.tlog-proof its inclusion proof (C2SP tlog-proof with the checkpoint)
 
 Indices in names are zero-padded to 12 digits. Nothing in the archive is trusted because it
@@ -31,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import heapq
 import html
 import io
 import json
@@ -49,11 +54,14 @@ from ledger.checkpoint import CheckpointBody, tlog_proof
 from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint
 from ledger.entry import canonical_json
 from ledger.errors import InvalidNote
+from ledger.models import Endorsement as StoredEndorsement
 from ledger.models import Entry, Evidence
 from ledger.note import NoteSigner, NoteVerifier, open_note, sign_note
 from ledger.reads import consistency_proof, inclusion_proof
 from ledger.search import EntryFilter
 from verifier import TrustAnchor, aws_nitro_root_g1
+from verifier.nitro.policy import NITRO_KINDS
+from verifier.snp import AMD_ARK_SHA256, amd_trust_store
 
 __all__ = [
     "FORMAT",
@@ -96,15 +104,30 @@ class UnknownTrustAnchor(BundleError):
             f"anchor{'s' if len(self.fingerprints) > 1 else ''} "
             f"{', '.join(self.fingerprints)} (SHA-256 of the DER), which the exporter does not "
             "hold: pass each such root certificate as --trust-root PEM (or set "
-            "ATTEST_LEDGER_TRUST_ROOT to it); a bundle must carry the anchors that judged "
-            "its entries"
+            "ATTEST_LEDGER_TRUST_ROOT or ATTEST_LEDGER_SNP_TRUST_ROOT to it); a bundle must "
+            "carry the anchors that judged its entries"
         )
 
 
 def known_trust_anchors(*configured: TrustAnchor | None) -> list[TrustAnchor]:
-    """The anchors an exporter can ship: the pinned AWS root and those ``configured``."""
-    found = {a.fingerprint: a for a in (aws_nitro_root_g1(), *configured) if a is not None}
+    """The anchors an exporter can ship: the pinned AWS and AMD roots and those
+    ``configured``."""
+    pinned = [aws_nitro_root_g1(), *(a.anchor for a in amd_trust_store().all_anchors())]
+    found = {a.fingerprint: a for a in (*pinned, *configured) if a is not None}
     return list(found.values())
+
+
+def pinned_intermediates(anchors: Sequence[TrustAnchor]) -> dict[str, bytes]:
+    """SHA-256 -> DER of the packaged ASK and ASVK of each of AMD's pinned ARKs among
+    ``anchors``: the SEV-SNP verifier uses them when the evidence brings none, so a bundle
+    carries them for verifiers that do not hold them (the standalone one)."""
+    pinned = set(AMD_ARK_SHA256.values())
+    wanted = {a.fingerprint for a in anchors} & pinned
+    out = {}
+    for (product, _), intermediate in amd_trust_store().intermediates.items():
+        if AMD_ARK_SHA256[product] in wanted:
+            out[hashlib.sha256(intermediate.der).hexdigest()] = intermediate.der
+    return out
 
 
 @dataclass(frozen=True)
@@ -141,6 +164,8 @@ class _Scan:
     policies: set[int] = field(default_factory=set)
     #: the anchors the selected attestations name; None: one names none (before issue #10)
     anchors: set[str | None] = field(default_factory=set)
+    #: SHA-256 of the endorsements the selected entries name
+    endorsements: set[str] = field(default_factory=set)
     first: int | None = None
     last: int | None = None
     verdicts: Counter[str] = field(default_factory=Counter)
@@ -245,9 +270,32 @@ def _scan(session: Session, selection: BundleSelection, size: int) -> _Scan:
         if isinstance(policy, int) and not isinstance(policy, bool):
             scan.policies.add(policy)
         if record.get("kind") == "attestation":
-            anchor = record.get("trust_anchor_sha256")
-            scan.anchors.add(anchor if isinstance(anchor, str) else None)
+            if "trust_anchors" in record:  # every kind but Nitro names all the anchors it held
+                scan.anchors.update(str(a) for a in record["trust_anchors"])
+            else:
+                anchor = record.get("trust_anchor_sha256")
+                scan.anchors.add(anchor if isinstance(anchor, str) else None)
+        for endorsement in record.get("endorsements") or ():
+            scan.endorsements.add(str(endorsement["sha256"]))
     return scan
+
+
+def _endorsements(session: Session, digests: set[str]) -> Generator[tuple[str, bytes], None, None]:
+    """Each endorsement the entries name, from the ledger's content-addressed store, in
+    digest order; a name the store lacks is an inconsistent database, and says so."""
+    ordered = sorted(digests)
+    for start in range(0, len(ordered), _STREAM):
+        chunk = [bytes.fromhex(d) for d in ordered[start : start + _STREAM]]
+        rows = session.execute(
+            select(StoredEndorsement.sha256, StoredEndorsement.data)
+            .where(StoredEndorsement.sha256.in_(chunk))
+            .order_by(StoredEndorsement.sha256)
+        ).all()
+        found = {bytes(sha).hex(): bytes(data) for sha, data in rows}
+        for digest in ordered[start : start + _STREAM]:
+            if digest not in found:
+                raise BundleError(f"endorsement {digest} is named by an entry but not stored")
+            yield digest, found[digest]
 
 
 def _anchors_to_ship(named: set[str | None], known: Sequence[TrustAnchor]) -> list[TrustAnchor]:
@@ -266,17 +314,23 @@ def _anchors_to_ship(named: set[str | None], known: Sequence[TrustAnchor]) -> li
 
 def _stream_entries(
     session: Session, selection: BundleSelection, size: int
-) -> Generator[tuple[int, bytes, bytes | None], None, None]:
+) -> Generator[tuple[int, bytes, bytes | None, str | None], None, None]:
     query = (
-        select(Entry.idx, Entry.data, Evidence.data)
+        select(Entry.idx, Entry.data, Evidence.data, Entry.evidence_kind)
         .outerjoin(Evidence, Evidence.idx == Entry.idx)
         .where(and_(true(), *selection.where(size)))
         .order_by(Entry.idx)
         .execution_options(yield_per=_STREAM)
     )
     with session.execute(query) as rows:  # its server-side cursor closes with the generator
-        for idx, data, evidence in rows:
-            yield int(idx), bytes(data), evidence
+        for idx, data, evidence, kind in rows:
+            yield int(idx), bytes(data), evidence, kind
+
+
+def evidence_name(kind: str | None) -> str:
+    """The file an entry's evidence is kept in: a Nitro document is CBOR; other evidence
+    (an SEV-SNP report...) is shipped as the bytes it is."""
+    return "evidence.cbor" if kind in (None, *NITRO_KINDS) else "evidence.bin"
 
 
 def manifest_signature(manifest: bytes, signer: NoteSigner) -> str:
@@ -348,6 +402,8 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             "from_checkpoint": known_checkpoint,
         }
     anchors = _anchors_to_ship(scan.anchors, trust_anchors)
+    intermediates = pinned_intermediates(anchors)
+    endorsement_names = sorted(scan.endorsements | set(intermediates))
     readme = _readme(size, count).encode()
     standalone = standalone_verifier()
     report = _report(checkpoint, checkpoint.body.origin, selection, count, first, last, verdicts,
@@ -366,6 +422,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             },
             "policies": policies,
             "trust_anchors": [a.fingerprint for a in anchors],
+            "endorsements": endorsement_names,
             "consistency_from": consistency["from_size"] if consistency else None,
             "files": {  # the two unproven files, so that a changed byte anywhere shows
                 "README.txt": hashlib.sha256(readme).hexdigest(),
@@ -389,6 +446,9 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             archive.add(
                 f"trust/{anchor.fingerprint}.pem", ssl.DER_cert_to_PEM_cert(anchor.der).encode()
             )
+        stored = _endorsements(session, scan.endorsements - set(intermediates))
+        for digest, data in heapq.merge(stored, sorted(intermediates.items())):
+            archive.add(f"endorsements/{digest}.der", data)
         for revision in policies:
             if revision >= size:
                 raise BundleError(f"policy revision {revision} is not covered by the checkpoint")
@@ -398,10 +458,10 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             archive.add(policy_path(revision, "tlog-proof"), proof.encode())
         done = 0
         with contextlib.closing(_stream_entries(session, selection, size)) as rows:
-            for idx, data, evidence in rows:
+            for idx, data, evidence, kind in rows:
                 archive.add(entry_path(idx, "entry.json"), data)
                 if evidence is not None:
-                    archive.add(entry_path(idx, "evidence.cbor"), evidence)
+                    archive.add(entry_path(idx, evidence_name(kind)), evidence)
                 proof = tlog_proof(idx, inclusion_proof(session, idx, size), checkpoint.note)
                 archive.add(entry_path(idx, "proof.tlog-proof"), proof.encode())
                 done += 1
@@ -432,12 +492,14 @@ or with only Python 3.11+, cryptography and cbor2 (the script is in this bundle)
     python3 bundle/verify_bundle.py THIS.tar.gz --log-key 'KEY'
 
 Both check the checkpoint signature, the signed manifest (so that no entry was dropped),
-every leaf hash and inclusion proof, the consistency proof if present, every evidence
-digest, and judge every attestation document again at the instant the service judged it
-(the entry's verified_at), against the trust anchor in trust/ the entry names and under the
-policy revision it names, comparing the verdicts; rejections are judged again too. Only the
-challenge (the nonce) is not: it was the service's state. Exit code 0 means every check
-passed; otherwise the failing item is named.
+every leaf hash and inclusion proof, the consistency proof if present, every evidence and
+endorsement digest, and judge all evidence again (AWS Nitro documents, AMD SEV-SNP reports)
+at the instant the service judged it (the entry's verified_at), against the trust anchors
+in trust/ and the endorsements in endorsements/ the entry names, under the policy revision
+it names, comparing the verdicts; rejections are judged again too. Only the challenge (the
+nonce) is not: it was the service's state. Pass --trust-root PEM (repeatable) to require
+the roots you hold instead of those in trust/. Exit code 0 means every check passed;
+otherwise the failing item is named.
 """
 
 
@@ -476,11 +538,12 @@ judged again.</p>
 <li>every entry's leaf hash and its inclusion proof to that checkpoint; the entry count and
 the digest of the leaf hashes, so that none was dropped or added;</li>
 <li>the consistency proof from a checkpoint you already hold, if the bundle has one;</li>
-<li>every evidence file against the SHA-256 its entry names;</li>
-<li>every attestation document again, at the instant the service judged it, against the
-trust anchor in <code>trust/</code> it names ({", ".join(a.fingerprint for a in anchors)})
-and the policy revision it names, and that the verdict agrees with the recorded one (only
-the challenge, the nonce, is not judged again).</li></ol>
+<li>every evidence and endorsement file against the SHA-256 it is named by;</li>
+<li>all evidence again (AWS Nitro documents, AMD SEV-SNP reports), at the instant the
+service judged it, against the trust anchors in <code>trust/</code> it names
+({", ".join(a.fingerprint for a in anchors)}), the endorsements in
+<code>endorsements/</code> it names, and the policy revision it names, and that the verdict
+agrees with the recorded one (only the challenge, the nonce, is not judged again).</li></ol>
 <p>Run <code>python3 bundle/verify_bundle.py ARCHIVE --log-key KEY</code> (needs Python,
 cryptography and cbor2) or <code>attest-ledger verify-bundle ARCHIVE --log-key KEY</code>.
 This report is a summary and proves nothing by itself.</p>

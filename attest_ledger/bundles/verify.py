@@ -4,8 +4,9 @@ Reads the archive once, as a stream (see :mod:`attest_ledger.bundles.export` for
 names every item that fails. Trusts nothing in the archive on its own: the key is the
 caller's, the checkpoint and the manifest must be signed by it, every entry and policy must
 be proven into that checkpoint, every evidence file must have the digest its entry names,
-and every attestation, rejections included, is judged again at the instant the service
-judged it (its ``verified_at``) against the anchor and policy revision it names. The archive
+every endorsement the digest it is named by, and every attestation of every scheme,
+rejections included, is judged again at the instant the service judged it (its
+``verified_at``) against the anchors, endorsements and policy revision it names. The archive
 is read with every read bounded (:mod:`attest_ledger.bundles.archive`). The standalone
 verifier shipped in every bundle (:mod:`attest_ledger.bundles.verify_bundle`) makes the same checks
 with its own code and must name the same failing items.
@@ -19,7 +20,7 @@ import re
 import ssl
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -27,27 +28,48 @@ from typing import IO, Any
 from attest_ledger.bundles.archive import ArchiveError, BoundedTar
 from attest_ledger.bundles.export import FORMAT, check_manifest_signature
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
-from attest_ledger.policy_store import PolicyConfig, PolicyError
+from attest_ledger.policy_store import (
+    SNP,
+    SNP_DEFAULTS,
+    SNP_IMAGE_FIELDS,
+    PolicyConfig,
+    PolicyError,
+)
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
 from ledger.entry import MAX_EVIDENCE_BYTES, parse_entry
 from ledger.errors import LedgerError
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import NoteVerifier, open_note
 from verifier import (
+    AMD_ARK_SHA256,
     AWS_NITRO_ROOT_G1_SHA256,
+    Endorsement,
+    EndorsementKind,
+    Evidence,
+    EvidenceKind,
     NitroVerifier,
+    PolicyInvalid,
     ResultHash,
+    Scheme,
     SchemePolicy,
+    SnpPolicy,
+    SnpVerifier,
     TrustAnchor,
     VerifierError,
 )
+from verifier.nitro.policy import NITRO_KINDS
 
 __all__ = ["SERVICE_STATE_CODES", "BundleReport", "shown", "verify_bundle"]
 
 _HEADER = ("README.txt", "manifest.json", "manifest.sig", "log-key.txt", "checkpoint.txt")
-_ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.cbor|proof\.tlog-proof)")
+_ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.(?:cbor|bin)|proof\.tlog-proof)")
 _POLICY = re.compile(r"policies/([0-9]{12})\.(json|tlog-proof)")
 _TRUST = re.compile(r"trust/([0-9a-f]{64})\.pem")
+_ENDORSEMENT = re.compile(r"endorsements/([0-9a-f]{64})\.der")
+_VENDOR_ROOTS = {
+    AWS_NITRO_ROOT_G1_SHA256: "AWS Nitro root G1",
+    **{fingerprint: f"AMD ARK-{product}" for product, fingerprint in AMD_ARK_SHA256.items()},
+}
 _SMALL = 1 << 20
 
 
@@ -81,12 +103,15 @@ class _State:
     key: NoteVerifier
     report: BundleReport
     known_checkpoint: str | None
-    trust_root: TrustAnchor | None
+    #: the roots the caller requires (SHA-256 of the DER); empty: those the bundle names
+    trust_roots: frozenset[str]
     header: dict[str, bytes] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     checkpoint: CheckpointBody | None = None
     note: str | None = None
-    anchors: dict[str, NitroVerifier] = field(default_factory=dict)
+    anchors: dict[str, TrustAnchor] = field(default_factory=dict)
+    endorsements: dict[str, bytes] = field(default_factory=dict)
+    schemes: dict[tuple[str, frozenset[str]], Scheme] = field(default_factory=dict)
     policies: dict[int, PolicyConfig] = field(default_factory=dict)
     policy_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
     current: int | None = None
@@ -101,20 +126,22 @@ def verify_bundle(
     key: NoteVerifier,
     *,
     known_checkpoint: str | None = None,
-    trust_root: TrustAnchor | None = None,
+    trust_roots: Sequence[TrustAnchor] = (),
     progress: Callable[[int], None] | None = None,
 ) -> BundleReport:
     """Check everything; the report lists every failure (item, message), empty if none.
     ``known_checkpoint``: a signed checkpoint the caller holds, which the bundle must prove
-    consistent. ``trust_root``: require every document to chain to this anchor."""
-    state = _State(key, BundleReport(), known_checkpoint, trust_root)
+    consistent. ``trust_roots``: require the evidence to chain to these anchors, and the
+    bundle to carry no other."""
+    roots = frozenset(a.fingerprint for a in trust_roots)
+    state = _State(key, BundleReport(), known_checkpoint, roots)
     try:
         archive = BoundedTar(archive_file)
         for full, size in archive:
             name = full.removeprefix("bundle/")
             if not full.startswith("bundle/"):
                 raise _Abort(f"{shown(full)[:200]}: not a regular file under bundle/")
-            limit = MAX_EVIDENCE_BYTES if name.endswith(".cbor") else _SMALL
+            limit = MAX_EVIDENCE_BYTES if name.endswith((".cbor", ".bin")) else _SMALL
             if name in state.seen or size > limit:
                 state.report.fail(
                     name,
@@ -153,6 +180,8 @@ def _member(state: _State, name: str, data: bytes, progress: Callable[[int], Non
         _check_header(state)
     if found := _TRUST.fullmatch(name):
         _add_anchor(state, name, found.group(1), data)
+    elif found := _ENDORSEMENT.fullmatch(name):
+        _add_endorsement(state, name, found.group(1), data)
     elif found := _POLICY.fullmatch(name):
         index = int(found.group(1))
         state.policy_files.setdefault(index, {})[found.group(2)] = data
@@ -257,8 +286,8 @@ def _add_anchor(state: _State, name: str, fingerprint: str, data: bytes) -> None
     if actual != fingerprint:
         state.report.fail(name, f"its SHA-256 is {actual}, not the one it is named by")
         return
-    if state.trust_root is not None and fingerprint != state.trust_root.fingerprint:
-        state.report.fail(name, "is not the trust root you gave")
+    if state.trust_roots and fingerprint not in state.trust_roots:
+        state.report.fail(name, "is not a trust root you gave")
         return
     if fingerprint not in (state.manifest or {}).get("trust_anchors", []):
         state.report.fail(name, "not named by the manifest")
@@ -268,8 +297,31 @@ def _add_anchor(state: _State, name: str, fingerprint: str, data: bytes) -> None
     except (ValueError, VerifierError) as exc:
         state.report.fail(name, f"not a trust anchor: {exc}")
         return
-    state.anchors[fingerprint] = NitroVerifier(trust_anchor=anchor)
+    state.anchors[fingerprint] = anchor
     state.report.anchors.append(fingerprint)
+
+
+def _add_endorsement(state: _State, name: str, digest: str, data: bytes) -> None:
+    """A certificate, CRL or TCB document an entry rests on: held only under its SHA-256."""
+    if hashlib.sha256(data).hexdigest() != digest:
+        state.report.fail(name, "its SHA-256 is not the one it is named by")
+    elif digest not in ((state.manifest or {}).get("endorsements") or []):
+        state.report.fail(name, "not named by the manifest")
+    else:
+        state.endorsements[digest] = data
+
+
+def _scheme(state: _State, kind: str, fingerprints: frozenset[str]) -> Scheme:
+    """The verifier of ``kind`` holding exactly the anchors ``fingerprints`` (each in trust/),
+    made once per set."""
+    key = (kind, fingerprints)
+    if key not in state.schemes:
+        anchors = [state.anchors[f] for f in sorted(fingerprints)]
+        if kind == SNP:
+            state.schemes[key] = SnpVerifier(trust_anchors=anchors)
+        else:
+            state.schemes[key] = NitroVerifier(trust_anchor=anchors[0])
+    return state.schemes[key]
 
 
 def _checkpoint(state: _State) -> CheckpointBody:
@@ -333,27 +385,65 @@ def _flush_entry(state: _State) -> None:
     except (LedgerError, UnicodeError) as exc:  # UnicodeError: a lone surrogate escaped
         report.fail(f"{item}/entry.json", str(exc))
         return
-    evidence = files.get("evidence.cbor")
+    kind = record.get("evidence_kind")
+    expected = "evidence.cbor" if kind is None or kind in NITRO_KINDS else "evidence.bin"
+    given = [name for name in ("evidence.cbor", "evidence.bin") if name in files]
+    evidence = files.get(expected)
     named = record.get("evidence_sha256")
+    if given and given != [expected]:
+        report.fail(f"{item}/{given[-1]}", f"{kind or 'Nitro'} evidence is kept in {expected}")
+        return
     if named is None and evidence is not None:
-        report.fail(f"{item}/evidence.cbor", "the entry names no evidence")
+        report.fail(f"{item}/{expected}", "the entry names no evidence")
         return
     if named is not None:
         if evidence is None:
-            report.fail(f"{item}/evidence.cbor", "missing")
+            report.fail(f"{item}/{expected}", "missing")
             return
         if hashlib.sha256(evidence).hexdigest() != named:
-            report.fail(f"{item}/evidence.cbor", "its SHA-256 is not the one the entry names")
+            report.fail(f"{item}/{expected}", "its SHA-256 is not the one the entry names")
             return
     report.verdicts[str(record.get("verdict") or record.get("kind"))] += 1
     if record.get("kind") == "attestation" and evidence is not None:
         _rejudge(state, item, record, evidence)
 
 
-def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) -> None:
-    """Judge the evidence again at the instant the service judged it, against the anchor and
+def _evidence_of(state: _State, item: str, record: dict[str, Any], data: bytes) -> Evidence | None:
+    """The evidence as the service judged it: its bytes and the endorsements the entry names,
+    each from endorsements/. None (and a failure) if one is not there."""
+    try:
+        kind = EvidenceKind(str(record.get("evidence_kind") or EvidenceKind.AWS_NITRO_ENCLAVE))
+    except ValueError:
+        state.report.fail(
+            item, f"names an unknown evidence kind {shown(str(record.get('evidence_kind')))[:40]}"
+        )
+        return None
+    endorsements = []
+    for named in _listed(record.get("endorsements")):
+        digest = named.get("sha256") if isinstance(named, dict) else None
+        try:
+            endorsement_kind = EndorsementKind(str(named.get("kind")))
+        except (ValueError, AttributeError):
+            state.report.fail(f"{item}/entry.json", "names an endorsement of no known kind")
+            return None
+        found = state.endorsements.get(str(digest))
+        if found is None:
+            state.report.fail(
+                item, f"its endorsement {shown(str(digest))[:70]} is not in endorsements/"
+            )
+            return None
+        endorsements.append(Endorsement(endorsement_kind, found))
+    return Evidence(kind, data, tuple(endorsements))
+
+
+def _rejudge(state: _State, item: str, record: dict[str, Any], data: bytes) -> None:
+    """Judge the evidence again at the instant the service judged it, against the anchors and
     under the policy revision the entry names, and compare with the recorded verdict."""
     report = state.report
+    evidence = _evidence_of(state, item, record, data)
+    if evidence is None:
+        return
+    kind = str(evidence.kind)
     revision = record.get("policy_revision")
     config = None
     if revision is not None:  # None: no policy existed yet, so the worker had no image
@@ -362,7 +452,9 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
             report.fail(item, f"its policy revision {revision} is not in policies/")
             return
     worker = record.get("worker")
-    policy = config.for_worker(worker) if config is not None and isinstance(worker, str) else None
+    policy = (
+        config.for_worker(worker, kind) if config is not None and isinstance(worker, str) else None
+    )
     try:
         at = recorded_instant(record)
         text = record.get("result_hash")
@@ -373,16 +465,28 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
     recorded = {str(r.get("code")) for r in _listed(record.get("reasons")) if isinstance(r, dict)}
     verdict = record.get("verdict")
     was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
-    named = record.get("trust_anchor_sha256")
     report.rejudged += 1
-    if named is None:
-        _rejudge_unanchored(state, item, evidence, policy, result_hash, at, verdict, recorded)
+    if evidence.kind in NITRO_KINDS:
+        named = record.get("trust_anchor_sha256")
+        if named is None:
+            _rejudge_unanchored(state, item, evidence, policy, result_hash, at, verdict, recorded)
+            return
+        fingerprints = [named]
+    else:
+        fingerprints = _listed(record.get("trust_anchors"))
+        if not fingerprints:
+            report.fail(f"{item}/entry.json", "names no trust anchor")
+            return
+    missing = [str(f) for f in fingerprints if str(f) not in state.anchors]
+    if missing:
+        report.fail(item, f"its trust anchor {shown(missing[0])[:70]} is not in trust/")
         return
-    verifier = state.anchors.get(str(named))
-    if verifier is None:
-        report.fail(item, f"its trust anchor {named} is not in trust/")
+    try:
+        scheme = _scheme(state, kind, frozenset(str(f) for f in fingerprints))
+    except ValueError as exc:  # an anchor of the wrong kind for the scheme
+        report.fail(item, f"its trust anchors cannot judge {kind}: {exc}")
         return
-    status, _, reasons = judge_again(evidence, verifier, policy, result_hash, at=at)
+    status, _, reasons = judge_again(evidence, scheme, policy, result_hash, at=at)
     codes = {code for code, _ in reasons}
     judged = f"re-verified as {status} ({', '.join(sorted(codes)) or 'no reasons'})"
     outcome = compare(verdict if isinstance(verdict, str) else None, recorded, status, codes)
@@ -393,16 +497,20 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], evidence: bytes) 
 
 
 def _rejudge_unanchored(  # noqa: PLR0917 - private, one caller
-    state: _State, item: str, evidence: bytes, policy: SchemePolicy | None,
+    state: _State, item: str, evidence: Evidence, policy: SchemePolicy | None,
     result_hash: ResultHash | None, at: datetime, verdict: Any, recorded: set[str],
 ) -> None:  # fmt: skip
-    """An entry recorded before entries named their anchor whatever the outcome (issue #10):
-    only rejections before the policy step have none. Its rejection is accepted when no
+    """A Nitro entry recorded before entries named their anchor whatever the outcome (issue
+    #10): only rejections before the policy step have none. Its rejection is accepted when no
     anchor in the bundle makes the evidence pass."""
     if verdict != "contraindicated":
         state.report.fail(item, f"recorded {verdict} without naming a trust anchor")
         return
-    for fingerprint, verifier in sorted(state.anchors.items()):
+    for fingerprint in sorted(state.anchors):
+        try:
+            verifier = _scheme(state, str(evidence.kind), frozenset([fingerprint]))
+        except ValueError:
+            continue
         status, _, reasons = judge_again(evidence, verifier, policy, result_hash, at=at)
         outcome = compare(verdict, recorded, status, {code for code, _ in reasons})
         if outcome == "differ":
@@ -429,8 +537,13 @@ def _finish(state: _State) -> None:
     if missing:
         report.fail("policies/", f"revisions {missing} named by the manifest are missing")
     anchors = {str(a) for a in manifest.get("trust_anchors") or []}
-    if anchors - set(state.anchors) and state.trust_root is None:
+    if anchors - set(state.anchors) and not state.trust_roots:
         report.fail("trust/", f"anchors {sorted(anchors - set(state.anchors))} are missing")
+    endorsements = {str(e) for e in manifest.get("endorsements") or []} - set(state.endorsements)
+    failed = {item for item, _ in report.failures}
+    endorsements = {e for e in endorsements if f"endorsements/{e}.der" not in failed}
+    if endorsements:
+        report.fail("endorsements/", f"{sorted(endorsements)} named by the manifest are missing")
     entries = manifest.get("entries") or {}
     if report.entries != entries.get("count") or type(entries.get("count")) is not int:
         report.fail(
@@ -439,9 +552,12 @@ def _finish(state: _State) -> None:
         )
     elif state.digest.hexdigest() != entries.get("leaf_hashes_sha256"):
         report.fail("manifest.json", "the entries are not the ones selected (leaf digest differs)")
-    for fingerprint in report.anchors:
-        if fingerprint != AWS_NITRO_ROOT_G1_SHA256 and state.trust_root is None:
-            report.anchors[report.anchors.index(fingerprint)] = f"{fingerprint} (NOT the AWS root)"
+    for n, fingerprint in enumerate(report.anchors):
+        vendor = _VENDOR_ROOTS.get(fingerprint)
+        if vendor is not None:
+            report.anchors[n] = f"{fingerprint} ({vendor})"
+        elif not state.trust_roots:
+            report.anchors[n] = f"{fingerprint} (NOT a vendor's pinned root)"
 
 
 def _failed_policies(report: BundleReport) -> list[tuple[int, str]]:
@@ -469,6 +585,8 @@ def _manifest_problem(info: Any) -> str | None:
         isinstance(entries, dict),
         isinstance(policies, list) and all(_is_int(i) for i in policies),
         isinstance(anchors, list) and all(isinstance(a, str) for a in anchors),
+        isinstance(info.get("endorsements", []), list)
+        and all(isinstance(e, str) for e in info.get("endorsements", [])),
     )
     return None if all(checks) else "its fields are not of the bundle format"
 
@@ -488,6 +606,10 @@ def _check_policy(snapshot: Any) -> None:
     try:
         names = set()
         for image in snapshot["images"]:
+            if isinstance(image, dict) and "kind" in image:
+                _check_reference(image)
+                names.add(image["name"])
+                continue
             pcrs = image["pcrs"]
             if set(image) != {"name", "pcrs"} or not isinstance(image["name"], str):
                 raise problem
@@ -509,8 +631,36 @@ def _check_policy(snapshot: Any) -> None:
         for allowed in snapshot["workers"].values():
             if not isinstance(allowed, list) or not all(name in names for name in allowed):
                 raise problem
-    except (KeyError, TypeError, AttributeError):
+        schemes = snapshot.get("schemes", {})
+        if not isinstance(schemes, dict) or set(schemes) - {SNP}:
+            raise problem
+        if SNP in schemes:  # compiled as the service compiles it: every setting typed
+            SnpPolicy.from_dict(
+                {
+                    "name": "check",
+                    "evidence_kind": SNP,
+                    "images": [{"name": "check", "measurement": "00" * 48}],
+                    **{**SNP_DEFAULTS, **schemes[SNP]},
+                    "clock_skew_seconds": skew,
+                }
+            )
+    except (KeyError, TypeError, AttributeError, PolicyInvalid):
         raise problem from None
+
+
+def _check_reference(image: dict[str, Any]) -> None:
+    """An SEV-SNP image as :class:`PolicyConfig` records it: a name, the kind and hex
+    reference values of the known fields, the measurement among them."""
+    reference = image["reference"]
+    if set(image) != {"name", "kind", "reference"} or image["kind"] != SNP:
+        raise PolicyError("not a recorded policy")
+    if not isinstance(image["name"], str) or not image["name"] or not isinstance(reference, dict):
+        raise PolicyError("not a recorded policy")
+    if "measurement" not in reference or set(reference) - set(SNP_IMAGE_FIELDS):
+        raise PolicyError("not a recorded policy")
+    SnpPolicy.from_dict(
+        {"name": "check", "evidence_kind": SNP, "images": [{"name": image["name"], **reference}]}
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from attest_ledger.bundles.export import (
 )
 from attest_ledger.bundles.verify import verify_bundle
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from attest_ledger.runtime import trust_anchor_for
+from attest_ledger.runtime import snp_anchors_for, trust_anchor_for
 from attest_ledger.settings import Settings
 from ledger.errors import InvalidNote
 from ledger.keys import KeyFileError, load_signing_key
@@ -63,8 +63,9 @@ def register(commands: Any) -> None:
         type=Path,
         default=[],
         metavar="PEM",
-        help="repeatable: a root certificate the entries were judged against, besides AWS's "
-        "and ATTEST_LEDGER_TRUST_ROOT's (the bundle carries those the entries name)",
+        help="repeatable: a root certificate (or a PEM file of several) the entries were "
+        "judged against, besides AWS's and AMD's pinned roots, ATTEST_LEDGER_TRUST_ROOT's and "
+        "ATTEST_LEDGER_SNP_TRUST_ROOT's (the bundle carries those the entries name)",
     )
     export.add_argument("--quiet", action="store_true", help="no progress on stderr")
     export.set_defaults(handler=run_export)
@@ -82,7 +83,15 @@ def register(commands: Any) -> None:
         "--log-key", required=True, help="the ledger's verifier key, or a file holding it"
     )
     check.add_argument("--known-checkpoint", type=Path, help="a signed checkpoint you hold")
-    check.add_argument("--trust-root", type=Path, help="require documents to chain to this PEM")
+    check.add_argument(
+        "--trust-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="repeatable: require the evidence to chain to these roots (a Nitro root, an AMD "
+        "ARK...) instead of trusting those the bundle carries on their names",
+    )
     check.set_defaults(handler=run_verify)
 
 
@@ -100,6 +109,18 @@ def _selection(args: argparse.Namespace) -> BundleSelection:
     return BundleSelection(EntryFilter.from_params(params), tuple(hashes), tuple(args.index))
 
 
+def _anchors_in(path: Path) -> list[TrustAnchor]:
+    """Every certificate in a PEM file (one root, or several such as AMD's ARKs)."""
+    text = path.read_bytes()
+    blocks = [b"-----BEGIN" + b for b in text.split(b"-----BEGIN")[1:]]
+    if not blocks:
+        raise ValueError(f"{path}: no PEM certificate in it")
+    return [
+        TrustAnchor.from_pem(block, name=path.name if len(blocks) == 1 else f"{path.name} #{n}")
+        for n, block in enumerate(blocks)
+    ]
+
+
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     try:
         selection = _selection(args)
@@ -107,8 +128,9 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
         configured = (
             trust_anchor_for(settings.trust_root_path) if settings.trust_root_path else None
         )
-        given = [TrustAnchor.from_pem(p.read_bytes(), name=p.name) for p in args.trust_root]
-        anchors = known_trust_anchors(configured, *given)
+        amd = snp_anchors_for(settings.snp_trust_root_path) or []
+        given = [a for p in args.trust_root for a in _anchors_in(p)]
+        anchors = known_trust_anchors(configured, *amd, *given)
         known = args.known_checkpoint.read_text() if args.known_checkpoint else None
     except SearchError as exc:
         print(f"attest-ledger export: --{exc.parameter.replace('_', '-')}: {exc}", file=sys.stderr)
@@ -173,17 +195,13 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             text = Path(text).read_text().strip()
         key = NoteVerifier.parse(text)
         known = args.known_checkpoint.read_text() if args.known_checkpoint else None
-        root = (
-            TrustAnchor.from_pem(args.trust_root.read_bytes(), name=args.trust_root.name)
-            if args.trust_root
-            else None
-        )
+        roots = [a for p in args.trust_root for a in _anchors_in(p)]
         handle = args.archive.open("rb")
     except (InvalidNote, OSError, ValueError, VerifierError) as exc:
         print(f"attest-ledger verify-bundle: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with handle:
-        report = verify_bundle(handle, key, known_checkpoint=known, trust_root=root)
+        report = verify_bundle(handle, key, known_checkpoint=known, trust_roots=roots)
     print(f"bundle      {args.archive}")
     print(f"ledger      {report.origin} at tree size {report.tree_size}")
     print(f"entries     {report.entries:,} proven; {report.rejudged:,} attestations re-verified")
