@@ -66,7 +66,12 @@ def both(world, evidence: bytes, snapshot: dict, worker: str, at, result_hash) -
     ours = (status, {code for code, _ in reasons})
     binding = standalone.binding_of(str(result_hash)) if result_hash is not None else None
     theirs = standalone.judge(
-        evidence, *world["anchor"], standalone.worker_policy(snapshot, worker), at, binding
+        "aws-nitro-enclave",
+        evidence,
+        [world["anchor"]],
+        standalone.worker_policy(snapshot, worker),
+        at,
+        binding,
     )
     return ours, theirs
 
