@@ -423,7 +423,7 @@ def snp_world():
             ),
             [_anchor(d) for d in configured],
             shipped,
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -471,14 +471,14 @@ def mutate_body(rng: random.Random, body: bytearray, binding: bytes) -> None:
         body[offset : offset + size] = rng.choice(U32[offset]).to_bytes(size, "little")
     elif offset == 0x50 and move < 4:  # report_data: the binding, none, another
         half = rng.choice([hashlib.sha256(binding).digest(), bytes(32), b"\x01" * 32])
-        body[0x50:0x90] = os.urandom(32) + half
+        body[0x50:0x90] = rng.randbytes(32) + half
     elif offset in (0x180, 0x38, 0x1E0, 0x1F0) and move < 4:  # a TCB: another SPL, reserved
         body[offset + rng.randrange(8)] ^= rng.choice([1, 0x80])
     elif offset == 0x188 and move < 4:  # CPUID: another product line, or none we know
-        body[0x188:0x18B] = bytes(rng.choice([(0x19, 1, 1), (0x19, 0x11, 1), (0x1A, 2, 0),
-                                              (0x19, 0x20, 0), (0x17, 0, 0), (0, 0, 0)]))  # fmt: skip
+        cpuids = [(0x19, 1, 1), (0x19, 0x11, 1), (0x1A, 2, 0), (0x19, 0x20, 0), (0x17, 0, 0)]
+        body[0x188:0x18B] = bytes(rng.choice([*cpuids, (0, 0, 0)]))
     elif offset == 0x1A0 and move < 4:
-        body[0x1A0:0x1E0] = rng.choice([bytes(64), os.urandom(8) + bytes(56), os.urandom(64)])
+        body[0x1A0:0x1E0] = rng.choice([bytes(64), rng.randbytes(8) + bytes(56), rng.randbytes(64)])
     elif move < 5:
         body[offset + rng.randrange(size)] ^= 1 << rng.randrange(8)
     else:
@@ -533,7 +533,7 @@ def snp_case(rng: random.Random, world) -> dict[str, Any]:
     binding = RESULT.user_data()
     if source.body is not None:
         body = bytearray(source.body)
-        body[0x50:0x90] = os.urandom(32) + hashlib.sha256(binding).digest()
+        body[0x50:0x90] = rng.randbytes(32) + hashlib.sha256(binding).digest()
         debug = rng.random() < 0.1  # a debug guest, which a policy may allow
         if debug:
             body[0x0A] |= 0x08  # guest policy bit 19
