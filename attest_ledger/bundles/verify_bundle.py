@@ -7,17 +7,25 @@ cbor2 (6.1 or newer): no database, no network, not even the attestation-ledger p
 It checks, against the ledger key YOU give: the checkpoint signature; the signed manifest
 (the count of entries and the digest of their leaf hashes, so none was dropped or added, and
 the digests of README.txt, report.html and this file); every entry's and policy's inclusion
-proof (RFC 9162); the consistency proof, if any; every evidence file against the SHA-256 its
-entry names; and it judges every AWS Nitro attestation document again at the instant the
-service judged it (the entry's verified_at), against the trust anchor the entry names and
-under the policy revision it names: COSE_Sign1 envelope and ES384 signature, every field of
-the document, the certificate chain and its validity windows, PCRs, debug mode, the
-document's age and the result-hash binding. Only the challenge (the nonce) is not judged
-again: it was the service's state. Exit status 0 if every check passed, 1 otherwise, naming
-each failing item; 2 for a usage error.
+proof (RFC 9162); the consistency proof, if any; every evidence file and endorsement against
+the SHA-256 it is named by. And it judges every attestation again at the instant the service
+judged it (the entry's verified_at), against the trust anchors the entry names and under the
+policy revision it names:
 
-This file is deliberately self-contained and short enough to read in one sitting. Its
-sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the bundle.
+- an AWS Nitro document: COSE_Sign1 envelope and ES384 signature, every field, the
+  certificate chain and its validity windows, PCRs, debug mode, the document's age;
+- an AMD SEV-SNP report: its layout, the VCEK or VLEK that signed it (given with it), the
+  path from AMD's root key (ARK) through the ASK or ASVK and any CRL given, the key's TCB
+  and chip against the report, the ECDSA P-384 signature, then the reference images
+  (measurement, host_data, key digests, family and image ids), the minimum TCB, debug, SMT,
+  migration agent and VMPL;
+- for both, the result-hash binding. Only the challenge (the nonce) is not judged again: it
+  was the service's state.
+
+Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
+error. This file is deliberately self-contained and short enough to read in one sitting. Its
+sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
+judge, what the judges share, the bundle.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ import io
 import json
 import re
 import ssl
+import struct
 import sys
+import warnings
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,9 +49,9 @@ from typing import IO, Any
 import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
 FORMAT = "attestation-ledger-bundle/v1"
 MANIFEST_NOTE = "attestation-ledger/bundle-manifest/v1"
@@ -52,9 +62,10 @@ SERVICE_STATE = {
     "nonce_already_used",
 }  # fmt: skip
 HEADER = ("README.txt", "manifest.json", "manifest.sig", "log-key.txt", "checkpoint.txt")
-ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.cbor|proof\.tlog-proof)")
+ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.(?:cbor|bin)|proof\.tlog-proof)")
 POLICY = re.compile(r"policies/([0-9]{12})\.(json|tlog-proof)")
 TRUST = re.compile(r"trust/([0-9a-f]{64})\.pem")
+ENDORSEMENT = re.compile(r"endorsements/([0-9a-f]{64})\.der")
 INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 SURROGATE = re.compile("[\\ud800-\\udfff]")
@@ -539,39 +550,516 @@ def nitro_judge(  # noqa: PLR0917 - one caller, read beside its docstring
     return ("warning" if images is None or debug else "affirming"), codes
 
 
-# the policy of the service's intake when the recorded policy gave the worker no image: it
-# judges everything else under an accept-any policy with the default settings
+# --- the AMD SEV-SNP judge -------------------------------------------------------------------
+# The same rules, in the same order, as the project's verifier (verifier/snp/) and its
+# intake, written again here from AMD's specifications (ABI 56860, VCEK/KDS 57230): the
+# 1184-byte report (oversize, malformed, unsupported), the key that signed it and its product
+# line (endorsement_missing, endorsement_mismatch, unsupported), the path ARK -> ASK/ASVK ->
+# VCEK/VLEK and any CRL (untrusted_root, chain_invalid, not_yet_valid, expired, revoked), the
+# key bound to the report, its signature (signature_invalid), then every policy violation.
+
+SNP = "amd-sev-snp"
+REPORT_BYTES, SIGNED_BYTES = 0x4A0, 0x2A0
+AMD_OID = "1.3.6.1.4.1.3704.1"
+AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+P384_ORDER = int(
+    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+    16,
+)
+#: AMD's real roots by product line (SHA-256 of the DER), and the ASK and ASVK each signed:
+#: a bundle ships those (endorsements/) for every one of these ARKs in trust/.
+AMD_ARKS = {
+    "Milan": "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    "Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    "Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+}
+AMD_INTERMEDIATES = {
+    ("Milan", "ask"): "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b",
+    ("Milan", "asvk"): "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5",
+    ("Genoa", "ask"): "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521",
+    ("Genoa", "asvk"): "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372",
+    ("Turin", "ask"): "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185",
+    ("Turin", "asvk"): "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c",
+}
+ARK_NAME = re.compile(r"ARK-(Milan|Genoa|Turin)(?: \(simulated\))?")
+ENDORSEMENT_KINDS = ("vcek", "vlek", "ask", "asvk", "ark", "crl")
+MAX_ENDORSEMENTS, MAX_ENDORSEMENT_BYTES = 8, 64 * 1024
+#: Where each TCB component sits in a TCB_VERSION's eight bytes; the other bytes are reserved.
+TCB_LAYOUT = {
+    "Milan": {"bootloader": 0, "tee": 1, "snp": 6, "microcode": 7},
+    "Genoa": {"bootloader": 0, "tee": 1, "snp": 6, "microcode": 7},
+    "Turin": {"fmc": 0, "bootloader": 1, "tee": 2, "snp": 3, "microcode": 7},
+}
+SPL_OIDS = {"3.1": "bootloader", "3.2": "tee", "3.3": "snp", "3.8": "microcode", "3.9": "fmc"}
+#: Offset and size of each launch value a reference image may pin, in the report.
+IMAGE_FIELDS = {
+    "measurement": (0x90, 48), "host_data": (0xC0, 32), "id_key_digest": (0xE0, 48),
+    "author_key_digest": (0x110, 48), "family_id": (0x10, 16), "image_id": (0x20, 16),
+}  # fmt: skip
+#: The codes of the image fields that differ.
+IMAGE_CODES = {
+    "measurement": "measurement_mismatch", "host_data": "host_data_mismatch",
+    "id_key_digest": "id_key_mismatch", "author_key_digest": "author_key_mismatch",
+    "family_id": "family_id_mismatch", "image_id": "image_id_mismatch",
+}  # fmt: skip
+
+
+def snp_report(data: bytes) -> dict[str, Any]:
+    """The fields of a report, its layout checked: every reserved byte and bit zero."""
+    if len(data) != REPORT_BYTES:
+        raise Reject("oversize" if len(data) > REPORT_BYTES else "malformed")
+    version, _, guest = struct.unpack_from("<IIQ", data, 0x00)
+    vmpl, algorithm = struct.unpack_from("<II", data, 0x30)
+    (flags,) = struct.unpack_from("<I", data, 0x48)
+    if version not in (2, 3, 5) or algorithm != 1:  # 1: ECDSA P-384 with SHA-384
+        raise Reject("unsupported")
+    key = flags >> 2 & 7  # 0 VCEK, 1 VLEK, 7 none
+    reserved = [data[0x4C:0x50], data[0x18B:0x1A0], data[0x1EB:0x1EC], data[0x1EF:0x1F0],
+                data[0x208:SIGNED_BYTES], data[0x2D0:0x2E8], data[0x318:]]  # fmt: skip
+    if version < 3:
+        reserved.append(data[0x188:0x18B])  # CPUID comes with version 3
+    if version < 5:
+        reserved.append(data[0x1F8:0x208])  # the mitigation vectors with version 5
+    if (
+        flags >> 5 or key not in (0, 1, 7) or (flags & 2 and key == 0)  # mask_chip_key, VCEK
+        or not (vmpl <= 3 or vmpl == 0xFFFFFFFF)  # a guest's VMPL, or the host's request
+        or not guest >> 17 & 1 or guest >> 26  # bit 17 is always one, 26..63 reserved
+        or any(any(part) for part in reserved)
+    ):  # fmt: skip
+        raise Reject("malformed")
+    return {
+        "raw": data, "version": version, "guest_policy": guest, "vmpl": vmpl,
+        "key": {0: "vcek", 1: "vlek"}.get(key), "author_key_en": bool(flags & 1),
+        "report_data": data[0x50:0x90], "chip_id": data[0x1A0:0x1E0],
+        "cpuid": (data[0x188], data[0x189]) if version >= 3 else None,
+        "tcbs": [data[at : at + 8] for at in (0x180, 0x38, 0x1E0, 0x1F0)],  # reported first
+        "r": int.from_bytes(data[0x2A0:0x2E8], "little"),
+        "s": int.from_bytes(data[0x2E8:0x330], "little"),
+    }  # fmt: skip
+
+
+def certificate(der: bytes, *, serial_zero: bool = False) -> x509.Certificate:
+    """A DER certificate, its names read. Whatever cryptography warns about it is refused (a
+    name attribute of the wrong length, a serial number of 0), save a serial of 0 where
+    ``serial_zero`` allows it: AMD issues every VCEK and VLEK so."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if serial_zero:
+            warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't")
+        cert = x509.load_der_x509_certificate(der)
+        _ = cert.serial_number, cert.subject, cert.issuer
+        return cert
+
+
+def _der(data: bytes, tag: int) -> bytes:
+    """The content of the one minimal DER TLV with ``tag`` that ``data`` is exactly."""
+    if len(data) < 2 or data[0] != tag:
+        raise Reject("chain_invalid")
+    length, at = data[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count not in (1, 2) or len(data) < 2 + count:
+            raise Reject("chain_invalid")
+        length, at = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
+        if length < 0x80 or (count == 2 and length < 0x100):
+            raise Reject("chain_invalid")
+    if len(data) != at + length:
+        raise Reject("chain_invalid")
+    return data[at:]
+
+
+def _der_integer(data: bytes) -> int:
+    content = _der(data, 0x02)
+    if not 1 <= len(content) <= 8 or (
+        len(content) > 1
+        and ((content[0] == 0 and content[1] < 0x80) or (content[0] == 0xFF and content[1] >= 0x80))
+    ):  # longer than the value needs
+        raise Reject("chain_invalid")
+    return int.from_bytes(content, "big", signed=True)
+
+
+def _der_text(data: bytes) -> str:
+    content = _der(data, 0x16)  # IA5String, printable, at most 256 characters
+    if len(content) > 256 or any(not 0x20 <= byte <= 0x7E for byte in content):
+        raise Reject("chain_invalid")
+    return content.decode("ascii")
+
+
+def snp_key(der: bytes, declared: str) -> dict[str, Any]:
+    """The VCEK or VLEK given as ``declared``: a P-384 key signed with RSASSA-PSS SHA-384,
+    and its AMD extensions (productName, SPLs, a VCEK's hwID, a VLEK's cspID)."""
+    try:
+        cert = certificate(der, serial_zero=True)
+        key = None
+        if (
+            cert.version is x509.Version.v3
+            and cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+            and isinstance(cert.signature_hash_algorithm, hashes.SHA384)
+        ):
+            key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
+            raise Reject("chain_invalid")
+        amd: dict[str, bytes] = {}
+        for extension in cert.extensions:
+            if extension.critical:
+                raise Reject("chain_invalid")
+            oid = extension.oid.dotted_string
+            if isinstance(extension.value, x509.UnrecognizedExtension) and oid.startswith(
+                AMD_OID + "."
+            ):
+                amd[oid.removeprefix(AMD_OID + ".")] = extension.value.value
+        if "1" in amd:
+            _der_integer(amd["1"])  # structVersion: read, not used
+        name = _der_text(amd["2"]) if "2" in amd else None
+        spls = {component: _der_integer(amd[arc]) for arc, component in SPL_OIDS.items()
+                if arc in amd}  # fmt: skip
+        if any(not 0 <= spl <= 0xFF for spl in spls.values()):
+            raise Reject("chain_invalid")
+        if "5" in amd:
+            _der_text(amd["5"])  # cspID: the cloud provider of a VLEK
+        if ("4" in amd) == ("5" in amd) or ("vcek" if "4" in amd else "vlek") != declared:
+            raise Reject("endorsement_mismatch")  # both or neither, or the other kind
+        hwid = amd.get("4")
+        if hwid is not None:  # raw, or wrapped in a DER OCTET STRING: both are issued
+            if len(hwid) - 2 in (8, 64) and hwid[0] == 0x04 and hwid[1] == len(hwid) - 2:
+                hwid = hwid[2:]
+            elif len(hwid) not in (8, 64):
+                raise Reject("chain_invalid")
+        _ = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+        return {"cert": cert, "key": key, "name": name, "spls": spls, "hwid": hwid}
+    except Reject:
+        raise
+    except Exception:  # anything a corrupt certificate makes cryptography raise or warn
+        raise Reject("chain_invalid") from None
+
+
+def snp_product(report: dict[str, Any], vek: dict[str, Any]) -> str:
+    """The report's product line: from CPUID (version 3 on), which the key's productName must
+    agree with; else from the productName."""
+    named: str | None = None
+    if vek["name"] is not None:
+        named = str(vek["name"]).split("-", 1)[0]
+        if named not in TCB_LAYOUT:
+            raise Reject("unsupported")
+    if report["cpuid"] is None:
+        if named is None:
+            raise Reject("endorsement_mismatch")
+        return named
+    family, model = report["cpuid"]
+    product = None
+    if family == 0x19:
+        product = "Milan" if model <= 0x0F else "Genoa" if model >> 4 in (0x1, 0xA) else None
+    elif family == 0x1A and model <= 0x1F:
+        product = "Turin"
+    if product is None:
+        raise Reject("unsupported")
+    if named is not None and named != product:
+        raise Reject("endorsement_mismatch")
+    return product
+
+
+def amd_signed(signature: bytes, data: bytes, key: Any) -> bool:
+    """Whether ``key`` made ``signature``: RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48."""
+    try:
+        key.verify(signature, data, AMD_PSS, hashes.SHA384())
+    except Exception:  # InvalidSignature, or a key that is not RSA
+        return False
+    return True
+
+
+def _amd_ca(cert: x509.Certificate, key: Any) -> bool:
+    """AMD's profile for an ASK or ASVK: v3, RSASSA-PSS SHA-384, RSA of 2048 bits or more, a
+    critical basicConstraints cA=true and keyUsage keyCertSign, no other critical extension."""
+    known = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE}
+    basic, usage = _extension(cert, x509.BasicConstraints), _extension(cert, x509.KeyUsage)
+    return (
+        cert.version is x509.Version.v3
+        and cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+        and isinstance(cert.signature_hash_algorithm, hashes.SHA384)
+        and isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+        and not any(e.critical and e.oid not in known for e in cert.extensions)
+        and basic is not None and basic.value.ca and basic.critical
+        and usage is not None and usage.value.key_cert_sign
+    )  # fmt: skip
+
+
+Anchor = tuple[x509.Certificate, bytes]
+
+
+def snp_store(anchors: list[Anchor], shipped: dict[str, bytes]) -> dict[str, Any]:
+    """The ARKs by product line (their names say which), and the shipped ASK and ASVK of
+    the lines one of AMD's real ARKs is among them for."""
+    arks: dict[str, list[Anchor]] = {}
+    for cert, der in anchors:
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        found = ARK_NAME.fullmatch(str(names[0].value)) if len(names) == 1 else None
+        if found:
+            arks.setdefault(found.group(1), []).append((cert, der))
+    pinned = {
+        product for product, line in arks.items()
+        if any(hashlib.sha256(der).hexdigest() == AMD_ARKS[product] for _, der in line)
+    }  # fmt: skip
+    intermediates = {
+        key: shipped[digest] for key, digest in AMD_INTERMEDIATES.items()
+        if key[0] in pinned and digest in shipped
+    }  # fmt: skip
+    return {"arks": arks, "intermediates": intermediates}
+
+
+def snp_intermediate(der: bytes, arks: list[Anchor], every: list[Anchor]) -> tuple[Any, ...]:
+    """(ARK, certificate, key) of an ASK or ASVK signed by one of ``arks``."""
+    try:
+        cert = certificate(der)
+        key = cert.public_key()
+        issuing = [ark for ark in arks if ark[0].subject == cert.issuer]
+        if not issuing:  # the root of another product line, or none at all
+            elsewhere = any(ark[0].subject == cert.issuer for ark in every)
+            raise Reject("chain_invalid" if elsewhere else "untrusted_root")
+        if not _amd_ca(cert, key):
+            raise Reject("chain_invalid")
+        for ark in issuing:
+            if amd_signed(cert.signature, cert.tbs_certificate_bytes, ark[0].public_key()):
+                return ark, cert, key
+    except Reject:
+        raise
+    except Exception:
+        raise Reject("chain_invalid") from None
+    raise Reject("chain_invalid")
+
+
+def snp_chain(  # noqa: PLR0917 - one caller, read beside its docstring
+    vek: dict[str, Any], kind: str, product: str, endorsements: list[tuple[str, bytes]],
+    store: dict[str, Any], at: datetime, skew: timedelta,
+) -> None:  # fmt: skip
+    """The path ARK -> ASK/ASVK -> VCEK/VLEK holds at ``at``, and no CRL given revokes it.
+    The ASK or ASVK is the one given with the evidence, else the shipped one of AMD's ARK."""
+    arks: list[Anchor] = store["arks"].get(product, [])
+    every = [ark for line in store["arks"].values() for ark in line]
+    if not arks:
+        raise Reject("untrusted_root")
+    for given_kind, der in endorsements:  # an ARK given with the evidence must be trusted
+        if given_kind == "ark":
+            arks = [ark for ark in arks if ark[1] == der]
+            if not arks:
+                raise Reject("untrusted_root")
+    signer = "ask" if kind == "vcek" else "asvk"
+    candidates = [der for given_kind, der in endorsements if given_kind == signer]
+    if not candidates:
+        if (product, signer) not in store["intermediates"]:
+            raise Reject("endorsement_missing")
+        candidates = [store["intermediates"][(product, signer)]]
+    found, error = None, "chain_invalid"
+    for der in candidates:  # the first that chains and issued the key; else the last error
+        try:
+            ark, cert, key = snp_intermediate(der, arks, every)
+        except Reject as rejected:
+            error = rejected.code
+            continue
+        if cert.subject == vek["cert"].issuer:
+            found = ark, cert, key
+            break
+        error = "chain_invalid"
+    if found is None:
+        raise Reject(error)
+    ark, intermediate, key = found
+    if not amd_signed(vek["cert"].signature, vek["cert"].tbs_certificate_bytes, key):
+        raise Reject("chain_invalid")
+    for cert in (ark[0], intermediate, vek["cert"]):
+        if cert.not_valid_before_utc - skew > at:
+            raise Reject("not_yet_valid")
+        if at > cert.not_valid_after_utc:
+            raise Reject("expired")
+    for given_kind, der in endorsements:
+        if given_kind == "crl":
+            _snp_crl(der, every, ark, intermediate, at, skew)
+
+
+def _snp_crl(  # noqa: PLR0917 - one caller
+    der: bytes, every: list[Anchor], ark: Anchor, intermediate: x509.Certificate,
+    at: datetime, skew: timedelta,
+) -> None:  # fmt: skip
+    """A CRL must be signed by a trusted ARK and current at ``at``; if it is this path's
+    ARK's, it must not list the ASK or ASVK."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            crl = x509.load_der_x509_crl(der)
+            issuer, tbs = crl.issuer, crl.tbs_certlist_bytes
+            last, following = crl.last_update_utc, crl.next_update_utc
+            algorithm, digest = crl.signature_algorithm_oid, crl.signature_hash_algorithm
+    except Exception:
+        raise Reject("chain_invalid") from None
+    if algorithm != SignatureAlgorithmOID.RSASSA_PSS or not isinstance(digest, hashes.SHA384):
+        raise Reject("chain_invalid")
+    if following is None:
+        raise Reject("chain_invalid")
+    issuers = [anchor for anchor in every if anchor[0].subject == issuer]
+    if not issuers:
+        raise Reject("untrusted_root")
+    signer = next((a for a in issuers if amd_signed(crl.signature, tbs, a[0].public_key())), None)
+    if signer is None:
+        raise Reject("chain_invalid")
+    if last - skew > at:
+        raise Reject("not_yet_valid")
+    if at > following:
+        raise Reject("expired")
+    if signer[1] == ark[1]:
+        try:
+            revoked = crl.get_revoked_certificate_by_serial_number(intermediate.serial_number)
+        except Exception:
+            raise Reject("chain_invalid") from None
+        if revoked is not None:
+            raise Reject("revoked")
+
+
+def snp_judge(  # noqa: PLR0917 - one caller, read beside its docstring
+    evidence: bytes, endorsements: list[tuple[str, bytes]], store: dict[str, Any],
+    policy: dict[str, Any], at: datetime, binding: bytes | None,
+) -> tuple[str, set[str]]:  # fmt: skip
+    """(status, reason codes) of an SEV-SNP report as the service judged it at ``at``;
+    ``endorsements`` (kind, DER) as given with it, ``store`` what :func:`snp_store` gives,
+    ``policy`` what :func:`worker_policy` gives; ``binding`` the user_data the result hash
+    requires (SHA-256 of it is report_data[32:64])."""
+    report = snp_report(evidence)
+    if len(endorsements) > MAX_ENDORSEMENTS or any(
+        len(der) > MAX_ENDORSEMENT_BYTES for _, der in endorsements
+    ):
+        raise Reject("oversize")
+    kind = report["key"]
+    if kind is None:
+        raise Reject("signature_invalid")  # signing key 7: the report is unsigned
+    keys = [der for given_kind, der in endorsements if given_kind == kind]
+    if len(keys) != 1:
+        other = "vlek" if kind == "vcek" else "vcek"
+        missing = not keys and not any(given_kind == other for given_kind, _ in endorsements)
+        raise Reject("endorsement_missing" if missing else "endorsement_mismatch")
+    vek = snp_key(keys[0], kind)
+    product = snp_product(report, vek)
+    layout = TCB_LAYOUT[product]
+    for raw in report["tcbs"]:  # reported, current, committed, launch
+        if any(value for at_, value in enumerate(raw) if at_ not in layout.values()):
+            raise Reject("malformed")
+    tcb = {component: report["tcbs"][0][at_] for component, at_ in layout.items()}
+    snp_chain(vek, kind, product, endorsements, store, at, policy["skew"])
+    if any(vek["spls"].get(component) != spl for component, spl in tcb.items()):
+        raise Reject("endorsement_mismatch")  # the key certifies another TCB
+    if kind == "vcek":  # a VCEK is one chip's: its hwID is chip_id (8 bytes of it on Turin)
+        size = 8 if product == "Turin" else 64
+        chip = report["chip_id"]
+        if len(vek["hwid"]) != size or (any(chip) and vek["hwid"] != chip[:size]):
+            raise Reject("endorsement_mismatch")
+    r, s = report["r"], report["s"]
+    try:
+        if not (0 < r < P384_ORDER and 0 < s < P384_ORDER):
+            raise ValueError("R or S is outside 1..n-1")
+        signed = evidence[:SIGNED_BYTES]
+        vek["key"].verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA384()))
+    except Exception:
+        raise Reject("signature_invalid") from None
+    codes = snp_appraisal(report, tcb, policy, binding)
+    debug = bool(report["guest_policy"] >> 19 & 1)
+    if codes:
+        return "contraindicated", codes
+    return ("warning" if policy["images"] is None or debug else "affirming"), codes
+
+
+def snp_appraisal(
+    report: dict[str, Any], tcb: dict[str, int], policy: dict[str, Any], binding: bytes | None
+) -> set[str]:
+    """Every way the authentic report falls short of the policy."""
+    codes: set[str] = set()
+    guest, raw = report["guest_policy"], report["raw"]
+    for bit, allowed, code in (
+        (19, policy["allow_debug"], "debug_mode"),
+        (16, policy["allow_smt"], "smt_not_allowed"),
+        (18, policy["allow_migration_agent"], "migration_agent_not_allowed"),
+    ):
+        if guest >> bit & 1 and not allowed:
+            codes.add(code)
+    if report["vmpl"] > policy["max_vmpl"]:
+        codes.add("vmpl_too_high")
+    closest: list[str] | None = None  # the mismatches of the first image that comes closest
+    for expected in policy["images"] or []:
+        mismatches = [
+            IMAGE_CODES[name] for name, value in expected.items()
+            if (name == "author_key_digest" and not report["author_key_en"])
+            or raw[IMAGE_FIELDS[name][0] : sum(IMAGE_FIELDS[name])] != value
+        ]  # fmt: skip
+        if closest is None or len(mismatches) < len(closest):
+            closest = mismatches
+    codes.update(closest or [])
+    if any(
+        tcb.get(component, minimum) < minimum for component, minimum in policy["min_tcb"].items()
+    ):
+        codes.add("tcb_too_old")
+    if binding is not None:
+        half = report["report_data"][32:]
+        if not any(half):
+            codes.add("result_binding_missing")
+        elif half != hashlib.sha256(binding).digest():
+            codes.add("result_binding_mismatch")
+    return codes
+
+
+# --- what the judges share: the worker's policy, the one entry point, the anchors -----------
+
+# the policies of the service's intake when the recorded policy gave the worker no image of
+# the evidence's kind: it judges everything else under an accept-any policy with the defaults
 ACCEPT_ANY = {"images": None, "allow_debug": False, "max_age": timedelta(seconds=300),
               "skew": timedelta(seconds=60)}  # fmt: skip
+SNP_DEFAULTS = {"allow_debug": False, "allow_smt": True, "allow_migration_agent": False,
+                "max_vmpl": 0, "min_tcb": {}}  # fmt: skip
+SNP_ACCEPT_ANY = {**SNP_DEFAULTS, "images": None, "skew": timedelta(seconds=60)}
 
 
-def worker_policy(snapshot: dict[str, Any] | None, worker: Any) -> dict[str, Any] | None:
-    """The images ``worker`` may attest and the policy's settings; None if it may attest
-    none (``snapshot`` must have passed :func:`policy_problem`)."""
-    if snapshot is None or not isinstance(worker, str) or not snapshot["workers"].get(worker):
+def worker_policy(
+    snapshot: dict[str, Any] | None, worker: Any, kind: Any = "aws-nitro-enclave"
+) -> dict[str, Any] | None:
+    """The images of ``kind`` that ``worker`` may attest and the policy's settings; None if
+    it may attest none (``snapshot`` must have passed :func:`policy_problem`)."""
+    if snapshot is None or not isinstance(worker, str):
         return None
-    images = {i["name"]: i["pcrs"] for i in snapshot["images"]}
+    images = {image["name"]: image for image in snapshot["images"]}
+    allowed = [images[name] for name in sorted(set(snapshot["workers"].get(worker) or []))]
+    skew = timedelta(seconds=snapshot["clock_skew_seconds"])
+    if kind == SNP:
+        chosen = [image["reference"] for image in allowed if image.get("kind") == SNP]
+        settings = {**SNP_DEFAULTS, **snapshot.get("schemes", {}).get(SNP, {})}
+        return {
+            **settings,
+            "images": [{k: bytes.fromhex(v) for k, v in ref.items()} for ref in chosen],
+            "skew": skew,
+        } if chosen else None  # fmt: skip
+    chosen = [image["pcrs"] for image in allowed if "pcrs" in image]
     max_age = snapshot["max_age_seconds"]
     return {
-        "images": [
-            {int(n): bytes.fromhex(v) for n, v in images[name].items()}
-            for name in sorted(set(snapshot["workers"][worker]))
-        ],
+        "images": [{int(n): bytes.fromhex(v) for n, v in pcrs.items()} for pcrs in chosen],
         "allow_debug": snapshot["allow_debug"],
         "max_age": None if max_age is None else timedelta(seconds=max_age),
-        "skew": timedelta(seconds=snapshot["clock_skew_seconds"]),
-    }
+        "skew": skew,
+    } if chosen else None  # fmt: skip
 
 
 def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
-    evidence: bytes, anchor: x509.Certificate, anchor_der: bytes, policy: dict[str, Any] | None,
-    at: datetime, binding: bytes | None,
+    kind: Any, evidence: bytes, anchors: list[Anchor], policy: dict[str, Any] | None,
+    at: datetime, binding: bytes | None, endorsements: list[tuple[str, bytes]] | None = None,
+    shipped: dict[str, bytes] | None = None,
 ) -> tuple[str, set[str]]:  # fmt: skip
-    """The one entry point per entry: (status, codes). Today every entry is AWS Nitro
-    evidence; another scheme gets its own section and a branch here."""
+    """The one entry point per entry: (status, codes), by the entry's evidence kind. An SEV-SNP
+    report is judged against ``anchors`` (the ARKs its entry names), with the
+    ``endorsements`` (kind, DER) given with it and the ASKs and ASVKs ``shipped`` (SHA-256 ->
+    DER); a Nitro document against the one anchor its entry names."""
     extra = set() if policy is not None else {"no_reference_values"}
     try:
-        status, codes = nitro_judge(evidence, anchor, anchor_der, policy or ACCEPT_ANY, at, binding)
+        if kind == SNP:
+            store = snp_store(anchors, shipped or {})
+            status, codes = snp_judge(
+                evidence, endorsements or [], store, policy or SNP_ACCEPT_ANY, at, binding
+            )
+        else:
+            anchor, der = anchors[0]
+            status, codes = nitro_judge(evidence, anchor, der, policy or ACCEPT_ANY, at, binding)
     except Reject as rejected:
         return "contraindicated", extra | {rejected.code}
     return ("contraindicated" if extra else status), codes | extra
@@ -602,20 +1090,32 @@ def binding_of(text: Any) -> bytes | None:
     return b"attestation-ledger:result:v1:" + name.lower().encode() + b":" + raw
 
 
+NOT_AN_ANCHOR = "neither a self-signed P-384 CA certificate nor an AMD root key (ARK)"
+
+
 def load_anchor(der: bytes) -> x509.Certificate:
-    """A trust anchor: a self-signed P-384 CA certificate."""
+    """A trust anchor: a self-signed CA certificate, P-384 (AWS), or RSA of 2048 bits or more
+    named as AMD names its root keys, CN=ARK-Milan, -Genoa or -Turin (a simulated one adds
+    " (simulated)"), self-signed with RSASSA-PSS SHA-384 (an ARK)."""
     try:
-        cert = x509.load_der_x509_certificate(der)
+        cert = certificate(der)
         key = cert.public_key()
         basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
-        ok = isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"
-        if ok and basic.value.ca and usage.value.key_cert_sign and cert.issuer == cert.subject:
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ca = basic.value.ca and usage.value.key_cert_sign and cert.issuer == cert.subject
+        if ca and isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1":
             cert.verify_directly_issued_by(cert)
             return cert
+        if (
+            ca and isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+            and len(names) == 1 and ARK_NAME.fullmatch(str(names[0].value))
+            and amd_signed(cert.signature, cert.tbs_certificate_bytes, key)
+        ):  # fmt: skip
+            return cert
     except Exception:  # anything cryptography raises for a certificate that is not one
-        raise Bad("not a self-signed P-384 CA certificate") from None
-    raise Bad("not a self-signed P-384 CA certificate")
+        raise Bad(NOT_AN_ANCHOR) from None
+    raise Bad(NOT_AN_ANCHOR)
 
 
 # --- the bundle ------------------------------------------------------------------------------
@@ -624,14 +1124,12 @@ def load_anchor(der: bytes) -> x509.Certificate:
 def policy_problem(snapshot: Any) -> str | None:
     """Why a recorded policy cannot be used, or None."""
     try:
-        names = {image["name"] for image in snapshot["images"]}
+        images, schemes = snapshot["images"], snapshot.get("schemes", {})
+        names = {image["name"] for image in images}
         images_ok = all(
-            set(image) == {"name", "pcrs"} and isinstance(image["name"], str) and image["name"]
-            and isinstance(image["pcrs"], dict) and image["pcrs"]
-            and all(re.fullmatch(r"[0-9]|[12][0-9]|3[01]", index) for index in image["pcrs"])
-            and all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{96}", v)
-                    for v in image["pcrs"].values())
-            for image in snapshot["images"]
+            isinstance(image["name"], str) and image["name"]
+            and (_nitro_image_ok(image) or _snp_image_ok(image))
+            for image in images
         )  # fmt: skip
         max_age, skew = snapshot["max_age_seconds"], snapshot["clock_skew_seconds"]
         settings_ok = (
@@ -640,10 +1138,50 @@ def policy_problem(snapshot: Any) -> str | None:
             and _is_int(skew) and 0 <= skew <= 10**9
             and all(isinstance(allowed, list) and all(n in names for n in allowed)
                     for allowed in snapshot["workers"].values())
+            and isinstance(schemes, dict) and set(schemes) <= {SNP}
+            and _snp_settings_ok(schemes.get(SNP, {}))
+            # the SEV-SNP policy the service builds takes a skew of at most ten years
+            and (skew <= 10 * 365 * 86400 or all("pcrs" in image for image in images))
         )  # fmt: skip
     except (KeyError, TypeError, AttributeError):
         return "not a recorded policy"
     return None if images_ok and settings_ok else "not a recorded policy"
+
+
+def _nitro_image_ok(image: dict[str, Any]) -> bool:
+    """{"name", "pcrs": {index: 96 hex digits}}"""
+    pcrs = image.get("pcrs")
+    return (
+        set(image) == {"name", "pcrs"} and isinstance(pcrs, dict) and bool(pcrs)
+        and all(re.fullmatch(r"[0-9]|[12][0-9]|3[01]", index) for index in pcrs)
+        and all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{96}", v) for v in pcrs.values())
+    )  # fmt: skip
+
+
+def _snp_image_ok(image: dict[str, Any]) -> bool:
+    """{"name", "kind": "amd-sev-snp", "reference": {"measurement": hex, optional values}}"""
+    reference = image.get("reference")
+    return (
+        set(image) == {"name", "kind", "reference"} and image["kind"] == SNP
+        and isinstance(reference, dict) and "measurement" in reference
+        and all(name in IMAGE_FIELDS and isinstance(value, str)
+                and re.fullmatch(f"[0-9a-fA-F]{{{2 * IMAGE_FIELDS[name][1]}}}", value)
+                for name, value in reference.items())
+    )  # fmt: skip
+
+
+def _snp_settings_ok(settings: Any) -> bool:
+    """The SEV-SNP settings a policy may give (the others take their defaults)."""
+    if not isinstance(settings, dict) or not set(settings) <= set(SNP_DEFAULTS):
+        return False
+    vmpl, tcb = settings.get("max_vmpl", 0), settings.get("min_tcb", {})
+    return (
+        all(type(settings.get(name, False)) is bool
+            for name in ("allow_debug", "allow_smt", "allow_migration_agent"))
+        and _is_int(vmpl) and 0 <= vmpl <= 3
+        and isinstance(tcb, dict) and set(tcb) <= set(TCB_LAYOUT["Turin"])
+        and all(_is_int(v) and 0 <= v <= 0xFF for v in tcb.values())
+    )  # fmt: skip
 
 
 def entry_problem(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -679,6 +1217,8 @@ def manifest_problem(info: Any) -> str | None:
         isinstance(info.get("policies"), list) and all(_is_int(i) for i in info["policies"]),
         isinstance(info.get("trust_anchors"), list)
         and all(isinstance(a, str) for a in info["trust_anchors"]),
+        isinstance(info.get("endorsements", []), list)
+        and all(isinstance(a, str) for a in info.get("endorsements", [])),
     )
     return None if all(checks) else "its fields are not of the bundle format"
 
@@ -715,6 +1255,7 @@ class Checker:
         self.note = ""
         self.size, self.root = 0, b""
         self.anchors: dict[str, tuple[x509.Certificate, bytes]] = {}
+        self.endorsements: dict[str, bytes] = {}
         self.policies: dict[int, dict[str, Any]] = {}
         self.pending_policies: dict[int, dict[str, bytes]] = {}
         self.current: int | None = None
@@ -739,6 +1280,13 @@ class Checker:
             self.check_header()
         if found := TRUST.fullmatch(name):
             self.add_anchor(name, found.group(1), data)
+        elif found := ENDORSEMENT.fullmatch(name):
+            if hashlib.sha256(data).hexdigest() != found.group(1):
+                self.fail(name, "its SHA-256 is not the one it is named by")
+            elif found.group(1) not in (self.manifest or {}).get("endorsements", []):
+                self.fail(name, "not named by the manifest")
+            else:
+                self.endorsements[found.group(1)] = data
         elif found := POLICY.fullmatch(name):
             index = int(found.group(1))
             self.pending_policies.setdefault(index, {})[found.group(2)] = data
@@ -872,16 +1420,22 @@ class Checker:
         if record is None:
             self.fail(f"{item}/entry.json", str(problem))
             return
-        evidence, named = files.get("evidence.cbor"), record.get("evidence_sha256")
+        # a Nitro document is CBOR; any other evidence (an SEV-SNP report) is laid out as is
+        nitro = record.get("evidence_kind") in (None, "aws-nitro-enclave", "aws-nitro-tpm")
+        wanted, other = ("evidence.cbor", "evidence.bin")[:: 1 if nitro else -1]
+        evidence, named = files.get(wanted), record.get("evidence_sha256")
+        if other in files:
+            self.fail(f"{item}/{other}", f"the entry's evidence is {wanted}")
+            return
         if named is None and evidence is not None:
-            self.fail(f"{item}/evidence.cbor", "the entry names no evidence")
+            self.fail(f"{item}/{wanted}", "the entry names no evidence")
             return
         if named is not None:
             if evidence is None:
-                self.fail(f"{item}/evidence.cbor", "missing")
+                self.fail(f"{item}/{wanted}", "missing")
                 return
             if hashlib.sha256(evidence).hexdigest() != named:
-                self.fail(f"{item}/evidence.cbor", "its SHA-256 is not the one the entry names")
+                self.fail(f"{item}/{wanted}", "its SHA-256 is not the one the entry names")
                 return
         verdict = record.get("verdict") or record.get("kind")
         self.verdicts[str(verdict)] = self.verdicts.get(str(verdict), 0) + 1
@@ -896,7 +1450,11 @@ class Checker:
             if snapshot is None:
                 self.fail(item, f"its policy revision {str(revision)[:40]} is not in policies/")
                 return
-        policy = worker_policy(snapshot, record.get("worker"))
+        kind = record.get("evidence_kind") or "aws-nitro-enclave"
+        if kind not in ("aws-nitro-enclave", "aws-nitro-tpm", SNP):
+            self.fail(item, f"evidence of kind {str(kind)[:40]!r} is not one this file judges")
+            return
+        policy = worker_policy(snapshot, record.get("worker"), kind)
         text = record.get("verified_at")
         try:
             if not isinstance(text, str) or not INSTANT.fullmatch(text):
@@ -912,12 +1470,20 @@ class Checker:
         verdict, named = record.get("verdict"), record.get("trust_anchor_sha256")
         was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
         self.rejudged += 1
-        if named is None:  # recorded before entries named their anchor whatever the outcome
+        if kind == SNP:
+            trust = self.snp_trust(item, record)
+            if trust is None:
+                return
+            anchors, endorsements = trust
+            status, codes = judge(
+                kind, evidence, anchors, policy, at, binding, endorsements, self.endorsements
+            )
+        elif named is None:  # recorded before entries named their anchor whatever the outcome
             if verdict != "contraindicated":
                 self.fail(item, f"recorded {verdict} without naming a trust anchor")
                 return
-            for fingerprint, (anchor, der) in sorted(self.anchors.items()):
-                status, codes = judge(evidence, anchor, der, policy, at, binding)
+            for fingerprint, anchor in sorted(self.anchors.items()):
+                status, codes = judge(kind, evidence, [anchor], policy, at, binding)
                 if compare(verdict, recorded, status, codes) == "differ":
                     self.fail(item, f"names no trust anchor; re-verified as {status} against "
                               f"{fingerprint}, recorded contraindicated")  # fmt: skip
@@ -926,17 +1492,45 @@ class Checker:
                                "anchor in trust/ makes its evidence pass, so its rejection "
                                "stands"))  # fmt: skip
             return
-        if str(named) not in self.anchors:
+        elif str(named) not in self.anchors:
             self.fail(item, f"its trust anchor {str(named)[:70]} is not in trust/")
             return
-        anchor, der = self.anchors[str(named)]
-        status, codes = judge(evidence, anchor, der, policy, at, binding)
+        else:
+            status, codes = judge(kind, evidence, [self.anchors[str(named)]], policy, at, binding)
         judged = f"re-verified as {status} ({', '.join(sorted(codes)) or 'no reasons'})"
         outcome = compare(verdict, recorded, status, codes)
         if outcome == "differ":
             self.fail(item, f"{judged}, {was}")
         elif outcome == "other_reasons":
             self.notes.append((item, f"{judged}, {was}"))
+
+    def snp_trust(
+        self, item: str, record: dict[str, Any]
+    ) -> tuple[list[Anchor], list[tuple[str, bytes]]] | None:
+        """The ARKs an SEV-SNP entry names (all in trust/, unless you gave the root) and the
+        endorsements it names, in the order given (all in endorsements/)."""
+        named, given = record.get("trust_anchors"), record.get("endorsements", [])
+        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+            self.fail(item, "names no trust anchors")
+            return None
+        missing = [a[:70] for a in named if a not in self.anchors]
+        if missing and self.trust_root is None:
+            self.fail(item, f"its trust anchors {', '.join(missing)} are not in trust/")
+            return None
+        if not isinstance(given, list):
+            self.fail(item, "its endorsements are not a list")
+            return None
+        endorsements = []
+        for one in given:
+            kind, digest = (
+                (one.get("kind"), one.get("sha256")) if isinstance(one, dict) else ("", "")
+            )
+            if not isinstance(digest, str) or digest not in self.endorsements:
+                self.fail(item, f"its endorsement {str(digest)[:70]} is not in endorsements/")
+                return None
+            if kind in ENDORSEMENT_KINDS:  # the service's verifier ignores any other kind
+                endorsements.append((kind, self.endorsements[digest]))
+        return [self.anchors[a] for a in sorted(set(named)) if a in self.anchors], endorsements
 
     def finish(self) -> None:
         self.flush()
@@ -955,6 +1549,11 @@ class Checker:
         anchors = {str(a) for a in info.get("trust_anchors") or []} - set(self.anchors)
         if anchors and self.trust_root is None:
             self.fail("trust/", f"anchors {sorted(anchors)} are missing")
+        named = {str(e) for e in info.get("endorsements") or []}
+        named |= {AMD_INTERMEDIATES[p, k] for p, ark in AMD_ARKS.items() if ark in self.anchors
+                  for k in ("ask", "asvk")}  # fmt: skip
+        if named - set(self.endorsements):
+            self.fail("endorsements/", f"{sorted(named - set(self.endorsements))} are missing")
         entries = info.get("entries") or {}
         if self.count != entries.get("count") or type(entries.get("count")) is not int:
             self.fail(
@@ -977,7 +1576,8 @@ def check(path: str | IO[bytes], key: Key, trust_root: bytes | None = None) -> C
                 name = full.removeprefix("bundle/")
                 if not full.startswith("bundle/"):
                     raise Bad(f"{shown(full)[:200]}: not a regular file under bundle/")
-                limit = MAX_EVIDENCE_MEMBER if name.endswith(".cbor") else MAX_MEMBER
+                evidence = name.endswith((".cbor", ".bin"))
+                limit = MAX_EVIDENCE_MEMBER if evidence else MAX_MEMBER
                 if name in seen or size > limit:
                     why = f"declares {size} bytes, more than the {limit} allowed"
                     checker.fail(name, "appears twice in the archive" if name in seen else why)
@@ -1023,9 +1623,10 @@ def main() -> int:
     print(f"entries     {checker.count} proven; {checker.rejudged} attestations re-verified")
     for verdict, n in sorted(checker.verdicts.items()):
         print(f"  {shown(verdict):<16}{n}")
+    amd = {digest: f" (AMD ARK-{product})" for product, digest in AMD_ARKS.items()}
     for fingerprint in checker.anchors:
-        aws = "" if fingerprint == AWS_ROOT_SHA256 else " (NOT the AWS root)"
-        print(f"trust       {fingerprint}{aws}")
+        known = {AWS_ROOT_SHA256: " (AWS)", **amd}.get(fingerprint, " (NOT an AWS or AMD root)")
+        print(f"trust       {fingerprint}{known}")
     for item, message in checker.notes[:20]:
         print(f"  note {shown(item)}: {shown(message)}")
     if not checker.failures:
