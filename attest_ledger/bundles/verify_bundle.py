@@ -2,7 +2,7 @@
 """Check an attestation-ledger proof bundle with nothing but Python 3.11+, cryptography and
 cbor2 (6.1 or newer): no database, no network, not even the attestation-ledger project.
 
-    python3 verify_bundle.py BUNDLE.tar.gz --log-key 'name+keyid+base64key' [--trust-root PEM]
+    python3 verify_bundle.py BUNDLE.tar.gz --log-key 'name+keyid+base64key' [--trust-root PEM ...]
 
 It checks, against the ledger key YOU give: the checkpoint signature; the signed manifest
 (the count of entries and the digest of their leaf hashes, so none was dropped or added, and
@@ -42,7 +42,7 @@ import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -1246,8 +1246,9 @@ def consistency_of(raw: bytes) -> tuple[int, int, list[bytes], str]:
 
 
 class Checker:
-    def __init__(self, key: Key, trust_root: bytes | None) -> None:
-        self.key, self.trust_root = key, trust_root
+    def __init__(self, key: Key, trust_roots: frozenset[bytes]) -> None:
+        #: the roots you gave (DER); empty: those the bundle carries, on their names
+        self.key, self.trust_roots = key, trust_roots
         self.failures: list[tuple[str, str]] = []
         self.notes: list[tuple[str, str]] = []
         self.header: dict[str, bytes] = {}
@@ -1361,8 +1362,8 @@ class Checker:
             return
         if hashlib.sha256(der).hexdigest() != fingerprint:
             self.fail(name, "its SHA-256 is not the one it is named by")
-        elif self.trust_root is not None and der != self.trust_root:
-            self.fail(name, "is not the trust root you gave")
+        elif self.trust_roots and der not in self.trust_roots:
+            self.fail(name, "is not a trust root you gave")
         elif fingerprint not in (self.manifest or {}).get("trust_anchors", []):
             self.fail(name, "not named by the manifest")
         else:
@@ -1514,7 +1515,7 @@ class Checker:
             self.fail(item, "names no trust anchors")
             return None
         missing = [a[:70] for a in named if a not in self.anchors]
-        if missing and self.trust_root is None:
+        if missing:
             self.fail(item, f"its trust anchors {', '.join(missing)} are not in trust/")
             return None
         if not isinstance(given, list):
@@ -1547,7 +1548,7 @@ class Checker:
         if missing:
             self.fail("policies/", f"revisions {missing} named by the manifest are missing")
         anchors = {str(a) for a in info.get("trust_anchors") or []} - set(self.anchors)
-        if anchors and self.trust_root is None:
+        if anchors and not self.trust_roots:
             self.fail("trust/", f"anchors {sorted(anchors)} are missing")
         named = {str(e) for e in info.get("endorsements") or []}
         named |= {AMD_INTERMEDIATES[p, k] for p, ark in AMD_ARKS.items() if ark in self.anchors
@@ -1566,8 +1567,10 @@ class Checker:
             )
 
 
-def check(path: str | IO[bytes], key: Key, trust_root: bytes | None = None) -> Checker:
-    checker = Checker(key, trust_root)
+def check(path: str | IO[bytes], key: Key, trust_roots: Iterable[bytes] = ()) -> Checker:
+    """Check the bundle at ``path`` against ``key``; ``trust_roots``: the DER of the roots
+    the evidence must chain to (empty: those in trust/)."""
+    checker = Checker(key, frozenset(trust_roots))
     seen: set[str] = set()
     try:
         with open(path, "rb") if isinstance(path, str) else path as raw:
@@ -1597,7 +1600,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("archive")
     parser.add_argument("--log-key", required=True, help="the ledger's verifier key (or a file)")
-    parser.add_argument("--trust-root", help="require documents to chain to this PEM root")
+    parser.add_argument(
+        "--trust-root", action="append", default=[],
+        help="repeatable: require the evidence to chain to these PEM roots (or files of several)",
+    )  # fmt: skip
     args = parser.parse_args()
     try:
         cbor2.CBORDecoder(io.BytesIO(b""), allow_duplicate_keys=False, semantic_decoders={})
@@ -1612,14 +1618,17 @@ def main() -> int:
         except OSError:
             pass
         key = Key(text)
-        root = None
-        if args.trust_root:
-            with open(args.trust_root) as handle:
-                root = ssl.PEM_cert_to_DER_cert(handle.read())
+        roots = []
+        for name in args.trust_root:
+            with open(name) as handle:
+                blocks = handle.read().split("-----BEGIN CERTIFICATE-----")[1:]
+            if not blocks:
+                raise Bad(f"{name}: no PEM certificate in it")
+            roots += [ssl.PEM_cert_to_DER_cert("-----BEGIN CERTIFICATE-----" + b) for b in blocks]
     except (Bad, ValueError, OSError) as exc:
         print(f"verify_bundle: {exc}", file=sys.stderr)
         return 2
-    checker = check(args.archive, key, root)
+    checker = check(args.archive, key, roots)
     print(f"entries     {checker.count} proven; {checker.rejudged} attestations re-verified")
     for verdict, n in sorted(checker.verdicts.items()):
         print(f"  {shown(verdict):<16}{n}")
