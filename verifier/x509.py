@@ -189,28 +189,32 @@ def load_der_certificate(der: bytes, *, allow_zero_serial: bool = False) -> x509
     * a name attribute of the wrong length (a country name that is not two letters, a common
       name over 64 characters): cryptography warns each time the name is read; here such a
       certificate is refused with ``ValueError``, once, at load;
-    * with ``allow_zero_serial``, a serial number of 0, with which AMD issues every VCEK and
-      VLEK and which RFC 5280 forbids: cryptography 48-50 warn (at load and when the serial
-      is read); exactly that warning is silenced while the certificate is loaded and its
-      serial read. Without it, the warning goes on to the caller as before.
+    * a serial number that is not positive, which RFC 5280 forbids and cryptography 48-50
+      warn about (at load and when the serial is read): refused with ``ValueError``, unless
+      ``allow_zero_serial`` (AMD issues every VCEK and VLEK with serial 0), which silences
+      exactly that warning while the certificate is loaded and its serial read. Either way the
+      outcome does not depend on the process's warning filters (under ``-W error`` a CA of
+      serial 0 was refused, elsewhere accepted: a verdict must not depend on that).
 
     ``warnings.catch_warnings`` changes process-wide state, so loads are serialised; callers
     cache what they load, so this is the cold path.
     """
     with _TOLERANT_LOAD, warnings.catch_warnings():
         warnings.filterwarnings("error", message=_NAME_LENGTH_WARNING, category=UserWarning)
-        if allow_zero_serial:
-            warnings.filterwarnings(
-                "ignore", message=_SERIAL_WARNING, category=CryptographyDeprecationWarning
-            )
+        warnings.filterwarnings(
+            "ignore" if allow_zero_serial else "error",
+            message=_SERIAL_WARNING,
+            category=CryptographyDeprecationWarning,
+        )
         try:
             certificate = x509.load_der_x509_certificate(der)
-            if allow_zero_serial:
-                _ = certificate.serial_number  # warns once more; read here, where it is silenced
+            _ = certificate.serial_number  # warns once more; read here, where it is handled
             _ = certificate.subject, certificate.issuer  # names are parsed when read
-        except UserWarning as exc:
-            if isinstance(exc, CryptographyDeprecationWarning):
+        except CryptographyDeprecationWarning as exc:
+            if _SERIAL_WARNING not in str(exc):
                 raise
+            raise ValueError("its serial number is not positive (RFC 5280)") from None
+        except UserWarning as exc:
             raise ValueError(f"invalid name: {first_line(exc)}") from None
         return certificate
 

@@ -287,7 +287,10 @@ class SnpChainVerifier:
                 f"{name}: issued by {issuer.rfc4514_string()!r}, which is no trusted ARK "
                 f"(expected {anchors[0].anchor.subject!r})"
             )
-        _check_ca_profile(certificate, key, name)
+        try:
+            _check_ca_profile(certificate, key, name)
+        except CERTIFICATE_PARSE_ERRORS as exc:  # extensions are parsed when first read
+            raise ChainInvalid(f"{name}: its extensions do not parse ({first_line(exc)})") from None
         for anchor in issuing:
             try:
                 verify_amd_signature(
