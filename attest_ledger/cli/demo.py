@@ -1,11 +1,14 @@
 """``attest-ledger demo``: what ``make run`` does on a fresh machine (and again, keeping data).
 
 1. migrate the database (the embedded PostgreSQL unless DATABASE_URL is set);
-2. create the ledger's signing key and a simulated Nitro root, unless they exist;
-3. add a demo worker and a demo auditor (tokens in var/, mode 0600), a demo policy and a
-   portal account (password in var/, mode 0600);
-4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated root;
-5. run a simulated worker that submits a few dozen attestations, some bad on purpose;
+2. create the ledger's signing key, a simulated Nitro root and a simulated AMD root (ARK),
+   unless they exist;
+3. add a demo Nitro worker, a demo SEV-SNP worker and a demo auditor (tokens in var/, mode
+   0600), a demo policy (a Nitro image and an SEV-SNP image) and a portal account (password
+   in var/, mode 0600);
+4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated roots;
+5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker, which submit a
+   few dozen attestations between them, some bad on purpose;
 6. print where to look, and keep the service running until Ctrl-C.
 """
 
@@ -33,10 +36,18 @@ from attest_ledger import database
 from attest_ledger.clients import create_client
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
-from attest_ledger.policy_store import PolicyStore
+from attest_ledger.policy_store import SNP, PolicyStore
 from attest_ledger.settings import Settings
 from attest_ledger.users import add_user, set_password
-from enclave_worker import SimulatedNitroWarning, simulated_image_pcrs
+from enclave_worker import (
+    AMD_SEV_SNP,
+    SimulatedAmdPki,
+    SimulatedAmdWarning,
+    SimulatedNitroWarning,
+    simulated_image_pcrs,
+    simulated_snp_measurement,
+)
+from enclave_worker.simulated_amd import ARK_FILE
 from enclave_worker.simulated_pki import load_or_create_root
 from ledger.db import make_session_factory, session_scope
 from ledger.keys import create_signing_key, load_signing_key
@@ -45,6 +56,9 @@ __all__ = ["register"]
 
 IMAGE = "demo-inference"
 WORKER = "demo-worker"
+#: The SEV-SNP guest's image: the SNP worker runs it, the policy holds its measurement.
+SNP_IMAGE = "demo-inference-snp"
+SNP_WORKER = "demo-snp-worker"
 AUDITOR = "demo-auditor"
 PORTAL_USER = "demo-auditor"
 
@@ -54,7 +68,12 @@ def register(commands: Any) -> None:
         "demo", help="set up a demo ledger, start the service, feed it (make run)"
     )
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--jobs", type=int, default=36, help="attestations the demo worker submits")
+    parser.add_argument(
+        "--jobs", type=int, default=36, help="attestations the demo Nitro worker submits"
+    )
+    parser.add_argument(
+        "--snp-jobs", type=int, default=12, help="attestations the demo SEV-SNP worker submits"
+    )
     parser.add_argument(
         "--no-wait",
         action="store_true",
@@ -73,20 +92,27 @@ def _stop(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
+    if args.jobs < 0 or args.snp_jobs < 0:
+        print("attest-ledger demo: --jobs and --snp-jobs must not be negative", file=sys.stderr)
+        return EXIT_USAGE
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     root_dir = data / "simulated-pki"
+    amd_dir = data / "simulated-amd"
     settings = dataclasses.replace(
-        settings, trust_root_path=settings.trust_root_path or root_dir / "root.pem"
+        settings,
+        trust_root_path=settings.trust_root_path or root_dir / "root.pem",
+        snp_trust_root_path=settings.snp_trust_root_path or amd_dir / ARK_FILE,
     )
 
-    url, signer, worker_token = _set_up(settings, data, root_dir)
+    url, signer, tokens = _set_up(settings, data, root_dir, amd_dir)
 
     env = dict(os.environ)
     env.update(
         {
             "ATTEST_LEDGER_DATA_DIR": str(data),
             "ATTEST_LEDGER_TRUST_ROOT": str(settings.trust_root_path),
+            "ATTEST_LEDGER_SNP_TRUST_ROOT": str(settings.snp_trust_root_path),
             "ATTEST_LEDGER_KEY": str(settings.ledger_key_path),
             "ATTEST_LEDGER_CHECKPOINT_INTERVAL": str(min(settings.checkpoint_interval, 2.0)),
         }
@@ -107,37 +133,35 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not _wait_ready(server, service):
             print(f"the service did not become ready; see {log_path}", file=sys.stderr)
             return EXIT_USAGE
-        say(f"a simulated worker submits {args.jobs} attestations; every fourth is bad on purpose")
-        worker = subprocess.run(  # noqa: S603 - our own CLI
-            [
-                *command,
-                "worker",
-                "run",
-                "--server",
-                server,
-                "--count",
-                str(args.jobs),
-                "--mix",
-                "--image",
-                IMAGE,
-                "--name",
-                "demo",
-                "--simulated-pki",
-                str(root_dir),
-            ],
-            env={**env, "ATTEST_LEDGER_WORKER_TOKEN": worker_token},
-            capture_output=True,
-            text=True,
-            check=False,
+        say(
+            f"a simulated Nitro worker submits {args.jobs} attestations and, beside it, a "
+            f"simulated SEV-SNP worker {args.snp_jobs}; every fourth of each is bad on purpose"
         )
-        _show_worker(worker.stdout, worker.stderr)
-        if worker.returncode != 0:
-            print(f"the demo worker failed; see {log_path}", file=sys.stderr)
-            return EXIT_USAGE  # the service or the demo set-up is not working
+        worker = [*command, "worker", "run", "--server", server, "--mix"]
+        nitro, snp = _run_side_by_side(
+            (
+                [*worker, "--count", str(args.jobs), "--image", IMAGE, "--name", "demo",
+                 "--simulated-pki", str(root_dir)],
+                {**env, "ATTEST_LEDGER_WORKER_TOKEN": tokens[WORKER]},
+            ),
+            (
+                [*worker, "--count", str(args.snp_jobs), "--tee", AMD_SEV_SNP,
+                 "--image", SNP_IMAGE, "--name", "demo-snp", "--simulated-amd", str(amd_dir)],
+                {**env, "ATTEST_LEDGER_WORKER_TOKEN": tokens[SNP_WORKER]},
+            ),
+        )  # fmt: skip
+        say(f"AWS Nitro Enclaves: {args.jobs} attestations fed")
+        _show_worker(nitro.stdout, nitro.stderr, "Nitro")
+        say(f"AMD SEV-SNP: {args.snp_jobs} attestations fed")
+        _show_worker(snp.stdout, snp.stderr, "SEV-SNP")
+        for name, done in (("Nitro", nitro), ("SEV-SNP", snp)):
+            if done.returncode != 0:
+                print(f"the demo {name} worker failed; see {log_path}", file=sys.stderr)
+                return EXIT_USAGE  # the service or the demo set-up is not working
         time.sleep(2.5)  # let the publisher sign a checkpoint covering the demo
         _where_to_look(
-            server, data, signer.verifier(), _an_attestation(log_path, worker.stdout),
-            running=not args.no_wait,
+            server, data, signer.verifier(), _an_attestation(nitro.stdout),
+            _an_attestation(snp.stdout), running=not args.no_wait,
         )  # fmt: skip
         if args.no_wait:
             return EXIT_OK
@@ -155,7 +179,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _set_up(settings: Settings, data: Path, root_dir: Path) -> tuple[str, Any, str]:
+def _run_side_by_side(
+    *runs: tuple[list[str], dict[str, str]],
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run the workers at once (as a Nitro fleet and an SEV-SNP fleet feed one service) and
+    wait for all of them; their output is shown afterwards, one worker at a time."""
+    started = [
+        (
+            arguments,
+            subprocess.Popen(  # noqa: S603 - our own CLI
+                arguments, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ),
+        )
+        for arguments, env in runs
+    ]
+    done = []
+    try:
+        for arguments, process in started:
+            out, err = process.communicate()
+            done.append(subprocess.CompletedProcess(arguments, process.returncode, out, err))
+    finally:
+        for _, process in started:
+            if process.poll() is None:  # interrupted: do not leave a worker behind
+                process.kill()
+                process.wait()
+    return done
+
+
+def _set_up(
+    settings: Settings, data: Path, root_dir: Path, amd_dir: Path
+) -> tuple[str, Any, dict[str, str]]:
     """Steps 1-3, each skipped when already done."""
     where = (
         "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL 18 in {data}/postgres"
@@ -169,20 +222,28 @@ def _set_up(settings: Settings, data: Path, root_dir: Path) -> tuple[str, Any, s
     else:
         signer = create_signing_key(settings.ledger_key_path, settings.ledger_origin)
         say(f"signing key: {settings.ledger_key_path} (created, mode 0600)")
+    now = datetime.now(UTC)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedNitroWarning)
-        load_or_create_root(root_dir, at=datetime.now(UTC))
+        load_or_create_root(root_dir, at=now)
     say(f"simulated Nitro root (NOT AWS): {settings.trust_root_path}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedAmdWarning)
+        SimulatedAmdPki.load_or_create(amd_dir, at=now)  # RSA-4096 keys: seconds, the first time
+    say(f"simulated AMD root, ARK (NOT AMD): {settings.snp_trust_root_path}")
     engine = database.engine_for(dataclasses.replace(settings, database_url=url), pool_size=1)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            worker_token = _client(session, WORKER, "worker", data / "demo-worker.token")
+            tokens = {
+                WORKER: _client(session, WORKER, "worker", data / "demo-worker.token"),
+                SNP_WORKER: _client(session, SNP_WORKER, "worker", data / "demo-snp-worker.token"),
+            }
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
             _policy(session)
             _portal_user(session, data / "demo-portal.password")
     finally:
         engine.dispose()
-    return url, signer, worker_token
+    return url, signer, tokens
 
 
 def _client(session: Any, name: str, role: str, token_file: Path) -> str:
@@ -223,10 +284,15 @@ def _policy(session: Any) -> None:
         pcrs = simulated_image_pcrs(IMAGE)
         store.add_image(session, IMAGE, {i: pcrs[i] for i in (0, 1, 2)})
         say(f"policy: image {IMAGE!r} (PCR0-2 of the simulated enclave) added")
-    worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == WORKER)).scalar()
-    if worker_id is not None and session.get(WorkerImage, (worker_id, IMAGE)) is None:
-        store.allow(session, WORKER, IMAGE)
-        say(f"policy: {WORKER} may attest {IMAGE}")
+    if session.get(PolicyImage, SNP_IMAGE) is None:
+        measurement = simulated_snp_measurement(SNP_IMAGE).hex()
+        store.add_reference(session, SNP_IMAGE, SNP, {"measurement": measurement})
+        say(f"policy: SEV-SNP image {SNP_IMAGE!r} (the simulated guest's measurement) added")
+    for worker, image in ((WORKER, IMAGE), (SNP_WORKER, SNP_IMAGE)):
+        worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == worker)).scalar()
+        if worker_id is not None and session.get(WorkerImage, (worker_id, image)) is None:
+            store.allow(session, worker, image)
+            say(f"policy: {worker} may attest {image}")
 
 
 def _wait_ready(server: str, service: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
@@ -244,7 +310,7 @@ def _wait_ready(server: str, service: subprocess.Popen[bytes], timeout: float = 
     return False
 
 
-def _show_worker(stdout: str, stderr: str) -> None:
+def _show_worker(stdout: str, stderr: str, tee: str) -> None:
     for line in stdout.splitlines():
         try:
             item = json.loads(line)
@@ -253,14 +319,14 @@ def _show_worker(stdout: str, stderr: str) -> None:
         reasons = ", ".join(item.get("reasons") or []) or item.get("error", "")
         bad = f" (bad on purpose: {item['bad']})" if item.get("bad") else ""
         index, verdict = item.get("index", "-"), item.get("verdict", "refused")
-        print(f"    entry {index:>4}  {verdict:<16} {reasons}{bad}")
+        print(f"    entry {index:>4}  {tee:<8} {verdict:<16} {reasons}{bad}")
     for line in stderr.splitlines():
         if line.startswith("worker:"):
-            say(line)
+            say(f"{tee} {line}")
 
 
-def _an_attestation(log_path: Path, worker_stdout: str) -> int:
-    """The index of an attestation the demo worker just recorded (the hints show it)."""
+def _an_attestation(worker_stdout: str) -> int | None:
+    """The index of a good attestation a demo worker just recorded (the hints show it)."""
     for line in worker_stdout.splitlines():
         try:
             item = json.loads(line)
@@ -268,14 +334,19 @@ def _an_attestation(log_path: Path, worker_stdout: str) -> int:
             continue
         if isinstance(item.get("index"), int) and not item.get("bad"):
             return int(item["index"])
-    return 0
+    return None
 
 
-def _where_to_look(server: str, data: Path, key: Any, entry: int, *, running: bool) -> None:
+def _where_to_look(
+    server: str, data: Path, key: Any, entry: int | None, snp_entry: int | None, *, running: bool
+) -> None:
     cli = (Path(sys.prefix) / "bin" / "attest-ledger").resolve()
     reader = f'-H "Authorization: Bearer $(cat {data}/demo-auditor.token)"'
     worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-worker.token)"
-    proof = f"{server}/api/v1/entries/{entry}/proof?format=tlog-proof"
+    snp_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-snp-worker.token)"
+    roots = (
+        f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/{ARK_FILE}"
+    )
     head = (
         [f"The service is running on {server}"]
         if running
@@ -284,22 +355,32 @@ def _where_to_look(server: str, data: Path, key: Any, entry: int, *, running: bo
             "Start it again with `make run` (the data is kept); while it runs:",
         ]
     )
+    examples = []
+    for label, index in (("an attestation", entry), ("an SEV-SNP one", snp_entry)):
+        if index is not None:
+            examples.append(f"  {label:<16} curl {reader} {server}/api/v1/entries/{index}")
+    if entry is not None:
+        proof = f"{server}/api/v1/entries/{entry}/proof?format=tlog-proof"
+        examples.append(f"  its proof        curl {reader} '{proof}'")
     lines = [
         *head,
         f"  auditor portal   {server}/portal/  (sign in as {PORTAL_USER}, password in"
         f" {data}/demo-portal.password)",
+        f"  SEV-SNP entries  {server}/portal/entries?evidence_kind={AMD_SEV_SNP}",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",
         f"  ledger key       {key}",
-        f"  an attestation   curl {reader} {server}/api/v1/entries/{entry}",
-        f"  its proof        curl {reader} '{proof}'",
+        *examples,
+        f"  counts by kind   curl {reader} '{server}/api/v1/stats?group_by=evidence_kind'",
         f"  audit the ledger ATTEST_LEDGER_DATA_DIR={data} {cli} audit",
         f"  export it        ATTEST_LEDGER_DATA_DIR={data} {cli} export {data}/ledger.tar.gz"
-        f" --trust-root {data}/simulated-pki/root.pem",
-        f"  check the bundle {cli} verify-bundle {data}/ledger.tar.gz --log-key '{key}'",
+        f" {roots}",
+        f"  check the bundle {cli} verify-bundle {data}/ledger.tar.gz --log-key '{key}' {roots}",
         f"  more jobs        {worker} {cli} worker run --server {server} --count 20 --mix"
         f" --simulated-pki {data}/simulated-pki",
+        f"  more SEV-SNP     {snp_worker} {cli} worker run --server {server} --count 20 --mix"
+        f" --tee {AMD_SEV_SNP} --image {SNP_IMAGE} --simulated-amd {data}/simulated-amd",
         f"Data lives in {data}; running `make run` again keeps it.",
     ]
     print("\n" + "\n".join(lines) + "\n", flush=True)

@@ -1,8 +1,10 @@
 """`make run` is `attest-ledger demo`: on a fresh data directory it sets everything up on the
-embedded PostgreSQL and feeds the service; run again, it keeps what is there."""
+embedded PostgreSQL and feeds the service from a simulated Nitro worker and a simulated
+SEV-SNP worker side by side; run again, it keeps what is there."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -24,9 +26,27 @@ def _port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _demo(env: dict[str, str], jobs: int) -> str:
+#: A line the demo prints per receipt: its index, the kind of evidence, the verdict.
+ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP)\s+(\S+)\s", re.M)
+
+
+def _entries(out: str, tee: str) -> list[tuple[int, str]]:
+    return [(int(index), verdict) for index, kind, verdict in ENTRY.findall(out) if kind == tee]
+
+
+def _demo(env: dict[str, str], jobs: int, snp_jobs: int) -> str:
     done = subprocess.run(
-        [*CLI, "demo", "--no-wait", "--jobs", str(jobs), "--port", str(_port())],
+        [
+            *CLI,
+            "demo",
+            "--no-wait",
+            "--jobs",
+            str(jobs),
+            "--snp-jobs",
+            str(snp_jobs),
+            "--port",
+            str(_port()),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -43,14 +63,30 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the embedded one
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
 
-    first = _demo(env, jobs=8)
+    first = _demo(env, jobs=8, snp_jobs=8)
     assert f"embedded PostgreSQL 18 in {data}/postgres" in first
     assert "(created, mode 0600)" in first
-    entries = [int(i) for i in re.findall(r"^\s+entry\s+(\d+)\s", first, re.M)]
-    assert len(entries) == 8
-    assert len(re.findall(r"\(bad on purpose: ", first)) == 2  # every fourth
-    assert "contraindicated" in first
-    assert "affirming" in first
+    assert "AWS Nitro Enclaves: 8 attestations fed" in first
+    assert "AMD SEV-SNP: 8 attestations fed" in first
+    nitro, snp = _entries(first, "Nitro"), _entries(first, "SEV-SNP")
+    entries = [index for index, _ in nitro + snp]
+    assert len(entries) == len(set(entries)) == 16  # one entry each, none shared
+    assert len(re.findall(r"\(bad on purpose: ", first)) == 4  # every fourth of each
+    assert [verdict for _, verdict in nitro] == ["affirming"] * 3 + ["contraindicated"] + [
+        "affirming"
+    ] * 3 + ["contraindicated"]
+    assert [verdict for _, verdict in snp] == [v for _, v in nitro]  # the same every fourth
+    assert re.search(
+        r"SEV-SNP\s+contraindicated\s+measurement_mismatch \(bad on purpose: wrong-image\)", first
+    ), first
+    ark = data / "simulated-amd" / "ark.pem"
+    assert f"simulated AMD root, ARK (NOT AMD): {ark}" in first
+    assert "policy: SEV-SNP image 'demo-inference-snp'" in first
+    assert "policy: demo-snp-worker may attest demo-inference-snp" in first
+    ark_pem = ark.read_bytes()
+    snp_token = (data / "demo-snp-worker.token").read_text()
+    assert oct((data / "demo-snp-worker.token").stat().st_mode & 0o777) == "0o600"
+    assert snp_token != (data / "demo-worker.token").read_text()  # a client of its own
     assert "the service is now STOPPED" in first  # --no-wait says what it did
     key = (data / "ledger.key").read_bytes()
     worker_token = (data / "demo-worker.token").read_text()
@@ -59,17 +95,23 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert oct((data / "demo-portal.password").stat().st_mode & 0o777) == "0o600"
     assert f"/portal/  (sign in as demo-auditor, password in {data}/demo-portal.password)" in first
     # the service joins the embedded server itself, so that it restarts it if it dies
-    assert "embedded PostgreSQL in" in (data / "service.log").read_text()
-    assert "is started again if it dies" in (data / "service.log").read_text()
+    log = (data / "service.log").read_text()
+    assert "embedded PostgreSQL in" in log
+    assert "is started again if it dies" in log
+    assert f"trusting the ARK(s) in {ark}" in log  # the simulated ARK, not AMD's
 
-    second = _demo(env, jobs=4)
+    second = _demo(env, jobs=4, snp_jobs=4)
     assert "(kept)" in second
     assert "token in" not in second  # no new clients: the tokens are reused
-    again = [int(i) for i in re.findall(r"^\s+entry\s+(\d+)\s", second, re.M)]
-    assert len(again) == 4
+    assert "policy:" not in second  # nor a new policy
+    again = [index for index, _ in _entries(second, "Nitro") + _entries(second, "SEV-SNP")]
+    assert len(again) == 8
     assert min(again) > max(entries)  # appended after the first run's entries
+    assert [v for _, v in _entries(second, "SEV-SNP")] == ["affirming"] * 3 + ["contraindicated"]
     assert (data / "ledger.key").read_bytes() == key
     assert (data / "demo-worker.token").read_text() == worker_token
+    assert (data / "demo-snp-worker.token").read_text() == snp_token
+    assert ark.read_bytes() == ark_pem  # the simulated AMD root is kept, like the Nitro one
     assert (data / "demo-portal.password").read_text() == password
     users = subprocess.run(
         [*CLI, "users", "list"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
@@ -88,19 +130,20 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
     """Regression (issue #10): the hints named entry 3, a policy entry; `--no-wait` stopped
     the service under hints that said it was running; and the "more jobs" command, run from
     anywhere but the project directory, made a new simulated root, so every submission was
-    judged untrusted_root."""
+    judged untrusted_root. Issue #11: the hints name the SEV-SNP entries, an SEV-SNP worker
+    command and both roots, and the service they describe holds SEV-SNP verdicts."""
     import httpx
 
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
-    stopped = _demo(env, jobs=4)
+    stopped = _demo(env, jobs=4, snp_jobs=4)
     assert "the service is now STOPPED" in stopped
     assert "The service is running" not in stopped
 
     port = _port()
     demo = subprocess.Popen(
-        [*CLI, "demo", "--jobs", "4", "--port", str(port)],
+        [*CLI, "demo", "--jobs", "4", "--snp-jobs", "4", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -117,14 +160,53 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "The service is running on" in printed, printed
         hints = dict(
             re.findall(
-                r"^  (an attestation|more jobs|export it|check the bundle)\s+(.+)$", printed, re.M
+                r"^  (an attestation|an SEV-SNP one|SEV-SNP entries|counts by kind|more jobs"
+                r"|more SEV-SNP|export it|check the bundle)\s+(.+)$",
+                printed,
+                re.M,
             )
         )
+        roots = (
+            f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/ark.pem"
+        )
+        assert hints["export it"].endswith(roots), hints["export it"]
+        assert hints["check the bundle"].endswith(roots), hints["check the bundle"]
         shown = subprocess.run(
             ["/bin/bash", "-c", hints["an attestation"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert '"kind":"attestation"' in shown.stdout.replace(" ", ""), shown.stdout
+        shown = subprocess.run(
+            ["/bin/bash", "-c", hints["an SEV-SNP one"]],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        snp_entry = json.loads(shown.stdout)["entry"]
+        assert snp_entry["kind"] == "attestation", shown.stdout
+        assert snp_entry["evidence_kind"] == "amd-sev-snp", shown.stdout
+        assert snp_entry["verdict"] == "affirming", shown.stdout
+        counted = subprocess.run(
+            ["/bin/bash", "-c", hints["counts by kind"]],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        by_kind: dict[str, int] = {}
+        for count in json.loads(counted.stdout)["counts"]:
+            kind = count["group"]["evidence_kind"]
+            by_kind[kind] = by_kind.get(kind, 0) + count["submissions"]
+        assert by_kind == {"aws-nitro-enclave": 8, "amd-sev-snp": 8}  # two runs of 4 each
+        reader = {"Authorization": f"Bearer {(data / 'demo-auditor.token').read_text().strip()}"}
+        found = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/entries",
+            params={"evidence_kind": "amd-sev-snp", "limit": "100"},
+            headers=reader,
+        ).json()["entries"]
+        assert (
+            sorted(e["entry"]["verdict"] for e in found)
+            == ["affirming"] * 6 + ["contraindicated"] * 2
+        )
+        assert all(e["entry"]["image"] in ("demo-inference-snp", None) for e in found)
+        portal = httpx.get(hints["SEV-SNP entries"])  # the portal asks to sign in first
+        assert portal.status_code in (200, 302, 303), portal.status_code
+        assert hints["SEV-SNP entries"].endswith("/portal/entries?evidence_kind=amd-sev-snp")
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         more = subprocess.run(
@@ -139,6 +221,19 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "untrusted_root" not in more.stdout + more.stderr, more.stdout + more.stderr
         assert "creating a NEW one" not in more.stderr
         assert more.stdout.count('"verdict": "affirming"') >= 3, more.stdout
+        more_snp = subprocess.run(
+            ["/bin/bash", "-c", hints["more SEV-SNP"].replace("--count 20", "--count 4")],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert more_snp.returncode == 0, more_snp.stdout + more_snp.stderr
+        assert "untrusted_root" not in more_snp.stdout + more_snp.stderr
+        assert "creating a NEW one" not in more_snp.stderr
+        assert more_snp.stdout.count('"verdict": "affirming"') == 3, more_snp.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
         for hint in ("export it", "check the bundle"):  # the whole ledger, offline, as printed
             ran = subprocess.run(
@@ -157,13 +252,20 @@ def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) ->
     """Issue #10: `make run` records bad documents on purpose (tampered, stale, wrong image,
     wrong nonce, unbound, debug, replayed); its whole-ledger export never verified, because
     the rejections before the policy step named no trust anchor. Export the whole ledger in
-    the demo's environment and check it with both verifiers: both pass and agree."""
+    the demo's environment and check it with both verifiers: both pass and agree.
+
+    Issue #11: the ledger holds SEV-SNP verdicts too, judged against the simulated ARK. An
+    export refuses without the root of either kind, naming the one missing; with both roots
+    (the demo's hint) both verifiers re-judge every attestation of both kinds."""
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
     env.pop("ATTEST_LEDGER_TRUST_ROOT", None)
-    _demo(env, jobs=16)
+    env.pop("ATTEST_LEDGER_SNP_TRUST_ROOT", None)
+    out = _demo(env, jobs=16, snp_jobs=8)
+    assert len(_entries(out, "SEV-SNP")) == 8
     root = data / "simulated-pki" / "root.pem"
+    ark = data / "simulated-amd" / "ark.pem"
     archive = tmp_path / "ledger.tar.gz"
 
     refused = subprocess.run(
@@ -171,15 +273,26 @@ def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) ->
         check=False,
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr
-    assert "--trust-root" in refused.stderr  # names what to pass, and the fingerprint:
+    assert "--trust-root" in refused.stderr  # names what to pass
+    assert not archive.exists()
     from verifier import TrustAnchor
 
-    fingerprint = TrustAnchor.from_pem(root.read_bytes(), name="demo").fingerprint
-    assert fingerprint in refused.stderr
-    assert not archive.exists()
+    fingerprints = {
+        path: TrustAnchor.from_pem(path.read_bytes(), name="demo").fingerprint
+        for path in (root, ark)
+    }
+    for given, missing in ((root, ark), (ark, root)):  # one root alone: the other is named
+        refused = subprocess.run(
+            [*CLI, "export", str(archive), "--trust-root", str(given), "--quiet"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 2, f"--trust-root {given}: " + refused.stderr
+        assert fingerprints[missing] in refused.stderr, refused.stderr
+        assert not archive.exists()
 
     exported = subprocess.run(
-        [*CLI, "export", str(archive), "--trust-root", str(root), "--quiet"],
+        [*CLI, "export", str(archive), "--trust-root", str(root), "--trust-root", str(ark),
+         "--quiet"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
@@ -207,5 +320,9 @@ def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) ->
     proven = re.search(r"entries\s+([0-9,]+) proven; ([0-9,]+) attestations", ours.stdout)
     assert proven is not None, ours.stdout
     assert f"entries     {proven.group(1)} proven; {proven.group(2)} attestations" in theirs.stdout
-    assert int(proven.group(2).replace(",", "")) >= 16  # every attestation, bad ones included
+    # every attestation of both kinds, bad ones included
+    assert int(proven.group(2).replace(",", "")) == 16 + 8
     assert "contraindicated" in ours.stdout
+    trusted = "\n".join(re.findall(r"^trust\s+(.+)$", ours.stdout, re.M))
+    for fingerprint in fingerprints.values():  # the bundle carries both roots the verdicts name
+        assert fingerprint in trusted, ours.stdout
