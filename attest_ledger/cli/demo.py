@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import select
 
 from attest_ledger import database
-from attest_ledger.clients import create_client
+from attest_ledger.clients import authenticate, create_client
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
 from attest_ledger.policy_store import SNP, PolicyStore
@@ -234,22 +234,24 @@ def _set_up(
     engine = database.engine_for(dataclasses.replace(settings, database_url=url), pool_size=1)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            tokens = {
-                WORKER: _client(session, WORKER, "worker", data / "demo-worker.token"),
-                SNP_WORKER: _client(session, SNP_WORKER, "worker", data / "demo-snp-worker.token"),
-            }
+            nitro = _client(session, WORKER, "worker", data / "demo-worker.token")
+            snp = _client(session, SNP_WORKER, "worker", data / "demo-snp-worker.token")
+            tokens = {WORKER: nitro[1], SNP_WORKER: snp[1]}
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
-            _policy(session)
+            _policy(session, nitro_worker=nitro[0], snp_worker=snp[0])
             _portal_user(session, data / "demo-portal.password")
     finally:
         engine.dispose()
     return url, signer, tokens
 
 
-def _client(session: Any, name: str, role: str, token_file: Path) -> str:
+def _client(session: Any, name: str, role: str, token_file: Path) -> tuple[str, str]:
+    """(the name of the client the token file's token belongs to, the token)."""
     exists = session.execute(select(ApiClient).where(ApiClient.name == name)).scalar_one_or_none()
     if exists is not None and token_file.exists():
-        return token_file.read_text().strip()
+        token = token_file.read_text().strip()
+        principal = authenticate(session, token)
+        return (principal.name if principal is not None else name), token
     if exists is not None:  # the token is lost: a new client name keeps the history honest
         name = f"{name}-{int(time.time())}"
     token = create_client(session, name, role)
@@ -257,7 +259,7 @@ def _client(session: Any, name: str, role: str, token_file: Path) -> str:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(token + "\n")
     say(f"{role} {name!r}: token in {token_file} (mode 0600)")
-    return token
+    return name, token
 
 
 def _portal_user(session: Any, password_file: Path) -> None:
@@ -278,7 +280,9 @@ def _portal_user(session: Any, password_file: Path) -> None:
     say(f"portal user {PORTAL_USER!r}: password in {password_file} (mode 0600)")
 
 
-def _policy(session: Any) -> None:
+def _policy(session: Any, *, nitro_worker: str, snp_worker: str) -> None:
+    """The demo images, and the demo workers (by the names their tokens belong to: a client
+    made again after its token was lost has another) allowed to attest them."""
     store = PolicyStore()
     if session.get(PolicyImage, IMAGE) is None:
         pcrs = simulated_image_pcrs(IMAGE)
@@ -288,7 +292,7 @@ def _policy(session: Any) -> None:
         measurement = simulated_snp_measurement(SNP_IMAGE).hex()
         store.add_reference(session, SNP_IMAGE, SNP, {"measurement": measurement})
         say(f"policy: SEV-SNP image {SNP_IMAGE!r} (the simulated guest's measurement) added")
-    for worker, image in ((WORKER, IMAGE), (SNP_WORKER, SNP_IMAGE)):
+    for worker, image in ((nitro_worker, IMAGE), (snp_worker, SNP_IMAGE)):
         worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == worker)).scalar()
         if worker_id is not None and session.get(WorkerImage, (worker_id, image)) is None:
             store.allow(session, worker, image)

@@ -113,6 +113,15 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert (data / "demo-snp-worker.token").read_text() == snp_token
     assert ark.read_bytes() == ark_pem  # the simulated AMD root is kept, like the Nitro one
     assert (data / "demo-portal.password").read_text() == password
+
+    # a lost token: the demo makes a client of another name, and that one may attest the
+    # demo image (before, it was refused by the policy, which named only the first client)
+    (data / "demo-worker.token").unlink()
+    third = _demo(env, jobs=4, snp_jobs=4)
+    renamed = re.search(r"worker '(demo-worker-[0-9]+)': token in", third)
+    assert renamed, third
+    assert f"policy: {renamed.group(1)} may attest" in third
+    assert [v for _, v in _entries(third, "Nitro")] == ["affirming"] * 3 + ["contraindicated"]
     users = subprocess.run(
         [*CLI, "users", "list"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
