@@ -237,30 +237,11 @@ def test_an_ask_with_a_duplicated_extension_is_chain_invalid() -> None:
     signature needed) whose extensions repeat one OID. cryptography raises DuplicateExtension
     when the extensions are read; here that is chain_invalid. (The project's SnpVerifier let
     it escape from its CA profile check, outside its parse guard: reported to the lead.)"""
-    from cryptography.hazmat.primitives import hashes
-
     milan = pki.milan_pki()
     fields = pki.ReportFields()
     vcek = milan.vcek(fields)
     report = pki.sign_report(fields.body(), vcek.key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(pki.name("SEV-Milan"))
-        .issuer_name(pki.name("ARK-Milan"))
-        .public_key(milan.ask_key.public_key())
-        .serial_number(7)
-        .not_valid_before(pki.NOT_BEFORE)
-        .not_valid_after(pki.NOT_AFTER)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    )
-    for oid in ("1.2.3.4", "1.2.3.5"):
-        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00")
-        builder = builder.add_extension(extension, critical=False)
-    der = builder.sign(milan.ark_key, hashes.SHA384(), rsa_padding=pki.PSS).public_bytes(
-        Encoding.DER
-    )
-    assert der.count(bytes.fromhex("06032a0305")) == 1
-    duplicated = der.replace(bytes.fromhex("06032a0305"), bytes.fromhex("06032a0304"))
+    duplicated = pki.ask_with_duplicated_extension(milan)
     anchors = [(x509.load_der_x509_certificate(milan.ark), milan.ark)]
     endorsements = [("vcek", vcek.der), ("ask", duplicated)]
     assert standalone.judge(SNP, report, anchors, None, pki.AT, None, endorsements) == (

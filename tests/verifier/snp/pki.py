@@ -410,3 +410,27 @@ def turin_pki() -> SnpTestPki:
 def rogue_pki() -> SnpTestPki:
     """Another "ARK-Milan" with other keys: what a substituted root looks like."""
     return SnpTestPki("Milan", "rogue")
+
+
+def ask_with_duplicated_extension(test_pki: SnpTestPki) -> bytes:
+    """An ASK named as issued by ``test_pki``'s ARK whose extensions repeat one OID (two
+    unrecognised extensions, the second renamed to the first after signing): cryptography
+    raises DuplicateExtension when its extensions are read (issue #11's regression)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name(f"SEV-{test_pki.product}"))
+        .issuer_name(name(f"ARK-{test_pki.product}"))
+        .public_key(test_pki.ask_key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    )
+    for oid in ("1.2.3.4", "1.2.3.5"):
+        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00")
+        builder = builder.add_extension(extension, critical=False)
+    der = builder.sign(test_pki.ark_key, hashes.SHA384(), rsa_padding=PSS).public_bytes(
+        Encoding.DER
+    )
+    assert der.count(bytes.fromhex("06032a0305")) == 1
+    return der.replace(bytes.fromhex("06032a0305"), bytes.fromhex("06032a0304"))

@@ -542,28 +542,7 @@ def test_an_ask_whose_extensions_repeat_an_oid_is_chain_invalid(
     as issued by a trusted ARK whose extensions repeat one OID made cryptography raise
     DuplicateExtension out of the CA profile check, past the verifier's error root: a crash
     any submitter could cause. It is chain_invalid now."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(pki.name("SEV-Milan"))
-        .issuer_name(pki.name("ARK-Milan"))
-        .public_key(milan.ask_key.public_key())
-        .serial_number(7)
-        .not_valid_before(NOT_BEFORE)
-        .not_valid_after(NOT_AFTER)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    )
-    for oid in ("1.2.3.4", "1.2.3.5"):
-        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), b"\x05\x00")
-        builder = builder.add_extension(extension, critical=False)
-    der = builder.sign(milan.ark_key, hashes.SHA384(), rsa_padding=pki.PSS).public_bytes(
-        Encoding.DER
-    )
-    duplicated = der.replace(bytes.fromhex("06032a0305"), bytes.fromhex("06032a0304"))
-    assert duplicated != der
+    duplicated = pki.ask_with_duplicated_extension(milan)
     item = evidence(milan, intermediate=False, extra=(Endorsement(ASK, duplicated),))
     with pytest.raises(ChainInvalid, match=r"ask: its extensions do not parse"):
         verify(verifier, item)
