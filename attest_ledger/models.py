@@ -13,6 +13,9 @@
   SHA-256, the session's CSRF token and its expiry, so signing out really ends it.
 * ``portal_login_failures``: failed sign-ins, by name and by address, for rate limiting
   that holds across processes.
+* ``collateral_documents``: Intel DCAP collateral (TCB info, QE identity, CRLs, the TCB
+  Signing certificate) kept by SHA-256, whoever brought it (a worker, an import, a PCCS),
+  with what it says about itself for choosing it (:mod:`attest_ledger.collateral`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ledger.models import NAMING_CONVENTION
 __all__ = [
     "ApiClient",
     "Challenge",
+    "CollateralDocument",
     "IdempotencyKey",
     "LoginFailure",
     "PolicyImage",
@@ -189,4 +193,31 @@ class LoginFailure(ServiceBase):
         Index("ix_portal_login_failures_name_at", "name", "at"),
         Index("ix_portal_login_failures_address_at", "address", "at"),
         Index("ix_portal_login_failures_device_sha256_at", "device_sha256", "at"),
+    )
+
+
+class CollateralDocument(ServiceBase):
+    """One Intel collateral document, kept once by SHA-256; the other columns are read from
+    it (unverified) to choose it for a quote."""
+
+    __tablename__ = "collateral_documents"
+
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    #: tcb-info, qe-identity, crl or certificate (verifier EndorsementKind names)
+    kind: Mapped[str] = mapped_column(Text)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    #: TCB info: TDX or SGX; QE identity: TD_QE, QE or QVE
+    tee: Mapped[str | None] = mapped_column(Text)
+    fmspc: Mapped[str | None] = mapped_column(Text)
+    #: a CRL's issuer or a certificate's subject common name
+    name: Mapped[str | None] = mapped_column(Text)
+    issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: who brought it first: worker, import or pccs
+    source: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("octet_length(sha256) = 32", name="sha256_size"),
+        Index("ix_collateral_documents_choice", "kind", "tee", "fmspc", "name", "issued_at"),
     )

@@ -61,6 +61,10 @@ class Settings:
     ledger_origin: str = DEFAULT_ORIGIN
     trust_root_path: Path | None = None
     snp_trust_root_path: Path | None = None
+    #: Intel DCAP: a root to trust INSTEAD of the pinned Intel SGX Root CA (simulated PKI)
+    intel_trust_root_path: Path | None = None
+    #: Intel DCAP: a PCCS or Intel PCS to fetch collateral from (None: nothing is fetched)
+    pccs_url: str | None = None
     bind: str = "127.0.0.1:8000"
     workers: int = 0  # 0: the CPU count
     threads: int = 8
@@ -93,6 +97,7 @@ class Settings:
         key = env.get("ATTEST_LEDGER_KEY")
         root = env.get("ATTEST_LEDGER_TRUST_ROOT")
         snp_root = env.get("ATTEST_LEDGER_SNP_TRUST_ROOT")
+        intel_root = env.get("ATTEST_LEDGER_INTEL_TRUST_ROOT")
         return cls(
             data_dir=data_dir,
             database_url=normalise_database_url(url) if url else None,
@@ -100,6 +105,8 @@ class Settings:
             ledger_origin=env.get("ATTEST_LEDGER_ORIGIN") or DEFAULT_ORIGIN,
             trust_root_path=Path(root).resolve() if root else None,
             snp_trust_root_path=Path(snp_root).resolve() if snp_root else None,
+            intel_trust_root_path=Path(intel_root).resolve() if intel_root else None,
+            pccs_url=env.get("ATTEST_LEDGER_PCCS_URL") or None,
             bind=env.get("ATTEST_LEDGER_BIND") or "127.0.0.1:8000",
             workers=_number(env, "ATTEST_LEDGER_WORKERS", 0, int),
             threads=_number(env, "ATTEST_LEDGER_THREADS", 8, int),

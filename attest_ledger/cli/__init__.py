@@ -16,6 +16,7 @@ from attest_ledger.cli import (
     bundle,
     checkpoint,
     clients,
+    collateral,
     db,
     demo,
     keys,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         checkpoint,
         audit,
         bundle,
+        collateral,
     ):
         module.register(commands)
     return parser
