@@ -1,0 +1,434 @@
+"""Intel DCAP ECDSA quotes (SGX v3, TDX v4 and v5), parsed strictly by their length fields into
+frozen, typed objects.
+
+Layout (Intel SGX/TDX DCAP Quote Generation Library and Quote Verification Library API,
+"Quote Format"), little-endian integers::
+
+    header (48)    version u16 (3 SGX, 4 TDX, 5 TDX with a body descriptor)
+                   att_key_type u16 (2: ECDSA-256 with P-256)   tee_type u32 (0 SGX, 0x81 TDX)
+                   qe_svn u16, pce_svn u16 (v3; reserved in v4 and v5)
+                   qe_vendor_id[16] (Intel's 939a7233f79c4ca9940a0db3957f0607)   user_data[20]
+    v5 only        body_type u16 (2 TDX 1.0, 3 TDX 1.5) + body_size u32 (584 or 648)
+    body           SGX enclave report (384) | TD report 1.0 (584) | TD report 1.5 (648)
+    sig_data_len u32, then exactly that many bytes of signature data:
+      quote signature (64, r||s big-endian)   attestation key (64, X||Y)
+      v4/v5: certification data type u16 = 6 + size u32 wrapping all that follows
+      QE report (384)   QE report signature (64)   QE auth data (u16 size + bytes)
+      certification data type u16 = 5 + size u32: the PCK chain, concatenated PEM, NUL-ended
+
+The quote signature covers every byte before ``sig_data_len``. Bytes after the signature data
+are not signed: zeros there (a quote delivered in a zero-padded buffer) are allowed and
+ignored, anything else is refused. Reserved bytes of the enclave reports must be zero.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from verifier.errors import EvidenceTooLarge, MalformedEvidence, UnsupportedEvidence
+
+__all__ = [
+    "ATT_KEY_ECDSA_P256",
+    "INTEL_QE_VENDOR_ID",
+    "MAX_QUOTE_BYTES",
+    "EnclaveReport",
+    "Quote",
+    "QuoteHeader",
+    "SignatureData",
+    "TdReport",
+    "TeeType",
+    "parse_quote",
+]
+
+#: A quote is some 5 KB (the PCK chain is most of it); GCP pads to 8000 bytes.
+MAX_QUOTE_BYTES = 64 * 1024
+ATT_KEY_ECDSA_P256 = 2
+INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+HEADER_BYTES = 48
+ENCLAVE_REPORT_BYTES = 384
+TD_REPORT_10_BYTES = 584
+TD_REPORT_15_BYTES = 648
+_BODY_SIZES = {2: TD_REPORT_10_BYTES, 3: TD_REPORT_15_BYTES}
+_CERT_DATA_QE_REPORT = 6
+_CERT_DATA_PCK_CHAIN = 5
+_HEADER = struct.Struct("<HHIHH16s20s")
+#: Reserved ranges of an SGX REPORTBODY that must be zero.
+_ENCLAVE_RESERVED = ((20, 32), (96, 128), (160, 192), (262, 304))
+
+
+class TeeType(enum.IntEnum):
+    SGX = 0x00000000
+    TDX = 0x00000081
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteHeader:
+    version: int
+    att_key_type: int
+    tee_type: TeeType
+    qe_svn: int
+    pce_svn: int
+    qe_vendor_id: bytes
+    user_data: bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "att_key_type": self.att_key_type,
+            "tee_type": f"0x{int(self.tee_type):08x}",
+            "qe_svn": self.qe_svn,
+            "pce_svn": self.pce_svn,
+            "qe_vendor_id": self.qe_vendor_id.hex(),
+            "user_data": self.user_data.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EnclaveReport:
+    """An SGX REPORTBODY (384 bytes): the SGX quote's body, and every quote's QE report."""
+
+    raw: bytes
+    cpu_svn: bytes
+    misc_select: int
+    isv_ext_prod_id: bytes
+    attributes: bytes
+    mr_enclave: bytes
+    mr_signer: bytes
+    config_id: bytes
+    isv_prod_id: int
+    isv_svn: int
+    config_svn: int
+    isv_family_id: bytes
+    report_data: bytes
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str) -> EnclaveReport:
+        if len(data) != ENCLAVE_REPORT_BYTES:
+            raise MalformedEvidence(f"{what}: expected {ENCLAVE_REPORT_BYTES} bytes")
+        for start, end in _ENCLAVE_RESERVED:
+            if any(data[start:end]):
+                raise MalformedEvidence(
+                    f"{what}: reserved bytes {start}..{end - 1} are not zero"
+                )
+        misc_select, = struct.unpack_from("<I", data, 16)
+        isv_prod_id, isv_svn, config_svn = struct.unpack_from("<HHH", data, 256)
+        return cls(
+            raw=data,
+            cpu_svn=data[0:16],
+            misc_select=misc_select,
+            isv_ext_prod_id=data[32:48],
+            attributes=data[48:64],
+            mr_enclave=data[64:96],
+            mr_signer=data[128:160],
+            config_id=data[192:256],
+            isv_prod_id=isv_prod_id,
+            isv_svn=isv_svn,
+            config_svn=config_svn,
+            isv_family_id=data[304:320],
+            report_data=data[320:384],
+        )
+
+    @property
+    def flags(self) -> int:
+        return int.from_bytes(self.attributes[:8], "little")
+
+    @property
+    def debug(self) -> bool:
+        """ATTRIBUTES.DEBUG (bit 1): the enclave's memory can be read by a debugger."""
+        return bool(self.flags & 0x2)
+
+    def to_dict(self) -> dict[str, object]:
+        flags = self.flags
+        return {
+            "cpu_svn": self.cpu_svn.hex(),
+            "misc_select": f"0x{self.misc_select:08x}",
+            "isv_ext_prod_id": self.isv_ext_prod_id.hex(),
+            "attributes": self.attributes.hex(),
+            "attributes_flags": {
+                "init": bool(flags & 0x1),
+                "debug": self.debug,
+                "mode64bit": bool(flags & 0x4),
+                "provision_key": bool(flags & 0x10),
+                "einittoken_key": bool(flags & 0x20),
+                "kss": bool(flags & 0x80),
+            },
+            "mr_enclave": self.mr_enclave.hex(),
+            "mr_signer": self.mr_signer.hex(),
+            "config_id": self.config_id.hex(),
+            "isv_prod_id": self.isv_prod_id,
+            "isv_svn": self.isv_svn,
+            "config_svn": self.config_svn,
+            "isv_family_id": self.isv_family_id.hex(),
+            "report_data": self.report_data.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TdReport:
+    """A TD report body: TDX 1.0 (584 bytes) or 1.5 (648, adds TEE_TCB_SVN2 and MRSERVICETD)."""
+
+    raw: bytes
+    tee_tcb_svn: bytes
+    mr_seam: bytes
+    mr_signer_seam: bytes
+    seam_attributes: bytes
+    td_attributes: bytes
+    xfam: bytes
+    mr_td: bytes
+    mr_config_id: bytes
+    mr_owner: bytes
+    mr_owner_config: bytes
+    rtmrs: tuple[bytes, bytes, bytes, bytes]
+    report_data: bytes
+    tee_tcb_svn2: bytes | None
+    mr_service_td: bytes | None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TdReport:
+        if len(data) not in (TD_REPORT_10_BYTES, TD_REPORT_15_BYTES):
+            raise MalformedEvidence("td report: expected 584 or 648 bytes")
+        v15 = len(data) == TD_REPORT_15_BYTES
+        return cls(
+            raw=data,
+            tee_tcb_svn=data[0:16],
+            mr_seam=data[16:64],
+            mr_signer_seam=data[64:112],
+            seam_attributes=data[112:120],
+            td_attributes=data[120:128],
+            xfam=data[128:136],
+            mr_td=data[136:184],
+            mr_config_id=data[184:232],
+            mr_owner=data[232:280],
+            mr_owner_config=data[280:328],
+            rtmrs=(data[328:376], data[376:424], data[424:472], data[472:520]),
+            report_data=data[520:584],
+            tee_tcb_svn2=data[584:600] if v15 else None,
+            mr_service_td=data[600:648] if v15 else None,
+        )
+
+    @property
+    def td_attributes_value(self) -> int:
+        return int.from_bytes(self.td_attributes, "little")
+
+    @property
+    def debug(self) -> bool:
+        """TDATTRIBUTES.DEBUG (bit 0): the host VMM can read and write the TD's state."""
+        return bool(self.td_attributes_value & 0x1)
+
+    @property
+    def xfam_value(self) -> int:
+        return int.from_bytes(self.xfam, "little")
+
+    def to_dict(self) -> dict[str, object]:
+        attributes = self.td_attributes_value
+        return {
+            "tdx_version": "1.5" if self.tee_tcb_svn2 is not None else "1.0",
+            "tee_tcb_svn": self.tee_tcb_svn.hex(),
+            "mr_seam": self.mr_seam.hex(),
+            "mr_signer_seam": self.mr_signer_seam.hex(),
+            "seam_attributes": self.seam_attributes.hex(),
+            "td_attributes": self.td_attributes.hex(),
+            "td_attributes_flags": {
+                "debug": self.debug,
+                "sept_ve_disable": bool(attributes >> 28 & 1),
+                "pks": bool(attributes >> 30 & 1),
+                "kl": bool(attributes >> 31 & 1),
+                "perfmon": bool(attributes >> 63 & 1),
+            },
+            "xfam": self.xfam.hex(),
+            "mr_td": self.mr_td.hex(),
+            "mr_config_id": self.mr_config_id.hex(),
+            "mr_owner": self.mr_owner.hex(),
+            "mr_owner_config": self.mr_owner_config.hex(),
+            "rtmr0": self.rtmrs[0].hex(),
+            "rtmr1": self.rtmrs[1].hex(),
+            "rtmr2": self.rtmrs[2].hex(),
+            "rtmr3": self.rtmrs[3].hex(),
+            "report_data": self.report_data.hex(),
+            "tee_tcb_svn2": None if self.tee_tcb_svn2 is None else self.tee_tcb_svn2.hex(),
+            "mr_service_td": None if self.mr_service_td is None else self.mr_service_td.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureData:
+    signature: bytes
+    attestation_key: bytes
+    qe_report: EnclaveReport
+    qe_report_signature: bytes
+    qe_auth_data: bytes
+    #: The PCK chain as it came (concatenated PEM), without its NUL terminator.
+    pck_chain_pem: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A parsed DCAP quote. ``raw`` is the quote itself, without any trailing padding."""
+
+    raw: bytes
+    header: QuoteHeader
+    body_type: int | None
+    body: EnclaveReport | TdReport
+    signed_bytes: bytes
+    signature_data: SignatureData
+    padding: int
+
+    @property
+    def is_tdx(self) -> bool:
+        return self.header.tee_type is TeeType.TDX
+
+    @property
+    def report_data(self) -> bytes:
+        return self.body.report_data
+
+
+def parse_quote(data: bytes) -> Quote:
+    """Parse ``data`` (a quote, possibly followed by zero padding). Raises MalformedEvidence,
+    EvidenceTooLarge or UnsupportedEvidence."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedEvidence("quote: expected bytes")
+    data = bytes(data)
+    if len(data) > MAX_QUOTE_BYTES:
+        raise EvidenceTooLarge(f"quote: at most {MAX_QUOTE_BYTES} bytes, found {len(data)}")
+    if len(data) < HEADER_BYTES:
+        raise MalformedEvidence(f"quote: {len(data)} bytes, shorter than its 48-byte header")
+    version, key_type, tee, qe_svn, pce_svn, vendor, user_data = _HEADER.unpack_from(data)
+    if version not in (3, 4, 5):
+        raise UnsupportedEvidence(f"quote: version {version}; expected 3 (SGX), 4 or 5 (TDX)")
+    if key_type != ATT_KEY_ECDSA_P256:
+        raise UnsupportedEvidence(
+            f"quote: attestation key type {key_type}; only 2 (ECDSA-256 with P-256) is supported"
+        )
+    try:
+        tee_type = TeeType(tee)
+    except ValueError:
+        raise UnsupportedEvidence(f"quote: TEE type 0x{tee:08x}; expected 0 (SGX) or 0x81 (TDX)") from None
+    if (tee_type is TeeType.SGX) != (version == 3):
+        raise UnsupportedEvidence(
+            f"quote: a version {version} quote with TEE type {tee_type.name}: SGX quotes are "
+            "version 3, TDX quotes version 4 or 5"
+        )
+    if vendor != INTEL_QE_VENDOR_ID:
+        raise UnsupportedEvidence(
+            f"quote: QE vendor id {vendor.hex()}; only Intel's quoting enclave "
+            f"({INTEL_QE_VENDOR_ID.hex()}) is supported"
+        )
+    header = QuoteHeader(version, key_type, tee_type, qe_svn, pce_svn, vendor, user_data)
+    offset = HEADER_BYTES
+    body_type: int | None = None
+    if version == 5:
+        _need(data, offset, 6, "body descriptor")
+        body_type, body_size = struct.unpack_from("<HI", data, offset)
+        expected = _BODY_SIZES.get(body_type)
+        if expected is None:
+            raise UnsupportedEvidence(
+                f"quote: body type {body_type}; expected 2 (TDX 1.0) or 3 (TDX 1.5)"
+            )
+        if body_size != expected:
+            raise MalformedEvidence(
+                f"quote: body type {body_type} is {expected} bytes, the descriptor says {body_size}"
+            )
+        offset += 6
+    else:
+        body_size = ENCLAVE_REPORT_BYTES if version == 3 else TD_REPORT_10_BYTES
+    _need(data, offset, body_size, "body")
+    raw_body = data[offset : offset + body_size]
+    body: EnclaveReport | TdReport = (
+        EnclaveReport.from_bytes(raw_body, "enclave report")
+        if version == 3
+        else TdReport.from_bytes(raw_body)
+    )
+    offset += body_size
+    signed_end = offset
+    _need(data, offset, 4, "signature data length")
+    (sig_len,) = struct.unpack_from("<I", data, offset)
+    offset += 4
+    _need(data, offset, sig_len, "signature data")
+    signature_data = _signature_data(data[offset : offset + sig_len], wrapped=version != 3)
+    end = offset + sig_len
+    trailing = data[end:]
+    if any(trailing):
+        raise MalformedEvidence(
+            f"quote: {len(trailing)} bytes follow the quote and are not all zero"
+        )
+    return Quote(
+        raw=data[:end],
+        header=header,
+        body_type=body_type,
+        body=body,
+        signed_bytes=data[:signed_end],
+        signature_data=signature_data,
+        padding=len(trailing),
+    )
+
+
+def _need(data: bytes, offset: int, size: int, what: str) -> None:
+    if offset + size > len(data):
+        raise MalformedEvidence(
+            f"quote: truncated in the {what} (needs {size} bytes at {offset}, "
+            f"{max(len(data) - offset, 0)} left)"
+        )
+
+
+def _signature_data(data: bytes, *, wrapped: bool) -> SignatureData:
+    reader = _Reader(data, "signature data")
+    signature = reader.take(64, "quote signature")
+    key = reader.take(64, "attestation key")
+    if wrapped:
+        kind = reader.u16("certification data type")
+        if kind != _CERT_DATA_QE_REPORT:
+            raise UnsupportedEvidence(
+                f"quote: certification data type {kind}; expected 6 (QE report certification "
+                "data)"
+            )
+        size = reader.u32("certification data size")
+        inner = _Reader(reader.take(size, "certification data"), "certification data")
+        reader.finish()
+        reader = inner
+    qe_report = EnclaveReport.from_bytes(reader.take(ENCLAVE_REPORT_BYTES, "QE report"), "QE report")
+    qe_signature = reader.take(64, "QE report signature")
+    auth_size = reader.u16("QE auth data size")
+    auth_data = reader.take(auth_size, "QE auth data")
+    kind = reader.u16("PCK certification data type")
+    if kind != _CERT_DATA_PCK_CHAIN:
+        raise UnsupportedEvidence(
+            f"quote: PCK certification data type {kind}; only 5 (PCK chain, PEM) is supported"
+        )
+    size = reader.u32("PCK chain size")
+    chain = reader.take(size, "PCK chain")
+    reader.finish()
+    if chain.endswith(b"\x00"):
+        chain = chain[:-1]
+    return SignatureData(signature, key, qe_report, qe_signature, auth_data, chain)
+
+
+class _Reader:
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data = data
+        self.offset = 0
+        self.what = what
+
+    def take(self, size: int, field: str) -> bytes:
+        if self.offset + size > len(self.data):
+            raise MalformedEvidence(
+                f"quote: {self.what} truncated in the {field} (needs {size} bytes, "
+                f"{len(self.data) - self.offset} left)"
+            )
+        out = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return out
+
+    def u16(self, field: str) -> int:
+        return int.from_bytes(self.take(2, field), "little")
+
+    def u32(self, field: str) -> int:
+        return int.from_bytes(self.take(4, field), "little")
+
+    def finish(self) -> None:
+        if self.offset != len(self.data):
+            raise MalformedEvidence(
+                f"quote: {len(self.data) - self.offset} bytes left over at the end of the "
+                f"{self.what}"
+            )
