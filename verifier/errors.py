@@ -11,9 +11,9 @@ messages say what was expected and what was found, and never echo secrets.
     │   └── EvidenceTooLarge        oversize              larger than the format allows
     ├── UnsupportedEvidence         unsupported           a version or algorithm we do not know
     ├── SignatureInvalid            signature_invalid     the evidence signature does not verify
-    │   ├── QeReportSignatureInvalid  qe_report_signature_invalid  (DCAP) the PCK key did not sign it
-    │   ├── QeBindingInvalid        qe_binding_invalid    (DCAP) QE report_data does not bind the key
-    │   └── CollateralSignatureInvalid  collateral_signature_invalid  TCB info / QE identity forged
+    │   ├── QeReportSignatureInvalid   qe_report_signature_invalid   DCAP: not signed by the PCK
+    │   ├── QeBindingInvalid           qe_binding_invalid     DCAP: QE report_data vs the key
+    │   └── CollateralSignatureInvalid collateral_signature_invalid  TCB info, QE identity
     ├── ChainInvalid                chain_invalid         a certificate link is broken
     │   ├── UntrustedRoot           untrusted_root        the path ends in no trusted root
     │   ├── CertificateExpired      expired               a certificate or CRL ended before `at`
@@ -21,10 +21,10 @@ messages say what was expected and what was found, and never echo secrets.
     │   └── CertificateRevoked      revoked               a CRL lists a certificate of the path
     ├── EndorsementMissing          endorsement_missing   the key that signed was not given
     ├── EndorsementMismatch         endorsement_mismatch  the endorsement is not this evidence's
-    │   ├── FmspcMismatch           fmspc_mismatch        Intel collateral of another platform (FMSPC)
-    │   ├── TcbTypeMismatch         tcb_type_mismatch     Intel collateral of the other TEE (SGX/TDX)
-    │   ├── NoMatchingTcbLevel      no_matching_tcb_level the platform TCB is below every level listed
-    │   └── QeIdentityMismatch      qe_identity_mismatch  the quoting enclave is not the one Intel names
+    │   ├── FmspcMismatch           fmspc_mismatch        Intel collateral of another FMSPC
+    │   ├── TcbTypeMismatch         tcb_type_mismatch     Intel collateral of the other TEE
+    │   ├── NoMatchingTcbLevel      no_matching_tcb_level the platform is below every level
+    │   └── QeIdentityMismatch      qe_identity_mismatch  not the quoting enclave Intel names
     ├── PolicyViolation             policy_violation      reference values, freshness, binding
     └── PolicyInvalid               policy_invalid        the policy itself is unusable
 
@@ -206,8 +206,8 @@ class Violation:
     document_too_old, document_from_future. SNP: measurement_mismatch, host_data_mismatch,
     id_key_mismatch, author_key_mismatch, family_id_mismatch, image_id_mismatch,
     tcb_too_old (one per component), smt_not_allowed, migration_agent_not_allowed,
-    vmpl_too_high. DCAP (TDX, SGX): tcb_status (the TCB status or an advisory the policy
-    refuses), mrtd_mismatch, rtmr_mismatch, mrconfigid_mismatch, mrowner_mismatch,
+    vmpl_too_high. DCAP (TDX, SGX): tcb_status (a TCB status the policy refuses),
+    advisory_not_allowed, mrtd_mismatch, rtmr_mismatch, mrconfigid_mismatch, mrowner_mismatch,
     mrownerconfig_mismatch, xfam_not_allowed, tee_tcb_svn_too_old, mrenclave_mismatch,
     mrsigner_mismatch, isv_prod_id_mismatch, isv_svn_too_old.
     """

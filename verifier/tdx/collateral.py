@@ -222,9 +222,7 @@ def parse_qe_identity(signed: bytes) -> QeIdentity:
     identifier = _str(data, "id", what)
     if identifier not in ("QE", "TD_QE"):
         raise UnsupportedEvidence(f"{what}: id {identifier!r}; expected 'QE' or 'TD_QE'")
-    levels = tuple(
-        _qe_level(item, what, _QE_STATUSES) for item in _list(data, "tcbLevels", what)
-    )
+    levels = tuple(_qe_level(item, what, _QE_STATUSES) for item in _list(data, "tcbLevels", what))
     if not levels or len(levels) > _MAX_LEVELS:
         raise MalformedEvidence(f"{what}: 1..{_MAX_LEVELS} tcbLevels expected")
     return QeIdentity(

@@ -58,7 +58,9 @@ def parse_pck_extension(value: bytes) -> PckExtension:
     entries = _entries(value, "sgx extensions")
     ppid = _octets(_one(entries, "1"), 16, "PPID")
     tcb = _entries(_sequence_body(_one(entries, "2"), "TCB"), "TCB", body=True)
-    components = tuple(_integer(_one(tcb, f"2.{n}"), f"TCB component {n}", 255) for n in range(1, 17))
+    components = tuple(
+        _integer(_one(tcb, f"2.{n}"), f"TCB component {n}", 255) for n in range(1, 17)
+    )
     pce_svn = _integer(_one(tcb, "2.17"), "PCESVN", 0xFFFF)
     cpu_svn = _octets(_one(tcb, "2.18"), 16, "CPUSVN")
     pce_id = _octets(_one(entries, "3"), 2, "PCE-ID")
@@ -101,10 +103,10 @@ def _sequence_body(tlv: tuple[int, bytes], what: str) -> bytes:
 def _entries(data: bytes, what: str, *, body: bool = False) -> dict[str, tuple[int, bytes]]:
     """The (relative OID -> (tag, value)) entries of a SEQUENCE OF SEQUENCE { OID, value }."""
     if not body:
-        tag, inner, end = _tlv(data, 0)
+        tag, content, end = _tlv(data, 0)
         if tag != _TAG_SEQUENCE or end != len(data):
             raise _fail(f"{what}: expected one SEQUENCE")
-        data = inner
+        data = content
     out: dict[str, tuple[int, bytes]] = {}
     offset = 0
     while offset < len(data):

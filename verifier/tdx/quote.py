@@ -109,10 +109,8 @@ class EnclaveReport:
             raise MalformedEvidence(f"{what}: expected {ENCLAVE_REPORT_BYTES} bytes")
         for start, end in _ENCLAVE_RESERVED:
             if any(data[start:end]):
-                raise MalformedEvidence(
-                    f"{what}: reserved bytes {start}..{end - 1} are not zero"
-                )
-        misc_select, = struct.unpack_from("<I", data, 16)
+                raise MalformedEvidence(f"{what}: reserved bytes {start}..{end - 1} are not zero")
+        (misc_select,) = struct.unpack_from("<I", data, 16)
         isv_prod_id, isv_svn, config_svn = struct.unpack_from("<HHH", data, 256)
         return cls(
             raw=data,
@@ -304,7 +302,9 @@ def parse_quote(data: bytes) -> Quote:
     try:
         tee_type = TeeType(tee)
     except ValueError:
-        raise UnsupportedEvidence(f"quote: TEE type 0x{tee:08x}; expected 0 (SGX) or 0x81 (TDX)") from None
+        raise UnsupportedEvidence(
+            f"quote: TEE type 0x{tee:08x}; expected 0 (SGX) or 0x81 (TDX)"
+        ) from None
     if (tee_type is TeeType.SGX) != (version == 3):
         raise UnsupportedEvidence(
             f"quote: a version {version} quote with TEE type {tee_type.name}: SGX quotes are "
@@ -380,14 +380,15 @@ def _signature_data(data: bytes, *, wrapped: bool) -> SignatureData:
         kind = reader.u16("certification data type")
         if kind != _CERT_DATA_QE_REPORT:
             raise UnsupportedEvidence(
-                f"quote: certification data type {kind}; expected 6 (QE report certification "
-                "data)"
+                f"quote: certification data type {kind}; expected 6 (QE report certification data)"
             )
         size = reader.u32("certification data size")
         inner = _Reader(reader.take(size, "certification data"), "certification data")
         reader.finish()
         reader = inner
-    qe_report = EnclaveReport.from_bytes(reader.take(ENCLAVE_REPORT_BYTES, "QE report"), "QE report")
+    qe_report = EnclaveReport.from_bytes(
+        reader.take(ENCLAVE_REPORT_BYTES, "QE report"), "QE report"
+    )
     qe_signature = reader.take(64, "QE report signature")
     auth_size = reader.u16("QE auth data size")
     auth_data = reader.take(auth_size, "QE auth data")
