@@ -171,6 +171,11 @@ def crl(
         .issuer_name(name(issuer))
         .last_update(this_update)
         .next_update(next_update)
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
     )
     for serial in revoked:
         builder = builder.add_revoked_certificate(
@@ -444,3 +449,34 @@ class Platform:
         data = self.quote(**quote_fields) if quote is None else quote  # type: ignore[arg-type]
         kind = EvidenceKind.INTEL_TDX if self.tdx else EvidenceKind.INTEL_SGX
         return Evidence(kind, data, self.collateral())
+
+
+def dcap_qvl_json(platform: Platform) -> str:
+    """The platform's collateral in dcap-qvl's ``QuoteCollateralV3`` JSON (for the second
+    evaluation by dcap-qvl, which takes that form)."""
+    tcb_info = json.loads(platform.tcb_info())
+    qe_identity = json.loads(platform.qe_identity())
+    # The signed text, exactly: everything between the member name and the signature.
+    tcb_text = platform.tcb_info()[len(b'{"tcbInfo":') : -len(b',"signature":"') - 128 - 2]
+    qe_text = platform.qe_identity()[
+        len(b'{"enclaveIdentity":') : -len(b',"signature":"') - 128 - 2
+    ]
+    signer_chain = (pki_pem_pair(platform.signer_der(), platform.root)).decode()
+    collateral = platform.collateral()
+    return json.dumps(
+        {
+            "pck_crl_issuer_chain": pki_pem_pair(platform.ca_der(), platform.root).decode(),
+            "root_ca_crl": collateral[3].data.hex(),
+            "pck_crl": collateral[2].data.hex(),
+            "tcb_info_issuer_chain": signer_chain,
+            "tcb_info": tcb_text.decode(),
+            "tcb_info_signature": tcb_info["signature"],
+            "qe_identity_issuer_chain": signer_chain,
+            "qe_identity": qe_text.decode(),
+            "qe_identity_signature": qe_identity["signature"],
+        }
+    )
+
+
+def pki_pem_pair(der: bytes, root: str) -> bytes:
+    return pem(der) + pem(root_der(root))
