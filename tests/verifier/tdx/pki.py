@@ -197,8 +197,14 @@ PROCESSOR_CA = "Intel SGX PCK Processor CA"
 SIGNER = "Intel SGX TCB Signing"
 
 
-@cache
 def root_der(label: str = "root") -> bytes:
+    """The root certificate of ``label``: one DER per label (ECDSA signatures are random, so
+    it is made once)."""
+    return _root_der(label)
+
+
+@cache
+def _root_der(label: str) -> bytes:
     return certificate(ROOT, key(label), ROOT, key(label), serial=1, ca=True)
 
 
