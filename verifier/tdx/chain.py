@@ -105,8 +105,13 @@ class DcapChainVerifier:
     def __init__(self, anchors: Sequence[TrustAnchor], *, cache_size: int = 512) -> None:
         self.anchors = tuple(anchors)
         self._pck: LinkCache[tuple[bytes, bytes], VerifiedPck] = LinkCache(cache_size)
-        self._signers: LinkCache[tuple[bytes, bytes], VerifiedSigner] = LinkCache(cache_size)
+        self._signers: LinkCache[tuple[bytes, bytes], VerifiedSigner | _NotASignerType] = LinkCache(
+            cache_size
+        )
         self._crls: LinkCache[tuple[bytes, bytes], VerifiedCrl] = LinkCache(cache_size)
+        self._selected: LinkCache[tuple[bytes, tuple[bytes, ...]], VerifiedCrl] = LinkCache(
+            cache_size
+        )
         self._anchor_infos: LinkCache[bytes, CertificateInfo] = LinkCache(16)
 
     # --- the PCK chain in the quote -------------------------------------------------------
@@ -186,7 +191,7 @@ class DcapChainVerifier:
     ) -> tuple[VerifiedSigner, ...]:
         """Every ``certificate`` endorsement that is a non-CA certificate issued by
         ``anchor`` (the TCB Signing certificate; PCK CAs given as well are skipped)."""
-        out = []
+        out: list[VerifiedSigner] = []
         last_error: ChainInvalid | None = None
         for endorsement in endorsements:
             if endorsement.kind is not EndorsementKind.CERTIFICATE:
@@ -197,12 +202,13 @@ class DcapChainVerifier:
                 try:
                     cached = self._verify_signer(endorsement.data, anchor)
                 except _NotASigner:
-                    continue
+                    cached = _NOT_A_SIGNER
                 except ChainInvalid as exc:
                     last_error = exc
                     continue
                 self._signers.put(key, cached)
-            out.append(cached)
+            if isinstance(cached, VerifiedSigner):
+                out.append(cached)
         if not out:
             if last_error is not None:
                 raise last_error
@@ -251,6 +257,32 @@ class DcapChainVerifier:
         clock_skew: timedelta,
     ) -> VerifiedCrl:
         """The one given CRL issued by ``issuer``, verified and current at ``at``."""
+        given = tuple(e.data for e in endorsements if e.kind is EndorsementKind.CRL)
+        selection_key = (issuer_der, given)
+        selected = self._selected.get(selection_key)
+        if selected is None:
+            selected = self._select_crl(endorsements, issuer, issuer_der, what)
+            self._selected.put(selection_key, selected)
+        crl = selected
+        if crl.last_update - clock_skew > at:
+            raise CertificateNotYetValid(
+                f"{what} ({crl.issuer}): issued {iso_utc(crl.last_update, 'seconds')}, after the "
+                f"verification time {iso_utc(at)} (clock skew allowed: {clock_skew})"
+            )
+        if at >= crl.next_update:
+            raise CertificateExpired(
+                f"{what} ({crl.issuer}): its next update was due "
+                f"{iso_utc(crl.next_update, 'seconds')}; verification time {iso_utc(at)}"
+            )
+        return crl
+
+    def _select_crl(
+        self,
+        endorsements: tuple[Endorsement, ...],
+        issuer: x509.Certificate,
+        issuer_der: bytes,
+        what: str,
+    ) -> VerifiedCrl:
         key = issuer.public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)  # noqa: S101 - profile checked
         found: list[VerifiedCrl] = []
@@ -277,18 +309,7 @@ class DcapChainVerifier:
             )
         if len(found) > 1:
             raise ChainInvalid(f"{what}: {len(found)} CRLs of the same issuer given; give one")
-        crl: VerifiedCrl = found[0]
-        if crl.last_update - clock_skew > at:
-            raise CertificateNotYetValid(
-                f"{what} ({crl.issuer}): issued {iso_utc(crl.last_update, 'seconds')}, after the "
-                f"verification time {iso_utc(at)} (clock skew allowed: {clock_skew})"
-            )
-        if at >= crl.next_update:
-            raise CertificateExpired(
-                f"{what} ({crl.issuer}): its next update was due "
-                f"{iso_utc(crl.next_update, 'seconds')}; verification time {iso_utc(at)}"
-            )
-        return crl
+        return found[0]
 
 
 def check_not_revoked(
@@ -304,6 +325,13 @@ def check_not_revoked(
 
 class _NotASigner(Exception):
     """A ``certificate`` endorsement that is not a TCB signer of this anchor (skipped)."""
+
+
+class _NotASignerType:
+    """What the signer cache keeps for a certificate that is not a TCB signer."""
+
+
+_NOT_A_SIGNER = _NotASignerType()
 
 
 def _verify_crl(
