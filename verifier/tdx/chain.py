@@ -23,9 +23,10 @@ Signature checks depend only on exact bytes, so verified links are cached
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -75,6 +76,8 @@ class VerifiedPck:
     ca: x509.Certificate
     ca_der: bytes
     extension: PckExtension
+    leaf_serial: int
+    ca_serial: int
     #: root, PCK CA, PCK leaf
     certificates: tuple[CertificateInfo, CertificateInfo, CertificateInfo]
 
@@ -88,6 +91,7 @@ class VerifiedSigner:
     der: bytes
     key: ec.EllipticCurvePublicKey
     info: CertificateInfo
+    serial: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class VerifiedCrl:
     issuer: str
     last_update: datetime
     next_update: datetime
+    #: serial number -> revocation date, read once when the CRL was verified
+    revoked: Mapping[int, datetime]
 
 
 class DcapChainVerifier:
@@ -172,7 +178,16 @@ class DcapChainVerifier:
             leaf, leaf_der, position="pck", role="leaf", issuer=ca_info.subject
         )
         return VerifiedPck(
-            anchor, leaf, leaf_der, key, ca, ca_der, parsed, (root_info, ca_info, leaf_info)
+            anchor,
+            leaf,
+            leaf_der,
+            key,
+            ca,
+            ca_der,
+            parsed,
+            leaf.serial_number,
+            ca.serial_number,
+            (root_info, ca_info, leaf_info),
         )
 
     def _anchor_info(self, anchor: TrustAnchor) -> CertificateInfo:
@@ -242,7 +257,7 @@ class DcapChainVerifier:
         info = certificate_info(
             certificate, der, position="tcb_signing", role="leaf", issuer=anchor.subject
         )
-        return VerifiedSigner(anchor, certificate, der, key, info)
+        return VerifiedSigner(anchor, certificate, der, key, info, certificate.serial_number)
 
     # --- CRLs -----------------------------------------------------------------------------
 
@@ -312,14 +327,12 @@ class DcapChainVerifier:
         return found[0]
 
 
-def check_not_revoked(
-    crl: VerifiedCrl, certificate: x509.Certificate, info: CertificateInfo
-) -> None:
-    revoked = crl.crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+def check_not_revoked(crl: VerifiedCrl, serial_number: int, info: CertificateInfo) -> None:
+    revoked = crl.revoked.get(serial_number)
     if revoked is not None:
         raise CertificateRevoked(
             f"{info.position} ({info.subject}, serial {info.serial_number}) is revoked by the "
-            f"CRL of {crl.issuer} since {iso_utc(revoked.revocation_date_utc, 'seconds')}"
+            f"CRL of {crl.issuer} since {iso_utc(revoked, 'seconds')}"
         )
 
 
@@ -346,6 +359,7 @@ def _verify_crl(
         next_update = crl.next_update_utc
         last_update = crl.last_update_utc
         signature, tbs = crl.signature, crl.tbs_certlist_bytes
+        revoked = MappingProxyType({r.serial_number: r.revocation_date_utc for r in crl})
     except CERTIFICATE_PARSE_ERRORS as exc:
         raise ChainInvalid(f"{what}: does not parse ({first_line(exc)})") from None
     if algorithm != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
@@ -364,6 +378,7 @@ def _verify_crl(
         issuer.subject.rfc4514_string(),
         last_update,
         next_update,
+        revoked,
     )
 
 

@@ -247,5 +247,7 @@ def _platform_level(quote: Quote, pck: PckExtension, tcb_info: TcbInfo, start: i
     )
 
 
-def _masked(value: bytes, mask: bytes) -> bytes:
-    return bytes(a & b for a, b in zip(value, mask, strict=True))
+def _masked(value: bytes, mask: bytes) -> int:
+    if len(value) != len(mask):
+        raise ValueError("a value and its mask differ in length")
+    return int.from_bytes(value, "little") & int.from_bytes(mask, "little")

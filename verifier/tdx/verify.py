@@ -226,10 +226,10 @@ class DcapVerifier:
             clock_skew=skew,
         )
         root_info, ca_info, leaf_info = pck.certificates
-        check_not_revoked(pck_crl, pck.leaf, leaf_info)
-        check_not_revoked(root_crl, pck.ca, ca_info)
+        check_not_revoked(pck_crl, pck.leaf_serial, leaf_info)
+        check_not_revoked(root_crl, pck.ca_serial, ca_info)
         for signer in (tcb_signer, qe_signer):
-            check_not_revoked(root_crl, signer.certificate, signer.info)
+            check_not_revoked(root_crl, signer.serial, signer.info)
 
         collateral = {
             "tcb_info": tcb_info_e.sha256,
