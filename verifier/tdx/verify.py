@@ -65,7 +65,13 @@ from verifier.scheme import (
     EvidenceKind,
 )
 from verifier.tdx.appraisal import appraise, trustworthiness
-from verifier.tdx.chain import DcapChainVerifier, VerifiedSigner, check_not_revoked
+from verifier.tdx.chain import (
+    DcapChainVerifier,
+    VerifiedCrl,
+    VerifiedPck,
+    VerifiedSigner,
+    check_not_revoked,
+)
 from verifier.tdx.claims import DcapClaims
 from verifier.tdx.collateral import (
     QeIdentity,
@@ -78,7 +84,7 @@ from verifier.tdx.pck import SGX_EXTENSIONS_OID, PckExtension, parse_pck_extensi
 from verifier.tdx.policy import SgxPolicy, TdxPolicy
 from verifier.tdx.quote import Quote, parse_quote
 from verifier.tdx.roots import check_intel_anchor, intel_sgx_root_ca
-from verifier.tdx.tcb import evaluate_tcb
+from verifier.tdx.tcb import TcbEvaluation, evaluate_tcb
 from verifier.timefmt import iso_utc
 from verifier.x509 import CERTIFICATE_PARSE_ERRORS, LinkCache, TrustAnchor, check_validity
 
@@ -113,6 +119,12 @@ class DcapVerifier:
             cache_size
         )
         self._keys: LinkCache[bytes, ec.EllipticCurvePublicKey] = LinkCache(cache_size)
+        self._evaluations: LinkCache[tuple[str, str, bytes, bytes, bytes], TcbEvaluation] = (
+            LinkCache(cache_size)
+        )
+        self._used: LinkCache[tuple[bytes | str, ...], tuple[UsedEndorsement, ...]] = LinkCache(
+            cache_size
+        )
 
     # --- the Scheme interface -------------------------------------------------------------
 
@@ -212,7 +224,19 @@ class DcapVerifier:
         _check_window("tcb-info", tcb_info.issue_date, tcb_info.next_update, at, skew)
         _check_window("qe-identity", qe_identity.issue_date, qe_identity.next_update, at, skew)
 
-        evaluation = evaluate_tcb(quote, pck.extension, tcb_info, qe_identity)
+        # The evaluation depends only on these exact bytes: cached like a verified link.
+        tcb_bytes = quote.body.raw[:120] if quote.is_tdx else b""
+        evaluation_key = (
+            tcb_info_e.sha256,
+            qe_identity_e.sha256,
+            pck.leaf_der,
+            data.qe_report.raw,
+            tcb_bytes,
+        )
+        evaluation = self._evaluations.get(evaluation_key)
+        if evaluation is None:
+            evaluation = evaluate_tcb(quote, pck.extension, tcb_info, qe_identity)
+            self._evaluations.put(evaluation_key, evaluation)
 
         pck_crl = self._chains.crl(
             evidence.endorsements, pck.ca, pck.ca_der, "pck crl", at=at, clock_skew=skew
@@ -246,6 +270,86 @@ class DcapVerifier:
             qe_identity,
             MappingProxyType(collateral),
         )
+        used_key = (
+            pck.leaf_der,
+            pck.ca_der,
+            pck.anchor.der,
+            tcb_signer.der,
+            qe_signer.der,
+            tcb_info_e.sha256,
+            qe_identity_e.sha256,
+            pck_crl.sha256,
+            root_crl.sha256,
+        )
+        used = self._used.get(used_key)
+        if used is None:
+            used = self._used_endorsements(
+                pck=pck,
+                tcb_signer=tcb_signer,
+                qe_signer=qe_signer,
+                tcb_info_e=tcb_info_e,
+                qe_identity_e=qe_identity_e,
+                pck_crl=pck_crl,
+                root_crl=root_crl,
+                tcb_info=tcb_info,
+                qe_identity=qe_identity,
+            )
+            self._used.put(used_key, used)
+
+        appraisal = appraise(claims, policy, nonce=nonce, result_hash=result_hash)
+        notes = list(appraisal.notes)
+        if appraisal.violations:
+            status = Status.CONTRAINDICATED
+        elif (
+            policy.accepts_any_measurement or quote.body.debug or appraisal.tcb_tier != "affirming"
+        ):
+            status = Status.WARNING
+        else:
+            status = Status.AFFIRMING
+        result = AttestationResult(
+            status=status,
+            evidence_kind=claims.evidence_kind,
+            evidence_sha256=evidence_digest(evidence.data),
+            claims=claims,
+            certificates=(root_info, ca_info, leaf_info, tcb_signer.info),
+            endorsements=used,
+            trust_anchor_name=pck.anchor.name,
+            trust_anchor_sha256=pck.anchor.fingerprint,
+            policy=policy,
+            matched_reference=appraisal.matched_image,
+            violations=appraisal.violations,
+            notes=tuple(notes),
+            verified_at=at,
+            time_basis=TimeBasis.GIVEN,
+            nonce_checked=nonce is not None,
+            result_binding_checked=result_hash is not None,
+            trustworthiness=trustworthiness(
+                policy,
+                claims,
+                appraisal,
+                nonce_checked=nonce is not None,
+                result_binding_checked=result_hash is not None,
+            ),
+        )
+        if status is Status.CONTRAINDICATED:
+            raise PolicyViolation(result)
+        return result
+
+    def _used_endorsements(
+        self,
+        *,
+        pck: VerifiedPck,
+        tcb_signer: VerifiedSigner,
+        qe_signer: VerifiedSigner,
+        tcb_info_e: Endorsement,
+        qe_identity_e: Endorsement,
+        pck_crl: VerifiedCrl,
+        root_crl: VerifiedCrl,
+        tcb_info: TcbInfo,
+        qe_identity: QeIdentity,
+    ) -> tuple[UsedEndorsement, ...]:
+        """Every document and certificate the verdict rests on, with its SHA-256."""
+        root_info, ca_info, leaf_info = pck.certificates
         origin = self._origins[pck.anchor.der]
         used = [
             UsedEndorsement("root", pck.anchor.fingerprint, root_info.subject, origin),
@@ -282,45 +386,7 @@ class DcapVerifier:
                     "evidence",
                 ),
             )
-
-        appraisal = appraise(claims, policy, nonce=nonce, result_hash=result_hash)
-        notes = list(appraisal.notes)
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif (
-            policy.accepts_any_measurement or quote.body.debug or appraisal.tcb_tier != "affirming"
-        ):
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
-        result = AttestationResult(
-            status=status,
-            evidence_kind=claims.evidence_kind,
-            evidence_sha256=evidence_digest(evidence.data),
-            claims=claims,
-            certificates=(root_info, ca_info, leaf_info, tcb_signer.info),
-            endorsements=tuple(used),
-            trust_anchor_name=pck.anchor.name,
-            trust_anchor_sha256=pck.anchor.fingerprint,
-            policy=policy,
-            matched_reference=appraisal.matched_image,
-            violations=appraisal.violations,
-            notes=tuple(notes),
-            verified_at=at,
-            time_basis=TimeBasis.GIVEN,
-            nonce_checked=nonce is not None,
-            result_binding_checked=result_hash is not None,
-            trustworthiness=trustworthiness(
-                policy,
-                claims,
-                appraisal,
-                nonce_checked=nonce is not None,
-                result_binding_checked=result_hash is not None,
-            ),
-        )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return tuple(used)
 
     def _attestation_key(self, raw: bytes) -> ec.EllipticCurvePublicKey:
         key = self._keys.get(raw)
