@@ -87,21 +87,10 @@ class QuoteHeader:
 
 @dataclass(frozen=True, slots=True)
 class EnclaveReport:
-    """An SGX REPORTBODY (384 bytes): the SGX quote's body, and every quote's QE report."""
+    """An SGX REPORTBODY (384 bytes): the SGX quote's body, and every quote's QE report. The
+    fields are read from ``raw`` (checked once, by :meth:`from_bytes`) when asked for."""
 
     raw: bytes
-    cpu_svn: bytes
-    misc_select: int
-    isv_ext_prod_id: bytes
-    attributes: bytes
-    mr_enclave: bytes
-    mr_signer: bytes
-    config_id: bytes
-    isv_prod_id: int
-    isv_svn: int
-    config_svn: int
-    isv_family_id: bytes
-    report_data: bytes
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str) -> EnclaveReport:
@@ -110,27 +99,59 @@ class EnclaveReport:
         for start, end in _ENCLAVE_RESERVED:
             if any(data[start:end]):
                 raise MalformedEvidence(f"{what}: reserved bytes {start}..{end - 1} are not zero")
-        (misc_select,) = struct.unpack_from("<I", data, 16)
-        isv_prod_id, isv_svn, config_svn = struct.unpack_from("<HHH", data, 256)
-        return cls(
-            raw=data,
-            cpu_svn=data[0:16],
-            misc_select=misc_select,
-            isv_ext_prod_id=data[32:48],
-            attributes=data[48:64],
-            mr_enclave=data[64:96],
-            mr_signer=data[128:160],
-            config_id=data[192:256],
-            isv_prod_id=isv_prod_id,
-            isv_svn=isv_svn,
-            config_svn=config_svn,
-            isv_family_id=data[304:320],
-            report_data=data[320:384],
-        )
+        return cls(data)
+
+    @property
+    def cpu_svn(self) -> bytes:
+        return self.raw[0:16]
+
+    @property
+    def misc_select(self) -> int:
+        return int.from_bytes(self.raw[16:20], "little")
+
+    @property
+    def isv_ext_prod_id(self) -> bytes:
+        return self.raw[32:48]
+
+    @property
+    def attributes(self) -> bytes:
+        return self.raw[48:64]
+
+    @property
+    def mr_enclave(self) -> bytes:
+        return self.raw[64:96]
+
+    @property
+    def mr_signer(self) -> bytes:
+        return self.raw[128:160]
+
+    @property
+    def config_id(self) -> bytes:
+        return self.raw[192:256]
+
+    @property
+    def isv_prod_id(self) -> int:
+        return int.from_bytes(self.raw[256:258], "little")
+
+    @property
+    def isv_svn(self) -> int:
+        return int.from_bytes(self.raw[258:260], "little")
+
+    @property
+    def config_svn(self) -> int:
+        return int.from_bytes(self.raw[260:262], "little")
+
+    @property
+    def isv_family_id(self) -> bytes:
+        return self.raw[304:320]
+
+    @property
+    def report_data(self) -> bytes:
+        return self.raw[320:384]
 
     @property
     def flags(self) -> int:
-        return int.from_bytes(self.attributes[:8], "little")
+        return int.from_bytes(self.raw[48:56], "little")
 
     @property
     def debug(self) -> bool:
@@ -165,55 +186,82 @@ class EnclaveReport:
 
 @dataclass(frozen=True, slots=True)
 class TdReport:
-    """A TD report body: TDX 1.0 (584 bytes) or 1.5 (648, adds TEE_TCB_SVN2 and MRSERVICETD)."""
+    """A TD report body: TDX 1.0 (584 bytes) or 1.5 (648, adds TEE_TCB_SVN2 and MRSERVICETD).
+    The fields are read from ``raw`` when asked for."""
 
     raw: bytes
-    tee_tcb_svn: bytes
-    mr_seam: bytes
-    mr_signer_seam: bytes
-    seam_attributes: bytes
-    td_attributes: bytes
-    xfam: bytes
-    mr_td: bytes
-    mr_config_id: bytes
-    mr_owner: bytes
-    mr_owner_config: bytes
-    rtmrs: tuple[bytes, bytes, bytes, bytes]
-    report_data: bytes
-    tee_tcb_svn2: bytes | None
-    mr_service_td: bytes | None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TdReport:
         if len(data) not in (TD_REPORT_10_BYTES, TD_REPORT_15_BYTES):
             raise MalformedEvidence("td report: expected 584 or 648 bytes")
-        v15 = len(data) == TD_REPORT_15_BYTES
-        return cls(
-            raw=data,
-            tee_tcb_svn=data[0:16],
-            mr_seam=data[16:64],
-            mr_signer_seam=data[64:112],
-            seam_attributes=data[112:120],
-            td_attributes=data[120:128],
-            xfam=data[128:136],
-            mr_td=data[136:184],
-            mr_config_id=data[184:232],
-            mr_owner=data[232:280],
-            mr_owner_config=data[280:328],
-            rtmrs=(data[328:376], data[376:424], data[424:472], data[472:520]),
-            report_data=data[520:584],
-            tee_tcb_svn2=data[584:600] if v15 else None,
-            mr_service_td=data[600:648] if v15 else None,
-        )
+        return cls(data)
+
+    @property
+    def tee_tcb_svn(self) -> bytes:
+        return self.raw[0:16]
+
+    @property
+    def mr_seam(self) -> bytes:
+        return self.raw[16:64]
+
+    @property
+    def mr_signer_seam(self) -> bytes:
+        return self.raw[64:112]
+
+    @property
+    def seam_attributes(self) -> bytes:
+        return self.raw[112:120]
+
+    @property
+    def td_attributes(self) -> bytes:
+        return self.raw[120:128]
+
+    @property
+    def xfam(self) -> bytes:
+        return self.raw[128:136]
+
+    @property
+    def mr_td(self) -> bytes:
+        return self.raw[136:184]
+
+    @property
+    def mr_config_id(self) -> bytes:
+        return self.raw[184:232]
+
+    @property
+    def mr_owner(self) -> bytes:
+        return self.raw[232:280]
+
+    @property
+    def mr_owner_config(self) -> bytes:
+        return self.raw[280:328]
+
+    @property
+    def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
+        raw = self.raw
+        return (raw[328:376], raw[376:424], raw[424:472], raw[472:520])
+
+    @property
+    def report_data(self) -> bytes:
+        return self.raw[520:584]
+
+    @property
+    def tee_tcb_svn2(self) -> bytes | None:
+        return self.raw[584:600] if len(self.raw) == TD_REPORT_15_BYTES else None
+
+    @property
+    def mr_service_td(self) -> bytes | None:
+        return self.raw[600:648] if len(self.raw) == TD_REPORT_15_BYTES else None
 
     @property
     def td_attributes_value(self) -> int:
-        return int.from_bytes(self.td_attributes, "little")
+        return int.from_bytes(self.raw[120:128], "little")
 
     @property
     def debug(self) -> bool:
         """TDATTRIBUTES.DEBUG (bit 0): the host VMM can read and write the TD's state."""
-        return bool(self.td_attributes_value & 0x1)
+        return bool(self.raw[120] & 0x1)
 
     @property
     def xfam_value(self) -> int:
