@@ -421,63 +421,54 @@ def _need(data: bytes, offset: int, size: int, what: str) -> None:
 
 
 def _signature_data(data: bytes, *, wrapped: bool) -> SignatureData:
-    reader = _Reader(data, "signature data")
-    signature = reader.take(64, "quote signature")
-    key = reader.take(64, "attestation key")
+    # Fixed-size fields at fixed offsets; the two variable parts (QE auth data, PCK chain) by
+    # their sizes. Every size must add up to exactly the bytes given.
+    size = len(data)
+    offset = 128
     if wrapped:
-        kind = reader.u16("certification data type")
+        _check(size, offset + 6, "certification data header")
+        kind, inner = struct.unpack_from("<HI", data, offset)
         if kind != _CERT_DATA_QE_REPORT:
             raise UnsupportedEvidence(
                 f"quote: certification data type {kind}; expected 6 (QE report certification data)"
             )
-        size = reader.u32("certification data size")
-        inner = _Reader(reader.take(size, "certification data"), "certification data")
-        reader.finish()
-        reader = inner
-    qe_report = EnclaveReport.from_bytes(
-        reader.take(ENCLAVE_REPORT_BYTES, "QE report"), "QE report"
-    )
-    qe_signature = reader.take(64, "QE report signature")
-    auth_size = reader.u16("QE auth data size")
-    auth_data = reader.take(auth_size, "QE auth data")
-    kind = reader.u16("PCK certification data type")
+        offset += 6
+        _check(size, offset + inner, "certification data")
+        if offset + inner != size:
+            raise MalformedEvidence(
+                f"quote: {size - offset - inner} bytes left over at the end of the signature data"
+            )
+    _check(size, offset + ENCLAVE_REPORT_BYTES + 64 + 2, "QE report")
+    qe_report = EnclaveReport.from_bytes(data[offset : offset + ENCLAVE_REPORT_BYTES], "QE report")
+    offset += ENCLAVE_REPORT_BYTES
+    qe_signature = data[offset : offset + 64]
+    offset += 64
+    (auth_size,) = struct.unpack_from("<H", data, offset)
+    offset += 2
+    _check(size, offset + auth_size + 6, "QE auth data")
+    auth_data = data[offset : offset + auth_size]
+    offset += auth_size
+    kind, chain_size = struct.unpack_from("<HI", data, offset)
     if kind != _CERT_DATA_PCK_CHAIN:
         raise UnsupportedEvidence(
             f"quote: PCK certification data type {kind}; only 5 (PCK chain, PEM) is supported"
         )
-    size = reader.u32("PCK chain size")
-    chain = reader.take(size, "PCK chain")
-    reader.finish()
+    offset += 6
+    _check(size, offset + chain_size, "PCK chain")
+    chain = data[offset : offset + chain_size]
+    if offset + chain_size != size:
+        raise MalformedEvidence(
+            f"quote: {size - offset - chain_size} bytes left over at the end of the "
+            "certification data"
+        )
     if chain.endswith(b"\x00"):
         chain = chain[:-1]
-    return SignatureData(signature, key, qe_report, qe_signature, auth_data, chain)
+    return SignatureData(data[0:64], data[64:128], qe_report, qe_signature, auth_data, chain)
 
 
-class _Reader:
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data = data
-        self.offset = 0
-        self.what = what
-
-    def take(self, size: int, field: str) -> bytes:
-        if self.offset + size > len(self.data):
-            raise MalformedEvidence(
-                f"quote: {self.what} truncated in the {field} (needs {size} bytes, "
-                f"{len(self.data) - self.offset} left)"
-            )
-        out = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return out
-
-    def u16(self, field: str) -> int:
-        return int.from_bytes(self.take(2, field), "little")
-
-    def u32(self, field: str) -> int:
-        return int.from_bytes(self.take(4, field), "little")
-
-    def finish(self) -> None:
-        if self.offset != len(self.data):
-            raise MalformedEvidence(
-                f"quote: {len(self.data) - self.offset} bytes left over at the end of the "
-                f"{self.what}"
-            )
+def _check(size: int, needed: int, field: str) -> None:
+    if needed > size:
+        raise MalformedEvidence(
+            f"quote: the signature data is truncated in the {field} (needs {needed} bytes, "
+            f"has {size})"
+        )
