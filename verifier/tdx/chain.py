@@ -267,29 +267,16 @@ class DcapChainVerifier:
         issuer: x509.Certificate,
         issuer_der: bytes,
         what: str,
-        *,
-        at: datetime,
-        clock_skew: timedelta,
     ) -> VerifiedCrl:
-        """The one given CRL issued by ``issuer``, verified and current at ``at``."""
+        """The one given CRL issued by ``issuer``, verified (not yet judged at a time: see
+        :func:`check_crl_current`)."""
         given = tuple(e.data for e in endorsements if e.kind is EndorsementKind.CRL)
         selection_key = (issuer_der, given)
         selected = self._selected.get(selection_key)
         if selected is None:
             selected = self._select_crl(endorsements, issuer, issuer_der, what)
             self._selected.put(selection_key, selected)
-        crl = selected
-        if crl.last_update - clock_skew > at:
-            raise CertificateNotYetValid(
-                f"{what} ({crl.issuer}): issued {iso_utc(crl.last_update, 'seconds')}, after the "
-                f"verification time {iso_utc(at)} (clock skew allowed: {clock_skew})"
-            )
-        if at >= crl.next_update:
-            raise CertificateExpired(
-                f"{what} ({crl.issuer}): its next update was due "
-                f"{iso_utc(crl.next_update, 'seconds')}; verification time {iso_utc(at)}"
-            )
-        return crl
+        return selected
 
     def _select_crl(
         self,
@@ -325,6 +312,21 @@ class DcapChainVerifier:
         if len(found) > 1:
             raise ChainInvalid(f"{what}: {len(found)} CRLs of the same issuer given; give one")
         return found[0]
+
+
+def check_crl_current(crl: VerifiedCrl, what: str, at: datetime, clock_skew: timedelta) -> None:
+    """Raise unless ``crl`` is current at ``at``: thisUpdate at most ``clock_skew`` after it,
+    ``at`` before nextUpdate (at nextUpdate the CRL is stale)."""
+    if crl.last_update - clock_skew > at:
+        raise CertificateNotYetValid(
+            f"{what} ({crl.issuer}): issued {iso_utc(crl.last_update, 'seconds')}, after the "
+            f"verification time {iso_utc(at)} (clock skew allowed: {clock_skew})"
+        )
+    if at >= crl.next_update:
+        raise CertificateExpired(
+            f"{what} ({crl.issuer}): its next update was due "
+            f"{iso_utc(crl.next_update, 'seconds')}; verification time {iso_utc(at)}"
+        )
 
 
 def check_not_revoked(crl: VerifiedCrl, serial_number: int, info: CertificateInfo) -> None:

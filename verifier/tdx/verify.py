@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
@@ -70,6 +71,7 @@ from verifier.tdx.chain import (
     VerifiedCrl,
     VerifiedPck,
     VerifiedSigner,
+    check_crl_current,
     check_not_revoked,
 )
 from verifier.tdx.claims import DcapClaims
@@ -93,6 +95,22 @@ __all__ = ["DcapVerifier", "parse_quote"]
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _P256_ORDER = int("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
 _KIND_OF_TEE = {True: EvidenceKind.INTEL_TDX, False: EvidenceKind.INTEL_SGX}
+
+
+@dataclass(frozen=True, slots=True)
+class _Collateral:
+    """The collateral of one path, verified: documents, signers, CRLs (no time judged)."""
+
+    tcb_info_e: Endorsement
+    qe_identity_e: Endorsement
+    tcb_info: TcbInfo
+    tcb_signer: VerifiedSigner
+    qe_identity: QeIdentity
+    qe_signer: VerifiedSigner
+    #: the PCK CRL and the Root CA CRL, or why they could not be used
+    crls: tuple[VerifiedCrl, VerifiedCrl] | VerifierError
+    #: the distinct signers used
+    signers: tuple[VerifiedSigner, ...]
 
 
 class DcapVerifier:
@@ -119,6 +137,9 @@ class DcapVerifier:
             cache_size
         )
         self._keys: LinkCache[bytes, ec.EllipticCurvePublicKey] = LinkCache(cache_size)
+        self._collaterals: LinkCache[
+            tuple[bytes, bytes, tuple[tuple[EndorsementKind, bytes], ...]], _Collateral
+        ] = LinkCache(cache_size)
         self._evaluations: LinkCache[tuple[str, str, bytes, bytes, bytes], TcbEvaluation] = (
             LinkCache(cache_size)
         )
@@ -212,15 +233,12 @@ class DcapVerifier:
             "quote: the signature over header and body does not verify with the attestation key",
         )
 
-        tcb_info_e = _one(evidence, EndorsementKind.TCB_INFO)
-        qe_identity_e = _one(evidence, EndorsementKind.QE_IDENTITY)
-        signers = self._chains.signers(evidence.endorsements, pck.anchor)
-        tcb_info, tcb_signer = self._document(tcb_info_e, signers, "tcbInfo")
-        qe_identity, qe_signer = self._document(qe_identity_e, signers, "enclaveIdentity")
-        assert isinstance(tcb_info, TcbInfo)  # noqa: S101 - by member name
-        assert isinstance(qe_identity, QeIdentity)  # noqa: S101 - by member name
-        for signer in {tcb_signer.der: tcb_signer, qe_signer.der: qe_signer}.values():
-            _check_signer_validity(signer, at, skew)
+        collateral = self._collateral(evidence, pck)
+        tcb_info_e, qe_identity_e = collateral.tcb_info_e, collateral.qe_identity_e
+        tcb_info, qe_identity = collateral.tcb_info, collateral.qe_identity
+        tcb_signer, qe_signer = collateral.tcb_signer, collateral.qe_signer
+        for signer in collateral.signers:
+            check_validity(signer.info, at, skew)
         _check_window("tcb-info", tcb_info.issue_date, tcb_info.next_update, at, skew)
         _check_window("qe-identity", qe_identity.issue_date, qe_identity.next_update, at, skew)
 
@@ -238,24 +256,18 @@ class DcapVerifier:
             evaluation = evaluate_tcb(quote, pck.extension, tcb_info, qe_identity)
             self._evaluations.put(evaluation_key, evaluation)
 
-        pck_crl = self._chains.crl(
-            evidence.endorsements, pck.ca, pck.ca_der, "pck crl", at=at, clock_skew=skew
-        )
-        root_crl = self._chains.crl(
-            evidence.endorsements,
-            pck.anchor.certificate,
-            pck.anchor.der,
-            "root ca crl",
-            at=at,
-            clock_skew=skew,
-        )
+        if isinstance(collateral.crls, VerifierError):
+            raise collateral.crls
+        pck_crl, root_crl = collateral.crls
+        check_crl_current(pck_crl, "pck crl", at, skew)
+        check_crl_current(root_crl, "root ca crl", at, skew)
         root_info, ca_info, leaf_info = pck.certificates
         check_not_revoked(pck_crl, pck.leaf_serial, leaf_info)
         check_not_revoked(root_crl, pck.ca_serial, ca_info)
         for signer in (tcb_signer, qe_signer):
             check_not_revoked(root_crl, signer.serial, signer.info)
 
-        collateral = {
+        digests = {
             "tcb_info": tcb_info_e.sha256,
             "qe_identity": qe_identity_e.sha256,
             "pck_crl": pck_crl.sha256,
@@ -268,7 +280,7 @@ class DcapVerifier:
             evaluation,
             tcb_info,
             qe_identity,
-            MappingProxyType(collateral),
+            MappingProxyType(digests),
         )
         used_key = (
             pck.leaf_der,
@@ -387,6 +399,51 @@ class DcapVerifier:
                 ),
             )
         return tuple(used)
+
+    def _collateral(self, evidence: Evidence, pck: VerifiedPck) -> _Collateral:
+        """The signed documents, their signers and the two CRLs of this path among the
+        endorsements, verified (not yet judged at a time); cached by their exact bytes."""
+        key = (
+            pck.anchor.der,
+            pck.ca_der,
+            tuple((e.kind, e.data) for e in evidence.endorsements),
+        )
+        cached = self._collaterals.get(key)
+        if cached is not None:
+            return cached
+        tcb_info_e = _one(evidence, EndorsementKind.TCB_INFO)
+        qe_identity_e = _one(evidence, EndorsementKind.QE_IDENTITY)
+        signers = self._chains.signers(evidence.endorsements, pck.anchor)
+        tcb_info, tcb_signer = self._document(tcb_info_e, signers, "tcbInfo")
+        qe_identity, qe_signer = self._document(qe_identity_e, signers, "enclaveIdentity")
+        assert isinstance(tcb_info, TcbInfo)  # noqa: S101 - by member name
+        assert isinstance(qe_identity, QeIdentity)  # noqa: S101 - by member name
+        # A CRL that is missing is reported after the TCB evaluation, which names collateral of
+        # another TEE or platform more precisely (its CRL is another CA's).
+        crls: tuple[VerifiedCrl, VerifiedCrl] | VerifierError
+        try:
+            crls = (
+                self._chains.crl(evidence.endorsements, pck.ca, pck.ca_der, "pck crl"),
+                self._chains.crl(
+                    evidence.endorsements, pck.anchor.certificate, pck.anchor.der, "root ca crl"
+                ),
+            )
+        except VerifierError as exc:
+            crls = exc
+        used = tuple({tcb_signer.der: tcb_signer, qe_signer.der: qe_signer}.values())
+        collateral = _Collateral(
+            tcb_info_e,
+            qe_identity_e,
+            tcb_info,
+            tcb_signer,
+            qe_identity,
+            qe_signer,
+            crls,
+            used,
+        )
+        if not isinstance(crls, VerifierError):
+            self._collaterals.put(key, collateral)
+        return collateral
 
     def _attestation_key(self, raw: bytes) -> ec.EllipticCurvePublicKey:
         key = self._keys.get(raw)
