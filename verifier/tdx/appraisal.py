@@ -149,20 +149,24 @@ def _td_images(body: TdReport, policy: TdxPolicy, violations: list[Violation]) -
     return None
 
 
+_TD_FIELDS = {
+    "mr_td": (136, 184),
+    "rtmr0": (328, 376),
+    "rtmr1": (376, 424),
+    "rtmr2": (424, 472),
+    "rtmr3": (472, 520),
+    "mr_config_id": (184, 232),
+    "mr_owner": (232, 280),
+    "mr_owner_config": (280, 328),
+}
+
+
 def _td_mismatches(body: TdReport, image: TdxReferenceImage) -> list[Violation]:
-    found_values = {
-        "mr_td": body.mr_td,
-        "rtmr0": body.rtmrs[0],
-        "rtmr1": body.rtmrs[1],
-        "rtmr2": body.rtmrs[2],
-        "rtmr3": body.rtmrs[3],
-        "mr_config_id": body.mr_config_id,
-        "mr_owner": body.mr_owner,
-        "mr_owner_config": body.mr_owner_config,
-    }
     out = []
+    raw = body.raw
     for name, expected in image.expected().items():
-        found = found_values[name]
+        start, end = _TD_FIELDS[name]
+        found = raw[start:end]
         if not hmac.compare_digest(found, expected):
             out.append(
                 Violation(
