@@ -17,12 +17,14 @@ from bench import (
     service_bench,
     slow_clients_bench,
     snp_bench,
+    tdx_bench,
     verifier_throughput,
 )
 
 BENCHMARKS = {
     "verifier": verifier_throughput.main,
     "snp": snp_bench.main,
+    "tdx": tdx_bench.main,
     "ledger": ledger_bench.main,
     "service": service_bench.main,
     "portal": portal_bench.main,

@@ -16,6 +16,13 @@ time, the trust anchors, the endorsements and the policy are arguments. Typical 
     evidence = Evidence(EvidenceKind.AMD_SEV_SNP, report, (vcek_endorsement,))
     result = snp.verify(evidence, at=datetime.now(UTC), policy=snp_policy, nonce=challenge)
 
+    from verifier import DcapVerifier, endorsements_from_dcap_qvl_json
+
+    dcap = DcapVerifier()  # trusts only the pinned Intel SGX Root CA
+    collateral = endorsements_from_dcap_qvl_json(collateral_json)  # TCB info, QE id, CRLs
+    evidence = Evidence(EvidenceKind.INTEL_TDX, quote, collateral)
+    result = dcap.verify(evidence, at=datetime.now(UTC), policy=tdx_policy, nonce=challenge)
+
 Every failure raises a :class:`VerifierError` with a stable ``code``; every scheme returns
 the one :class:`AttestationResult`. The tree::
 
@@ -23,6 +30,7 @@ the one :class:`AttestationResult`. The tree::
         what every scheme shares
     nitro/   AWS Nitro Enclaves and NitroTPM documents
     snp/     AMD SEV-SNP reports
+    tdx/     Intel TDX and SGX DCAP quotes, with Intel's collateral
 """
 
 from verifier.binding import (
@@ -36,13 +44,20 @@ from verifier.errors import (
     CertificateNotYetValid,
     CertificateRevoked,
     ChainInvalid,
+    CollateralSignatureInvalid,
     EndorsementMismatch,
     EndorsementMissing,
     EvidenceTooLarge,
+    FmspcMismatch,
     MalformedEvidence,
+    NoMatchingTcbLevel,
     PolicyInvalid,
     PolicyViolation,
+    QeBindingInvalid,
+    QeIdentityMismatch,
+    QeReportSignatureInvalid,
     SignatureInvalid,
+    TcbTypeMismatch,
     UnsupportedEvidence,
     UntrustedRoot,
     VerifierError,
@@ -63,12 +78,26 @@ from verifier.snp.policy import SnpPolicy, SnpReferenceImage, UnsafeAcceptAnySnp
 from verifier.snp.report import AttestationReport
 from verifier.snp.roots import AMD_ARK_SHA256
 from verifier.snp.verify import SnpVerifier, parse_report
+from verifier.tdx import (
+    INTEL_SGX_ROOT_CA_SHA256,
+    DcapClaims,
+    DcapVerifier,
+    SgxPolicy,
+    SgxReferenceImage,
+    TdxPolicy,
+    TdxReferenceImage,
+    UnsafeAcceptAnySgxPolicy,
+    UnsafeAcceptAnyTdxPolicy,
+    endorsements_from_dcap_qvl_json,
+    parse_quote,
+)
 from verifier.x509 import CertificateInfo, TrustAnchor
 
 __all__ = [
     "AMD_ARK_SHA256",
     "AWS_NITRO_ROOT_G1_SHA256",
     "DOCUMENT_TIME",
+    "INTEL_SGX_ROOT_CA_SHA256",
     "MAX_EVIDENCE_BYTES",
     "REPORT_DATA_BYTES",
     "RESULT_BINDING_PREFIX",
@@ -82,6 +111,9 @@ __all__ = [
     "CertificateRevoked",
     "ChainInvalid",
     "Claims",
+    "CollateralSignatureInvalid",
+    "DcapClaims",
+    "DcapVerifier",
     "Endorsement",
     "EndorsementKind",
     "EndorsementMismatch",
@@ -89,27 +121,39 @@ __all__ = [
     "Evidence",
     "EvidenceKind",
     "EvidenceTooLarge",
+    "FmspcMismatch",
     "MalformedEvidence",
     "NitroClaims",
     "NitroVerifier",
+    "NoMatchingTcbLevel",
     "PCRAppraisal",
     "Policy",
     "PolicyInvalid",
     "PolicyViolation",
+    "QeBindingInvalid",
+    "QeIdentityMismatch",
+    "QeReportSignatureInvalid",
     "ReferenceImage",
     "ResultHash",
     "Scheme",
     "SchemePolicy",
+    "SgxPolicy",
+    "SgxReferenceImage",
     "SignatureInvalid",
     "SnpClaims",
     "SnpPolicy",
     "SnpReferenceImage",
     "SnpVerifier",
     "Status",
+    "TcbTypeMismatch",
+    "TdxPolicy",
+    "TdxReferenceImage",
     "TimeBasis",
     "TrustAnchor",
     "UnsafeAcceptAnyPolicy",
+    "UnsafeAcceptAnySgxPolicy",
     "UnsafeAcceptAnySnpPolicy",
+    "UnsafeAcceptAnyTdxPolicy",
     "UnsafePolicyWarning",
     "UnsupportedEvidence",
     "UntrustedRoot",
@@ -118,8 +162,10 @@ __all__ = [
     "Violation",
     "aws_nitro_root_g1",
     "detect_kind",
+    "endorsements_from_dcap_qvl_json",
     "kinds",
     "parse_evidence",
+    "parse_quote",
     "parse_report",
     "policy_from_dict",
     "policy_from_json",

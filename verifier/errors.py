@@ -11,6 +11,9 @@ messages say what was expected and what was found, and never echo secrets.
     │   └── EvidenceTooLarge        oversize              larger than the format allows
     ├── UnsupportedEvidence         unsupported           a version or algorithm we do not know
     ├── SignatureInvalid            signature_invalid     the evidence signature does not verify
+    │   ├── QeReportSignatureInvalid   qe_report_signature_invalid   DCAP: not signed by the PCK
+    │   ├── QeBindingInvalid           qe_binding_invalid     DCAP: QE report_data vs the key
+    │   └── CollateralSignatureInvalid collateral_signature_invalid  TCB info, QE identity
     ├── ChainInvalid                chain_invalid         a certificate link is broken
     │   ├── UntrustedRoot           untrusted_root        the path ends in no trusted root
     │   ├── CertificateExpired      expired               a certificate or CRL ended before `at`
@@ -18,6 +21,10 @@ messages say what was expected and what was found, and never echo secrets.
     │   └── CertificateRevoked      revoked               a CRL lists a certificate of the path
     ├── EndorsementMissing          endorsement_missing   the key that signed was not given
     ├── EndorsementMismatch         endorsement_mismatch  the endorsement is not this evidence's
+    │   ├── FmspcMismatch           fmspc_mismatch        Intel collateral of another FMSPC
+    │   ├── TcbTypeMismatch         tcb_type_mismatch     Intel collateral of the other TEE
+    │   ├── NoMatchingTcbLevel      no_matching_tcb_level the platform is below every level
+    │   └── QeIdentityMismatch      qe_identity_mismatch  not the quoting enclave Intel names
     ├── PolicyViolation             policy_violation      reference values, freshness, binding
     └── PolicyInvalid               policy_invalid        the policy itself is unusable
 
@@ -40,13 +47,20 @@ __all__ = [
     "CertificateNotYetValid",
     "CertificateRevoked",
     "ChainInvalid",
+    "CollateralSignatureInvalid",
     "EndorsementMismatch",
     "EndorsementMissing",
     "EvidenceTooLarge",
+    "FmspcMismatch",
     "MalformedEvidence",
+    "NoMatchingTcbLevel",
     "PolicyInvalid",
     "PolicyViolation",
+    "QeBindingInvalid",
+    "QeIdentityMismatch",
+    "QeReportSignatureInvalid",
     "SignatureInvalid",
+    "TcbTypeMismatch",
     "UnsupportedEvidence",
     "UntrustedRoot",
     "VerifierError",
@@ -97,6 +111,24 @@ class SignatureInvalid(VerifierError):
     code = "signature_invalid"
 
 
+class QeReportSignatureInvalid(SignatureInvalid):
+    """DCAP: the quoting enclave's report is not signed by the PCK certificate's key."""
+
+    code = "qe_report_signature_invalid"
+
+
+class QeBindingInvalid(SignatureInvalid):
+    """DCAP: the QE report's report_data is not SHA-256(attestation key || QE auth data)."""
+
+    code = "qe_binding_invalid"
+
+
+class CollateralSignatureInvalid(SignatureInvalid):
+    """Signed collateral (Intel TCB info, QE identity) whose signature does not verify."""
+
+    code = "collateral_signature_invalid"
+
+
 class ChainInvalid(VerifierError):
     code = "chain_invalid"
 
@@ -132,6 +164,33 @@ class EndorsementMismatch(VerifierError):
     code = "endorsement_mismatch"
 
 
+class FmspcMismatch(EndorsementMismatch):
+    """Intel TCB info for another platform family (FMSPC) than the PCK certificate's."""
+
+    code = "fmspc_mismatch"
+
+
+class TcbTypeMismatch(EndorsementMismatch):
+    """Intel collateral for the other TEE: SGX TCB info or QE identity with a TDX quote, or the
+    reverse."""
+
+    code = "tcb_type_mismatch"
+
+
+class NoMatchingTcbLevel(EndorsementMismatch):
+    """The platform's TCB (PCK certificate, TEE_TCB_SVN, TDX module, QE ISVSVN) is below every
+    level the collateral lists: collateral newer than the quote cannot judge it. Never a pass."""
+
+    code = "no_matching_tcb_level"
+
+
+class QeIdentityMismatch(EndorsementMismatch):
+    """The quoting enclave's report does not match Intel's QE identity (MRSIGNER, ISVPRODID,
+    MISCSELECT or ATTRIBUTES under their masks)."""
+
+    code = "qe_identity_mismatch"
+
+
 class PolicyInvalid(VerifierError):
     """The policy (reference values) is unusable: empty, contradictory or badly encoded."""
 
@@ -147,7 +206,10 @@ class Violation:
     document_too_old, document_from_future. SNP: measurement_mismatch, host_data_mismatch,
     id_key_mismatch, author_key_mismatch, family_id_mismatch, image_id_mismatch,
     tcb_too_old (one per component), smt_not_allowed, migration_agent_not_allowed,
-    vmpl_too_high.
+    vmpl_too_high. DCAP (TDX, SGX): tcb_status (a TCB status the policy refuses),
+    advisory_not_allowed, mrtd_mismatch, rtmr_mismatch, mrconfigid_mismatch, mrowner_mismatch,
+    mrownerconfig_mismatch, xfam_not_allowed, tee_tcb_svn_too_old, mrenclave_mismatch,
+    mrsigner_mismatch, isv_prod_id_mismatch, isv_svn_too_old.
     """
 
     code: str

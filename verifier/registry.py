@@ -3,6 +3,7 @@
 ::
 
     scheme_for("amd-sev-snp")                          # SnpVerifier, pinned AMD roots
+    scheme_for("intel-tdx")                            # DcapVerifier, pinned Intel SGX root
     scheme_for("aws-nitro-enclave", trust_anchors=[a])  # NitroVerifier trusting ``a`` only
     policy_from_json(text)                             # the policy of the kind it names
     detect_kind(data)                                  # which kind raw bytes are, if clear
@@ -24,11 +25,14 @@ from verifier.scheme import EvidenceKind, Scheme
 from verifier.snp.policy import SnpPolicy
 from verifier.snp.report import REPORT_BYTES
 from verifier.snp.verify import SnpVerifier
+from verifier.tdx.policy import SgxPolicy, TdxPolicy
+from verifier.tdx.quote import INTEL_QE_VENDOR_ID
+from verifier.tdx.verify import DcapVerifier
 from verifier.x509 import TrustAnchor
 
 __all__ = ["detect_kind", "kinds", "policy_from_dict", "policy_from_json", "scheme_for"]
 
-_KINDS = (*NITRO_KINDS, EvidenceKind.AMD_SEV_SNP)
+_KINDS = (*NITRO_KINDS, EvidenceKind.AMD_SEV_SNP, EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX)
 #: A COSE_Sign1 starts with an array of four (0x84) or tag 18 (0xD2); an SEV-SNP report's
 #: first byte is its version's low byte (2, 3 or 5).
 _COSE_FIRST_BYTES = (0x84, 0xD2)
@@ -43,7 +47,8 @@ def scheme_for(
     kind: EvidenceKind | str, *, trust_anchors: Sequence[TrustAnchor] | None = None
 ) -> Scheme:
     """A new scheme for ``kind``. ``trust_anchors`` replaces the scheme's pinned roots (one
-    P-384 root for Nitro; ARKs named ``CN=ARK-<product line>`` for SEV-SNP). Raises
+    P-384 root for Nitro; ARKs named ``CN=ARK-<product line>`` for SEV-SNP; P-256 roots for
+    Intel TDX and SGX, one DcapVerifier serving both). Raises
     ``ValueError`` for a kind without a scheme or unusable anchors."""
     try:
         evidence_kind = EvidenceKind(kind)
@@ -57,6 +62,8 @@ def scheme_for(
         return NitroVerifier(trust_anchor=trust_anchors[0])
     if evidence_kind is EvidenceKind.AMD_SEV_SNP:
         return SnpVerifier(trust_anchors=trust_anchors)
+    if evidence_kind in (EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX):
+        return DcapVerifier(trust_anchors=trust_anchors)
     raise ValueError(f"evidence kind {evidence_kind} is reserved; no scheme verifies it yet")
 
 
@@ -67,6 +74,10 @@ def policy_from_dict(data: Any) -> SchemePolicy:
         raise PolicyInvalid("policy: expected a JSON object")
     if data.get("evidence_kind") == str(EvidenceKind.AMD_SEV_SNP):
         return SnpPolicy.from_dict(data)
+    if data.get("evidence_kind") == str(EvidenceKind.INTEL_TDX):
+        return TdxPolicy.from_dict(data)
+    if data.get("evidence_kind") == str(EvidenceKind.INTEL_SGX):
+        return SgxPolicy.from_dict(data)
     return Policy.from_dict(data)
 
 
@@ -80,7 +91,16 @@ def policy_from_json(text: str | bytes) -> SchemePolicy:
 
 def detect_kind(data: bytes) -> EvidenceKind | None:
     """The kind of raw evidence bytes when it is unambiguous, else None: a COSE_Sign1 is a
-    Nitro document (its payload says enclave or NitroTPM), 1184 bytes an SEV-SNP report."""
+    Nitro document (its payload says enclave or NitroTPM), 1184 bytes an SEV-SNP report, a
+    DCAP quote header (version 3 with TEE type 0 for SGX, 4 or 5 with 0x81 for TDX, ECDSA
+    P-256 key type, Intel's QE vendor id) an Intel quote."""
+    if len(data) >= 28 and data[12:28] == INTEL_QE_VENDOR_ID and data[2:4] == b"\x02\x00":
+        version = int.from_bytes(data[0:2], "little")
+        tee = int.from_bytes(data[4:8], "little")
+        if version == 3 and tee == 0:
+            return EvidenceKind.INTEL_SGX
+        if version in (4, 5) and tee == 0x81:
+            return EvidenceKind.INTEL_TDX
     if data[:1] and data[0] in _COSE_FIRST_BYTES:
         try:
             return parse_evidence(data)[1].kind

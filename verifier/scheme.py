@@ -32,7 +32,8 @@ __all__ = [
     "Scheme",
 ]
 
-#: An endorsement is one certificate or CRL; AMD's are under 2 KB, their CRLs a few KB.
+#: An endorsement is one certificate, CRL or signed collateral document; AMD's are under 2 KB,
+#: CRLs a few KB, Intel's TCB info up to some 20 KB.
 MAX_ENDORSEMENT_BYTES = 64 * 1024
 #: VEK, ASK or ASVK, ARK and a CRL or two: a bound keeps the work per submission bounded.
 MAX_ENDORSEMENTS = 8
@@ -46,9 +47,9 @@ class EvidenceKind(enum.StrEnum):
     AWS_NITRO_ENCLAVE = "aws-nitro-enclave"
     AWS_NITRO_TPM = "aws-nitro-tpm"
     AMD_SEV_SNP = "amd-sev-snp"
-    # Reserved for later issues:
     INTEL_TDX = "intel-tdx"
     INTEL_SGX = "intel-sgx"
+    # Reserved for later issues:
     TPM2_QUOTE = "tpm2-quote"
     NVIDIA_GPU = "nvidia-gpu"
 
@@ -62,6 +63,10 @@ class EndorsementKind(enum.StrEnum):
     ASVK = "asvk"  # AMD SEV VLEK Signing Key: ARK -> ASVK -> VLEK
     ARK = "ark"  # AMD Root Key (only ever trusted if pinned or configured)
     CRL = "crl"  # a certificate revocation list
+    # Intel DCAP collateral (TDX and SGX quotes):
+    TCB_INFO = "tcb-info"  # Intel PCS TCB info body {"tcbInfo":{...},"signature":"<hex>"}
+    QE_IDENTITY = "qe-identity"  # Intel PCS QE identity body {"enclaveIdentity":...}
+    CERTIFICATE = "certificate"  # a DER certificate that is not a root (TCB Signing, PCK CA)
 
 
 @dataclass(frozen=True, slots=True)

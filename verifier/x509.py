@@ -91,8 +91,9 @@ class TrustAnchor:
     @classmethod
     def from_der(cls, der: bytes, *, name: str) -> TrustAnchor:
         """Build an anchor from a DER certificate: a self-signed CA (critical basicConstraints
-        cA=true, keyUsage keyCertSign) with a P-384 key (AWS) or an RSA key of at least 2048
-        bits (AMD's are 4096). Each scheme checks the key type its profile needs.
+        cA=true, keyUsage keyCertSign) with a P-384 key (AWS), a P-256 key (Intel) or an RSA
+        key of at least 2048 bits (AMD's are 4096). Each scheme checks the key type its
+        profile needs.
 
         Raises ``ValueError`` if the bytes are not such a certificate: a bad anchor is a
         configuration mistake, not a property of the evidence.
@@ -103,13 +104,13 @@ class TrustAnchor:
         except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise ValueError(f"trust anchor {name!r} is not a DER X.509 certificate") from exc
         if isinstance(key, ec.EllipticCurvePublicKey):
-            if key.curve.name != "secp384r1":
-                raise ValueError(f"trust anchor {name!r}: expected a P-384 or an RSA key")
+            if key.curve.name not in ("secp384r1", "secp256r1"):
+                raise ValueError(f"trust anchor {name!r}: expected a P-384, P-256 or RSA key")
         elif isinstance(key, rsa.RSAPublicKey):
             if key.key_size < _MIN_RSA_BITS:
                 raise ValueError(f"trust anchor {name!r}: RSA keys must have 2048 bits or more")
         else:
-            raise ValueError(f"trust anchor {name!r}: expected a P-384 or an RSA key")
+            raise ValueError(f"trust anchor {name!r}: expected a P-384, P-256 or RSA key")
         try:
             basic = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
             usage = certificate.extensions.get_extension_for_class(x509.KeyUsage)

@@ -25,6 +25,8 @@ from verifier import (
     DOCUMENT_TIME,
     AttestationDocument,
     AttestationResult,
+    DcapClaims,
+    DcapVerifier,
     Endorsement,
     EndorsementKind,
     Evidence,
@@ -39,10 +41,13 @@ from verifier import (
     SnpVerifier,
     TrustAnchor,
     UnsafeAcceptAnyPolicy,
+    UnsafeAcceptAnySgxPolicy,
     UnsafeAcceptAnySnpPolicy,
+    UnsafeAcceptAnyTdxPolicy,
     UnsafePolicyWarning,
     VerifierError,
     detect_kind,
+    endorsements_from_dcap_qvl_json,
     kinds,
     policy_from_json,
 )
@@ -52,8 +57,12 @@ from verifier.x509 import CERTIFICATE_PARSE_ERRORS, load_der_certificate
 
 __all__ = ["register", "run"]
 
-#: An endorsement file: a certificate or CRL of a few KB, or a PEM bundle of a few.
+#: An endorsement file: a certificate or CRL of a few KB, or a PEM bundle of a few; Intel
+#: collateral (dcap-qvl JSON) some 20 KB.
 _MAX_ENDORSEMENT_FILE = 256 * 1024
+_DCAP_KINDS = (EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX)
+#: Endorsements that are JSON documents, read as they are (their exact bytes are signed).
+_DOCUMENT_KINDS = (EndorsementKind.TCB_INFO, EndorsementKind.QE_IDENTITY)
 Write = Callable[[str], None]
 
 
@@ -64,12 +73,14 @@ class UsageError(Exception):
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "verify",
-        help="verify attestation evidence (Nitro document, SEV-SNP report)",
+        help="verify attestation evidence (Nitro document, SEV-SNP report, TDX/SGX quote)",
         description=(
             "Verify attestation evidence (raw, hex or base64; '-' reads stdin): an AWS Nitro "
-            "document (COSE signature, certificate chain to the pinned AWS root) or an AMD "
+            "document (COSE signature, certificate chain to the pinned AWS root), an AMD "
             "SEV-SNP report (its VCEK/VLEK chained to the pinned AMD root of its product "
-            "line), then the policy. Exit 0 verified, 1 rejected, 2 usage or I/O error."
+            "line) or an Intel TDX or SGX quote (its PCK chain to the pinned Intel SGX root, "
+            "judged with Intel's collateral), then the policy. Exit 0 verified, 1 rejected, "
+            "2 usage or I/O error."
         ),
     )
     parser.add_argument("file", metavar="FILE", help="the evidence, or - for stdin")
@@ -86,16 +97,25 @@ def register(commands: Any) -> None:
         default=[],
         metavar="[KIND=]FILE",
         help="a certificate or CRL that vouches for the evidence (SEV-SNP: the VCEK or VLEK, "
-        "and optionally the ASK/ASVK, ARK, CRL), DER or PEM (several in one PEM file are "
-        "fine); the kind is recognised unless given as vcek=, vlek=, ask=, asvk=, ark=, crl=. "
-        "Repeatable. Nothing is ever fetched from the network.",
+        "and optionally the ASK/ASVK, ARK, CRL; TDX/SGX: Intel collateral, tcb-info= and "
+        "qe-identity= PCS bodies, crl=, certificate=), DER or PEM (several in one PEM file are "
+        "fine); the kind is recognised unless given as vcek=, vlek=, ask=, asvk=, ark=, crl=, "
+        "certificate=, tcb-info=, qe-identity=. Repeatable. Nothing is ever fetched from the "
+        "network.",
+    )
+    parser.add_argument(
+        "--collateral",
+        metavar="FILE",
+        help="TDX/SGX: Intel collateral as dcap-qvl's QuoteCollateralV3 JSON (TCB info, QE "
+        "identity, CRLs, issuer chains), instead of or beside --endorsement",
     )
     parser.add_argument(
         "--at",
         default="now",
         metavar="now|doc|ISO-8601",
         help="verification time: now (default), doc (a Nitro document's own timestamp; "
-        "an SEV-SNP report has none), or an ISO-8601 instant (UTC if no offset is given)",
+        "SEV-SNP reports and Intel quotes have none), or an ISO-8601 instant (UTC if no "
+        "offset is given)",
     )
     parser.add_argument(
         "--policy",
@@ -107,14 +127,14 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--result-hash",
         metavar="ALG:HEX",
-        help="require the evidence to bind this result hash (Nitro: user_data; SEV-SNP: "
-        "report_data[32:64])",
+        help="require the evidence to bind this result hash (Nitro: user_data; SEV-SNP, TDX, "
+        "SGX: report_data[32:64])",
     )
     parser.add_argument(
         "--trust-root",
         metavar="PEM",
-        help="trust this root instead of the pinned ones (AWS's, or AMD's ARKs): for the "
-        "simulated PKI only",
+        help="trust this root instead of the pinned ones (AWS's, AMD's ARKs, or the Intel SGX "
+        "Root CA): for the simulated PKI only",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
@@ -126,14 +146,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         evidence = read_evidence(args.file)
         kind = _kind(args.evidence_type, evidence, args.file, err)
         snp = kind is EvidenceKind.AMD_SEV_SNP
-        at = _parse_at(args.at, snp=snp)
+        dcap = kind in _DCAP_KINDS
+        at = _parse_at(args.at, kind=kind)
         nonce = _parse_hex(args.nonce, "--nonce")
         result_hash = _parse_result_hash(args.result_hash)
-        endorsements = tuple(e for spec in args.endorsement for e in _read_endorsements(spec))
-        if endorsements and not snp:
+        endorsements = tuple(
+            e for spec in args.endorsement for e in _read_endorsements(spec, dcap=dcap)
+        )
+        if args.collateral is not None:
+            if not dcap:
+                raise UsageError("--collateral: Intel collateral is for TDX and SGX quotes")
+            endorsements += _read_collateral(args.collateral)
+        if endorsements and not (snp or dcap):
             raise UsageError("--endorsement: a Nitro document carries its own certificates")
         policy = _load_policy(args.policy, kind, err)
-        anchor = _load_anchor(args.trust_root, snp, err)
+        anchor = _load_anchor(args.trust_root, kind, err)
         verify = _verifier(kind, anchor, endorsements)
     except UsageError as exc:
         print(f"attest-ledger verify: {exc}", file=err)
@@ -153,6 +180,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.json:
         _print_json(kind, evidence, result, error)
+    elif dcap:
+        _print_dcap_report(args.file, kind, evidence, at, outcome=(result, error))
     elif snp:
         _print_snp_report(args.file, evidence, endorsements, at, outcome=(result, error))
     else:
@@ -168,10 +197,15 @@ def _verifier(
 ) -> Verify:
     """The scheme's verification as one call; raises UsageError for an unusable root."""
     try:
-        if kind is EvidenceKind.AMD_SEV_SNP:
-            snp = SnpVerifier(trust_anchors=None if anchor is None else [anchor])
+        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS:
+            anchors = None if anchor is None else [anchor]
+            scheme: SnpVerifier | DcapVerifier = (
+                SnpVerifier(trust_anchors=anchors)
+                if kind is EvidenceKind.AMD_SEV_SNP
+                else DcapVerifier(trust_anchors=anchors)
+            )
 
-            def verify_snp(
+            def verify_with_endorsements(
                 data: bytes,
                 at: Any,
                 policy: SchemePolicy,
@@ -179,9 +213,11 @@ def _verifier(
                 result_hash: ResultHash | None,
             ) -> AttestationResult:
                 item = Evidence(kind, data, endorsements)
-                return snp.verify(item, at=at, policy=policy, nonce=nonce, result_hash=result_hash)
+                return scheme.verify(
+                    item, at=at, policy=policy, nonce=nonce, result_hash=result_hash
+                )
 
-            return verify_snp
+            return verify_with_endorsements
         nitro = NitroVerifier(trust_anchor=anchor)
     except ValueError as exc:
         raise UsageError(f"--trust-root: {exc}") from None
@@ -226,6 +262,10 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
             warnings.simplefilter("ignore", UnsafePolicyWarning)
             if kind is EvidenceKind.AMD_SEV_SNP:
                 return UnsafeAcceptAnySnpPolicy()
+            if kind is EvidenceKind.INTEL_TDX:
+                return UnsafeAcceptAnyTdxPolicy()
+            if kind is EvidenceKind.INTEL_SGX:
+                return UnsafeAcceptAnySgxPolicy()
             return UnsafeAcceptAnyPolicy(evidence_kind=kind)
     try:
         text = Path(path).read_bytes()
@@ -238,7 +278,10 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
     except PolicyInvalid as exc:
         raise UsageError(f"invalid policy {path}: {exc.message}") from None
     snp_policy = isinstance(policy, SnpPolicy)
-    if snp_policy != (kind is EvidenceKind.AMD_SEV_SNP):
+    dcap_mismatch = (kind in _DCAP_KINDS or policy.evidence_kind in _DCAP_KINDS) and (
+        policy.evidence_kind is not kind
+    )
+    if snp_policy != (kind is EvidenceKind.AMD_SEV_SNP) or dcap_mismatch:
         raise UsageError(
             f"policy {path} judges {policy.evidence_kind} evidence; this evidence is {kind}"
         )
@@ -247,7 +290,7 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
     return policy
 
 
-def _load_anchor(path: str | None, snp: bool, err: TextIO) -> TrustAnchor | None:
+def _load_anchor(path: str | None, kind: EvidenceKind, err: TextIO) -> TrustAnchor | None:
     if path is None:
         return None
     try:
@@ -258,7 +301,13 @@ def _load_anchor(path: str | None, snp: bool, err: TextIO) -> TrustAnchor | None
         anchor = TrustAnchor.from_pem(pem, name=f"explicit trust root {Path(path).name}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    pinned = "AMD roots" if snp else "AWS Nitro root"
+    pinned = (
+        "AMD roots"
+        if kind is EvidenceKind.AMD_SEV_SNP
+        else "Intel SGX Root CA"
+        if kind in _DCAP_KINDS
+        else "AWS Nitro root"
+    )
     print(
         f"attest-ledger verify: trusting {path} (SHA-256 {anchor.fingerprint}) "
         f"instead of the {pinned}",
@@ -267,8 +316,24 @@ def _load_anchor(path: str | None, snp: bool, err: TextIO) -> TrustAnchor | None
     return anchor
 
 
-def _read_endorsements(spec: str) -> list[Endorsement]:
-    """``[KIND=]FILE``: every certificate and CRL in a DER or PEM file."""
+def _read_collateral(path: str) -> tuple[Endorsement, ...]:
+    """Intel collateral in dcap-qvl's ``QuoteCollateralV3`` JSON, as endorsements."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(_MAX_ENDORSEMENT_FILE + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read collateral {path}: {exc.strerror or exc}") from None
+    if len(data) > _MAX_ENDORSEMENT_FILE:
+        raise UsageError(f"collateral {path}: larger than {_MAX_ENDORSEMENT_FILE} bytes")
+    try:
+        return endorsements_from_dcap_qvl_json(data)
+    except VerifierError as exc:
+        raise UsageError(f"collateral {path}: {exc.message}") from None
+
+
+def _read_endorsements(spec: str, *, dcap: bool = False) -> list[Endorsement]:
+    """``[KIND=]FILE``: every certificate and CRL in a DER or PEM file, or one Intel
+    collateral document (``tcb-info=``, ``qe-identity=``), read as it is."""
     kind_text, sep, path = spec.partition("=")
     given: EndorsementKind | None = None
     if sep and kind_text in {k.value for k in EndorsementKind}:
@@ -282,6 +347,8 @@ def _read_endorsements(spec: str) -> list[Endorsement]:
         raise UsageError(f"cannot read endorsement {path}: {exc.strerror or exc}") from None
     if len(data) > _MAX_ENDORSEMENT_FILE:
         raise UsageError(f"endorsement {path}: larger than {_MAX_ENDORSEMENT_FILE} bytes")
+    if given in _DOCUMENT_KINDS:
+        return [Endorsement(given, data)]
     ders = _pem_blocks(data) if b"-----BEGIN" in data else [data]
     if not ders:
         raise UsageError(f"endorsement {path}: no certificate or CRL in it")
@@ -289,7 +356,7 @@ def _read_endorsements(spec: str) -> list[Endorsement]:
         raise UsageError(f"endorsement {path}: {len(ders)} certificates in it; a kind= names one")
     out = []
     for der in ders:
-        kind = given or endorsement_kind_of(der)
+        kind = given or (_dcap_kind_of(der) if dcap else endorsement_kind_of(der))
         if kind is None:
             raise UsageError(
                 f"endorsement {path}: not an AMD certificate or CRL this command recognises; "
@@ -297,6 +364,20 @@ def _read_endorsements(spec: str) -> list[Endorsement]:
             )
         out.append(Endorsement(kind, der))
     return out
+
+
+def _dcap_kind_of(der: bytes) -> EndorsementKind | None:
+    """An unlabelled Intel endorsement: a CRL, or a certificate (roots are never
+    endorsements: they are pinned or given with --trust-root)."""
+    try:
+        certificate = load_der_certificate(der)
+    except CERTIFICATE_PARSE_ERRORS:
+        try:
+            x509.load_der_x509_crl(der)
+        except ValueError:
+            return None
+        return EndorsementKind.CRL
+    return None if certificate.issuer == certificate.subject else EndorsementKind.CERTIFICATE
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:
@@ -314,14 +395,15 @@ def _pem_blocks(data: bytes) -> list[bytes]:
     return out
 
 
-def _parse_at(text: str, *, snp: bool) -> Any:
+def _parse_at(text: str, *, kind: EvidenceKind) -> Any:
     if text == "now":
         return datetime.now(UTC)
     if text == "doc":
-        if snp:
+        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS:
+            what = "an SEV-SNP report" if kind is EvidenceKind.AMD_SEV_SNP else "an Intel quote"
             raise UsageError(
-                "--at doc: an SEV-SNP report carries no time of its own; give now or an "
-                "ISO-8601 instant (for an archived report: when it was judged)"
+                f"--at doc: {what} carries no time of its own; give now or an ISO-8601 "
+                "instant (for archived evidence: when it was judged)"
             )
         return DOCUMENT_TIME
     try:
@@ -618,6 +700,102 @@ def _write_snp_tcb(claims: SnpClaims, result: AttestationResult | None, write: W
             f"  {component:<11}{values[0]:>9}{values[1]:>9}{values[2]:>11}{values[3]:>8}  "
             f"{'-' if floor is None else floor}\n"
         )
+
+
+# --- the Intel TDX or SGX quote --------------------------------------------------------------
+
+
+def _print_dcap_report(
+    name: str,
+    kind: EvidenceKind,
+    evidence: bytes,
+    at: datetime,
+    *,
+    outcome: tuple[AttestationResult | None, VerifierError | None],
+) -> None:
+    result, error = outcome
+    write = _writer()
+    claims = result.claims if result is not None else error.claims if error else None
+    write(f"Attestation evidence  {name}\n")
+    write(f"  {'kind':<18} {kind}\n")
+    digest = hashlib.sha256(evidence).hexdigest()
+    write(f"  {'size':<18} {len(evidence)} bytes, SHA-256 {digest}\n")
+    if isinstance(claims, DcapClaims):
+        _write_dcap_fields(claims, result, write)
+        _write_dcap_tcb(claims, write)
+    if result is not None:
+        rows = [(c.position, c.subject, c.not_before, c.not_after) for c in result.certificates]
+        _write_rows(rows, at, "the given time", verified=True, write=write)
+        write("\nCollateral and certificates used\n")
+        for used in result.endorsements:
+            write(f"  {used.kind:<12} {used.sha256}  {used.origin:<10}  {used.subject}\n")
+    _write_verdict(result, error, write)
+
+
+def _write_dcap_fields(claims: DcapClaims, result: AttestationResult | None, write: Write) -> None:
+    def field(label: str, value: object) -> None:
+        write(f"  {label:<18} {value}".rstrip() + "\n")
+
+    data = claims.to_dict()
+    header = data["header"]
+    assert isinstance(header, dict)  # noqa: S101 - DcapClaims.to_dict's shape
+    field("quote version", header["version"])
+    if claims.quote.padding:
+        field("padding", f"{claims.quote.padding} zero bytes after the quote (not signed)")
+    measured = ""
+    if result is not None:
+        measured = (
+            "not appraised"
+            if result.policy.accepts_any_measurement
+            else f"matches {result.matched_reference}"
+            if result.matched_reference
+            else "MISMATCH"
+        )
+    body = data.get("td_report") or data.get("enclave_report")
+    assert isinstance(body, dict)  # noqa: S101 - as above
+    if "mr_td" in body:
+        field("tdx", body["tdx_version"])
+        field("mr_td", f"{body['mr_td']}  {measured}")
+        for key in ("rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_config_id", "mr_owner"):
+            field(key, body[key])
+        field("mr_owner_config", body["mr_owner_config"])
+        field("mr_seam", body["mr_seam"])
+        field("tee_tcb_svn", body["tee_tcb_svn"])
+        field("td_attributes", body["td_attributes"])
+        field("xfam", body["xfam"])
+    else:
+        field("mr_enclave", f"{body['mr_enclave']}  {measured}")
+        field("mr_signer", body["mr_signer"])
+        field("isv_prod_id", body["isv_prod_id"])
+        field("isv_svn", body["isv_svn"])
+        field("attributes", body["attributes"])
+    field("debug", "yes" if claims.debug else "no")
+    field("report_data", body["report_data"])
+    if claims.pck is not None:
+        field("fmspc", claims.pck.fmspc.hex().upper())
+        field("pce_svn", claims.pck.pce_svn)
+        field("sgx tcb", " ".join(str(c) for c in claims.pck.tcb_components))
+
+
+def _write_dcap_tcb(claims: DcapClaims, write: Write) -> None:
+    if claims.tcb is None or claims.tcb_info is None:
+        return
+    tcb = claims.tcb
+    write("\nTCB  (Intel collateral of the day)\n")
+    write(f"  {'status':<18} {tcb.status}\n")
+    advisories = ", ".join(tcb.advisory_ids) or "none"
+    write(f"  {'advisories':<18} {advisories}\n")
+    write(
+        f"  {'matched level':<18} {tcb.platform_status}, tcbDate {tcb.platform_level.tcb_date}, "
+        f"evaluation data number {claims.tcb_info.tcb_evaluation_data_number}\n"
+    )
+    write(f"  {'qe identity':<18} {tcb.qe_level.tcb_status} (ISVSVN {tcb.qe_level.isv_svn})\n")
+    if tcb.tdx_module_level is not None:
+        write(f"  {'tdx module':<18} {tcb.tdx_module_id} {tcb.tdx_module_level.tcb_status}\n")
+    write(
+        f"  {'tcb info':<18} issued {iso_utc(claims.tcb_info.issue_date, 'seconds')}, next "
+        f"update {iso_utc(claims.tcb_info.next_update, 'seconds')}\n"
+    )
 
 
 def _clip(text: str, width: int = 64) -> str:
