@@ -191,6 +191,13 @@ def _add_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
+def _root_end(start: datetime) -> datetime:
+    """Intel's root expires 2049-12-31T23:59:59Z; a later simulated one outlives its CAs."""
+    if _add_years(start, _CA_YEARS) <= _ROOT_END:
+        return _ROOT_END
+    return _add_years(start, _CA_YEARS + 10)
+
+
 def _ca_serial(key: ec.EllipticCurvePrivateKey) -> int:
     """Intel's CA serial: the subject key identifier, here without its top bit (159 bits)."""
     digest = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
@@ -325,7 +332,7 @@ class SimulatedIntelPki:
                 signer=root_key,
                 serial=_ca_serial(root_key),
                 start=start,
-                end=max(_ROOT_END, _add_years(start, 25)),
+                end=_root_end(start),
                 ca=True,
                 path_length=1,
                 crl_url=_ROOT_CRL_URL,
