@@ -2,18 +2,29 @@
 
 It talks to the service over HTTP only and imports nothing from ``verifier``, ``ledger`` or
 ``web``. Its simulated NSM and PKI (Nitro) and its simulated AMD PKI and SEV-SNP platform
-build evidence with their own code, an independent cross-check of the verifier.
+build evidence with their own code, an independent cross-check of the verifier; so do its
+simulated Intel PKI, TDX trust domains and SGX enclaves (quotes and collateral).
 """
 
 from enclave_worker.attester import (
     AMD_SEV_SNP,
     AWS_NITRO_ENCLAVE,
+    INTEL_SGX,
+    INTEL_TDX,
     Attester,
     Endorsement,
     Evidence,
     NitroAttester,
 )
+from enclave_worker.intel_collateral import TcbStanding
 from enclave_worker.simulated_amd import SimulatedAmdPki, SimulatedAmdWarning
+from enclave_worker.simulated_dcap import (
+    SimulatedSgxEnclave,
+    SimulatedTdxPlatform,
+    simulated_sgx_measurement,
+    simulated_tdx_measurement,
+)
+from enclave_worker.simulated_intel import SimulatedIntelPki, SimulatedIntelWarning
 from enclave_worker.simulated_nsm import SimulatedNsm, simulated_image_pcrs
 from enclave_worker.simulated_pki import SimulatedNitroPki, SimulatedNitroWarning
 from enclave_worker.simulated_snp import (
@@ -26,18 +37,27 @@ from enclave_worker.simulated_snp import (
 __all__ = [
     "AMD_SEV_SNP",
     "AWS_NITRO_ENCLAVE",
+    "INTEL_SGX",
+    "INTEL_TDX",
     "Attester",
     "Endorsement",
     "Evidence",
     "NitroAttester",
     "SimulatedAmdPki",
     "SimulatedAmdWarning",
+    "SimulatedIntelPki",
+    "SimulatedIntelWarning",
     "SimulatedNitroPki",
     "SimulatedNitroWarning",
     "SimulatedNsm",
+    "SimulatedSgxEnclave",
     "SimulatedSnpChip",
     "SimulatedSnpPlatform",
+    "SimulatedTdxPlatform",
     "SnpGuest",
+    "TcbStanding",
     "simulated_image_pcrs",
+    "simulated_sgx_measurement",
     "simulated_snp_measurement",
+    "simulated_tdx_measurement",
 ]

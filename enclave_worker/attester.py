@@ -12,6 +12,11 @@ document). The job runner and the HTTP client work with any attester.
 * SEV-SNP: :class:`~enclave_worker.simulated_snp.SimulatedSnpPlatform` and
   :class:`~enclave_worker.tsm.ConfigfsTsmAttester` put ``nonce || SHA-256(user_data)`` in
   the report's 64 bytes of report data (:func:`enclave_worker.binding.report_data`).
+* Intel TDX and SGX: :class:`~enclave_worker.simulated_dcap.SimulatedTdxPlatform`,
+  :class:`~enclave_worker.simulated_dcap.SimulatedSgxEnclave` and the TDX
+  :class:`~enclave_worker.tsm.ConfigfsTsmAttester` put the same 64 bytes in the quote's
+  report data; the simulated ones send the collateral (TCB info, QE identity, CRLs, the TCB
+  Signing certificate) as endorsements.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from enclave_worker.simulated_nsm import SimulatedNsm
 __all__ = [
     "AMD_SEV_SNP",
     "AWS_NITRO_ENCLAVE",
+    "INTEL_SGX",
+    "INTEL_TDX",
     "Attester",
     "Endorsement",
     "Evidence",
@@ -36,11 +43,14 @@ __all__ = [
 
 AWS_NITRO_ENCLAVE = "aws-nitro-enclave"
 AMD_SEV_SNP = "amd-sev-snp"
+INTEL_TDX = "intel-tdx"
+INTEL_SGX = "intel-sgx"
 
 
 @dataclass(frozen=True)
 class Endorsement:
-    """A certificate (or CRL) that endorses the evidence's signing key, DER."""
+    """A certificate or CRL (DER) that endorses the evidence's signing key, or other
+    collateral (Intel's TCB info and QE identity, JSON)."""
 
     kind: str
     data: bytes

@@ -5,8 +5,8 @@ same result, so a result hash can be checked by anyone who has the input.
 
 The bad modes produce wrong evidence on purpose, for demos and for testing the service's
 refusals: each must come back as a contraindicated verdict with its reason. Not every mode
-applies to every kind of evidence (:func:`bad_modes`): an SEV-SNP report carries no
-timestamp, so it cannot be stale; its freshness is the nonce alone.
+applies to every kind of evidence (:func:`bad_modes`): an SEV-SNP report or an Intel quote
+carries no timestamp, so it cannot be stale; its freshness is the nonce alone.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 from enclave_worker.attester import (
     AMD_SEV_SNP,
     AWS_NITRO_ENCLAVE,
+    INTEL_SGX,
+    INTEL_TDX,
     Attester,
     Evidence,
     NitroAttester,
@@ -56,6 +58,12 @@ _NOT_APPLICABLE: dict[str, dict[BadMode, str]] = {
     AMD_SEV_SNP: {
         BadMode.STALE: "an SEV-SNP report carries no timestamp: its freshness is the nonce alone"
     },
+    INTEL_TDX: {
+        BadMode.STALE: "a TDX quote carries no timestamp: its freshness is the nonce alone"
+    },
+    INTEL_SGX: {
+        BadMode.STALE: "an SGX quote carries no timestamp: its freshness is the nonce alone"
+    },
 }
 
 
@@ -70,9 +78,15 @@ def bad_modes(kind: str) -> tuple[BadMode, ...]:
 
 
 #: Where :func:`tamper` flips a bit: in Nitro's COSE signature (the document's last 96 bytes);
-#: in an SNP report's measurement (0x90), inside the signed bytes, as someone claiming
-#: another image would.
-_TAMPER_AT = {AWS_NITRO_ENCLAVE: (-7, 0x10), AMD_SEV_SNP: (0x90, 0x01)}
+#: in an SNP report's measurement (0x90), in a TDX quote's MRTD (byte 190: inside MRTD in
+#: version 4, whose body starts at 48, and in version 5, at 54) and an SGX quote's MRENCLAVE
+#: (48 + 64), inside the signed bytes, as someone claiming another image would.
+_TAMPER_AT = {
+    AWS_NITRO_ENCLAVE: (-7, 0x10),
+    AMD_SEV_SNP: (0x90, 0x01),
+    INTEL_TDX: (190, 0x01),
+    INTEL_SGX: (112, 0x01),
+}
 
 
 def tamper(evidence: Evidence) -> Evidence:

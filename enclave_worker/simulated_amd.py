@@ -31,12 +31,8 @@ this PKI cross-check the verifier rather than mirror it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import re
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +43,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
+from enclave_worker.der import der as _der
+from enclave_worker.der import der_integer
+from enclave_worker.persist import locked, write_atomically
 from enclave_worker.snp_report import PRODUCTS, Product, Tcb
 
 __all__ = [
@@ -149,7 +148,7 @@ class SimulatedAmdPki:
         issued under it. ``product``, when given, must be the persisted one's.
         """
         directory.mkdir(parents=True, exist_ok=True)
-        with _locked(directory / ".lock"):
+        with locked(directory / ".lock"):
             if (directory / ARK_FILE).exists() and (directory / ARK_KEY_FILE).exists():
                 ark = AmdCa(
                     _load_certificate(directory / ARK_FILE),
@@ -346,21 +345,6 @@ def _add_years(moment: datetime, years: int) -> datetime:
 # --- DER: the serial number and signature algorithm cryptography will not write -----------
 
 
-def der_integer(value: int) -> bytes:
-    """A non-negative DER INTEGER, minimal (217 is ``02 02 00 d9``, 0 is ``02 01 00``)."""
-    if value < 0:
-        raise ValueError("only non-negative integers")
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    size = len(content)
-    if size < 0x80:
-        return bytes([tag, size]) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + content
-
-
 def _elements(der: bytes) -> list[bytes]:
     """The encoded elements inside the DER SEQUENCE ``der`` (single-byte tags)."""
     content = _content(der)
@@ -402,34 +386,14 @@ def _amd_signed(
 # --- persistence ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One process at a time creates the persisted root (the demo and a worker may race)."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)
-
-
 def _save(directory: Path, certificate_file: str, key_file: str, ca: AmdCa) -> None:
     key_bytes = ca.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write(directory / key_file, key_bytes, 0o600)
-    _write(directory / certificate_file, ca.pem(), 0o644)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically: a reader sees the whole file or none."""
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+    write_atomically(directory / key_file, key_bytes, 0o600)
+    write_atomically(directory / certificate_file, ca.pem(), 0o644)
 
 
 def _load_certificate(path: Path) -> bytes:

@@ -1,9 +1,11 @@
-"""The real SEV-SNP attester, on Linux's configfs-tsm (``/sys/kernel/config/tsm/report``,
-Linux 6.7 and later, with the ``sev-guest`` driver).
+"""The real SEV-SNP and TDX attesters, on Linux's configfs-tsm
+(``/sys/kernel/config/tsm/report``, Linux 6.7 and later, with the ``sev-guest`` or
+``tdx-guest`` driver).
 
 A report is asked for by making a directory under the report root; the kernel fills it with
-attributes: write up to 64 bytes to ``inblob`` (the report data), read ``outblob`` (the
-1184-byte report), ``auxblob`` (for ``sev_guest``: the certificate table the host supplied
+attributes: write up to 64 bytes to ``inblob`` (the report data), read ``outblob`` (an SNP
+guest's 1184-byte report, a TD's quote, which the kernel gets from the host's quoting
+service), ``auxblob`` (for ``sev_guest``: the certificate table the host supplied
 with an extended report) and ``generation`` (which counts the writes: if it changed between
 the write and the reads, another process used the same entry). ``provider`` names the
 driver (``sev_guest``, ``tdx_guest``), ``privlevel`` selects the VMPL. The directory is
@@ -13,6 +15,9 @@ The certificate table (GHCB specification, "SNP Extended Guest Request") is a li
 24-byte entries (a GUID in RFC 4122 byte order, then offset and length, u32 little-endian,
 relative to the table's start) ended by an entry whose GUID is all zero, followed by the
 certificates, DER (or PEM, which some hosts write) at those offsets.
+
+A TD's collateral is not on the guest (Intel PCS or the provider's PCCS serves it, and the
+service holds or fetches it), so a real TDX worker sends the quote alone.
 
 Where configfs-tsm is absent, :class:`ConfigfsTsm` refuses with :class:`TsmUnavailable`, as
 :class:`~enclave_worker.nsm.DeviceNsm` does outside a Nitro enclave.
@@ -31,11 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from enclave_worker.attester import AMD_SEV_SNP, Endorsement, Evidence
+from enclave_worker.attester import AMD_SEV_SNP, INTEL_TDX, Endorsement, Evidence
 from enclave_worker.binding import ResultDigest, report_data
 
 __all__ = [
     "CERTIFICATE_GUIDS",
+    "PROVIDERS",
     "TSM_REPORT",
     "CertificateTableEntry",
     "ConfigfsTsm",
@@ -48,8 +54,13 @@ __all__ = [
 
 TSM_REPORT: Final = Path("/sys/kernel/config/tsm/report")
 SEV_GUEST: Final = "sev_guest"
+TDX_GUEST: Final = "tdx_guest"
+#: The provider that produces each kind of evidence.
+PROVIDERS: Final = {AMD_SEV_SNP: SEV_GUEST, INTEL_TDX: TDX_GUEST}
 _REPORT_SIZE: Final = 1184
 _ENTRY_SIZE: Final = 24
+_TDX_HEADER_SIZE: Final = 48
+_TEE_TYPE_TDX: Final = 0x81
 #: The certificate table's GUIDs (GHCB specification) and the endorsement kinds they carry.
 CERTIFICATE_GUIDS: Final = {
     uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd"): "vcek",
@@ -143,7 +154,7 @@ class ConfigfsTsm:
         if not root.is_dir():
             raise TsmUnavailable(
                 f"{root} does not exist: this is not a confidential VM with configfs-tsm "
-                "(Linux 6.7 or later with the sev-guest driver, configfs mounted)"
+                "(Linux 6.7 or later with the sev-guest or tdx-guest driver, configfs mounted)"
             )
         if privlevel is not None and not 0 <= privlevel <= 3:
             raise ValueError(f"privlevel must be 0..3, not {privlevel}")
@@ -226,19 +237,30 @@ def _reason(exc: OSError) -> str:
 
 
 class ConfigfsTsmAttester:
-    """The SEV-SNP attester of a real confidential VM: report data ``nonce ||
-    SHA-256(user_data)``, endorsements from the host's certificate table (VCEK or VLEK, ASK,
-    ARK) when it supplies one."""
+    """The attester of a real confidential VM, report data ``nonce || SHA-256(user_data)``.
 
-    kind = AMD_SEV_SNP
+    * ``amd-sev-snp`` (``sev_guest``): the 1184-byte report, with endorsements from the host's
+      certificate table (VCEK or VLEK, ASK, ARK) when it supplies one.
+    * ``intel-tdx`` (``tdx_guest``): the quote as the kernel returns it (version 4 or 5, TEE
+      type 0x81; any zero padding kept: the verifier parses by the length fields), alone.
+    """
 
-    def __init__(self, tsm: ConfigfsTsm | None = None) -> None:
-        self.tsm = tsm or ConfigfsTsm(provider=SEV_GUEST)
+    def __init__(self, tsm: ConfigfsTsm | None = None, *, kind: str = AMD_SEV_SNP) -> None:
+        if kind not in PROVIDERS:
+            raise ValueError(f"configfs-tsm gives {sorted(PROVIDERS)} evidence, not {kind!r}")
+        self.kind = kind
+        self.provider = PROVIDERS[kind]
+        self.tsm = tsm or ConfigfsTsm(provider=self.provider)
 
     def attest(self, *, nonce: bytes, result: ResultDigest) -> Evidence:
         produced = self.tsm.report(report_data(nonce, result))
-        if produced.provider != SEV_GUEST:
-            raise TsmError(f"configfs-tsm's provider is {produced.provider!r}, not {SEV_GUEST!r}")
+        if produced.provider != self.provider:
+            raise TsmError(
+                f"configfs-tsm's provider is {produced.provider!r}, not {self.provider!r}"
+            )
+        if self.kind == INTEL_TDX:
+            _check_tdx_quote(produced.outblob)
+            return Evidence(self.kind, produced.outblob)
         if len(produced.outblob) != _REPORT_SIZE:
             raise TsmError(
                 f"sev_guest returned {len(produced.outblob)} bytes, not a {_REPORT_SIZE}-byte "
@@ -250,3 +272,16 @@ class ConfigfsTsmAttester:
             if entry.kind is not None
         )
         return Evidence(self.kind, produced.outblob, endorsements)
+
+
+def _check_tdx_quote(quote: bytes) -> None:
+    """What tdx_guest gave is a TDX quote: a 48-byte header of version 4 or 5, TEE type 0x81
+    (the rest is the verifier's to judge)."""
+    if len(quote) < _TDX_HEADER_SIZE:
+        raise TsmError(f"tdx_guest returned {len(quote)} bytes, not a quote")
+    version, _key_type, tee_type = struct.unpack_from("<HHI", quote)
+    if version not in (4, 5) or tee_type != _TEE_TYPE_TDX:
+        raise TsmError(
+            f"tdx_guest returned a quote of version {version}, TEE type {tee_type:#x}; "
+            "expected version 4 or 5, TEE type 0x81"
+        )

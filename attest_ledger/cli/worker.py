@@ -3,10 +3,13 @@
 ``worker run`` computes jobs, asks the service for a challenge, binds each result hash into
 the evidence with the nonce, submits it and prints one JSON line per receipt. ``--tee`` picks
 the kind of evidence: ``aws-nitro-enclave`` (default; an NSM document, simulated or the real
-``/dev/nsm`` with ``--device``) or ``amd-sev-snp`` (an SEV-SNP report, simulated on a
-persisted simulated AMD root or from the real configfs-tsm with ``--device``). Bad modes
-produce wrong evidence on purpose: ``--bad MODE`` for every job, ``--mix`` for every fourth;
-``stale`` does not apply to SEV-SNP (a report has no timestamp).
+``/dev/nsm`` with ``--device``), ``amd-sev-snp`` (an SEV-SNP report, simulated on a
+persisted simulated AMD root or from the real configfs-tsm with ``--device``), ``intel-tdx``
+(a TDX quote with its collateral, simulated on a persisted simulated Intel root, or the quote
+alone from the real configfs-tsm with ``--device``) or ``intel-sgx`` (an SGX quote with its
+collateral, simulated only). Bad modes produce wrong evidence on purpose: ``--bad MODE`` for
+every job, ``--mix`` for every fourth; ``stale`` does not apply to SEV-SNP, TDX or SGX (a
+report or quote has no timestamp).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +30,44 @@ from attest_ledger.settings import Settings
 from enclave_worker import (
     AMD_SEV_SNP,
     AWS_NITRO_ENCLAVE,
+    INTEL_SGX,
+    INTEL_TDX,
     Attester,
     NitroAttester,
     SimulatedAmdPki,
     SimulatedAmdWarning,
+    SimulatedIntelPki,
+    SimulatedIntelWarning,
     SimulatedNitroPki,
     SimulatedNitroWarning,
     SimulatedNsm,
+    SimulatedSgxEnclave,
     SimulatedSnpChip,
     SimulatedSnpPlatform,
+    SimulatedTdxPlatform,
 )
 from enclave_worker.client import LedgerClient, ServiceError
 from enclave_worker.job import BadMode, Job, JobRunner, bad_modes, not_applicable
 from enclave_worker.nsm import DeviceNsm, NsmUnavailable
 from enclave_worker.simulated_amd import ARK_FILE
+from enclave_worker.simulated_intel import ROOT_FILE as INTEL_ROOT_FILE
 from enclave_worker.simulated_pki import load_or_create_root
 from enclave_worker.tsm import ConfigfsTsmAttester, TsmError
 
 __all__ = ["MIX", "register"]
 
-TEES = (AWS_NITRO_ENCLAVE, AMD_SEV_SNP)
+TEES = (AWS_NITRO_ENCLAVE, AMD_SEV_SNP, INTEL_TDX, INTEL_SGX)
+#: The option that names each TEE's simulated root directory, and its default under the data
+#: directory.
+_ROOT_OPTIONS = {
+    AWS_NITRO_ENCLAVE: ("simulated_pki", "simulated-pki"),
+    AMD_SEV_SNP: ("simulated_amd", "simulated-amd"),
+    INTEL_TDX: ("simulated_intel", "simulated-intel"),
+    INTEL_SGX: ("simulated_intel", "simulated-intel"),
+}
+#: The simulated collateral is issued this long before the worker starts, so that a service
+#: whose clock is a little behind does not find it issued in the future.
+_COLLATERAL_LEEWAY = timedelta(minutes=5)
 #: The order --mix cycles through (each kind skips what does not apply to it).
 MIX = (
     BadMode.WRONG_IMAGE,
@@ -67,11 +88,16 @@ def register(commands: Any) -> None:
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     pki = actions.add_parser(
-        "pki", help="create the persisted simulated root (Nitro: not AWS; SNP: not AMD)"
+        "pki",
+        help="create the persisted simulated root (Nitro: not AWS; SNP: not AMD; TDX/SGX: not "
+        "Intel)",
     )
     pki.add_argument("--tee", choices=TEES, default=AWS_NITRO_ENCLAVE)
     pki.add_argument(
-        "--dir", type=Path, help="default: <data dir>/simulated-pki (Nitro), simulated-amd (SNP)"
+        "--dir",
+        type=Path,
+        help="default: <data dir>/simulated-pki (Nitro), simulated-amd (SNP), simulated-intel "
+        "(TDX, SGX)",
     )
     pki.set_defaults(handler=run_pki)
 
@@ -98,15 +124,25 @@ def register(commands: Any) -> None:
     run.add_argument("--simulated-pki", type=Path, help="Nitro: default <data dir>/simulated-pki")
     run.add_argument("--simulated-amd", type=Path, help="SEV-SNP: default <data dir>/simulated-amd")
     run.add_argument(
+        "--simulated-intel", type=Path, help="TDX, SGX: default <data dir>/simulated-intel"
+    )
+    run.add_argument(
         "--device",
         action="store_true",
-        help="real hardware: /dev/nsm (Nitro) or configfs-tsm (SEV-SNP)",
+        help="real hardware: /dev/nsm (Nitro) or configfs-tsm (SEV-SNP, TDX)",
     )
     run.set_defaults(handler=run_worker)
 
 
 def run_pki(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
+    if args.tee in (INTEL_TDX, INTEL_SGX):
+        directory = args.dir or settings.data_dir / "simulated-intel"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SimulatedIntelWarning)
+            SimulatedIntelPki.load_or_create(directory, at=now)
+        print(directory / INTEL_ROOT_FILE)
+        return EXIT_OK
     if args.tee == AMD_SEV_SNP:
         directory = args.dir or settings.data_dir / "simulated-amd"
         with warnings.catch_warnings():
@@ -166,6 +202,28 @@ def _simulated_snp(directory: Path, image: str) -> _Attesters:
         )
 
 
+def _simulated_intel(directory: Path, image: str, kind: str) -> _Attesters:
+    now = datetime.now(UTC)
+    if not (directory / INTEL_ROOT_FILE).exists():
+        _creating(directory / INTEL_ROOT_FILE, "--simulated-intel <its data dir>/simulated-intel")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedIntelWarning)
+        pki = SimulatedIntelPki.load_or_create(directory, at=now)
+        at = now - _COLLATERAL_LEEWAY
+        platform: SimulatedTdxPlatform | SimulatedSgxEnclave = (
+            SimulatedTdxPlatform(pki, image=image, at=at)
+            if kind == INTEL_TDX
+            else SimulatedSgxEnclave(pki, image=image, at=at)
+        )
+        return _Attesters(
+            platform,
+            platform.variant(image=image + "-unapproved"),
+            platform.variant(debug=True),
+            directory / INTEL_ROOT_FILE,
+            "--simulated-intel",
+        )
+
+
 def _creating(root: Path, option: str) -> None:
     # Not silently: a service trusts only the simulated root it was started with, so a
     # worker that makes its own gets every submission judged untrusted_root.
@@ -178,6 +236,16 @@ def _creating(root: Path, option: str) -> None:
 
 
 def _attesters(args: argparse.Namespace, settings: Settings) -> _Attesters:
+    if args.tee in (INTEL_TDX, INTEL_SGX):
+        if args.device:  # only TDX: _usage_problem refuses a real SGX device
+            return _Attesters(ConfigfsTsmAttester(kind=INTEL_TDX), None, None, None, "--device")
+        print(
+            f"attest-ledger worker: SIMULATED {'TDX' if args.tee == INTEL_TDX else 'SGX'} "
+            "(not Intel hardware)",
+            file=sys.stderr,
+        )
+        directory = args.simulated_intel or settings.data_dir / "simulated-intel"
+        return _simulated_intel(directory, args.image, args.tee)
     if args.tee == AMD_SEV_SNP:
         if args.device:
             return _Attesters(ConfigfsTsmAttester(), None, None, None, "--device")
@@ -193,13 +261,23 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with this combination of options, if anything."""
     if args.count < 0:
         return "--count must not be negative"
-    if args.tee == AMD_SEV_SNP and args.simulated_pki is not None:
-        return f"--simulated-pki is the Nitro root; for --tee {AMD_SEV_SNP} give --simulated-amd"
-    if args.tee == AWS_NITRO_ENCLAVE and args.simulated_amd is not None:
+    wanted = _ROOT_OPTIONS[args.tee][0]
+    for attribute, owner in (
+        ("simulated_pki", "the Nitro root"),
+        ("simulated_amd", "the AMD root"),
+        ("simulated_intel", "the Intel root"),
+    ):
+        if attribute != wanted and getattr(args, attribute) is not None:
+            return (
+                f"--{attribute.replace('_', '-')} is {owner}; for --tee {args.tee} give "
+                f"--{wanted.replace('_', '-')}"
+            )
+    if args.device and args.tee == INTEL_SGX:
         return (
-            f"--simulated-amd is the AMD root; for --tee {AWS_NITRO_ENCLAVE} give --simulated-pki"
+            f"--device: no real {INTEL_SGX} backend (an SGX quote comes from an enclave "
+            "runtime's quoting library, not configfs-tsm); use --tee intel-tdx in a TD"
         )
-    if args.device and (args.simulated_pki or args.simulated_amd):
+    if args.device and (args.simulated_pki or args.simulated_amd or args.simulated_intel):
         return "--device uses real hardware: it takes no simulated root"
     bad = BadMode(args.bad) if args.bad else None
     if bad is not None and bad in not_applicable(args.tee):

@@ -185,9 +185,9 @@ def test_options_that_do_not_fit_are_refused(capsys, settings, argv, message) ->
 
 def test_the_tee_must_be_one_we_know(capsys, settings) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["worker", "run", "--tee", "intel-tdx"], settings=settings)
+        main(["worker", "run", "--tee", "arm-cca"], settings=settings)
     assert exited.value.code == 2
-    assert "invalid choice: 'intel-tdx'" in capsys.readouterr().err
+    assert "invalid choice: 'arm-cca'" in capsys.readouterr().err
 
 
 def test_the_real_snp_device_is_refused_cleanly_where_absent(
