@@ -38,6 +38,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from attest_ledger.models import CollateralDocument
+from verifier import VerifierError
+from verifier.tdx import endorsements_from_dcap_qvl_json
 
 __all__ = [
     "CERTIFICATE",
@@ -243,7 +245,7 @@ def _documents_in(data: bytes) -> list[tuple[str, bytes]]:
         except (ValueError, RecursionError) as exc:
             raise CollateralError(f"not JSON ({str(exc)[:80]})") from None
         if isinstance(body, dict) and "tcb_info" in body:
-            return _from_dcap_qvl(body)
+            return _from_dcap_qvl(data)
         if isinstance(body, dict) and "tcbInfo" in body:
             return [(TCB_INFO, data)]
         if isinstance(body, dict) and "enclaveIdentity" in body:
@@ -284,56 +286,14 @@ def _from_pem(text: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
-def _from_dcap_qvl(body: dict[str, object]) -> list[tuple[str, bytes]]:
-    """dcap-qvl's QuoteCollateralV3: TCB info and QE identity as the exact text Intel signed
-    with the signature beside it (kept as the PCS body that carries both), the CRLs as hex
-    DER, the issuer chains as PEM."""
+def _from_dcap_qvl(data: bytes) -> list[tuple[str, bytes]]:
+    """dcap-qvl's QuoteCollateralV3, as the verifier reads it: TCB info and QE identity as
+    the exact text Intel signed inside a PCS body beside its signature, the CRLs as DER, the
+    issuer chains' intermediate certificates."""
     try:
-        out = [
-            (TCB_INFO, _pcs_body("tcbInfo", body["tcb_info"], body["tcb_info_signature"])),
-            (
-                QE_IDENTITY,
-                _pcs_body("enclaveIdentity", body["qe_identity"], body["qe_identity_signature"]),
-            ),
-            (CRL, _der_hex(body["pck_crl"])),
-            (CRL, _der_hex(body["root_ca_crl"])),
-        ]
-        chains = [body[k] for k in ("tcb_info_issuer_chain", "qe_identity_issuer_chain",
-                                    "pck_crl_issuer_chain")]  # fmt: skip
-    except KeyError as exc:
-        raise CollateralError(f"dcap-qvl collateral without {exc}") from None
-    for chain in chains:
-        if not isinstance(chain, str):
-            raise CollateralError("an issuer chain is not PEM text")
-        out.extend(_from_pem(chain.encode()))
-    unique = list(dict.fromkeys(out))
-    return unique
-
-
-def _pcs_body(member: str, text: object, signature: object) -> bytes:
-    """The PCS response body carrying ``text`` verbatim (its signature covers those bytes)."""
-    if not isinstance(text, str) or not isinstance(signature, str):
-        raise CollateralError(f"{member}: text and signature must be strings")
-    return (
-        b'{"'
-        + member.encode()
-        + b'":'
-        + text.encode()
-        + b',"signature":"'
-        + (signature.encode())
-        + b'"}'
-    )
-
-
-def _der_hex(value: object) -> bytes:
-    if isinstance(value, str):
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            pass
-    if isinstance(value, list) and all(isinstance(b, int) for b in value):
-        return bytes(value)
-    raise CollateralError("a CRL is neither hex nor a list of bytes")
+        return [(str(e.kind), e.data) for e in endorsements_from_dcap_qvl_json(data)]
+    except VerifierError as exc:
+        raise CollateralError(exc.message) from None
 
 
 # --- a PCCS or Intel PCS -------------------------------------------------------------------
