@@ -24,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import time
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
@@ -35,11 +37,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger.models import CollateralDocument
-from verifier import VerifierError
-from verifier.tdx import endorsements_from_dcap_qvl_json
+from verifier import Endorsement, EndorsementKind, Evidence, EvidenceKind, VerifierError
+from verifier.tdx import DcapVerifier, Quote, endorsements_from_dcap_qvl_json, parse_quote
 
 __all__ = [
     "CERTIFICATE",
@@ -47,6 +49,7 @@ __all__ = [
     "QE_IDENTITY",
     "TCB_INFO",
     "CollateralError",
+    "CollateralSource",
     "DocumentInfo",
     "PcsClient",
     "describe",
@@ -180,12 +183,19 @@ def _latest(session: Session, *clauses: object, at: datetime) -> CollateralDocum
 
 
 def select_for_quote(
-    session: Session, *, tdx: bool, fmspc: str, pck_issuer: str | None, at: datetime
+    session: Session,
+    *,
+    tdx: bool,
+    fmspc: str,
+    pck_issuer: str | None,
+    at: datetime,
+    root: str = ROOT_CA,
 ) -> dict[str, CollateralDocument]:
     """The kept documents that judge a quote of this platform at ``at``: for each role
     ("tcb-info", "qe-identity", "pck-crl", "root-crl", "tcb-signing"), the one issued last at
-    or before ``at`` (it may have expired by then: the verifier says so). A role with none
-    kept is absent."""
+    or before ``at`` (it may have expired by then: the verifier says so). ``pck_issuer`` and
+    ``root``: the common names of the PCK CA and the root the quote's chain names (a CRL is
+    chosen by its issuer). A role with none kept is absent."""
     found = {
         "tcb-info": _latest(
             session,
@@ -206,7 +216,7 @@ def select_for_quote(
         if pck_issuer
         else None,
         "root-crl": _latest(
-            session, CollateralDocument.kind == CRL, CollateralDocument.name == ROOT_CA, at=at
+            session, CollateralDocument.kind == CRL, CollateralDocument.name == root, at=at
         ),
         "tcb-signing": _latest(
             session,
@@ -353,3 +363,108 @@ def _crl_bytes(content: bytes) -> bytes:
         return bytes.fromhex(stripped.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         return content
+
+
+# --- completing a quote's collateral at intake ----------------------------------------------
+
+DCAP_KINDS = (str(EvidenceKind.INTEL_TDX), str(EvidenceKind.INTEL_SGX))
+
+
+def _platform(quote: Quote, scheme: DcapVerifier) -> tuple[str, str | None, str] | None:
+    """(FMSPC, the PCK CA's and the root's common names) as the quote's PCK chain says,
+    unverified; None if it does not read that far (the verifier will say why)."""
+    try:
+        chain = x509.load_pem_x509_certificates(quote.signature_data.pck_chain_pem)
+        pck = scheme.describe(Evidence(EvidenceKind.INTEL_TDX, quote.raw)).pck
+    except (ValueError, IndexError, VerifierError):
+        return None
+    if pck is None:
+        return None
+    return pck.fmspc.hex(), _common_name(chain[0].issuer), _common_name(chain[-1].issuer) or ""
+
+
+def _crl_issuer(data: bytes) -> str | None:
+    try:
+        return _common_name(x509.load_der_x509_crl(data).issuer)
+    except ValueError:
+        return None
+
+
+@dataclass
+class CollateralSource:
+    """Completes the collateral of a TDX or SGX quote before it is judged: what the worker
+    attached is kept as it came; each missing document is taken from the kept collateral
+    (chosen by the quote's FMSPC and PCK CA, as of the instant it is judged), fetched first
+    from the configured PCCS when nothing current is kept. A failed fetch is not retried
+    for the same platform within ``retry_seconds``; the quote is then judged with what there
+    is, and its verdict says what was missing."""
+
+    sessions: sessionmaker[Session]
+    pcs: PcsClient | None = None
+    retry_seconds: float = 60.0
+    _failed: dict[tuple[bool, str], float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def complete(self, evidence: Evidence, at: datetime, scheme: DcapVerifier) -> Evidence:
+        if str(evidence.kind) not in DCAP_KINDS:
+            return evidence
+        try:
+            quote = parse_quote(evidence.data)
+        except VerifierError:
+            return evidence
+        platform = _platform(quote, scheme)
+        if platform is None:
+            return evidence
+        fmspc, pck_issuer, root = platform
+        given = evidence.endorsements
+        kinds = {str(e.kind) for e in given}
+        issuers = {_crl_issuer(e.data) for e in given if str(e.kind) == CRL}
+        wanted = {
+            "tcb-info": TCB_INFO not in kinds,
+            "qe-identity": QE_IDENTITY not in kinds,
+            "pck-crl": pck_issuer not in issuers,
+            "root-crl": root not in issuers,
+            "tcb-signing": CERTIFICATE not in kinds,
+        }
+        if not any(wanted.values()):
+            return evidence
+        chosen = self._choose(quote.is_tdx, fmspc, pck_issuer, root, at)
+        stale = not all(current(chosen.get(r), at) for r, missing in wanted.items() if missing)
+        if stale and self.pcs is not None and self._fetch(quote.is_tdx, fmspc, pck_issuer):
+            chosen = self._choose(quote.is_tdx, fmspc, pck_issuer, root, at)
+        added = tuple(
+            Endorsement(EndorsementKind(chosen[role].kind), bytes(chosen[role].data))
+            for role, missing in wanted.items()
+            if missing and role in chosen
+        )
+        return Evidence(evidence.kind, evidence.data, (*given, *added))
+
+    def _choose(
+        self, tdx: bool, fmspc: str, pck_issuer: str | None, root: str, at: datetime
+    ) -> dict[str, CollateralDocument]:
+        with self.sessions() as session:
+            chosen = select_for_quote(
+                session, tdx=tdx, fmspc=fmspc, pck_issuer=pck_issuer, at=at, root=root
+            )
+            session.expunge_all()
+        return chosen
+
+    def _fetch(self, tdx: bool, fmspc: str, pck_issuer: str | None) -> bool:
+        assert self.pcs is not None  # noqa: S101 - the caller checked
+        key = (tdx, fmspc)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._failed.get(key, -self.retry_seconds) < self.retry_seconds:
+                return False
+        ca = "processor" if pck_issuer == PCK_PROCESSOR_CA else "platform"
+        try:
+            documents = self.pcs.fetch(tdx=tdx, fmspc=fmspc, pck_ca=ca)
+            with self.sessions() as session, session.begin():
+                keep(session, documents, source="pccs")
+        except CollateralError as exc:
+            log.warning("collateral for FMSPC %s could not be fetched: %s", fmspc, exc)
+            with self._lock:
+                self._failed[key] = now
+            return False
+        log.info("collateral for FMSPC %s fetched from %s", fmspc, self.pcs.base)
+        return True

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger import challenges
 from attest_ledger.challenges import ChallengeState
+from attest_ledger.collateral import CollateralSource
 from attest_ledger.policy_store import PolicyStore
 from ledger.append import Appended
 from ledger.batcher import AppendBatcher, FollowUp
@@ -60,6 +61,12 @@ from verifier import (
     parse_report,
 )
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.tdx import (
+    DcapVerifier,
+    UnsafeAcceptAnySgxPolicy,
+    UnsafeAcceptAnyTdxPolicy,
+    parse_quote,
+)
 from verifier.timefmt import iso_utc
 
 __all__ = [
@@ -209,12 +216,18 @@ def anchors_of(scheme: Scheme) -> list[str]:
         return [scheme.trust_anchor.fingerprint]
     if isinstance(scheme, SnpVerifier):
         return sorted({a.anchor.fingerprint for a in scheme.trust_store.all_anchors()})
+    if isinstance(scheme, DcapVerifier):
+        return sorted({a.fingerprint for a in scheme.trust_anchors})
     raise TypeError(f"no trust anchors known for {type(scheme).__name__}")
 
 
 def _accept_any(kind: str) -> SchemePolicy:
     if kind == EvidenceKind.AMD_SEV_SNP:
         return UnsafeAcceptAnySnpPolicy()
+    if kind == EvidenceKind.INTEL_TDX:
+        return UnsafeAcceptAnyTdxPolicy()
+    if kind == EvidenceKind.INTEL_SGX:
+        return UnsafeAcceptAnySgxPolicy()
     return UnsafeAcceptAnyPolicy()
 
 
@@ -227,6 +240,8 @@ def carried_nonce(evidence: Evidence, scheme: Scheme) -> bytes | None:
             return scheme.parse(evidence.data)[1].nonce
         if evidence.kind == EvidenceKind.AMD_SEV_SNP:
             return parse_report(evidence.data).report_data[:CHALLENGE_BYTES]
+        if evidence.kind in (EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX):
+            return parse_quote(evidence.data).report_data[:CHALLENGE_BYTES]
     except VerifierError:
         return None
     return None
@@ -443,8 +458,11 @@ class Intake:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         append_timeout: float = 30.0,
         schemes: Mapping[str, Scheme] | None = None,
+        collateral: CollateralSource | None = None,
     ) -> None:
         self.verifier = verifier
+        #: completes a TDX or SGX quote's collateral from what the service keeps
+        self.collateral = collateral
         #: evidence kind -> the scheme that judges it (Nitro's is ``verifier``)
         self.schemes: dict[str, Scheme] = {
             str(EvidenceKind.AWS_NITRO_ENCLAVE): verifier,
@@ -479,6 +497,8 @@ class Intake:
             submission.document,
             tuple(Endorsement(EndorsementKind(k), d) for k, d in submission.endorsements),
         )
+        if self.collateral is not None and isinstance(scheme, DcapVerifier):
+            evidence = self.collateral.complete(evidence, now, scheme)
         nonce = carried_nonce(evidence, scheme)
         own_session = session is None
         reads = self.sessions() if session is None else session
@@ -513,8 +533,10 @@ class Intake:
             trust_anchors=anchors_of(scheme),
             nonce=nonce,
         )
-        entry = NewEntry.from_record(
-            record, evidence=submission.document, endorsements=submission.endorsements
+        entry = NewEntry.from_record(  # what judged it: as sent, and what the service added
+            record,
+            evidence=submission.document,
+            endorsements=[(str(e.kind), e.data) for e in evidence.endorsements],
         )
         verified = time.perf_counter()
 

@@ -35,6 +35,8 @@ from verifier import (
     SchemePolicy,
     SnpPolicy,
 )
+from verifier.tdx import SgxPolicy, TdxPolicy
+from verifier.tdx.policy import TD_IMAGE_FIELDS
 
 __all__ = ["PolicyConfig", "PolicyError", "PolicyStore"]
 
@@ -64,6 +66,48 @@ SNP_DEFAULTS: Mapping[str, Any] = {
     "max_vmpl": 0,
     "min_tcb": {},
 }
+TDX = str(EvidenceKind.INTEL_TDX)
+SGX = str(EvidenceKind.INTEL_SGX)
+
+
+@dataclass(frozen=True)
+class SchemeRules:
+    """How the reference images and settings of one evidence kind are kept: the verifier's
+    policy type (whose ``from_dict`` decides what is valid), the image fields (the first is
+    required, save for SGX, which needs MRENCLAVE or MRSIGNER) and the settings' defaults."""
+
+    title: str
+    policy: type[SnpPolicy] | type[TdxPolicy] | type[SgxPolicy]
+    image_fields: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    #: a placeholder image that passes the verifier's rules, to check settings alone
+    placeholder: Mapping[str, Any]
+    required: tuple[str, ...] = ()
+
+
+#: Every evidence kind with images beside Nitro's, by kind name.
+SCHEMES: Mapping[str, SchemeRules] = {
+    SNP: SchemeRules(
+        "SEV-SNP", SnpPolicy, SNP_IMAGE_FIELDS, SNP_DEFAULTS, {"measurement": "00" * 48},
+        ("measurement",),
+    ),
+    TDX: SchemeRules(
+        "TDX",
+        TdxPolicy,
+        ("mr_td", *TD_IMAGE_FIELDS),
+        {"allow_debug": False, "xfam_allowed": None, "min_tee_tcb_svn": None,
+         "tcb_status": {}, "allowed_advisories": None},
+        {"mr_td": "00" * 48},
+        ("mr_td",),
+    ),
+    SGX: SchemeRules(
+        "SGX",
+        SgxPolicy,
+        ("mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn"),
+        {"allow_debug": False, "tcb_status": {}, "allowed_advisories": None},
+        {"mr_enclave": "00" * 32},
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -150,8 +194,8 @@ class PolicyConfig:
             self._compiled[key] = (
                 self._nitro(worker, [n for n in names if n in self.images])
                 if kind in (NITRO, str(EvidenceKind.AWS_NITRO_TPM))
-                else self._snp(worker, [n for n in names if self.kind_of(n) == SNP])
-                if kind == SNP
+                else self._scheme(worker, kind, [n for n in names if self.kind_of(n) == kind])
+                if kind in SCHEMES
                 else None
             )
         return self._compiled[key]
@@ -169,15 +213,16 @@ class PolicyConfig:
             clock_skew=timedelta(seconds=self.clock_skew_seconds),
         )
 
-    def _snp(self, worker: str, names: list[str]) -> SchemePolicy | None:
+    def _scheme(self, worker: str, kind: str, names: list[str]) -> SchemePolicy | None:
         if not names:
             return None
-        return SnpPolicy.from_dict(
+        rules = SCHEMES[kind]
+        return rules.policy.from_dict(
             {
                 "name": f"worker:{worker}",
-                "evidence_kind": SNP,
+                "evidence_kind": kind,
                 "images": [{"name": n, **self.references[n][1]} for n in names],
-                **{**SNP_DEFAULTS, **self.schemes.get(SNP, {})},
+                **{**rules.defaults, **self.schemes.get(kind, {})},
                 "clock_skew_seconds": self.clock_skew_seconds,
             }
         )
@@ -219,24 +264,27 @@ class PolicyStore:
         return _record(session, {"action": "image_added", "image": name})
 
     def add_reference(
-        self, session: Session, name: str, kind: str, reference: Mapping[str, str]
+        self, session: Session, name: str, kind: str, reference: Mapping[str, Any]
     ) -> int:
-        """Add a reference image of another evidence kind than Nitro's (SEV-SNP: a launch
-        measurement and optionally host_data, id_key_digest, author_key_digest, family_id,
-        image_id, in hex)."""
+        """Add a reference image of another evidence kind than Nitro's, its values as the
+        verifier's policy JSON writes them (hex; SGX's ISV numbers as integers). SEV-SNP: a
+        launch measurement and optionally host_data, id_key_digest, author_key_digest,
+        family_id, image_id; TDX: mr_td and optionally RTMR0-3, mr_config_id, mr_owner,
+        mr_owner_config; SGX: mr_enclave and/or mr_signer, isv_prod_id, min_isv_svn."""
         if not _IMAGE_NAME.fullmatch(name):
             raise PolicyError("an image name is 1-64 letters, digits, '.', '_' or '-'")
-        if kind != SNP:
+        rules = SCHEMES.get(kind)
+        if rules is None:
             raise PolicyError(f"reference images of kind {kind!r} cannot be kept yet")
-        values = {k: v.lower() for k, v in reference.items()}
-        unknown = set(values) - set(SNP_IMAGE_FIELDS)
-        if unknown or "measurement" not in values:
-            raise PolicyError(
-                "an SEV-SNP image has a measurement and may have " + ", ".join(SNP_IMAGE_FIELDS[1:])
-            )
+        values = {k: v.lower() if isinstance(v, str) else v for k, v in reference.items()}
+        unknown = set(values) - set(rules.image_fields)
+        if unknown or not set(rules.required) <= set(values):
+            required = ", ".join(rules.required) or "mr_enclave or mr_signer"
+            optional = ", ".join(f for f in rules.image_fields if f not in rules.required)
+            raise PolicyError(f"a {rules.title} image has {required} and may have {optional}")
         try:  # the verifier's own rules decide what a valid image is
-            SnpPolicy.from_dict(
-                {"name": "check", "evidence_kind": SNP, "images": [{"name": name, **values}]}
+            rules.policy.from_dict(
+                {"name": "check", "evidence_kind": kind, "images": [{"name": name, **values}]}
             )
         except PolicyInvalid as exc:
             raise PolicyError(exc.message) from None
@@ -247,25 +295,29 @@ class PolicyStore:
         return _record(session, {"action": "image_added", "image": name, "kind": kind})
 
     def set_scheme_options(self, session: Session, kind: str, **values: Any) -> int:
-        """Change settings of one evidence kind (SEV-SNP: SNP_DEFAULTS's keys)."""
-        if kind != SNP:
+        """Change settings of one evidence kind (SCHEMES[kind].defaults' keys). A value of
+        None leaves a setting as it is; ``reset=[names]`` puts those back to their default."""
+        rules = SCHEMES.get(kind)
+        if rules is None:
             raise PolicyError(f"evidence kind {kind!r} has no settings of its own")
+        reset = values.pop("reset", ()) or ()
         values = {k: v for k, v in values.items() if v is not None}
+        values.update((name, rules.defaults.get(name)) for name in reset)
         if not values:
             raise PolicyError("nothing to change")
-        if set(values) - set(SNP_DEFAULTS):
-            raise PolicyError(f"SEV-SNP settings are {', '.join(SNP_DEFAULTS)}")
+        if set(values) - set(rules.defaults):
+            raise PolicyError(f"{rules.title} settings are {', '.join(rules.defaults)}")
         settings = session.execute(
             select(PolicySettings).where(PolicySettings.id == 1)
         ).scalar_one()
         schemes = {k: dict(v) for k, v in settings.schemes.items()}
-        merged = {**SNP_DEFAULTS, **schemes.get(kind, {}), **values}
+        merged = {**rules.defaults, **schemes.get(kind, {}), **values}
         try:  # checked by the verifier's rules, with a placeholder image
-            SnpPolicy.from_dict(
+            rules.policy.from_dict(
                 {
                     "name": "check",
-                    "evidence_kind": SNP,
-                    "images": [{"name": "check", "measurement": "00" * 48}],
+                    "evidence_kind": kind,
+                    "images": [{"name": "check", **rules.placeholder}],
                     **merged,
                 }
             )

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger import database
+from attest_ledger.collateral import CollateralSource, PcsClient
 from attest_ledger.intake import Intake
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.publisher import CheckpointPublisher
@@ -28,6 +29,7 @@ from ledger.db import make_session_factory
 from ledger.keys import load_signing_key
 from ledger.note import NoteSigner, NoteVerifier
 from verifier import EvidenceKind, NitroVerifier, SnpVerifier, TrustAnchor, aws_nitro_root_g1
+from verifier.tdx import DcapVerifier
 
 __all__ = ["LOCK_TIMEOUT", "Runtime"]
 
@@ -73,7 +75,9 @@ class Runtime:
         for scheme in self.intake.schemes.values():
             if isinstance(scheme, SnpVerifier):
                 anchors.extend(a.anchor for a in scheme.trust_store.all_anchors())
-        return anchors
+            if isinstance(scheme, DcapVerifier):
+                anchors.extend(scheme.trust_anchors)
+        return list({a.fingerprint: a for a in anchors}.values())
 
     @classmethod
     def build(cls, settings: Settings, *, publish: bool = True, pool_size: int = 10) -> Runtime:
@@ -85,6 +89,7 @@ class Runtime:
         reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         verifier = NitroVerifier(trust_anchor=trust_anchor_for(settings.trust_root_path))
         snp = SnpVerifier(trust_anchors=snp_anchors_for(settings.snp_trust_root_path))
+        dcap = DcapVerifier(trust_anchors=intel_anchors_for(settings.intel_trust_root_path))
         batcher = AppendBatcher(sessions, lock_timeout=None)  # the connections carry it
         policies = PolicyStore()
         intake = Intake(
@@ -92,7 +97,14 @@ class Runtime:
             policies=policies,
             batcher=batcher,
             session_factory=sessions,
-            schemes={str(EvidenceKind.AMD_SEV_SNP): snp},
+            schemes={
+                str(EvidenceKind.AMD_SEV_SNP): snp,
+                str(EvidenceKind.INTEL_TDX): dcap,
+                str(EvidenceKind.INTEL_SGX): dcap,
+            },
+            collateral=CollateralSource(
+                sessions, PcsClient(settings.pccs_url) if settings.pccs_url else None
+            ),
         )
         publisher = (
             CheckpointPublisher(
@@ -127,6 +139,23 @@ def snp_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
     ]
     log.warning(
         "trusting the ARK(s) in %s (SHA-256 %s) INSTEAD of AMD's: for simulated SEV-SNP only",
+        path,
+        ", ".join(a.fingerprint for a in anchors),
+    )
+    return anchors
+
+
+def intel_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
+    """Intel's pinned SGX Root CA (None), unless a root file is configured explicitly (and
+    then say so): the simulated Intel PKI's, for demos and tests."""
+    if path is None:
+        return None
+    anchors = [
+        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured root {n}")
+        for n, certificate in enumerate(x509.load_pem_x509_certificates(path.read_bytes()))
+    ]
+    log.warning(
+        "trusting the root(s) in %s (SHA-256 %s) INSTEAD of Intel's: for simulated TDX/SGX only",
         path,
         ", ".join(a.fingerprint for a in anchors),
     )
