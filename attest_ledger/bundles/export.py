@@ -62,6 +62,7 @@ from ledger.search import EntryFilter
 from verifier import TrustAnchor, aws_nitro_root_g1
 from verifier.nitro.policy import NITRO_KINDS
 from verifier.snp import AMD_ARK_SHA256, amd_trust_store
+from verifier.tdx import intel_sgx_root_ca
 
 __all__ = [
     "FORMAT",
@@ -104,15 +105,19 @@ class UnknownTrustAnchor(BundleError):
             f"anchor{'s' if len(self.fingerprints) > 1 else ''} "
             f"{', '.join(self.fingerprints)} (SHA-256 of the DER), which the exporter does not "
             "hold: pass each such root certificate as --trust-root PEM (or set "
-            "ATTEST_LEDGER_TRUST_ROOT or ATTEST_LEDGER_SNP_TRUST_ROOT to it); a bundle must "
+            "ATTEST_LEDGER_TRUST_ROOT, _SNP_TRUST_ROOT or _INTEL_TRUST_ROOT to it); a bundle must "
             "carry the anchors that judged its entries"
         )
 
 
 def known_trust_anchors(*configured: TrustAnchor | None) -> list[TrustAnchor]:
-    """The anchors an exporter can ship: the pinned AWS and AMD roots and those
+    """The anchors an exporter can ship: the pinned AWS, AMD and Intel roots and those
     ``configured``."""
-    pinned = [aws_nitro_root_g1(), *(a.anchor for a in amd_trust_store().all_anchors())]
+    pinned = [
+        aws_nitro_root_g1(),
+        *(a.anchor for a in amd_trust_store().all_anchors()),
+        intel_sgx_root_ca(),
+    ]
     found = {a.fingerprint: a for a in (*pinned, *configured) if a is not None}
     return list(found.values())
 

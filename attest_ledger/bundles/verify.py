@@ -29,9 +29,10 @@ from attest_ledger.bundles.archive import ArchiveError, BoundedTar
 from attest_ledger.bundles.export import FORMAT, check_manifest_signature
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
 from attest_ledger.policy_store import (
+    SCHEMES,
+    SGX,
     SNP,
-    SNP_DEFAULTS,
-    SNP_IMAGE_FIELDS,
+    TDX,
     PolicyConfig,
     PolicyError,
 )
@@ -52,12 +53,12 @@ from verifier import (
     ResultHash,
     Scheme,
     SchemePolicy,
-    SnpPolicy,
     SnpVerifier,
     TrustAnchor,
     VerifierError,
 )
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.tdx import INTEL_SGX_ROOT_CA_SHA256, DcapVerifier
 
 __all__ = ["SERVICE_STATE_CODES", "BundleReport", "shown", "verify_bundle"]
 
@@ -69,6 +70,7 @@ _ENDORSEMENT = re.compile(r"endorsements/([0-9a-f]{64})\.der")
 _VENDOR_ROOTS = {
     AWS_NITRO_ROOT_G1_SHA256: "AWS Nitro root G1",
     **{fingerprint: f"AMD ARK-{product}" for product, fingerprint in AMD_ARK_SHA256.items()},
+    INTEL_SGX_ROOT_CA_SHA256: "Intel SGX Root CA",
 }
 _SMALL = 1 << 20
 
@@ -319,6 +321,8 @@ def _scheme(state: _State, kind: str, fingerprints: frozenset[str]) -> Scheme:
         anchors = [state.anchors[f] for f in sorted(fingerprints)]
         if kind == SNP:
             state.schemes[key] = SnpVerifier(trust_anchors=anchors)
+        elif kind in (TDX, SGX):
+            state.schemes[key] = DcapVerifier(trust_anchors=anchors)
         else:
             state.schemes[key] = NitroVerifier(trust_anchor=anchors[0])
     return state.schemes[key]
@@ -630,15 +634,18 @@ def _check_policy(snapshot: Any) -> None:
             if not isinstance(allowed, list) or not all(name in names for name in allowed):
                 raise problem
         schemes = snapshot.get("schemes", {})
-        if not isinstance(schemes, dict) or set(schemes) - {SNP}:
+        if not isinstance(schemes, dict) or set(schemes) - set(SCHEMES):
             raise problem
-        if SNP in schemes:  # compiled as the service compiles it: every setting typed
-            SnpPolicy.from_dict(
+        for kind, settings in schemes.items():  # compiled as the service compiles them
+            if not isinstance(settings, dict):
+                raise problem
+            rules = SCHEMES[kind]
+            rules.policy.from_dict(
                 {
                     "name": "check",
-                    "evidence_kind": SNP,
-                    "images": [{"name": "check", "measurement": "00" * 48}],
-                    **{**SNP_DEFAULTS, **schemes[SNP]},
+                    "evidence_kind": kind,
+                    "images": [{"name": "check", **rules.placeholder}],
+                    **{**rules.defaults, **settings},
                     "clock_skew_seconds": skew,
                 }
             )
@@ -647,18 +654,21 @@ def _check_policy(snapshot: Any) -> None:
 
 
 def _check_reference(image: dict[str, Any]) -> None:
-    """An SEV-SNP image as :class:`PolicyConfig` records it: a name, the kind and hex
-    reference values of the known fields, the measurement among them."""
+    """An image of another kind than Nitro's as :class:`PolicyConfig` records it: a name, the
+    kind and the reference values of its scheme's fields, the required ones among them, as
+    the verifier's policy type accepts them."""
     reference = image["reference"]
-    if set(image) != {"name", "kind", "reference"} or image["kind"] != SNP:
+    rules = SCHEMES.get(image["kind"]) if isinstance(image["kind"], str) else None
+    if set(image) != {"name", "kind", "reference"} or rules is None:
         raise PolicyError("not a recorded policy")
     if not isinstance(image["name"], str) or not image["name"] or not isinstance(reference, dict):
         raise PolicyError("not a recorded policy")
-    if "measurement" not in reference or set(reference) - set(SNP_IMAGE_FIELDS):
+    if not set(rules.required) <= set(reference) or set(reference) - set(rules.image_fields):
         raise PolicyError("not a recorded policy")
-    SnpPolicy.from_dict(
-        {"name": "check", "evidence_kind": SNP, "images": [{"name": image["name"], **reference}]}
-    )
+    rules.policy.from_dict(
+        {"name": "check", "evidence_kind": image["kind"],
+         "images": [{"name": image["name"], **reference}]}
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

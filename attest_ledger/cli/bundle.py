@@ -21,7 +21,7 @@ from attest_ledger.bundles.export import (
 )
 from attest_ledger.bundles.verify import verify_bundle
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from attest_ledger.runtime import snp_anchors_for, trust_anchor_for
+from attest_ledger.runtime import intel_anchors_for, snp_anchors_for, trust_anchor_for
 from attest_ledger.settings import Settings
 from ledger.errors import InvalidNote
 from ledger.keys import KeyFileError, load_signing_key
@@ -65,7 +65,8 @@ def register(commands: Any) -> None:
         metavar="PEM",
         help="repeatable: a root certificate (or a PEM file of several) the entries were "
         "judged against, besides AWS's and AMD's pinned roots, ATTEST_LEDGER_TRUST_ROOT's and "
-        "ATTEST_LEDGER_SNP_TRUST_ROOT's (the bundle carries those the entries name)",
+        "ATTEST_LEDGER_SNP_TRUST_ROOT's and ATTEST_LEDGER_INTEL_TRUST_ROOT's (the bundle carries "
+        "those the entries name)",
     )
     export.add_argument("--quiet", action="store_true", help="no progress on stderr")
     export.set_defaults(handler=run_export)
@@ -129,8 +130,9 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
             trust_anchor_for(settings.trust_root_path) if settings.trust_root_path else None
         )
         amd = snp_anchors_for(settings.snp_trust_root_path) or []
+        intel = intel_anchors_for(settings.intel_trust_root_path) or []
         given = [a for p in args.trust_root for a in _anchors_in(p)]
-        anchors = known_trust_anchors(configured, *amd, *given)
+        anchors = known_trust_anchors(configured, *amd, *intel, *given)
         known = args.known_checkpoint.read_text() if args.known_checkpoint else None
     except SearchError as exc:
         print(f"attest-ledger export: --{exc.parameter.replace('_', '-')}: {exc}", file=sys.stderr)
