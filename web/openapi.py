@@ -30,7 +30,7 @@ from web.compliance import (
     STATS_GROUPS,
 )
 from web.submission import (
-    ENDORSEMENT_KIND_PATTERN,
+    ENDORSEMENT_KINDS,
     EVIDENCE_KINDS,
     IDEMPOTENCY_KEY_CHARS,
     MAX_ENDORSEMENT_BYTES,
@@ -425,16 +425,19 @@ def _schemas() -> dict[str, Schema]:
                     "type": "array",
                     "maxItems": MAX_SUBMITTED_ENDORSEMENTS,
                     "description": "What came with the evidence and vouches for it (SEV-SNP: "
-                    "the VCEK or VLEK, and the ASK/ASVK and ARK or a CRL if at hand); each is "
-                    "recorded with the verdict, stored once by its SHA-256",
+                    "the VCEK or VLEK, and the ASK/ASVK and ARK or a CRL if at hand; TDX and "
+                    "SGX: the quote's collateral, Intel PCS bodies for tcb-info and "
+                    "qe-identity, DER CRLs and the TCB Signing certificate); each is recorded "
+                    "with the verdict, stored once by its SHA-256",
                     "items": _object(
                         ["kind", "data"],
                         {
-                            "kind": {"type": "string", "pattern": ENDORSEMENT_KIND_PATTERN},
+                            "kind": {"enum": list(ENDORSEMENT_KINDS)},
                             "data": {
                                 "type": "string",
                                 "contentEncoding": "base64",
-                                "description": f"DER, at most {MAX_ENDORSEMENT_BYTES} bytes",
+                                "description": "DER (tcb-info, qe-identity: JSON), at most "
+                                f"{MAX_ENDORSEMENT_BYTES} bytes",
                             },
                         },
                         additionalProperties=False,

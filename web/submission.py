@@ -9,13 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from typing import Any
 
 from attest_ledger.intake import Submission
 from ledger.entry import canonical_json
 from ledger.errors import InvalidEntry
-from verifier import MAX_EVIDENCE_BYTES, EvidenceKind, ResultHash, kinds
+from verifier import MAX_EVIDENCE_BYTES, EndorsementKind, EvidenceKind, ResultHash, kinds
 from web.problems import Problem
 
 __all__ = [
@@ -32,8 +31,8 @@ MAX_JOB_BYTES = 4096
 MAX_SUBMITTED_EVIDENCE = 32 * 1024
 MAX_SUBMITTED_ENDORSEMENTS = 8
 MAX_ENDORSEMENT_BYTES = 16 * 1024
-ENDORSEMENT_KIND_PATTERN = "^[a-z0-9][a-z0-9-]{0,31}$"
-_ENDORSEMENT_KIND = re.compile(ENDORSEMENT_KIND_PATTERN)
+#: The endorsement kinds a submission may carry (verifier.EndorsementKind's stable names).
+ENDORSEMENT_KINDS = tuple(str(kind) for kind in EndorsementKind)
 IDEMPOTENCY_KEY_CHARS = 200
 NITRO_ENCLAVE = str(EvidenceKind.AWS_NITRO_ENCLAVE)
 #: the evidence kinds a submission may carry: those a scheme verifies
@@ -86,8 +85,12 @@ def _parse_evidence(body: dict[str, Any]) -> tuple[str, bytes, tuple[tuple[str, 
         name = f"evidence.endorsements[{n}]"
         if not isinstance(item, dict) or set(item) != {"kind", "data"}:
             raise Problem(400, "malformed_request", f"{name} must be an object: kind, data")
-        if not isinstance(item["kind"], str) or not _ENDORSEMENT_KIND.fullmatch(item["kind"]):
-            raise Problem(400, "malformed_request", f"{name}.kind must be a short lowercase name")
+        if item["kind"] not in ENDORSEMENT_KINDS:
+            raise Problem(
+                400,
+                "malformed_request",
+                f"{name}.kind must be one of {', '.join(ENDORSEMENT_KINDS)}",
+            )
         endorsements.append(
             (item["kind"], _base64_field(f"{name}.data", item["data"], MAX_ENDORSEMENT_BYTES))
         )

@@ -179,3 +179,23 @@ def test_the_api_serves_an_snp_report_as_octets(snp) -> None:
     assert served.mimetype == "application/octet-stream"
     assert f"entry-{index}.bin" in served.headers["Content-Disposition"]
     assert hashlib.sha256(served.data).hexdigest() == reply.json["evidence_sha256"]
+
+
+def test_an_endorsement_of_no_known_kind_is_refused_without_an_entry(snp) -> None:
+    """Regression (issue #12): an endorsement kind that matched the old pattern but names no
+    kind (``foo``) reached the intake and answered 500."""
+    reply = snp.http.post(
+        "/api/v1/attestations",
+        json={
+            "evidence": {
+                "kind": "amd-sev-snp",
+                "data": base64.b64encode(bytes(1184)).decode(),
+                "endorsements": [{"kind": "foo", "data": "AA=="}],
+            },
+            "result_hash": str(ResultHash.of(b"x")),
+        },
+        headers=snp.auth("worker-1"),
+    )
+    assert reply.status_code == 400, reply.json
+    assert reply.json["code"] == "malformed_request"
+    assert "tcb-info" in reply.json["detail"]  # it names the kinds there are
