@@ -2,7 +2,7 @@
 entries it judged (reader tokens), read-only JSON under /api/v1::
 
     GET /api/v1/collateral[?kind=&fmspc=&limit=]     the documents kept, newest first
-    GET /api/v1/collateral/<sha256>                  one document, byte for byte
+    GET /api/v1/collateral/<digest>                  one document, byte for byte
     GET /api/v1/collateral/impact[?fmspc=&since=&after=&limit=]
         the TDX and SGX entries a later TCB info marks OutOfDate or Revoked
         (:mod:`attest_ledger.impact`), newest first, in keyset pages like /api/v1/entries
@@ -28,7 +28,14 @@ from web.compliance import MAX_INDEX, _invalid, _limit, _links, _only
 from web.problems import Problem
 from web.sessions import db
 
-__all__ = ["DEFAULT_IMPACT_PAGE", "MAX_DOCUMENTS", "MAX_IMPACT_PAGE", "bp"]
+__all__ = [
+    "DEFAULT_IMPACT_PAGE",
+    "FMSPC_PATTERN",
+    "MAX_DOCUMENTS",
+    "MAX_IMPACT_PAGE",
+    "SHA256_PATTERN",
+    "bp",
+]
 
 bp = Blueprint("collateral", __name__, url_prefix="/api/v1")
 
@@ -98,10 +105,11 @@ def list_collateral() -> Response:
     )
 
 
-@bp.get("/collateral/<sha256>")
+@bp.get("/collateral/<digest>")
 @require("reader")
-def get_collateral(sha256: str) -> Response:
+def get_collateral(digest: str) -> Response:
     _only(())
+    sha256 = digest
     if not _SHA256.fullmatch(sha256):
         raise Problem(404, "not_found", "a collateral document is named by 64 lowercase hex")
     document = db().get(CollateralDocument, bytes.fromhex(sha256))
