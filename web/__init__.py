@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from attest_ledger.runtime import Runtime
-from web import api, compliance, ops, portal
+from web import api, collateral_api, compliance, ops, portal
 from web.auth import RateLimiter
 from web.metrics import Metrics
 from web.problems import register_problem_handlers
@@ -44,6 +44,7 @@ def create_app(runtime: Runtime) -> Flask:
     register_problem_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(compliance.bp)
+    app.register_blueprint(collateral_api.bp)
     app.register_blueprint(ops.bp)
     portal.init_portal(app)
 

@@ -16,10 +16,18 @@ import dataclasses
 import functools
 from typing import Any
 
+from attest_ledger.collateral import KINDS as COLLATERAL_KINDS
 from attest_ledger.settings import Settings
 from ledger.search import KINDS, MAX_PAGE, SORTS, VERDICTS
 from ledger.stats import BUCKETS
 from verifier import MAX_EVIDENCE_BYTES
+from web.collateral_api import (
+    DEFAULT_IMPACT_PAGE,
+    FMSPC_PATTERN,
+    MAX_DOCUMENTS,
+    MAX_IMPACT_PAGE,
+    SHA256_PATTERN,
+)
 from web.compliance import (
     DEFAULT_PAGE,
     MAX_COUNTS,
@@ -664,6 +672,95 @@ _INVALID = _problem("A bad parameter; `parameter` names it", "invalid_parameter"
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
+def _collateral_document() -> Schema:
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    return _object(
+        ["sha256", "kind", "tee", "fmspc", "name", "issued_at", "next_update", "source",
+         "added_at", "url"],
+        {
+            "sha256": _HEX32,
+            "kind": {"type": "string", "enum": list(COLLATERAL_KINDS)},
+            "tee": _NULLABLE_STRING,
+            "fmspc": _NULLABLE_STRING,
+            "name": _NULLABLE_STRING,
+            "issued_at": nullable_time,
+            "next_update": nullable_time,
+            "source": {"type": "string"},
+            "added_at": _TIME,
+            "url": {"type": "string"},
+        },
+    )  # fmt: skip
+
+
+def _collateral_list() -> Schema:
+    return _object(
+        ["documents", "truncated", "limit"],
+        {
+            "documents": {"type": "array", "items": _collateral_document()},
+            "truncated": {"type": "boolean"},
+            "limit": _integer(1),
+        },
+    )
+
+
+def _impact_page() -> Schema:
+    tcb_info = _object(
+        ["sha256", "tee", "fmspc", "issue_date", "tcb_evaluation_data_number", "url"],
+        {
+            "sha256": _HEX32,
+            "tee": {"type": "string", "enum": ["TDX", "SGX"]},
+            "fmspc": {"type": "string"},
+            "issue_date": _TIME,
+            "tcb_evaluation_data_number": _integer(),
+            "url": {"type": "string"},
+        },
+    )
+    marking = _object(
+        ["tcb_info", "status", "error", "advisory_ids", "tcb_date"],
+        {
+            "tcb_info": tcb_info,
+            "status": _NULLABLE_STRING,
+            "error": {"type": ["string", "null"], "enum": ["no_matching_tcb_level", None]},
+            "advisory_ids": {"type": "array", "items": {"type": "string"}},
+            "tcb_date": _NULLABLE_STRING,
+        },
+    )
+    entry = _object(
+        ["index", "appended_at", "url", "evidence_kind", "image", "worker", "verdict", "fmspc",
+         "old", "new", "marked_by"],
+        {
+            "index": _integer(),
+            "appended_at": _TIME,
+            "url": {"type": "string"},
+            "evidence_kind": {"type": "string", "enum": ["intel-tdx", "intel-sgx"]},
+            "image": _NULLABLE_STRING,
+            "worker": _NULLABLE_STRING,
+            "verdict": _NULLABLE_STRING,
+            "fmspc": {"type": "string"},
+            "old": _object(
+                ["status", "tcb_date", "tcb_info_sha256", "tcb_evaluation_data_number"],
+                {
+                    "status": {"type": "string"},
+                    "tcb_date": _NULLABLE_STRING,
+                    "tcb_info_sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+                    "tcb_evaluation_data_number": {"type": ["integer", "null"]},
+                },
+            ),
+            "new": marking,
+            "marked_by": {"type": "array", "items": marking, "minItems": 1},
+        },
+    )  # fmt: skip
+    return _object(
+        ["entries", "next", "links", "limit"],
+        {
+            "entries": {"type": "array", "items": entry},
+            "next": _NULLABLE_STRING,
+            "links": {"type": "object"},
+            "limit": _integer(1),
+        },
+    )
+
+
 def _paths() -> dict[str, Schema]:
     reader, worker = "reader", "worker"
     bad_request = _problem("Bad request", "malformed_request")
@@ -900,6 +997,97 @@ def _paths() -> dict[str, Schema]:
                 role=reader,
                 tag="entries",
                 parameters=[_index()],
+            )
+        },
+        "/api/v1/collateral": {
+            "get": _operation(
+                "listCollateral",
+                "The Intel collateral documents the service keeps, newest first",
+                {"200": _json(_collateral_list(), "The documents"), "400": _INVALID},
+                role=reader,
+                tag="compliance",
+                description=(
+                    "TCB info, QE identity, CRLs and TCB Signing certificates, each named by "
+                    f"the SHA-256 of its bytes; at most {MAX_DOCUMENTS} (`truncated` says if "
+                    "more are kept)."
+                ),
+                parameters=[
+                    _parameter(
+                        "kind",
+                        {"type": "string", "enum": list(COLLATERAL_KINDS)},
+                        "Only documents of this kind",
+                    ),
+                    _parameter("fmspc", {"type": "string", "pattern": FMSPC_PATTERN}, "A platform"),
+                    _parameter(
+                        "limit", _integer(1, MAX_DOCUMENTS, default=MAX_DOCUMENTS), "Documents"
+                    ),
+                ],
+            )
+        },
+        "/api/v1/collateral/{digest}": {
+            "get": _operation(
+                "getCollateral",
+                "One kept collateral document, byte for byte",
+                {
+                    "200": {
+                        "description": "The document (JSON PCS body, or DER CRL/certificate)",
+                        "content": {
+                            media: {"schema": {"type": "string", "format": "binary"}}
+                            for media in (
+                                "application/json",
+                                "application/pkix-crl",
+                                "application/pkix-cert",
+                            )
+                        },
+                    },
+                    "400": _INVALID,
+                    "404": _problem("No document kept has this SHA-256", "not_found"),
+                },
+                role=reader,
+                tag="compliance",
+                parameters=[
+                    _parameter(
+                        "digest",
+                        {"type": "string", "pattern": SHA256_PATTERN},
+                        "SHA-256 of the document (lowercase hex)",
+                        where="path",
+                    )
+                ],
+            )
+        },
+        "/api/v1/collateral/impact": {
+            "get": _operation(
+                "getRevocationImpact",
+                "TDX and SGX entries that a later TCB info marks OutOfDate or Revoked",
+                {"200": _json(_impact_page(), "The entries, newest first"), "400": _INVALID},
+                role=reader,
+                tag="compliance",
+                description=(
+                    "Each TDX or SGX entry is judged again against every kept TCB info of its "
+                    "TEE and FMSPC issued after the one that judged it (the verifier's own TCB "
+                    "evaluation of its stored quote); listed when one puts it in a worse tier "
+                    "that is OutOfDate, OutOfDateConfigurationNeeded or Revoked, or lists no "
+                    "level it reaches (`error`: `no_matching_tcb_level`). `next` is the "
+                    "`after` cursor of the next page."
+                ),
+                parameters=[
+                    _parameter("fmspc", {"type": "string", "pattern": FMSPC_PATTERN}, "A platform"),
+                    _parameter(
+                        "since",
+                        {"type": "string"},
+                        "Only later TCB infos issued at or after this instant (ISO 8601)",
+                    ),
+                    _parameter(
+                        "after",
+                        {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                        "The `next` cursor of a page",
+                    ),
+                    _parameter(
+                        "limit",
+                        _integer(1, MAX_IMPACT_PAGE, default=DEFAULT_IMPACT_PAGE),
+                        "Entries per page",
+                    ),
+                ],
             )
         },
         "/api/v1/results/{result_hash}": {

@@ -10,10 +10,28 @@ from typing import Any
 from attest_ledger import database
 from attest_ledger.evidence_input import read_evidence
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
-from attest_ledger.policy_store import SNP, SNP_IMAGE_FIELDS, PolicyError, PolicyStore
+from attest_ledger.policy_store import (
+    SGX,
+    SNP,
+    SNP_IMAGE_FIELDS,
+    TDX,
+    PolicyError,
+    PolicyStore,
+)
 from attest_ledger.settings import Settings
 from ledger.db import make_session_factory, session_scope
 from verifier import VerifierError, parse_evidence, parse_report
+from verifier.tdx import EnclaveReport, TdReport, parse_quote
+from verifier.tdx.policy import TD_IMAGE_FIELDS
+
+#: The evidence kinds a reference image or settings can be given for.
+KINDS = ("aws-nitro-enclave", "amd-sev-snp", "intel-tdx", "intel-sgx")
+#: TDX image values that, like the RTMRs, are taken from a quote only when they are not zero.
+_TD_OPTIONAL_FROM_QUOTE = ("mr_config_id", "mr_owner", "mr_owner_config")
+_SGX_IMAGE_FLAGS = ("mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn")
+_DCAP_SET_FLAGS = ("tcb_status", "allowed_advisories")
+_TDX_SET_FLAGS = ("xfam_allowed", "min_tee_tcb_svn")
+_SNP_SET_FLAGS = ("allow_smt", "allow_migration_agent", "max_vmpl", "min_tcb")
 
 __all__ = ["register"]
 
@@ -30,15 +48,36 @@ def register(commands: Any) -> None:
 
     image = actions.add_parser(
         "image",
-        help="add or remove a named reference image (Nitro: PCRs; SEV-SNP: a launch measurement)",
+        help="add or remove a named reference image (Nitro: PCRs; SEV-SNP: a launch "
+        "measurement; TDX: MRTD and RTMRs; SGX: MRENCLAVE and/or MRSIGNER)",
     )
     image_actions = image.add_subparsers(dest="image_action", required=True, metavar="ACTION")
+    _register_image_add(image_actions)
+    remove = image_actions.add_parser(
+        "remove", help="remove an image (and every permission for it)"
+    )
+    remove.add_argument("name")
+    remove.set_defaults(handler=run_image_remove)
+
+    _register_set(actions)
+
+    for verb, text in (
+        ("allow", "let a worker attest an image"),
+        ("deny", "stop a worker attesting an image"),
+    ):
+        permission = actions.add_parser(verb, help=text)
+        permission.add_argument("worker")
+        permission.add_argument("image")
+        permission.set_defaults(handler=run_permission, verb=verb)
+
+
+def _register_image_add(image_actions: Any) -> None:
     add = image_actions.add_parser("add", help="add an image")
     add.add_argument("name")
     add.add_argument(
         "--type",
         default="aws-nitro-enclave",
-        choices=("aws-nitro-enclave", "amd-sev-snp"),
+        choices=KINDS,
         help="the evidence kind the image is for (default aws-nitro-enclave)",
     )
     nitro = add.add_argument_group("aws-nitro-enclave")
@@ -78,21 +117,39 @@ def register(commands: Any) -> None:
     snp.add_argument("--kernel", metavar="FILE", help="--from-ovmf: measured direct boot")
     snp.add_argument("--initrd", metavar="FILE", help="--from-ovmf: measured direct boot")
     snp.add_argument("--append", metavar="CMDLINE", help="--from-ovmf: kernel command line")
-    add.set_defaults(handler=run_image_add)
-    remove = image_actions.add_parser(
-        "remove", help="remove an image (and every permission for it)"
+    tdx = add.add_argument_group("intel-tdx")
+    tdx.add_argument("--mr-td", metavar="HEX", help="the TD's MRTD (96 hex)")
+    for field in TD_IMAGE_FIELDS:
+        tdx.add_argument(
+            f"--{field.replace('_', '-')}", metavar="HEX", help=f"expected {field} (96 hex)"
+        )
+    sgx = add.add_argument_group("intel-sgx")
+    sgx.add_argument("--mr-enclave", metavar="HEX", help="the enclave's MRENCLAVE (64 hex)")
+    sgx.add_argument("--mr-signer", metavar="HEX", help="the enclave signer's MRSIGNER (64 hex)")
+    sgx.add_argument("--isv-prod-id", type=int, metavar="N", help="the ISV product ID")
+    sgx.add_argument("--min-isv-svn", type=int, metavar="N", help="the lowest ISV SVN accepted")
+    add.add_argument_group("intel-tdx and intel-sgx").add_argument(
+        "--from-quote",
+        metavar="FILE",
+        help="take the values from a DCAP quote (TDX: MRTD, and RTMR0-3 and the owner values "
+        "that are not zero; SGX: MRENCLAVE, MRSIGNER, ISV product ID and its ISV SVN as the "
+        "minimum); values given as options win",
     )
-    remove.add_argument("name")
-    remove.set_defaults(handler=run_image_remove)
+    add.set_defaults(handler=run_image_add)
 
+
+def _register_set(actions: Any) -> None:
     options = actions.add_parser(
-        "set", help="set debug allowance, maximum age, clock skew (and SEV-SNP's settings)"
+        "set",
+        help="set debug allowance, maximum age, clock skew (and SEV-SNP's, TDX's or SGX's "
+        "settings with --type)",
     )
     options.add_argument(
         "--type",
         default="aws-nitro-enclave",
-        choices=("aws-nitro-enclave", "amd-sev-snp"),
-        help="whose settings: Nitro's (default, with the shared age and skew) or SEV-SNP's",
+        choices=KINDS,
+        help="whose settings: Nitro's (default, with the shared age and skew), or those of "
+        "SEV-SNP, TDX or SGX",
     )
     for flag, text in (
         ("debug", "debug-mode guests"),
@@ -115,16 +172,31 @@ def register(commands: Any) -> None:
         metavar="COMPONENT=SVN",
         help="SEV-SNP: a minimum TCB component (bootloader, tee, snp, microcode, fmc; repeat)",
     )
+    options.add_argument(
+        "--tcb-status",
+        action="append",
+        default=None,
+        metavar="STATUS=TIER|default",
+        help="TDX/SGX: map an Intel TCB status to affirming, warning or contraindicated "
+        "(repeat; the list replaces the previous overrides; 'default' removes them all)",
+    )
+    options.add_argument(
+        "--allowed-advisories",
+        metavar="ID,ID...|none|any",
+        help="TDX/SGX: the advisories tolerated as warning (others contraindicate); 'none': "
+        "every advisory contraindicates; 'any' (the default): any advisory only warns",
+    )
+    options.add_argument(
+        "--xfam-allowed",
+        metavar="HEX,HEX...|any",
+        help="TDX: the XFAM values accepted (16 hex each); 'any' (the default) accepts any",
+    )
+    options.add_argument(
+        "--min-tee-tcb-svn",
+        metavar="HEX|none",
+        help="TDX: the minimum TEE_TCB_SVN, byte by byte (32 hex); 'none' (the default)",
+    )
     options.set_defaults(handler=run_set)
-
-    for verb, text in (
-        ("allow", "let a worker attest an image"),
-        ("deny", "stop a worker attesting an image"),
-    ):
-        permission = actions.add_parser(verb, help=text)
-        permission.add_argument("worker")
-        permission.add_argument("image")
-        permission.set_defaults(handler=run_permission, verb=verb)
 
 
 def _change(settings: Settings, change: Any) -> int:
@@ -162,7 +234,48 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` given on the command line, as written there."""
+    return [
+        "--" + name.replace("_", "-")
+        for name in names
+        if getattr(args, name, None) not in (None, [])
+    ]
+
+
+def _refuse_foreign(args: argparse.Namespace, command: str, names: tuple[str, ...]) -> bool:
+    """Print why and return True if options of another evidence kind than ``--type`` were
+    given (they would otherwise be ignored silently)."""
+    foreign = _given(args, names)
+    if foreign:
+        print(
+            f"attest-ledger policy {command}: {', '.join(foreign)} not for --type {args.type}",
+            file=sys.stderr,
+        )
+    return bool(foreign)
+
+
+_TDX_IMAGE_FLAGS = ("mr_td", *TD_IMAGE_FIELDS)
+_IMAGE_FLAGS = {
+    "aws-nitro-enclave": ("pcr", "from_document"),
+    "amd-sev-snp": (*SNP_IMAGE_FIELDS, "from_report", "from_ovmf"),
+    TDX: (*_TDX_IMAGE_FLAGS, "from_quote"),
+    SGX: (*_SGX_IMAGE_FLAGS, "from_quote"),
+}
+
+
 def run_image_add(args: argparse.Namespace, settings: Settings) -> int:
+    others = tuple(
+        name
+        for kind, names in _IMAGE_FLAGS.items()
+        if kind != args.type
+        for name in names
+        if name not in _IMAGE_FLAGS[args.type]
+    )
+    if _refuse_foreign(args, "image add", others):
+        return EXIT_USAGE
+    if args.type in (TDX, SGX):
+        return _dcap_image_add(args, settings)
     if args.type == "amd-sev-snp":
         return _snp_image_add(args, settings)
     pcrs: dict[int, bytes] = {}
@@ -217,6 +330,63 @@ def _snp_image_add(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _dcap_image_add(args: argparse.Namespace, settings: Settings) -> int:
+    """A TDX or SGX reference image, from a quote and/or given values."""
+    tdx = args.type == TDX
+    reference: dict[str, Any] = {}
+    try:
+        if args.from_quote:
+            reference = dcap_reference(parse_quote(read_evidence(args.from_quote)).body, tdx)
+        for field in _TDX_IMAGE_FLAGS if tdx else _SGX_IMAGE_FLAGS:
+            value = getattr(args, field)
+            if value is not None:
+                reference[field] = value
+    except (ValueError, OSError, VerifierError) as exc:
+        print(f"attest-ledger policy image add: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if tdx and "mr_td" not in reference:
+        print(
+            "attest-ledger policy image add: a TDX image needs --mr-td HEX or --from-quote FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not tdx and not {"mr_enclave", "mr_signer"} & set(reference):
+        print(
+            "attest-ledger policy image add: an SGX image needs --mr-enclave HEX, "
+            "--mr-signer HEX or --from-quote FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return _change(
+        settings,
+        lambda store, session: store.add_reference(session, args.name, args.type, reference),
+    )
+
+
+def dcap_reference(body: EnclaveReport | TdReport, tdx: bool) -> dict[str, Any]:
+    """The reference values a quote's body gives (policy JSON form). Raises ValueError if the
+    quote is of the other TEE."""
+    if tdx:
+        if not isinstance(body, TdReport):
+            raise ValueError("--from-quote: an SGX quote, not a TDX one (--type intel-sgx)")
+        reference: dict[str, Any] = {"mr_td": body.mr_td.hex()}
+        values = {
+            **{f"rtmr{i}": value for i, value in enumerate(body.rtmrs)},
+            **{field: getattr(body, field) for field in _TD_OPTIONAL_FROM_QUOTE},
+        }
+        # a register never extended, an owner value never set, is zero: not part of the image
+        reference.update((field, value.hex()) for field, value in values.items() if any(value))
+        return reference
+    if not isinstance(body, EnclaveReport):
+        raise ValueError("--from-quote: a TDX quote, not an SGX one (--type intel-tdx)")
+    return {
+        "mr_enclave": body.mr_enclave.hex(),
+        "mr_signer": body.mr_signer.hex(),
+        "isv_prod_id": body.isv_prod_id,
+        "min_isv_svn": body.isv_svn,
+    }
+
+
 def ovmf_measurement(args: argparse.Namespace) -> bytes:
     """The SEV-SNP launch measurement of a guest booting this OVMF (sev-snp-measure)."""
     from sevsnpmeasure import guest, vcpu_types, vmm_types  # noqa: PLC0415 - only here
@@ -246,6 +416,10 @@ def run_image_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_set(args: argparse.Namespace, settings: Settings) -> int:
+    if args.type in (TDX, SGX):
+        return _dcap_set(args, settings)
+    if _refuse_foreign(args, "set", _DCAP_SET_FLAGS + _TDX_SET_FLAGS):
+        return EXIT_USAGE
     if args.type == "amd-sev-snp":
         return _snp_set(args, settings)
     if (
@@ -310,6 +484,59 @@ def _snp_set(args: argparse.Namespace, settings: Settings) -> int:
             min_tcb=min_tcb,
         ),
     )
+
+
+def _dcap_set(args: argparse.Namespace, settings: Settings) -> int:
+    foreign = _SNP_SET_FLAGS + ("max_age", "skew") + (() if args.type == TDX else _TDX_SET_FLAGS)
+    if _refuse_foreign(args, "set", foreign):
+        return EXIT_USAGE
+    values: dict[str, Any] = {"allow_debug": args.allow_debug}
+    reset: list[str] = []
+    try:
+        if args.tcb_status is not None:
+            values["tcb_status"] = _tcb_status(args.tcb_status)
+        if args.allowed_advisories is not None:
+            if args.allowed_advisories == "any":
+                reset.append("allowed_advisories")
+            else:
+                values["allowed_advisories"] = sorted(set(_listed(args.allowed_advisories)))
+        if args.xfam_allowed is not None:
+            if args.xfam_allowed == "any":
+                reset.append("xfam_allowed")
+            else:
+                values["xfam_allowed"] = [v.lower() for v in _listed(args.xfam_allowed)]
+        if args.min_tee_tcb_svn is not None:
+            if args.min_tee_tcb_svn == "none":
+                reset.append("min_tee_tcb_svn")
+            else:
+                values["min_tee_tcb_svn"] = args.min_tee_tcb_svn.lower()
+    except ValueError as exc:
+        print(f"attest-ledger policy set: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _change(
+        settings,
+        lambda store, session: store.set_scheme_options(session, args.type, reset=reset, **values),
+    )
+
+
+def _tcb_status(items: list[str]) -> dict[str, str]:
+    """``--tcb-status`` items as the policy's override map ('default' alone: no overrides)."""
+    if items == ["default"]:
+        return {}
+    mapping: dict[str, str] = {}
+    for item in items:
+        status, _, tier = item.partition("=")
+        if not tier:
+            raise ValueError(f"--tcb-status {item!r}: STATUS=TIER (or 'default' alone)")
+        mapping[status] = tier
+    return mapping
+
+
+def _listed(text: str) -> list[str]:
+    """A comma-separated list; 'none' or '' is the empty list."""
+    if text in ("none", ""):
+        return []
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def run_permission(args: argparse.Namespace, settings: Settings) -> int:

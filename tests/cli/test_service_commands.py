@@ -206,3 +206,117 @@ def test_snp_policy_commands(capsys, settings) -> None:
         ("policy", "set", "--max-vmpl", "1"),  # an SEV-SNP setting without --type
     ):
         assert run(capsys, settings, *argv)[0] == 2, argv
+
+
+TDX_FIXTURES = NITRO.parent / "tdx"
+
+
+def test_dcap_policy_commands(capsys, settings) -> None:
+    """TDX and SGX reference images and settings (issue #12): from Intel's real quotes (the
+    fixture README's MRTD, RTMRs, MRENCLAVE and MRSIGNER), or given by hand; every setting
+    checked by the verifier's own policy rules."""
+    run(capsys, settings, "workers", "add", "w1")
+    add = ("policy", "image", "add")
+    tdx_quote = str(TDX_FIXTURES / "phala_dcapqvl_tdx_quote.bin")
+    sgx_quote = str(TDX_FIXTURES / "phala_dcapqvl_sgx_quote.bin")
+    assert (
+        run(capsys, settings, *add, "td", "--type", "intel-tdx", "--from-quote", tdx_quote)[0] == 0
+    )
+    assert run(
+        capsys, settings, *add, "td-manual", "--type", "intel-tdx", "--mr-td", "AB" * 48,
+        "--rtmr2", "cd" * 48, "--mr-owner", "ef" * 48,
+    )[0] == 0  # fmt: skip
+    assert run(
+        capsys, settings, *add, "enclave", "--type", "intel-sgx", "--from-quote", sgx_quote,
+        "--min-isv-svn", "3",
+    )[0] == 0  # fmt: skip
+    assert run(
+        capsys, settings, *add, "by-signer", "--type", "intel-sgx", "--mr-signer", "12" * 32,
+        "--isv-prod-id", "7",
+    )[0] == 0  # fmt: skip
+    assert run(capsys, settings, "policy", "allow", "w1", "td")[0] == 0
+    assert run(
+        capsys, settings, "policy", "set", "--type", "intel-tdx", "--allow-debug",
+        "--tcb-status", "OutOfDate=warning",
+        "--allowed-advisories", "INTEL-SA-00615,INTEL-SA-00289,INTEL-SA-00615",
+        "--xfam-allowed", "E702060000000000", "--min-tee-tcb-svn", "06" + "00" * 15,
+    )[0] == 0  # fmt: skip
+    assert run(
+        capsys, settings, "policy", "set", "--type", "intel-sgx", "--allowed-advisories", "none"
+    )[0] == 0  # fmt: skip
+    shown = json.loads(run(capsys, settings, "policy", "show")[1])
+    images = {image["name"]: image for image in shown["images"]}
+    assert images["td"]["kind"] == "intel-tdx"
+    assert (
+        images["td"]["reference"]
+        == {  # RTMR3 and the owner values are zero: left out
+            "mr_td": "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a"
+            "3520c942a604a407de03ae6dc5f87f27428b2538873118b7",
+            "rtmr0": (quote := (TDX_FIXTURES / "phala_dcapqvl_tdx_quote.bin").read_bytes())[
+                48 + 328 : 48 + 376
+            ].hex(),
+            "rtmr1": quote[48 + 376 : 48 + 424].hex(),
+            "rtmr2": quote[48 + 424 : 48 + 472].hex(),
+        }
+    )
+    assert images["td-manual"]["reference"] == {
+        "mr_td": "ab" * 48, "rtmr2": "cd" * 48, "mr_owner": "ef" * 48,
+    }  # fmt: skip
+    assert images["enclave"] == {
+        "name": "enclave",
+        "kind": "intel-sgx",
+        "reference": {
+            "mr_enclave": "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb",
+            "mr_signer": "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6",
+            "isv_prod_id": 0,
+            "min_isv_svn": 3,  # the option wins over the quote's ISV SVN 0
+        },
+    }
+    assert images["by-signer"]["reference"] == {"mr_signer": "12" * 32, "isv_prod_id": 7}
+    assert shown["schemes"]["intel-tdx"] == {
+        "allow_debug": True, "tcb_status": {"OutOfDate": "warning"},
+        "allowed_advisories": ["INTEL-SA-00289", "INTEL-SA-00615"],  # sorted, once each
+        "xfam_allowed": ["e702060000000000"], "min_tee_tcb_svn": "06" + "00" * 15,
+    }  # fmt: skip
+    assert shown["schemes"]["intel-sgx"] == {
+        "allow_debug": False, "tcb_status": {}, "allowed_advisories": [],
+    }  # fmt: skip
+    # back to the defaults, one setting at a time
+    assert run(
+        capsys, settings, "policy", "set", "--type", "intel-tdx", "--tcb-status", "default",
+        "--allowed-advisories", "any", "--xfam-allowed", "any", "--min-tee-tcb-svn", "none",
+        "--no-allow-debug",
+    )[0] == 0  # fmt: skip
+    assert json.loads(run(capsys, settings, "policy", "show")[1])["schemes"]["intel-tdx"] == {
+        "allow_debug": False, "tcb_status": {}, "allowed_advisories": None,
+        "xfam_allowed": None, "min_tee_tcb_svn": None,
+    }  # fmt: skip
+    for argv in (
+        (*add, "x", "--type", "intel-tdx"),  # no MRTD
+        (*add, "x", "--type", "intel-sgx"),  # neither MRENCLAVE nor MRSIGNER
+        (*add, "x", "--type", "intel-sgx", "--isv-prod-id", "1"),
+        (*add, "x", "--type", "intel-tdx", "--mr-td", "ab" * 47),
+        (*add, "x", "--type", "intel-tdx", "--mr-td", "ab" * 48, "--rtmr0", "zz"),
+        (*add, "x", "--type", "intel-sgx", "--mr-enclave", "ab" * 32, "--isv-prod-id", "70000"),
+        (*add, "x", "--type", "intel-tdx", "--from-quote", sgx_quote),  # the other TEE
+        (*add, "x", "--type", "intel-sgx", "--from-quote", tdx_quote),
+        (*add, "x", "--type", "intel-tdx", "--from-quote", str(NITRO / "yawn_nitro_attest.cbor")),
+        (*add, "x", "--type", "intel-tdx", "--mr-td", "ab" * 48, "--mr-enclave", "ab" * 32),
+        (*add, "x", "--type", "intel-sgx", "--mr-enclave", "ab" * 32, "--measurement", "00"),
+        (*add, "x", "--mr-td", "ab" * 48),  # a TDX value for a Nitro image
+        (*add, "td", "--type", "intel-tdx", "--mr-td", "ab" * 48),  # exists
+        ("policy", "set", "--type", "intel-tdx", "--tcb-status", "Revoked=warning"),
+        ("policy", "set", "--type", "intel-tdx", "--tcb-status", "OutOfDate=affirming"),
+        ("policy", "set", "--type", "intel-tdx", "--tcb-status", "Fine=warning"),
+        ("policy", "set", "--type", "intel-tdx", "--tcb-status", "OutOfDate"),
+        ("policy", "set", "--type", "intel-tdx", "--allowed-advisories", "CVE-2024-1"),
+        ("policy", "set", "--type", "intel-tdx", "--xfam-allowed", "e7"),
+        ("policy", "set", "--type", "intel-tdx", "--min-tee-tcb-svn", "06"),
+        ("policy", "set", "--type", "intel-sgx", "--xfam-allowed", "e702060000000000"),
+        ("policy", "set", "--type", "intel-sgx", "--max-vmpl", "1"),
+        ("policy", "set", "--type", "intel-tdx", "--skew", "5"),
+        ("policy", "set", "--type", "intel-tdx"),  # nothing to change
+        ("policy", "set", "--tcb-status", "OutOfDate=warning"),  # a DCAP setting, no --type
+        ("policy", "set", "--type", "amd-sev-snp", "--xfam-allowed", "any"),
+    ):
+        assert run(capsys, settings, *argv)[0] == 2, argv
