@@ -368,6 +368,7 @@ def _crl_bytes(content: bytes) -> bytes:
 # --- completing a quote's collateral at intake ----------------------------------------------
 
 DCAP_KINDS = (str(EvidenceKind.INTEL_TDX), str(EvidenceKind.INTEL_SGX))
+_KEPT_MEMORY = 4096
 
 
 def _platform(quote: Quote, scheme: DcapVerifier) -> tuple[str, str | None, str] | None:
@@ -404,6 +405,9 @@ class CollateralSource:
     retry_seconds: float = 60.0
     _failed: dict[tuple[bool, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: SHA-256 of the documents known to be kept already (bounded), so that a worker that
+    #: attaches the same collateral to every quote costs no write
+    _kept: dict[bytes, None] = field(default_factory=dict)
 
     def complete(self, evidence: Evidence, at: datetime, scheme: DcapVerifier) -> Evidence:
         if str(evidence.kind) not in DCAP_KINDS:
@@ -417,6 +421,7 @@ class CollateralSource:
             return evidence
         fmspc, pck_issuer, root = platform
         given = evidence.endorsements
+        self._keep_attached(given)
         kinds = {str(e.kind) for e in given}
         issuers = {_crl_issuer(e.data) for e in given if str(e.kind) == CRL}
         wanted = {
@@ -438,6 +443,33 @@ class CollateralSource:
             if missing and role in chosen
         )
         return Evidence(evidence.kind, evidence.data, (*given, *added))
+
+    def _keep_attached(self, given: Sequence[Endorsement]) -> None:
+        """Keep what a worker attached (unverified, like everything kept): later quotes of
+        the platform and the revocation impact can use it. Unreadable documents are left to
+        the verifier's verdict."""
+        new = []
+        with self._lock:
+            for endorsement in given:
+                digest = hashlib.sha256(endorsement.data).digest()
+                if str(endorsement.kind) in KINDS and digest not in self._kept:
+                    new.append(endorsement)
+        readable = []
+        for endorsement in new:
+            try:
+                describe(str(endorsement.kind), endorsement.data)
+            except CollateralError:
+                continue
+            readable.append((str(endorsement.kind), endorsement.data))
+        if not readable:
+            return
+        with self.sessions() as session, session.begin():
+            keep(session, readable, source="worker")
+        with self._lock:
+            for _, data in readable:
+                self._kept[hashlib.sha256(data).digest()] = None
+            while len(self._kept) > _KEPT_MEMORY:
+                del self._kept[next(iter(self._kept))]
 
     def _choose(
         self, tdx: bool, fmspc: str, pck_issuer: str | None, root: str, at: datetime

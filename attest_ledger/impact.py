@@ -11,10 +11,11 @@ puts it in a worse tier that is ``OutOfDate``, ``OutOfDateConfigurationNeeded`` 
 ``Revoked``, or lists no level it reaches at all (``no_matching_tcb_level``: Intel no longer
 names that platform TCB).
 
-What is kept is read, not trusted: the later TCB info's signature is not checked here (the
-verifier checks it when it judges a quote with it). A forged document could add an entry to
-this list, never take one off; each listed entry names the digest of the document that marked
-it, which ``/api/v1/collateral`` and the portal serve for anyone to check.
+What is kept is not trusted for being kept: a later TCB info counts only once its signature
+verifies with a kept TCB Signing certificate that the service's Intel root (pinned, or
+configured) issued (:meth:`verifier.tdx.DcapVerifier.signed_tcb_info`); one that does not is
+left out and logged. Each listed entry names the digest of the document that marked it, which
+``/api/v1/collateral`` and the portal serve for anyone to check.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from attest_ledger.collateral import TCB_INFO
+from attest_ledger.collateral import CERTIFICATE, TCB_INFO
 from attest_ledger.models import CollateralDocument
 from ledger.models import Endorsement as StoredEndorsement
 from ledger.models import Entry
 from ledger.models import Evidence as StoredEvidence
 from verifier import Evidence, EvidenceKind, VerifierError
 from verifier.tdx import DcapVerifier, parse_quote
-from verifier.tdx.collateral import TcbInfo, parse_qe_identity, parse_tcb_info, split_signed_body
+from verifier.tdx.collateral import TcbInfo, parse_qe_identity, split_signed_body
 from verifier.tdx.tcb import evaluate_tcb
 from verifier.timefmt import iso_utc
 
@@ -164,10 +165,21 @@ class ImpactPage:
 
 
 def later_tcb_infos(
-    session: Session, *, fmspc: str | None = None, since: datetime | None = None
+    session: Session,
+    verifier: DcapVerifier,
+    *,
+    fmspc: str | None = None,
+    since: datetime | None = None,
 ) -> dict[tuple[str, str], list[LaterTcbInfo]]:
-    """The kept TCB info documents by (TEE, lowercase FMSPC), oldest first; those that do not
-    parse are left out (and logged)."""
+    """The kept TCB info documents by (TEE, lowercase FMSPC), oldest first, each signed by a
+    kept TCB Signing certificate one of ``verifier``'s roots issued; those that do not parse
+    or verify are left out (and logged)."""
+    signing = [
+        bytes(data)
+        for data in session.execute(
+            select(CollateralDocument.data).where(CollateralDocument.kind == CERTIFICATE)
+        ).scalars()
+    ]
     query = select(CollateralDocument.sha256, CollateralDocument.data).where(
         CollateralDocument.kind == TCB_INFO
     )
@@ -178,9 +190,9 @@ def later_tcb_infos(
     found: dict[tuple[str, str], list[LaterTcbInfo]] = {}
     for digest, data in session.execute(query):
         try:
-            info = parse_tcb_info(split_signed_body(bytes(data), "tcbInfo", "tcb-info").signed)
+            info = verifier.signed_tcb_info(bytes(data), signing)
         except VerifierError as exc:
-            log.warning("kept tcb-info %s does not parse: %s", bytes(digest).hex(), exc.message)
+            log.warning("kept tcb-info %s is left out: %s", bytes(digest).hex(), exc.message)
             continue
         document = LaterTcbInfo(bytes(digest).hex(), info)
         found.setdefault(document.key, []).append(document)
@@ -191,6 +203,7 @@ def later_tcb_infos(
 
 def revocation_impact(
     session: Session,
+    verifier: DcapVerifier,
     *,
     fmspc: str | None = None,
     since: datetime | None = None,
@@ -200,7 +213,7 @@ def revocation_impact(
     """The entries (newest first, below the index ``after`` if given) that a TCB info kept
     and issued after the one that judged them marks worse. ``fmspc``: only that platform;
     ``since``: only later TCB infos issued at or after this instant."""
-    documents = later_tcb_infos(session, fmspc=fmspc, since=since)
+    documents = later_tcb_infos(session, verifier, fmspc=fmspc, since=since)
     if not documents:
         return ImpactPage((), None)
     found: list[ImpactedEntry] = []

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from attest_ledger.collateral import KINDS
 from attest_ledger.impact import revocation_impact
 from attest_ledger.models import CollateralDocument
 from ledger.search import SearchError, parse_time
+from verifier import EvidenceKind
+from verifier.tdx import DcapVerifier
 from verifier.timefmt import iso_utc
 from web.auth import require
 from web.compliance import MAX_INDEX, _invalid, _limit, _links, _only
@@ -122,6 +124,16 @@ def get_collateral(digest: str) -> Response:
     )
 
 
+def _dcap() -> DcapVerifier:
+    """The service's own DCAP verifier (its Intel roots): later collateral counts only if
+    one of them vouches for it."""
+    scheme = current_app.extensions["attest_ledger.runtime"].intake.schemes[
+        str(EvidenceKind.INTEL_TDX)
+    ]
+    assert isinstance(scheme, DcapVerifier)  # noqa: S101 - the runtime builds one
+    return scheme
+
+
 @bp.get("/collateral/impact")
 @require("reader")
 def get_impact() -> Response:
@@ -140,7 +152,7 @@ def get_impact() -> Response:
             raise _invalid("after", "an entry index, as 'next' gave it")
         after = int(after_text)
     limit = _limit(DEFAULT_IMPACT_PAGE, MAX_IMPACT_PAGE)
-    page = revocation_impact(db(), fmspc=fmspc, since=since, after=after, limit=limit)
+    page = revocation_impact(db(), _dcap(), fmspc=fmspc, since=since, after=after, limit=limit)
     return jsonify(
         {
             "entries": [entry.to_dict() for entry in page.entries],

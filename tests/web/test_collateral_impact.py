@@ -160,3 +160,17 @@ def test_the_collateral_kept_is_listed_newest_first_and_served_by_digest(intel) 
     assert missing.status_code == 404
     bad = intel.http.get("/api/v1/collateral?kind=pdf", headers=intel.auth("auditor"))
     assert bad.status_code == 400
+
+
+def test_a_later_tcb_info_that_intel_did_not_sign_marks_nothing(intel) -> None:
+    """What is kept is not trusted for being kept: an OutOfDate TCB info whose signature does
+    not verify with a TCB Signing certificate of the service's root lists no entry."""
+    reply = submit(intel, attest(intel, intel.td))
+    assert reply.json["verdict"]["status"] == "affirming", reply.json
+    outdated = tcb_info_of(intel.td, days=20, standing=TcbStanding("OutOfDate", ("INTEL-SA-1",)))
+    head, _, signature = outdated.rpartition(b'"signature":"')
+    forged = head + b'"signature":"' + (b"0" if signature[:1] != b"0" else b"1") + signature[1:]
+    kept(intel, forged)
+    assert impact(intel)["entries"] == []
+    kept(intel, outdated)  # the one Intel (here: the simulated TCB signer) signed
+    assert [e["index"] for e in impact(intel)["entries"]] == [reply.json["entry"]["index"]]

@@ -149,6 +149,27 @@ class DcapVerifier:
 
     # --- the Scheme interface -------------------------------------------------------------
 
+    def signed_tcb_info(self, data: bytes, certificates: Sequence[bytes]) -> TcbInfo:
+        """A kept TCB info document (a PCS body), once its signature verifies with a TCB
+        Signing certificate among ``certificates`` that one of this verifier's roots issued.
+        No time is judged: for reading later collateral (what it would say of a platform),
+        never for judging a quote. Raises CollateralSignatureInvalid, EndorsementMissing,
+        ChainInvalid or MalformedEvidence."""
+        given = tuple(Endorsement(EndorsementKind.CERTIFICATE, der) for der in certificates)
+        last: VerifierError = EndorsementMissing("certificate: no TCB Signing certificate given")
+        for anchor in self.trust_anchors:
+            try:
+                signers = self._chains.signers(given, anchor)
+            except VerifierError as exc:
+                last = exc
+                continue
+            document, _ = self._document(
+                Endorsement(EndorsementKind.TCB_INFO, data), signers, "tcbInfo"
+            )
+            assert isinstance(document, TcbInfo)  # noqa: S101 - member "tcbInfo" parses one
+            return document
+        raise last
+
     def describe(self, evidence: Evidence) -> DcapClaims:
         """Parse without verifying: the quote, and what its PCK certificate says if it reads."""
         quote = parse_quote(evidence.data)
