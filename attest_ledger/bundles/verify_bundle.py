@@ -19,13 +19,22 @@ policy revision it names:
   and chip against the report, the ECDSA P-384 signature, then the reference images
   (measurement, host_data, key digests, family and image ids), the minimum TCB, debug, SMT,
   migration agent and VMPL;
-- for both, the result-hash binding. Only the challenge (the nonce) is not judged again: it
+- an Intel TDX or SGX quote (DCAP): its layout, by its length fields; the PCK chain it
+  carries to the Intel SGX root its entry names, and the PCK certificate's SGX extension;
+  the QE report's signature and its binding of the attestation key; the quote's signature;
+  the collateral its entry names (TCB info and QE identity, each signed over its exact text
+  by a TCB Signing certificate of that root, current at that instant; the PCK and Root CA
+  CRLs); the TCB level, TDX module and QE identity it reaches, so its TCB status and
+  advisories; then the reference images (MRTD, RTMRs, owner values; MRENCLAVE, MRSIGNER,
+  ISV product id and SVN), debug, XFAM, the minimum TEE_TCB_SVN, and the policy's tiers for
+  TCB statuses and advisories;
+- for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
   was the service's state.
 
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
 sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
-judge, what the judges share, the bundle.
+judge, the Intel DCAP judge, what the judges share, the bundle.
 """
 
 from __future__ import annotations
