@@ -142,10 +142,11 @@ def snapshot_for(world: World, rng: random.Random) -> dict[str, Any] | None:
         settings: dict[str, Any] = {}
         if rng.random() < 0.2:
             settings["allow_debug"] = True
-        if rng.random() < 0.3:
+        if rng.random() < 0.45:
             settings["tcb_status"] = rng.choice(
                 [
                     {"OutOfDate": "warning"},
+                    {"OutOfDate": "warning", "OutOfDateConfigurationNeeded": "warning"},
                     {"SWHardeningNeeded": "contraindicated"},
                     {"UpToDate": "warning", "ConfigurationNeeded": "contraindicated"},
                     {"OutOfDateConfigurationNeeded": "warning"},
@@ -428,6 +429,7 @@ def collateral_variant(
         [
             TcbStanding(),
             TcbStanding(),
+            TcbStanding("UpToDate", ("INTEL-SA-00615",)),
             TcbStanding("SWHardeningNeeded", ("INTEL-SA-00615",)),
             TcbStanding("ConfigurationAndSWHardeningNeeded", ("INTEL-SA-00289", "INTEL-SA-00615")),
             TcbStanding("ConfigurationNeeded"),
@@ -440,7 +442,8 @@ def collateral_variant(
     what = rng.choice(
         ["plain"] * 8 + ["fmspc", "revoked-pck", "revoked-ca", "revoked-signer",
          "drop", "duplicate", "reorder", "other-kind", "document", "document", "crl-bytes",
-         "garbage", "swap-kind", "many", "tcb-signing-ca", "pcs-whitespace"]
+         "garbage", "swap-kind", "many", "tcb-signing-ca", "pcs-whitespace", "signer",
+         "signer", "levels", "levels", "levels"]
     )  # fmt: skip
     qe = platform.quoting_enclave
     options: dict[str, Any] = {"at": issued, "standing": standing}
@@ -511,6 +514,10 @@ def collateral_variant(
             endorsements[index][0],
             b" \n" + body.replace(b'":{', b'" : {', 1) + b"\r\n",
         )
+    elif what == "signer":  # another TCB Signing certificate of the root, valid or not
+        endorsements = _other_signer(world, endorsements, issued, rng)
+    elif what == "levels":  # the QE's or TDX module's own standing, signed again
+        endorsements = _other_levels(world, endorsements, rng)
     next_update = issued + timedelta(days=30)
     at = rng.choice(
         [
@@ -527,6 +534,75 @@ def collateral_variant(
         ]
     )
     return endorsements, at, what
+
+
+def _other_signer(
+    world: World, endorsements: list[tuple[str, bytes]], issued: datetime, rng: random.Random
+) -> list[tuple[str, bytes]]:
+    """Collateral signed by a new TCB Signing certificate the root issues, valid from or until
+    about the collateral's issue date (or a CA, or signed by the PCK CA), given in place of
+    the usual one or beside it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    root = world.pki.root
+    start = issued + timedelta(hours=rng.choice([-48, -48, 0, 2]))
+    end = issued + timedelta(hours=rng.choice([1, 3, 48 * 30, 24 * 400]))
+    ca = rng.random() < 0.1
+    issuer = world.pki.platform_ca if rng.random() < 0.1 else root
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Intel SGX TCB Signing")])
+        )
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(rng.randrange(1, 2**64))
+        .not_valid_before(min(start, end - timedelta(seconds=1)))
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer.private_key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+    out = []
+    for kind, data in endorsements:
+        signed = data
+        if kind in ("tcb-info", "qe-identity") and rng.random() < 0.85:
+            member = "tcbInfo" if kind == "tcb-info" else "enclaveIdentity"
+            signed = pcs_body(member, tcb_text(data, member), key)
+        if kind == "certificate" and rng.random() < 0.5:
+            continue
+        out.append((kind, signed))
+    out.insert(rng.randrange(len(out) + 1), ("certificate", certificate))
+    return out
+
+
+def _other_levels(
+    world: World, endorsements: list[tuple[str, bytes]], rng: random.Random
+) -> list[tuple[str, bytes]]:
+    """The QE identity's or the TDX module identity's levels given another status, SVN or
+    advisories (the platform's levels stay), signed again by the TCB Signing key."""
+    out = list(endorsements)
+    index = rng.choice([0, 1])
+    member = "tcbInfo" if index == 0 else "enclaveIdentity"
+    data = json.loads(tcb_text(out[index][1], member))
+    levels = (
+        data["tcbLevels"] if index == 1 else [
+            level for module in data.get("tdxModuleIdentities", []) for level in module["tcbLevels"]
+        ]
+    )  # fmt: skip
+    for level in levels:
+        level["tcbStatus"] = rng.choice(["UpToDate", "OutOfDate", "Revoked", "OutOfDate"])
+        if rng.random() < 0.5:
+            level["advisoryIDs"] = rng.choice([["INTEL-SA-00615"], ["INTEL-SA-00837"], []])
+        if rng.random() < 0.2:
+            level["tcb"]["isvsvn"] += rng.choice([-1, 1])
+    if index == 0 and rng.random() < 0.3:
+        data.pop(rng.choice(["tdxModuleIdentities", "tdxModule"]), None)
+    if index == 0 and data["id"] == "TDX" and rng.random() < 0.5:
+        for level in data["tcbLevels"]:  # judged by the module identity when there is one
+            level["tcb"]["tdxtcbcomponents"][rng.choice([0, 1])]["svn"] += 1
+    text = json.dumps(data, separators=(",", ":")).encode()
+    out[index] = (out[index][0], pcs_body(member, text, world.pki.tcb_signing.private_key))
+    return out
 
 
 def simulated_case(world: World, rng: random.Random) -> Case:
