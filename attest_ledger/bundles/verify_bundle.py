@@ -1581,7 +1581,9 @@ def intel_crl(endorsements: list[tuple[str, bytes]], issuer: x509.Certificate) -
 
 
 def _valid(cert: x509.Certificate, at: datetime, skew: timedelta) -> None:
-    if cert.not_valid_before_utc - skew > at:
+    """Valid at ``at``: skew for notBefore only (added to ``at``: a signed date of the year 1
+    less the skew is no date)."""
+    if cert.not_valid_before_utc > at + skew:
         raise Reject("not_yet_valid")
     if at > cert.not_valid_after_utc:
         raise Reject("expired")
@@ -1589,7 +1591,7 @@ def _valid(cert: x509.Certificate, at: datetime, skew: timedelta) -> None:
 
 def _window(issued: datetime, following: datetime, at: datetime, skew: timedelta) -> None:
     """A document or CRL is current while issued - skew <= at < nextUpdate."""
-    if issued - skew > at:
+    if issued > at + skew:
         raise Reject("not_yet_valid")
     if at >= following:
         raise Reject("expired")

@@ -176,7 +176,8 @@ def test_arbitrary_bytes_as_any_collateral_document_never_raise(
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-1, 2**33) | st.text(max_size=20)
     | st.sampled_from(["UpToDate", "OutOfDate", "Revoked", "TDX", "TD_QE", "SGX", "QE",
-                       "2026-06-01T12:00:00Z", "00" * 6, "FF" * 16, "00" * 48]),
+                       "2026-06-01T12:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00",
+                       "00" * 6, "FF" * 16, "00" * 48, "FF FF FF", "00 " * 5 + "0"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
                                                                   max_size=5),
     max_leaves=20,
@@ -326,3 +327,30 @@ def test_malformed_tdx_and_sgx_policies_are_refused(changes: dict[str, Any]) -> 
         warnings.simplefilter("ignore", UnsafePolicyWarning)  # unsafe_accept_any, then refused
         with pytest.raises(PolicyError):
             _check_policy(_policy(**changes))
+
+
+@pytest.mark.parametrize(
+    ("member", "key", "value", "expected"),
+    [
+        # bytes.fromhex skips whitespace: 8 characters, 3 bytes, against a 4-byte MISCSELECT
+        ("enclaveIdentity", "miscselectMask", "FF FF FF", {"malformed"}),
+        ("enclaveIdentity", "attributesMask", "FF" * 14 + " F F", {"malformed"}),
+        # the year 1 less the clock skew is no date; the document is simply current
+        ("tcbInfo", "issueDate", "0001-01-01T00:00:00Z", set()),
+        ("enclaveIdentity", "issueDate", "0001-01-01T00:00:30Z", set()),
+        ("tcbInfo", "nextUpdate", "9999-12-31T23:59:59-01:00", set()),
+    ],
+)
+def test_signed_collateral_the_project_verifier_raises_on_is_judged(
+    member: str, key: str, value: str, expected: set[str]
+) -> None:
+    """Values that make the project's verifier raise (ValueError from its mask comparison,
+    OverflowError from subtracting the clock skew: reported, issue #12) are judged here,
+    fail closed: never an exception."""
+    index, document = _document(member)
+    document[key] = value
+    text = json.dumps(document, separators=(",", ":")).encode()
+    collateral = list(SIM_COLLATERAL)
+    signer = intel_pki().tcb_signing.private_key
+    collateral[index] = (collateral[index][0], pcs_body(member, text, signer))
+    assert judged(SIM_QUOTE, collateral) == ("contraindicated", {"no_reference_values", *expected})
