@@ -1279,7 +1279,7 @@ def _sgx_entries(content: bytes) -> dict[str, tuple[int, bytes]]:
     out: dict[str, tuple[int, bytes]] = {}
     for tag, entry in _tlvs(content):
         parts = _tlvs(entry) if tag == 0x30 else []
-        if len(parts) < 2 or parts[0][0] != 0x06 or len(parts) != 2:
+        if len(parts) != 2 or parts[0][0] != 0x06:
             raise Reject("chain_invalid")
         oid = parts[0][1]
         if not oid or oid[-1] & 0x80:
@@ -1351,10 +1351,7 @@ def tcb_signers(endorsements: list[tuple[str, bytes]], anchor: Anchor) -> list[d
                 continue
             intel_profile(cert, ca=False)
             intel_signed(cert, anchor[0])
-        except Reject:
-            broken = True
-            continue
-        except Exception:  # extensions that do not parse
+        except Exception:  # Reject, or extensions that do not parse: a broken signer
             broken = True
             continue
         out.append({"cert": cert, "der": der, "key": cert.public_key()})
