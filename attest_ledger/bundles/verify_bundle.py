@@ -19,13 +19,22 @@ policy revision it names:
   and chip against the report, the ECDSA P-384 signature, then the reference images
   (measurement, host_data, key digests, family and image ids), the minimum TCB, debug, SMT,
   migration agent and VMPL;
-- for both, the result-hash binding. Only the challenge (the nonce) is not judged again: it
+- an Intel TDX or SGX quote (DCAP): its layout, by its length fields; the PCK chain it
+  carries to the Intel SGX root its entry names, and the PCK certificate's SGX extension;
+  the QE report's signature and its binding of the attestation key; the quote's signature;
+  the collateral its entry names (TCB info and QE identity, each signed over its exact text
+  by a TCB Signing certificate of that root, current at that instant; the PCK and Root CA
+  CRLs); the TCB level, TDX module and QE identity it reaches, so its TCB status and
+  advisories; then the reference images (MRTD, RTMRs, owner values; MRENCLAVE, MRSIGNER,
+  ISV product id and SVN), debug, XFAM, the minimum TEE_TCB_SVN, and the policy's tiers for
+  TCB statuses and advisories;
+- for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
   was the service's state.
 
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
 sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
-judge, what the judges share, the bundle.
+judge, the Intel DCAP judge, what the judges share, the bundle.
 """
 
 from __future__ import annotations
@@ -51,11 +60,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
 FORMAT = "attestation-ledger-bundle/v1"
 MANIFEST_NOTE = "attestation-ledger/bundle-manifest/v1"
 AWS_ROOT_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
+INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+P_CURVES = ("secp384r1", "secp256r1")  # a root's curve: AWS's, Intel's
 #: Reasons that were the service's state at ingestion (its challenges): not judged again.
 SERVICE_STATE = {
     "nonce_unknown", "nonce_replayed", "nonce_expired", "nonce_missing", "nonce_mismatch",
@@ -1002,6 +1014,788 @@ def snp_appraisal(
     return codes
 
 
+# --- the Intel DCAP judge --------------------------------------------------------------------
+# The same rules, in the same order, as the project's verifier (verifier/tdx/) and its intake,
+# written again here from Intel's DCAP quote format and PCS collateral: the quote, parsed by
+# its length fields (oversize, malformed, unsupported), the collateral's count and sizes
+# (oversize), the PCK chain in the quote to the root the entry names and its validity
+# (chain_invalid, untrusted_root, not_yet_valid, expired), the QE report's signature
+# (qe_report_signature_invalid) and binding (qe_binding_invalid), the quote's signature
+# (signature_invalid); then the collateral: exactly one TCB info and QE identity
+# (endorsement_missing, endorsement_mismatch), each signed over its exact text by a TCB
+# Signing certificate of that root (collateral_signature_invalid), the signers' validity and
+# the documents' windows; the TCB evaluation (tcb_type_mismatch, fmspc_mismatch,
+# qe_identity_mismatch, no_matching_tcb_level, endorsement_mismatch); the PCK and Root CA CRLs,
+# current, revoking nothing of the path (revoked); then every policy violation.
+
+TDX, SGX = "intel-tdx", "intel-sgx"
+#: every endorsement kind the service knows: a DCAP quote is judged with all those named
+KNOWN_ENDORSEMENTS = (*ENDORSEMENT_KINDS, "tcb-info", "qe-identity", "certificate")
+INTEL_QE_VENDOR = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+MAX_QUOTE = 64 * 1024
+SGX_OID = "1.2.840.113741.1.13.1"
+P256_ORDER = int("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
+#: reserved bytes of an SGX report body (the SGX quote's body and every QE report)
+ENCLAVE_RESERVED = ((20, 32), (96, 128), (160, 192), (262, 304))
+TCB_STATUSES = (
+    "UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate", "OutOfDateConfigurationNeeded", "Revoked",
+)  # fmt: skip
+QE_STATUSES = ("UpToDate", "OutOfDate", "Revoked")
+#: the policy's tier of each TCB status, unless its tcb_status says otherwise
+TCB_TIERS = dict(
+    zip(TCB_STATUSES, ("affirming", *["warning"] * 3, *["contraindicated"] * 3), strict=True)
+)
+#: where each value a TDX reference image may pin sits in the TD report, and its code
+TD_FIELDS = {
+    "mr_td": (136, "mrtd_mismatch"), "rtmr0": (328, "rtmr_mismatch"),
+    "rtmr1": (376, "rtmr_mismatch"), "rtmr2": (424, "rtmr_mismatch"),
+    "rtmr3": (472, "rtmr_mismatch"), "mr_config_id": (184, "mrconfigid_mismatch"),
+    "mr_owner": (232, "mrowner_mismatch"), "mr_owner_config": (280, "mrownerconfig_mismatch"),
+}  # fmt: skip
+SGX_FIELDS = ("mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn")
+DCAP_DEFAULTS: dict[str, dict[str, Any]] = {
+    TDX: {"allow_debug": False, "xfam_allowed": None, "min_tee_tcb_svn": None,
+          "tcb_status": {}, "allowed_advisories": None},
+    SGX: {"allow_debug": False, "tcb_status": {}, "allowed_advisories": None},
+}  # fmt: skip
+ADVISORY = re.compile(r"INTEL-SA-\d{5}|INTEL-DOC-\d{5}")
+
+
+def _enclave_report(data: bytes) -> bytes:
+    if len(data) != 384 or any(any(data[a:b]) for a, b in ENCLAVE_RESERVED):
+        raise Reject("malformed")
+    return data
+
+
+def dcap_quote(data: bytes) -> dict[str, Any]:
+    """The parts of a quote (SGX v3, TDX v4 or v5), every length field checked; trailing zero
+    bytes (a padded buffer) are allowed and not signed."""
+    if len(data) > MAX_QUOTE:
+        raise Reject("oversize")
+    if len(data) < 48:
+        raise Reject("malformed")
+    version, key_type, tee = struct.unpack_from("<HHI", data, 0)
+    if version not in (3, 4, 5) or key_type != 2 or tee not in (0, 0x81):
+        raise Reject("unsupported")
+    if (tee == 0) != (version == 3) or data[12:28] != INTEL_QE_VENDOR:
+        raise Reject("unsupported")
+    at, size = 48, 384 if version == 3 else 584
+    if version == 5:
+        if len(data) < at + 6:
+            raise Reject("malformed")
+        body_type, size_given = struct.unpack_from("<HI", data, at)
+        size = {2: 584, 3: 648}.get(body_type, 0)
+        if not size:
+            raise Reject("unsupported")
+        if size_given != size:
+            raise Reject("malformed")
+        at += 6
+    if len(data) < at + size + 4:
+        raise Reject("malformed")
+    body = data[at : at + size]
+    if version == 3:
+        _enclave_report(body)
+    signed_end = at + size
+    (length,) = struct.unpack_from("<I", data, signed_end)
+    start = signed_end + 4
+    if len(data) < start + length:
+        raise Reject("malformed")
+    sig = data[start : start + length]
+    parts = _signature_data(sig, wrapped=version != 3)
+    if any(data[start + length :]):
+        raise Reject("malformed")  # only zeros may follow the quote
+    return {
+        **parts, "tdx": version != 3, "body": body, "signed": data[:signed_end],
+        "debug": bool(body[120] & 1) if version != 3 else bool(body[48] & 2),
+    }  # fmt: skip
+
+
+def _signature_data(sig: bytes, *, wrapped: bool) -> dict[str, bytes]:
+    """Quote signature, attestation key, (v4/v5: in certification data type 6) QE report, its
+    signature, QE auth data and the PCK chain (certification data type 5, PEM, NUL-ended):
+    every size must add up to exactly the bytes given."""
+    at = 128
+    if wrapped:
+        if len(sig) < at + 6:
+            raise Reject("malformed")
+        kind, inner = struct.unpack_from("<HI", sig, at)
+        if kind != 6:
+            raise Reject("unsupported")
+        at += 6
+        if at + inner != len(sig):
+            raise Reject("malformed")
+    if len(sig) < at + 384 + 64 + 2:
+        raise Reject("malformed")
+    qe_report = _enclave_report(sig[at : at + 384])
+    qe_signature = sig[at + 384 : at + 448]
+    (auth_size,) = struct.unpack_from("<H", sig, at + 448)
+    at += 450
+    if len(sig) < at + auth_size + 6:
+        raise Reject("malformed")
+    auth = sig[at : at + auth_size]
+    kind, chain_size = struct.unpack_from("<HI", sig, at + auth_size)
+    if kind != 5:
+        raise Reject("unsupported")
+    at += auth_size + 6
+    if at + chain_size != len(sig):
+        raise Reject("malformed")
+    chain = sig[at:]
+    return {
+        "signature": sig[:64], "key": sig[64:128], "qe_report": qe_report,
+        "qe_signature": qe_signature, "auth": auth,
+        "chain": chain[:-1] if chain.endswith(b"\x00") else chain,
+    }  # fmt: skip
+
+
+def intel_load(der: bytes, *, crl: bool = False) -> Any:
+    """A DER certificate (or CRL) and its names; one with a name attribute of the wrong length
+    or a serial number that is not positive is refused, as the project refuses them."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("error", message="Attribute's length must be")
+            warnings.filterwarnings("error", message="Parsed a serial number which wasn't")
+            if crl:
+                loaded: Any = x509.load_der_x509_crl(der)
+                _ = loaded.issuer
+            else:
+                loaded = x509.load_der_x509_certificate(der)
+                _ = loaded.serial_number, loaded.subject, loaded.issuer
+                _ = loaded.public_key(), loaded.signature_algorithm_oid
+            return loaded
+    except Exception:  # anything cryptography raises (or warns) for bytes that are not one
+        raise Reject("chain_invalid") from None
+
+
+def intel_profile(cert: x509.Certificate, *, ca: bool) -> None:
+    """v3, ECDSA P-256 signed with SHA-256, no critical extension but basicConstraints and
+    keyUsage; a CA has cA=true and keyCertSign, any other is no CA."""
+    try:
+        key = cert.public_key()
+        ok = (
+            cert.version is x509.Version.v3
+            and cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
+            and isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+        )  # fmt: skip
+        known = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE}
+        ok = ok and not any(e.critical and e.oid not in known for e in cert.extensions)
+        basic, usage = _extension(cert, x509.BasicConstraints), _extension(cert, x509.KeyUsage)
+        if ca:
+            ok = ok and usage is not None and basic is not None and basic.value.ca
+            ok = ok and usage.value.key_cert_sign
+        else:
+            ok = ok and not (basic is not None and basic.value.ca)
+    except Exception:
+        raise Reject("chain_invalid") from None
+    if not ok:
+        raise Reject("chain_invalid")
+
+
+def intel_signed(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    if cert.issuer != issuer.subject:
+        raise Reject("chain_invalid")
+    try:
+        key: Any = issuer.public_key()
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    except Exception:
+        raise Reject("chain_invalid") from None
+
+
+def raw_signed(key: Any, signature: bytes, data: bytes) -> bool:
+    """Whether ``key`` made Intel's raw r || s P-256 signature over ``data``."""
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    if not (0 < r < P256_ORDER and 0 < s < P256_ORDER):
+        return False
+    try:
+        key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+    except Exception:
+        return False
+    return True
+
+
+def pck_chain(pem: bytes, anchors: list[Anchor]) -> dict[str, Any]:
+    """The PCK certificate, its CA and the root the quote carries (one of ``anchors``, byte
+    for byte), each link checked; and the PCK certificate's SGX extension."""
+    if len(pem) > 16 * 1024:
+        raise Reject("chain_invalid")
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    ders: list[bytes] = []
+    try:
+        rest = pem.decode("ascii").strip()
+        while rest:
+            if not rest.startswith(begin) or end not in rest:
+                raise ValueError("not PEM")
+            block, rest = rest.split(end, 1)
+            rest = rest.strip()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                certs = x509.load_pem_x509_certificates((block + end).encode("ascii"))
+            ders += [cert.public_bytes(Encoding.DER) for cert in certs]
+    except Exception:
+        raise Reject("chain_invalid") from None
+    if len(ders) != 3:
+        raise Reject("chain_invalid")
+    anchor = next((a for a in anchors if a[1] == ders[2]), None)
+    if anchor is None:
+        raise Reject("untrusted_root")
+    ca, leaf = intel_load(ders[1]), intel_load(ders[0])
+    intel_profile(ca, ca=True)
+    intel_profile(leaf, ca=False)
+    intel_signed(ca, anchor[0])
+    intel_signed(leaf, ca)
+    try:
+        value = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_OID)).value
+    except Exception:
+        raise Reject("chain_invalid") from None
+    if not isinstance(value, x509.UnrecognizedExtension):
+        raise Reject("chain_invalid")
+    return {"anchor": anchor, "ca": ca, "leaf": leaf, "ext": sgx_extension(value.value)}
+
+
+def _tlvs(data: bytes) -> list[tuple[int, bytes]]:
+    """The DER elements ``data`` is made of: definite, minimally encoded lengths only."""
+    out, at = [], 0
+    while at < len(data):
+        if at + 2 > len(data):
+            raise Reject("chain_invalid")
+        tag, length, at = data[at], data[at + 1], at + 2
+        if length & 0x80:
+            count = length & 0x7F
+            if not 1 <= count <= 3 or at + count > len(data) or data[at] == 0:
+                raise Reject("chain_invalid")
+            length, at = int.from_bytes(data[at : at + count], "big"), at + count
+            if length < 0x80:
+                raise Reject("chain_invalid")
+        if at + length > len(data):
+            raise Reject("chain_invalid")
+        out.append((tag, data[at : at + length]))
+        at += length
+    return out
+
+
+def _sgx_entries(content: bytes) -> dict[str, tuple[int, bytes]]:
+    """SEQUENCE OF SEQUENCE {OID under Intel's SGX arc, value}: relative OID -> (tag, value)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for tag, entry in _tlvs(content):
+        parts = _tlvs(entry) if tag == 0x30 else []
+        if len(parts) != 2 or parts[0][0] != 0x06:
+            raise Reject("chain_invalid")
+        oid = parts[0][1]
+        if not oid or oid[-1] & 0x80:
+            raise Reject("chain_invalid")
+        arcs, value = [], 0
+        for byte in oid:
+            value = value << 7 | byte & 0x7F
+            if not byte & 0x80:
+                arcs.append(value)
+                value = 0
+        first = min(arcs[0] // 40, 2)
+        name = ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
+        if not name.startswith(SGX_OID + ".") or name[len(SGX_OID) + 1 :] in out:
+            raise Reject("chain_invalid")
+        out[name[len(SGX_OID) + 1 :]] = parts[1]
+    return out
+
+
+def sgx_extension(der: bytes) -> dict[str, Any]:
+    """FMSPC, PCE-ID, the 16 TCB components and PCESVN of Intel's SGX extension (the PPID,
+    CPUSVN and SGX type are checked for shape)."""
+    outer = _tlvs(der)
+    if len(outer) != 1 or outer[0][0] != 0x30:
+        raise Reject("chain_invalid")
+    top = _sgx_entries(outer[0][1])
+
+    def one(entries: dict[str, tuple[int, bytes]], key: str, tag: int) -> bytes:
+        if key not in entries or entries[key][0] != tag:
+            raise Reject("chain_invalid")
+        return entries[key][1]
+
+    def octets(entries: dict[str, tuple[int, bytes]], key: str, size: int) -> bytes:
+        value = one(entries, key, 0x04)
+        if len(value) != size:
+            raise Reject("chain_invalid")
+        return value
+
+    def number(entries: dict[str, tuple[int, bytes]], key: str, top_: int) -> int:
+        value = one(entries, key, 0x02)
+        n = int.from_bytes(value, "big", signed=True) if 1 <= len(value) <= 3 else -1
+        if not 0 <= n <= top_:
+            raise Reject("chain_invalid")
+        return n
+
+    octets(top, "1", 16)
+    tcb = _sgx_entries(one(top, "2", 0x30))
+    components = [number(tcb, f"2.{n}", 255) for n in range(1, 17)]
+    pce_svn = number(tcb, "2.17", 0xFFFF)
+    octets(tcb, "2.18", 16)
+    pce_id, fmspc = octets(top, "3", 2), octets(top, "4", 6)
+    if not 1 <= len(one(top, "5", 0x0A)) <= 2:
+        raise Reject("chain_invalid")
+    return {"components": components, "pce_svn": pce_svn, "pce_id": pce_id, "fmspc": fmspc}
+
+
+def tcb_signers(endorsements: list[tuple[str, bytes]], anchor: Anchor) -> list[dict[str, Any]]:
+    """Every ``certificate`` given that is a non-CA certificate the root issued (a PCK CA
+    given as well is passed over): the TCB Signing certificates, in the order given."""
+    out, broken = [], False
+    for kind, der in endorsements:
+        if kind != "certificate":
+            continue
+        try:
+            cert = intel_load(der)
+            if cert.issuer != anchor[0].subject:
+                continue
+            basic = _extension(cert, x509.BasicConstraints)
+            if basic is not None and basic.value.ca:
+                continue
+            intel_profile(cert, ca=False)
+            intel_signed(cert, anchor[0])
+        except Exception:  # Reject, or extensions that do not parse: a broken signer
+            broken = True
+            continue
+        out.append({"cert": cert, "der": der, "key": cert.public_key()})
+    if not out:
+        raise Reject("chain_invalid" if broken else "endorsement_missing")
+    return out
+
+
+def _member_text(data: bytes, member: str) -> tuple[bytes, bytes]:
+    """The exact text of ``member`` in a PCS body {"<member>":{...},"signature":"<hex>"} and
+    the signature: the text is found, never re-serialised."""
+    try:
+        text = data.decode("utf-8")
+        decoder, members, at = json.JSONDecoder(), {}, 0
+        space = re.compile(r"[ \t\r\n]*")
+        at = space.match(text, 0).end()  # type: ignore[union-attr]
+        if text[at : at + 1] != "{":
+            raise ValueError("not an object")
+        at = space.match(text, at + 1).end()  # type: ignore[union-attr]
+        while True:
+            key, at = decoder.raw_decode(text, at)
+            if not isinstance(key, str) or key in members:
+                raise ValueError("a bad or repeated name")
+            at = space.match(text, at).end()  # type: ignore[union-attr]
+            if text[at : at + 1] != ":":
+                raise ValueError("no colon")
+            start = space.match(text, at + 1).end()  # type: ignore[union-attr]
+            value, end = decoder.raw_decode(text, start)
+            members[key] = (start, end, value)
+            at = space.match(text, end).end()  # type: ignore[union-attr]
+            if text[at : at + 1] == "}":
+                at = space.match(text, at + 1).end()  # type: ignore[union-attr]
+                break
+            if text[at : at + 1] != ",":
+                raise ValueError("no comma")
+            at = space.match(text, at + 1).end()  # type: ignore[union-attr]
+    except (ValueError, RecursionError):
+        raise Reject("malformed") from None
+    if at != len(text) or set(members) != {member, "signature"}:
+        raise Reject("malformed")
+    start, end, value = members[member]
+    if not isinstance(value, dict):
+        raise Reject("malformed")
+    return text[start:end].encode("utf-8"), _hex(members["signature"][2], 64)
+
+
+def _hex(value: Any, size: int) -> bytes:
+    """``size`` bytes in hex, as the project reads them (bytes.fromhex: whitespace skipped)."""
+    if not isinstance(value, str) or len(value) != 2 * size:
+        raise Reject("malformed")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise Reject("malformed") from None
+
+
+def _field(data: Any, key: str, kind: type) -> Any:
+    value: Any = data.get(key) if isinstance(data, dict) else None
+    if kind is int:
+        if not _is_int(value) or not 0 <= value <= 0xFFFFFFFF:
+            raise Reject("malformed")
+    elif not isinstance(value, kind):
+        raise Reject("malformed")
+    return value
+
+
+def _date(data: Any, key: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(_field(data, key, str))
+    except ValueError:
+        raise Reject("malformed") from None
+    if moment.tzinfo is None:
+        raise Reject("malformed")
+    return moment
+
+
+def _levels(data: Any, key: str, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    """QE identity and TDX module levels: {"tcb": {"isvsvn"}, "tcbDate", "tcbStatus", ...}."""
+    out = []
+    for level in _field(data, key, list):
+        _field(level, "tcb", dict)
+        if _field(level, "tcbStatus", str) not in statuses:
+            raise Reject("malformed")
+        _field(level, "tcbDate", str)
+        out.append({"svn": _field(level["tcb"], "isvsvn", int), "status": level["tcbStatus"],
+                    "advisories": _advisory_ids(level)})  # fmt: skip
+    return out
+
+
+def _advisory_ids(level: dict[str, Any]) -> list[str]:
+    if "advisoryIDs" not in level:
+        return []
+    ids: list[Any] = _field(level, "advisoryIDs", list)
+    if not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise Reject("malformed")
+    return [str(i) for i in ids]
+
+
+def _loads(signed: bytes) -> Any:
+    try:
+        return json.loads(signed)
+    except (ValueError, RecursionError):
+        raise Reject("malformed") from None
+
+
+def tcb_info(signed: bytes) -> dict[str, Any]:
+    """A TCB info (version 3, SGX or TDX) from the text its signature covers."""
+    data = _loads(signed)
+    _field(data, "version", int)
+    if data["version"] != 3:
+        raise Reject("unsupported")
+    if _field(data, "id", str) not in ("SGX", "TDX"):
+        raise Reject("unsupported")
+    tdx, levels = data["id"] == "TDX", []
+    for level in _field(data, "tcbLevels", list):
+        tcb = _field(level, "tcb", dict)
+        components = {}
+        for name in ("sgxtcbcomponents", "tdxtcbcomponents")[: 2 if tdx else 1]:
+            listed = _field(tcb, name, list)
+            if len(listed) != 16:
+                raise Reject("malformed")
+            components[name] = [_field(c, "svn", int) for c in listed]
+            if any(svn > 255 for svn in components[name]):
+                raise Reject("malformed")
+        if _field(level, "tcbStatus", str) not in TCB_STATUSES:
+            raise Reject("malformed")
+        _field(level, "tcbDate", str)
+        levels.append({"sgx": components["sgxtcbcomponents"],
+                       "tdx": components.get("tdxtcbcomponents"),
+                       "pce_svn": _field(tcb, "pcesvn", int), "status": level["tcbStatus"],
+                       "advisories": _advisory_ids(level)})  # fmt: skip
+    if not 1 <= len(levels) <= 256:
+        raise Reject("malformed")
+    module, identities = None, None
+    if tdx and "tdxModule" in data:
+        module = _module(_field(data, "tdxModule", dict), levels=False)
+    if tdx and "tdxModuleIdentities" in data:
+        identities = [_module(m if isinstance(m, dict) else None, levels=True)
+                      for m in _field(data, "tdxModuleIdentities", list)]  # fmt: skip
+    for key in ("tcbType", "tcbEvaluationDataNumber"):
+        _field(data, key, int)
+    return {
+        "id": data["id"], "issued": _date(data, "issueDate"),
+        "next_update": _date(data, "nextUpdate"), "fmspc": _hex(data.get("fmspc"), 6),
+        "pce_id": _hex(data.get("pceId"), 2), "levels": levels, "module": module,
+        "identities": identities or [],
+    }  # fmt: skip
+
+
+def _module(data: Any, *, levels: bool) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise Reject("malformed")
+    return {
+        "id": _field(data, "id", str) if levels else "TDX_00",
+        "mr_signer": _hex(data.get("mrsigner"), 48), "attributes": _hex(data.get("attributes"), 8),
+        "mask": _hex(data.get("attributesMask"), 8),
+        "levels": _levels(data, "tcbLevels", QE_STATUSES) if levels else [],
+    }  # fmt: skip
+
+
+def qe_identity(signed: bytes) -> dict[str, Any]:
+    """A QE identity (version 2, QE or TD_QE) from the text its signature covers."""
+    data = _loads(signed)
+    _field(data, "version", int)
+    if data["version"] != 2:
+        raise Reject("unsupported")
+    if _field(data, "id", str) not in ("QE", "TD_QE"):
+        raise Reject("unsupported")
+    levels = _levels(data, "tcbLevels", QE_STATUSES)
+    if not 1 <= len(levels) <= 256:
+        raise Reject("malformed")
+    _field(data, "tcbEvaluationDataNumber", int)
+    return {
+        "id": data["id"], "issued": _date(data, "issueDate"),
+        "next_update": _date(data, "nextUpdate"),
+        "misc": _hex(data.get("miscselect"), 4), "misc_mask": _hex(data.get("miscselectMask"), 4),
+        "attributes": _hex(data.get("attributes"), 16),
+        "attributes_mask": _hex(data.get("attributesMask"), 16),
+        "mr_signer": _hex(data.get("mrsigner"), 32), "isv_prod_id": _field(data, "isvprodid", int),
+        "levels": levels,
+    }  # fmt: skip
+
+
+def signed_document(
+    der: bytes, member: str, signers: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(document, signer): the first signer whose signature over the member's text holds."""
+    text, signature = _member_text(der, member)
+    for signer in signers:
+        if raw_signed(signer["key"], signature, text):
+            return (tcb_info(text) if member == "tcbInfo" else qe_identity(text)), signer
+    raise Reject("collateral_signature_invalid")
+
+
+def intel_crl(endorsements: list[tuple[str, bytes]], issuer: x509.Certificate) -> dict[str, Any]:
+    """The one CRL given that ``issuer`` issued, its signature checked (its time is judged
+    later); any CRL that does not parse refuses the lot."""
+    found = []
+    for kind, der in endorsements:
+        if kind != "crl":
+            continue
+        crl = intel_load(der, crl=True)
+        if crl.issuer != issuer.subject:
+            continue
+        try:
+            algorithm, following = crl.signature_algorithm_oid, crl.next_update_utc
+            last, signature, tbs = crl.last_update_utc, crl.signature, crl.tbs_certlist_bytes
+            revoked = {entry.serial_number for entry in crl}
+        except Exception:
+            raise Reject("chain_invalid") from None
+        if algorithm != SignatureAlgorithmOID.ECDSA_WITH_SHA256 or following is None:
+            raise Reject("chain_invalid")
+        try:
+            key: Any = issuer.public_key()
+            key.verify(signature, tbs, ec.ECDSA(hashes.SHA256()))
+        except Exception:
+            raise Reject("chain_invalid") from None
+        found.append({"last": last, "next": following, "revoked": revoked})
+    if not found:
+        raise Reject("endorsement_missing")
+    if len(found) > 1:
+        raise Reject("chain_invalid")
+    return found[0]
+
+
+def _valid(cert: x509.Certificate, at: datetime, skew: timedelta) -> None:
+    """Valid at ``at``: skew for notBefore only (added to ``at``: a signed date of the year 1
+    less the skew is no date)."""
+    if cert.not_valid_before_utc > at + skew:
+        raise Reject("not_yet_valid")
+    if at > cert.not_valid_after_utc:
+        raise Reject("expired")
+
+
+def _window(issued: datetime, following: datetime, at: datetime, skew: timedelta) -> None:
+    """A document or CRL is current while issued - skew <= at < nextUpdate."""
+    if issued > at + skew:
+        raise Reject("not_yet_valid")
+    if at >= following:
+        raise Reject("expired")
+
+
+def _masked_equal(value: bytes, expected: bytes, mask: bytes) -> bool:
+    if len(value) != len(mask) or len(expected) != len(mask):
+        raise Reject("malformed")  # a hex field written with spaces (see the report)
+    return all(a & m == b & m for a, b, m in zip(value, expected, mask, strict=True))
+
+
+def tcb_evaluation(
+    quote: dict[str, Any], ext: dict[str, Any], info: dict[str, Any], qe: dict[str, Any]
+) -> tuple[str, list[str]]:
+    """(TCB status, advisory IDs) as Intel's Quote Verification Library computes them: the
+    first QE identity level, TDX module level and TCB level the platform reaches, converged."""
+    tdx = quote["tdx"]
+    if info["id"] != ("TDX" if tdx else "SGX") or qe["id"] != ("TD_QE" if tdx else "QE"):
+        raise Reject("tcb_type_mismatch")
+    if info["fmspc"] != ext["fmspc"]:
+        raise Reject("fmspc_mismatch")
+    if info["pce_id"] != ext["pce_id"]:
+        raise Reject("endorsement_mismatch")
+    report = quote["qe_report"]
+    if (
+        report[128:160] != qe["mr_signer"]
+        or int.from_bytes(report[256:258], "little") != qe["isv_prod_id"]
+    ):
+        raise Reject("qe_identity_mismatch")
+    if not _masked_equal(report[16:20], qe["misc"], qe["misc_mask"]) or not _masked_equal(
+        report[48:64], qe["attributes"], qe["attributes_mask"]
+    ):
+        raise Reject("qe_identity_mismatch")
+    isv_svn = int.from_bytes(report[258:260], "little")
+    qe_level = next((lv for lv in qe["levels"] if isv_svn >= lv["svn"]), None)
+    if qe_level is None:
+        raise Reject("no_matching_tcb_level")
+    body, module_level, start = quote["body"], None, 0
+    if tdx and body[1] == 0 and info["module"] is not None:
+        _module_matches(body, info["module"])
+    elif tdx and body[1] != 0 and info["identities"]:
+        name = f"TDX_{body[1]:02X}"
+        module = next((m for m in info["identities"] if m["id"] == name), None)
+        if module is None:
+            raise Reject("no_matching_tcb_level")
+        _module_matches(body, module)
+        module_level = next((lv for lv in module["levels"] if body[0] >= lv["svn"]), None)
+        if module_level is None:
+            raise Reject("no_matching_tcb_level")
+        start = 2
+    for level in info["levels"]:
+        if (
+            ext["pce_svn"] >= level["pce_svn"]
+            and all(a >= b for a, b in zip(ext["components"], level["sgx"], strict=True))
+            and (not tdx or all(body[i] >= level["tdx"][i] for i in range(start, 16)))
+        ):
+            break
+    else:
+        raise Reject("no_matching_tcb_level")
+    status, advisories = level["status"], list(level["advisories"])
+    for other in (module_level, qe_level):
+        if other is None:
+            continue
+        if other["status"] == "Revoked":
+            status = "Revoked"
+        elif other["status"] == "OutOfDate":
+            status = {"UpToDate": "OutOfDate", "SWHardeningNeeded": "OutOfDate",
+                      "ConfigurationNeeded": "OutOfDateConfigurationNeeded",
+                      "ConfigurationAndSWHardeningNeeded": "OutOfDateConfigurationNeeded",
+                      }.get(status, status)  # fmt: skip
+        advisories += [a for a in other["advisories"] if a not in advisories]
+    return status, advisories
+
+
+def _module_matches(body: bytes, module: dict[str, Any]) -> None:
+    """MRSIGNERSEAM and SEAMATTRIBUTES (under the mask) are the TDX module's."""
+    if body[64:112] != module["mr_signer"] or not _masked_equal(
+        body[112:120], module["attributes"], module["mask"]
+    ):
+        raise Reject("endorsement_mismatch")
+
+
+def dcap_judge(  # noqa: PLR0917 - one caller, read beside its docstring
+    kind: str, evidence: bytes, endorsements: list[tuple[str, bytes]], anchors: list[Anchor],
+    policy: dict[str, Any], at: datetime, binding: bytes | None,
+) -> tuple[str, set[str]]:  # fmt: skip
+    """(status, reason codes) of a TDX or SGX quote as the service judged it at ``at``, with
+    the collateral ``endorsements`` (kind, bytes) named by its entry, against the roots it
+    names; ``policy`` what :func:`worker_policy` gives; ``binding`` the user_data whose
+    SHA-256 report_data[32:64] must be."""
+    quote = dcap_quote(evidence)
+    if quote["tdx"] != (kind == TDX):
+        raise Reject("malformed")  # labelled as the other kind
+    if len(endorsements) > MAX_ENDORSEMENTS or any(
+        len(der) > MAX_ENDORSEMENT_BYTES for _, der in endorsements
+    ):
+        raise Reject("oversize")
+    skew = policy["skew"]
+    pck = pck_chain(quote["chain"], anchors)
+    for cert in (pck["anchor"][0], pck["ca"], pck["leaf"]):
+        _valid(cert, at, skew)
+    if not raw_signed(pck["leaf"].public_key(), quote["qe_signature"], quote["qe_report"]):
+        raise Reject("qe_report_signature_invalid")
+    bound = hashlib.sha256(quote["key"] + quote["auth"]).digest() + bytes(32)
+    if quote["qe_report"][320:384] != bound:
+        raise Reject("qe_binding_invalid")
+    try:
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + quote["key"])
+    except ValueError:
+        raise Reject("signature_invalid") from None
+    if not raw_signed(key, quote["signature"], quote["signed"]):
+        raise Reject("signature_invalid")
+    documents = {}
+    for name in ("tcb-info", "qe-identity"):
+        given = [der for given_kind, der in endorsements if given_kind == name]
+        if len(given) != 1:
+            raise Reject("endorsement_missing" if not given else "endorsement_mismatch")
+        documents[name] = given[0]
+    signers = tcb_signers(endorsements, pck["anchor"])
+    info, info_signer = signed_document(documents["tcb-info"], "tcbInfo", signers)
+    qe, qe_signer = signed_document(documents["qe-identity"], "enclaveIdentity", signers)
+    crls: Any
+    try:  # a missing CRL is named after the TCB evaluation, which says more about the misfit
+        crls = intel_crl(endorsements, pck["ca"]), intel_crl(endorsements, pck["anchor"][0])
+    except Reject as rejected:
+        crls = rejected
+    used = [info_signer] + ([qe_signer] if qe_signer["der"] != info_signer["der"] else [])
+    for signer in used:
+        _valid(signer["cert"], at, skew)
+    _window(info["issued"], info["next_update"], at, skew)
+    _window(qe["issued"], qe["next_update"], at, skew)
+    status, advisories = tcb_evaluation(quote, pck["ext"], info, qe)
+    if isinstance(crls, Reject):
+        raise crls
+    pck_crl, root_crl = crls
+    _window(pck_crl["last"], pck_crl["next"], at, skew)
+    _window(root_crl["last"], root_crl["next"], at, skew)
+    if pck["leaf"].serial_number in pck_crl["revoked"] or any(
+        serial in root_crl["revoked"]
+        for serial in (pck["ca"].serial_number, info_signer["cert"].serial_number,
+                       qe_signer["cert"].serial_number)
+    ):  # fmt: skip
+        raise Reject("revoked")
+    return dcap_appraisal(quote, status, advisories, policy, binding)
+
+
+def dcap_appraisal(
+    quote: dict[str, Any], status: str, advisories: list[str], policy: dict[str, Any],
+    binding: bytes | None,
+) -> tuple[str, set[str]]:  # fmt: skip
+    """Every way the authentic quote falls short of the policy, and the status it earns."""
+    codes: set[str] = set()
+    tier = policy["tcb_status"][status]
+    if tier == "contraindicated":
+        codes.add("tcb_status")
+    if advisories and policy["allowed_advisories"] is None:
+        tier = "warning" if tier == "affirming" else tier
+    elif advisories and any(a not in policy["allowed_advisories"] for a in advisories):
+        codes.add("advisory_not_allowed")
+        tier = "contraindicated"
+    body, debug = quote["body"], quote["debug"]
+    if debug and not policy["allow_debug"]:
+        codes.add("debug_mode")
+    closest: list[str] | None = None  # the mismatches of the first image that comes closest
+    for image in policy["images"] or []:
+        if quote["tdx"]:
+            mismatches = [
+                code for name, value in image.items()
+                for at_, code in [TD_FIELDS[name]] if body[at_ : at_ + 48] != value
+            ]  # fmt: skip
+        else:
+            mismatches = [
+                code for code, differs in (
+                    ("mrenclave_mismatch", "mr_enclave" in image
+                     and body[64:96] != image["mr_enclave"]),
+                    ("mrsigner_mismatch", "mr_signer" in image
+                     and body[128:160] != image["mr_signer"]),
+                    ("isv_prod_id_mismatch", "isv_prod_id" in image
+                     and int.from_bytes(body[256:258], "little") != image["isv_prod_id"]),
+                    ("isv_svn_too_old", "min_isv_svn" in image
+                     and int.from_bytes(body[258:260], "little") < image["min_isv_svn"]),
+                ) if differs
+            ]  # fmt: skip
+        if not mismatches:
+            closest = []
+            break
+        if closest is None or len(mismatches) < len(closest):
+            closest = mismatches
+    codes.update(closest or [])
+    if quote["tdx"]:
+        allowed, minimum = policy.get("xfam_allowed"), policy.get("min_tee_tcb_svn")
+        if allowed is not None and body[128:136] not in allowed:
+            codes.add("xfam_not_allowed")
+        if minimum is not None and any(body[i] < minimum[i] for i in range(16)):
+            codes.add("tee_tcb_svn_too_old")
+    if binding is not None:
+        half = body[520:584] if quote["tdx"] else body[320:384]
+        if not any(half[32:]):
+            codes.add("result_binding_missing")
+        elif half[32:] != hashlib.sha256(binding).digest():
+            codes.add("result_binding_mismatch")
+    if codes:
+        return "contraindicated", codes
+    warn = policy["images"] is None or debug or tier != "affirming"
+    return ("warning" if warn else "affirming"), codes
+
+
 # --- what the judges share: the worker's policy, the one entry point, the anchors -----------
 
 # the policies of the service's intake when the recorded policy gave the worker no image of
@@ -1031,6 +1825,10 @@ def worker_policy(
             "images": [{k: bytes.fromhex(v) for k, v in ref.items()} for ref in chosen],
             "skew": skew,
         } if chosen else None  # fmt: skip
+    if kind in (TDX, SGX):
+        chosen = [image["reference"] for image in allowed if image.get("kind") == kind]
+        settings = {**DCAP_DEFAULTS[kind], **snapshot.get("schemes", {}).get(kind, {})}
+        return dcap_policy(chosen, settings, skew) if chosen else None
     chosen = [image["pcrs"] for image in allowed if "pcrs" in image]
     max_age = snapshot["max_age_seconds"]
     return {
@@ -1041,6 +1839,28 @@ def worker_policy(
     } if chosen else None  # fmt: skip
 
 
+def dcap_policy(
+    references: list[dict[str, Any]] | None, settings: dict[str, Any], skew: timedelta
+) -> dict[str, Any]:
+    """A TDX or SGX policy from recorded images (None: the intake's accept-any policy) and
+    settings (those :func:`policy_problem` accepts)."""
+    xfam, minimum = settings.get("xfam_allowed"), settings.get("min_tee_tcb_svn")
+    advisories = settings["allowed_advisories"]
+    return {
+        "images": None if references is None else [
+            {k: v if k in ("isv_prod_id", "min_isv_svn") else bytes.fromhex(v)
+             for k, v in reference.items()}
+            for reference in references
+        ],
+        "allow_debug": settings["allow_debug"],
+        "xfam_allowed": None if xfam is None else [bytes.fromhex(v) for v in xfam],
+        "min_tee_tcb_svn": None if minimum is None else bytes.fromhex(minimum),
+        "tcb_status": {**TCB_TIERS, **settings["tcb_status"]},
+        "allowed_advisories": None if advisories is None else set(advisories),
+        "skew": skew,
+    }  # fmt: skip
+
+
 def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
     kind: Any, evidence: bytes, anchors: list[Anchor], policy: dict[str, Any] | None,
     at: datetime, binding: bytes | None, endorsements: list[tuple[str, bytes]] | None = None,
@@ -1049,13 +1869,20 @@ def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
     """The one entry point per entry: (status, codes), by the entry's evidence kind. An SEV-SNP
     report is judged against ``anchors`` (the ARKs its entry names), with the
     ``endorsements`` (kind, DER) given with it and the ASKs and ASVKs ``shipped`` (SHA-256 ->
-    DER); a Nitro document against the one anchor its entry names."""
+    DER); a TDX or SGX quote against the Intel roots its entry names, with the collateral
+    ``endorsements`` (kind, bytes) it names; a Nitro document against the one anchor its
+    entry names."""
     extra = set() if policy is not None else {"no_reference_values"}
     try:
         if kind == SNP:
             store = snp_store(anchors, shipped or {})
             status, codes = snp_judge(
                 evidence, endorsements or [], store, policy or SNP_ACCEPT_ANY, at, binding
+            )
+        elif kind in (TDX, SGX):
+            accept_any = dcap_policy(None, DCAP_DEFAULTS[kind], timedelta(seconds=60))
+            status, codes = dcap_judge(
+                kind, evidence, endorsements or [], anchors, policy or accept_any, at, binding
             )
         else:
             anchor, der = anchors[0]
@@ -1090,11 +1917,12 @@ def binding_of(text: Any) -> bytes | None:
     return b"attestation-ledger:result:v1:" + name.lower().encode() + b":" + raw
 
 
-NOT_AN_ANCHOR = "neither a self-signed P-384 CA certificate nor an AMD root key (ARK)"
+NOT_AN_ANCHOR = "neither a self-signed P-384 or P-256 CA certificate nor an AMD root key (ARK)"
 
 
 def load_anchor(der: bytes) -> x509.Certificate:
-    """A trust anchor: a self-signed CA certificate, P-384 (AWS), or RSA of 2048 bits or more
+    """A trust anchor: a self-signed CA certificate, P-384 (AWS) or P-256 (Intel's SGX root
+    CA, or a simulated one), or RSA of 2048 bits or more
     named as AMD names its root keys, CN=ARK-Milan, -Genoa or -Turin (a simulated one adds
     " (simulated)"), self-signed with RSASSA-PSS SHA-384 (an ARK)."""
     try:
@@ -1104,7 +1932,7 @@ def load_anchor(der: bytes) -> x509.Certificate:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         ca = basic.value.ca and usage.value.key_cert_sign and cert.issuer == cert.subject
-        if ca and isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1":
+        if ca and isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in P_CURVES:
             cert.verify_directly_issued_by(cert)
             return cert
         if (
@@ -1128,7 +1956,7 @@ def policy_problem(snapshot: Any) -> str | None:
         names = {image["name"] for image in images}
         images_ok = all(
             isinstance(image["name"], str) and image["name"]
-            and (_nitro_image_ok(image) or _snp_image_ok(image))
+            and (_nitro_image_ok(image) or _snp_image_ok(image) or _dcap_image_ok(image))
             for image in images
         )  # fmt: skip
         max_age, skew = snapshot["max_age_seconds"], snapshot["clock_skew_seconds"]
@@ -1138,8 +1966,9 @@ def policy_problem(snapshot: Any) -> str | None:
             and _is_int(skew) and 0 <= skew <= 10**9
             and all(isinstance(allowed, list) and all(n in names for n in allowed)
                     for allowed in snapshot["workers"].values())
-            and isinstance(schemes, dict) and set(schemes) <= {SNP}
+            and isinstance(schemes, dict) and set(schemes) <= {SNP, TDX, SGX}
             and _snp_settings_ok(schemes.get(SNP, {}))
+            and all(_dcap_settings_ok(kind, schemes.get(kind, {})) for kind in (TDX, SGX))
             # the SEV-SNP policy the service builds takes a skew of at most ten years
             and (skew <= 10 * 365 * 86400 or all("pcrs" in image for image in images))
         )  # fmt: skip
@@ -1167,6 +1996,58 @@ def _snp_image_ok(image: dict[str, Any]) -> bool:
         and all(name in IMAGE_FIELDS and isinstance(value, str)
                 and re.fullmatch(f"[0-9a-fA-F]{{{2 * IMAGE_FIELDS[name][1]}}}", value)
                 for name, value in reference.items())
+    )  # fmt: skip
+
+
+def _policy_hex(value: Any, size: int) -> bool:
+    """``size`` bytes in hex as the service's policies take them (bytes.fromhex, any case)."""
+    try:
+        return isinstance(value, str) and len(bytes.fromhex(value)) == size
+    except ValueError:
+        return False
+
+
+def _dcap_image_ok(image: dict[str, Any]) -> bool:
+    """{"name", "kind": "intel-tdx", "reference": {"mr_td", optional RTMRs and owner values}}
+    or {"name", "kind": "intel-sgx", "reference": {mr_enclave and/or mr_signer, optional
+    isv_prod_id and min_isv_svn}}"""
+    reference = image.get("reference")
+    if set(image) != {"name", "kind", "reference"} or not isinstance(reference, dict):
+        return False
+    if image["kind"] == TDX:
+        return "mr_td" in reference and all(
+            name in TD_FIELDS and _policy_hex(value, 48) for name, value in reference.items()
+        )
+    return (
+        image["kind"] == SGX and set(reference) <= set(SGX_FIELDS)
+        and bool({"mr_enclave", "mr_signer"} & set(reference))
+        and all(_policy_hex(reference[name], 32) for name in ("mr_enclave", "mr_signer")
+                if name in reference)
+        and all(_is_int(reference[name]) and 0 <= reference[name] <= 0xFFFF
+                for name in ("isv_prod_id", "min_isv_svn") if name in reference)
+    )  # fmt: skip
+
+
+def _dcap_settings_ok(kind: str, settings: Any) -> bool:
+    """The TDX or SGX settings a policy may give (the others take their defaults): debug,
+    XFAM values, the minimum TEE_TCB_SVN, the tier of each TCB status, the advisories allowed."""
+    if not isinstance(settings, dict) or not set(settings) <= set(DCAP_DEFAULTS[kind]):
+        return False
+    merged = {**DCAP_DEFAULTS[kind], **settings}
+    xfam, minimum = merged.get("xfam_allowed"), merged.get("min_tee_tcb_svn")
+    tiers, advisories = merged["tcb_status"], merged["allowed_advisories"]
+    return (
+        type(merged["allow_debug"]) is bool
+        and (xfam is None or (isinstance(xfam, list) and bool(xfam)
+                              and all(_policy_hex(v, 8) for v in xfam)))
+        and (minimum is None or _policy_hex(minimum, 16))
+        and isinstance(tiers, dict)
+        and all(status in TCB_STATUSES and tier in ("affirming", "warning", "contraindicated")
+                and (status != "Revoked" or tier == "contraindicated")
+                and (status == "UpToDate" or tier != "affirming")
+                for status, tier in tiers.items())
+        and (advisories is None or (isinstance(advisories, list) and all(
+            isinstance(a, str) and ADVISORY.fullmatch(a) for a in advisories)))
     )  # fmt: skip
 
 
@@ -1452,7 +2333,7 @@ class Checker:
                 self.fail(item, f"its policy revision {str(revision)[:40]} is not in policies/")
                 return
         kind = record.get("evidence_kind") or "aws-nitro-enclave"
-        if kind not in ("aws-nitro-enclave", "aws-nitro-tpm", SNP):
+        if kind not in ("aws-nitro-enclave", "aws-nitro-tpm", SNP, TDX, SGX):
             self.fail(item, f"evidence of kind {str(kind)[:40]!r} is not one this file judges")
             return
         policy = worker_policy(snapshot, record.get("worker"), kind)
@@ -1471,8 +2352,8 @@ class Checker:
         verdict, named = record.get("verdict"), record.get("trust_anchor_sha256")
         was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
         self.rejudged += 1
-        if kind == SNP:
-            trust = self.snp_trust(item, record)
+        if kind in (SNP, TDX, SGX):
+            trust = self.trust_of(item, record, dcap=kind != SNP)
             if trust is None:
                 return
             anchors, endorsements = trust
@@ -1505,11 +2386,13 @@ class Checker:
         elif outcome == "other_reasons":
             self.notes.append((item, f"{judged}, {was}"))
 
-    def snp_trust(
-        self, item: str, record: dict[str, Any]
+    def trust_of(
+        self, item: str, record: dict[str, Any], *, dcap: bool
     ) -> tuple[list[Anchor], list[tuple[str, bytes]]] | None:
-        """The ARKs an SEV-SNP entry names (all in trust/, unless you gave the root) and the
-        endorsements it names, in the order given (all in endorsements/)."""
+        """The roots an SEV-SNP entry (ARKs) or a DCAP entry (Intel SGX roots, P-256) names,
+        all in trust/, and the endorsements it names, in the order given (all in
+        endorsements/). The SEV-SNP judge is given those of its kinds; the DCAP judge all,
+        as the service's verifier was, and an entry naming an unknown kind fails."""
         named, given = record.get("trust_anchors"), record.get("endorsements", [])
         if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
             self.fail(item, "names no trust anchors")
@@ -1529,9 +2412,25 @@ class Checker:
             if not isinstance(digest, str) or digest not in self.endorsements:
                 self.fail(item, f"its endorsement {str(digest)[:70]} is not in endorsements/")
                 return None
-            if kind in ENDORSEMENT_KINDS:  # the service's verifier ignores any other kind
-                endorsements.append((kind, self.endorsements[digest]))
-        return [self.anchors[a] for a in sorted(set(named)) if a in self.anchors], endorsements
+            if dcap and kind not in KNOWN_ENDORSEMENTS:
+                self.fail(f"{item}/entry.json", "names an endorsement of no known kind")
+                return None
+            if kind in (KNOWN_ENDORSEMENTS if dcap else ENDORSEMENT_KINDS):
+                endorsements.append(
+                    (str(kind), self.endorsements[digest])
+                )  # SEV-SNP: others ignored
+        anchors = [self.anchors[a] for a in sorted(set(named)) if a in self.anchors]
+        if dcap and not all(
+            isinstance(key := a[0].public_key(), ec.EllipticCurvePublicKey)
+            and key.curve.name == "secp256r1"
+            for a in anchors
+        ):
+            self.fail(item, "its trust anchors cannot judge Intel quotes (not P-256 roots)")
+            return None
+        if dcap and not anchors:
+            self.fail(f"{item}/entry.json", "names no trust anchor")
+            return None
+        return anchors, endorsements
 
     def finish(self) -> None:
         self.flush()
@@ -1634,7 +2533,9 @@ def main() -> int:
         print(f"  {shown(verdict):<16}{n}")
     amd = {digest: f" (AMD ARK-{product})" for product, digest in AMD_ARKS.items()}
     for fingerprint in checker.anchors:
-        known = {AWS_ROOT_SHA256: " (AWS)", **amd}.get(fingerprint, " (NOT an AWS or AMD root)")
+        known = {AWS_ROOT_SHA256: " (AWS)", INTEL_ROOT_SHA256: " (Intel SGX Root CA)", **amd}.get(
+            fingerprint, " (NOT an AWS, AMD or Intel root)"
+        )
         print(f"trust       {fingerprint}{known}")
     for item, message in checker.notes[:20]:
         print(f"  note {shown(item)}: {shown(message)}")

@@ -212,7 +212,7 @@ def test_a_policy_with_snp_images_and_settings_gives_each_kind_its_own_images() 
         {"schemes": {SNP: {"min_tcb": {"snp": 256}}}},
         {"schemes": {SNP: {"min_tcb": {"cpu": 1}}}},
         {"schemes": {SNP: {"unsafe_accept_any": True}}},
-        {"schemes": {"intel-tdx": {}}},
+        {"schemes": {"arm-cca": {}}},  # a kind with no settings (intel-tdx has some now)
         {"schemes": []},
         {"clock_skew_seconds": 10 * 365 * 86400 + 1},  # the service's SNP policy refuses it
     ],
