@@ -4,11 +4,13 @@ Framework-free. Everything shown comes from the entry's own bytes, its evidence,
 endorsements it names and the policy revision it names, all of them in the ledger; nothing
 is taken from the service's current state except the trust anchors: for "re-verify", and for
 an SEV-SNP path whose ASK or ARK did not come with the evidence (the packaged ones are shown).
-The SEV-SNP report's part of the page is built by :mod:`attest_ledger.explain_snp`.
+The SEV-SNP report's part of the page is built by :mod:`attest_ledger.explain_snp`, an Intel
+TDX or SGX quote's by :mod:`attest_ledger.explain_tdx`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from attest_ledger.challenges import ChallengeState
 from attest_ledger.explain_snp import SnpView, StoredEndorsement, explain_snp, stored_evidence
+from attest_ledger.explain_tdx import DcapView, explain_dcap
 from attest_ledger.intake import anchors_of, judge
 from attest_ledger.policy_store import PolicyConfig, PolicyError
 from ledger.errors import EntryNotFound
@@ -38,6 +41,7 @@ from verifier import (
 )
 from verifier.nitro.chain import describe_path
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.tdx import DcapVerifier
 
 __all__ = [
     "SERVICE_STATE_CODES",
@@ -54,6 +58,7 @@ __all__ = [
 ]
 
 _SNP = str(EvidenceKind.AMD_SEV_SNP)
+_DCAP = (str(EvidenceKind.INTEL_TDX), str(EvidenceKind.INTEL_SGX))
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -100,6 +105,8 @@ class EntryView:
     endorsements: list[StoredEndorsement] = field(default_factory=list)
     #: an SEV-SNP report, laid out (None for other kinds, or if it does not parse)
     snp: SnpView | None = None
+    #: an Intel TDX or SGX quote, laid out (None for other kinds, or if it does not parse)
+    dcap: DcapView | None = None
 
     @property
     def evidence_kind(self) -> str:
@@ -224,6 +231,20 @@ def explain_entry(
             )
         except VerifierError as exc:
             view.parse_error = f"{exc.code}: {exc.message}"
+    elif view.evidence is not None and view.evidence_kind in _DCAP:
+        dcap = (schemes or {}).get(view.evidence_kind)
+        try:
+            view.dcap = explain_dcap(
+                record,
+                view.evidence,
+                view.endorsements,
+                kind=view.evidence_kind,
+                policy=view.policy,
+                scheme=dcap if isinstance(dcap, DcapVerifier) else _describer(),
+                moment=_instant_or_none(record),
+            )
+        except VerifierError as exc:
+            view.parse_error = f"{exc.code}: {exc.message}"
     elif view.evidence is not None and view.is_nitro:
         try:
             _, view.document = parse_evidence(view.evidence)
@@ -245,6 +266,19 @@ def explain_entry(
             except ValueError:  # ResultHash.parse: a recorded hash that is not one
                 view.binding_expected = None
     return view
+
+
+def _instant_or_none(record: dict[str, Any]) -> datetime | None:
+    try:
+        return recorded_instant(record)
+    except ValueError:
+        return None
+
+
+@functools.cache
+def _describer() -> DcapVerifier:
+    """Parses quotes and reads PCK certificates for display (no trust decided)."""
+    return DcapVerifier()
 
 
 #: Reasons that depended on the service's state at ingestion (its challenges) and cannot be

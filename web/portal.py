@@ -39,6 +39,9 @@ from sqlalchemy import text
 from attest_ledger.bundles.export import BundleSelection
 from attest_ledger.display import visible
 from attest_ledger.explain import EntryView, explain_entry, reverify
+from attest_ledger.explain_tdx import mimetype_of, suffix_of
+from attest_ledger.impact import revocation_impact
+from attest_ledger.models import CollateralDocument
 from attest_ledger.users import (
     DEVICE_LIFETIME,
     UserError,
@@ -57,7 +60,7 @@ from ledger.errors import EntryNotFound, InvalidNote, LedgerError, TreeSizeUnava
 from ledger.merkle import verify_consistency
 from ledger.note import open_note
 from ledger.reads import consistency_proof, get_entry, inclusion_proof, tree_state
-from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, search_entries
+from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, parse_time, search_entries
 from ledger.stats import aggregate, refresh
 from verifier import EvidenceKind
 from web.api import MAX_INDEX
@@ -78,6 +81,7 @@ _VERDICT_ORDER = ("affirming", "warning", "contraindicated")
 _INDEX = f"<int(max={MAX_INDEX}):index>"
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _SNP = str(EvidenceKind.AMD_SEV_SNP)
+_TDX, _SGX = str(EvidenceKind.INTEL_TDX), str(EvidenceKind.INTEL_SGX)
 
 
 def _whole(text: str) -> bool:
@@ -519,14 +523,14 @@ def entry_evidence_bytes(index: int) -> Response:
     view = _explain(index)
     if view.evidence is None:
         raise Problem(404, "not_found", f"entry {index} has no evidence")
-    name = "report" if view.evidence_kind == _SNP else "evidence"
+    name = {_SNP: "report", _TDX: "quote", _SGX: "quote"}.get(view.evidence_kind, "evidence")
     return _download(view.evidence, "application/octet-stream", f"entry-{index}-{name}.bin")
 
 
-@bp.get(f"/entries/{_INDEX}/endorsements/<sha256>.der")
-def entry_endorsement(index: int, sha256: str) -> Response:
-    """An endorsement the entry names (a certificate or CRL, DER), by its SHA-256; only those
-    the entry names, and only bytes that have that digest."""
+def _endorsement(index: int, sha256: str, suffix: str) -> Response:
+    """An endorsement the entry names, by its SHA-256; only those the entry names, only bytes
+    that have that digest, and only under the suffix of its kind (``.json``: Intel's TCB info
+    and QE identity, served as JSON; ``.der``: a certificate or CRL)."""
     view = _explain(index)
     named = next((e for e in view.endorsements if e.sha256 == sha256), None)
     if named is None:
@@ -537,9 +541,29 @@ def entry_endorsement(index: int, sha256: str) -> Response:
             "not_found",
             f"entry {index} names this {named.kind}, but the ledger does not hold its bytes",
         )
+    if suffix_of(named.kind) != suffix:
+        raise Problem(
+            404,
+            "not_found",
+            f"entry {index} names this {named.kind} as "
+            f"/portal/entries/{index}/endorsements/{sha256}.{suffix_of(named.kind)}",
+        )
     assert named.data is not None  # noqa: S101 - holds: the bytes are there
-    mimetype = "application/pkix-crl" if named.kind == "crl" else "application/pkix-cert"
-    return _download(named.data, mimetype, f"entry-{index}-{named.kind}-{sha256[:16]}.der")
+    return _download(
+        named.data, mimetype_of(named.kind), f"entry-{index}-{named.kind}-{sha256[:16]}.{suffix}"
+    )
+
+
+@bp.get(f"/entries/{_INDEX}/endorsements/<sha256>.der")
+def entry_endorsement_der(index: int, sha256: str) -> Response:
+    """A certificate or CRL the entry names (DER)."""
+    return _endorsement(index, sha256, "der")
+
+
+@bp.get(f"/entries/{_INDEX}/endorsements/<sha256>.json")
+def entry_endorsement_json(index: int, sha256: str) -> Response:
+    """An Intel TCB info or QE identity the entry names, byte for byte as signed (JSON)."""
+    return _endorsement(index, sha256, "json")
 
 
 @bp.get(f"/entries/{_INDEX}/entry.json")
@@ -603,6 +627,79 @@ def export() -> Response:
         raise Problem(400, "invalid_parameter", f"{exc.parameter}: {exc.message}") from None
     return bundle_response(
         _runtime(), BundleSelection(selection), None, reader=f"portal:{g.user.name}"
+    )
+
+
+# --- revocation impact (issue #12) ------------------------------------------------------------
+
+_FMSPC = re.compile(r"[0-9a-fA-F]{12}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_IMPACT_PAGE = 50
+
+
+@bp.get("/impact")
+def impact() -> Response:
+    """The TDX and SGX entries a TCB info kept later marks OutOfDate or Revoked
+    (:func:`attest_ledger.impact.revocation_impact`), newest first, 50 to a page."""
+    args = request.args
+    error: str | None = None
+    fmspc = args.get("fmspc", "").strip() or None
+    since = None
+    after = None
+    if fmspc is not None and not _FMSPC.fullmatch(fmspc):
+        error = "FMSPC: 12 hex digits (6 bytes), such as B0C06F000000"
+    if error is None and args.get("since"):
+        try:
+            since = parse_time("since", args["since"])
+        except SearchError as exc:
+            error = f"since: {exc.message}"
+    if error is None and args.get("after"):
+        if not _whole(args["after"]):
+            error = "after: an entry index, as the page's link gave it"
+        else:
+            after = int(args["after"])
+    page = None
+    if error is None:
+        page = revocation_impact(db(), fmspc=fmspc, since=since, after=after, limit=_IMPACT_PAGE)
+    base = {k: v for k, v in args.items() if v and k in ("fmspc", "since")}
+    older = None
+    if page is not None and page.after is not None:
+        older = _impact_url({**base, "after": page.after})
+    return make_response(
+        render_template(
+            "portal/impact.html",
+            args=args,
+            rows=page.entries if page is not None else (),
+            error=error,
+            older=older,
+            first=_impact_url(base) if after is not None else None,
+        ),
+        400 if error else 200,
+    )
+
+
+def _impact_url(params: dict[str, str]) -> str:
+    query = urlencode(params)
+    return url_for("portal.impact") + (f"?{query}" if query else "")
+
+
+@bp.get("/collateral/<sha256>.<suffix>")
+def collateral_document(sha256: str, suffix: str) -> Response:
+    """A collateral document the service keeps, byte for byte, by its SHA-256 (the impact
+    page links each marking TCB info here): JSON for TCB info and QE identity, DER else."""
+    if not _SHA256.fullmatch(sha256):
+        raise Problem(404, "not_found", "a collateral document is named by 64 lowercase hex")
+    document = db().get(CollateralDocument, bytes.fromhex(sha256))
+    if document is None:
+        raise Problem(404, "not_found", "no collateral document kept has that SHA-256")
+    if suffix_of(document.kind) != suffix:
+        raise Problem(
+            404,
+            "not_found",
+            f"this {document.kind} is /portal/collateral/{sha256}.{suffix_of(document.kind)}",
+        )
+    return _download(
+        bytes(document.data), mimetype_of(document.kind), f"{document.kind}-{sha256[:16]}.{suffix}"
     )
 
 
@@ -768,6 +865,10 @@ def init_portal(app: Flask) -> None:
     app.jinja_env.filters["age"] = _age
     app.jinja_env.filters["utc"] = _utc
     app.jinja_env.filters["utc_short"] = lambda m: _utc(m).removesuffix(" UTC")
+    app.jinja_env.filters["endorsement_suffix"] = suffix_of
+    app.jinja_env.filters["collateral_url"] = lambda sha256: url_for(
+        "portal.collateral_document", sha256=sha256, suffix="json"
+    )
     app.jinja_env.filters["hexbytes"] = lambda b: b.hex() if b is not None else "-"
 
     @app.get("/")

@@ -1,7 +1,8 @@
 """The auditor portal in real headless Chromium (Debian's package, driven by Playwright) against
 the real service under gunicorn on loopback: sign in, filter, open an entry, download its
 proof and check it offline, watch the in-browser check pass, and fail for a tampered proof;
-the same for an SEV-SNP entry from a simulated SNP guest, with its report and endorsements.
+the same for an SEV-SNP entry from a simulated SNP guest, with its report and endorsements,
+and for an Intel TDX entry with its collateral, and the revocation impact page.
 
 Screenshots of every page go to ``test-artifacts/portal/`` (or $ATTEST_LEDGER_ARTIFACTS); CI
 keeps them, and a person should look at them when the pages change."""
@@ -15,12 +16,21 @@ import re
 import shutil
 import subprocess
 import time
+import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from enclave_worker import simulated_snp_measurement
+from enclave_worker import (
+    SimulatedIntelWarning,
+    SimulatedTdxPlatform,
+    TcbStanding,
+    simulated_snp_measurement,
+    simulated_tdx_measurement,
+)
+from enclave_worker.simulated_intel import SimulatedIntelPki
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
 from ledger.keys import load_signing_key
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -57,9 +67,16 @@ def browser():
 @pytest.fixture
 def live_env(tmp_path) -> dict[str, str]:
     """The live service also trusts a simulated AMD root, for the SEV-SNP entries (the PKI
-    of the test session, whose RSA-4096 keys are made once)."""
+    of the test session, whose RSA-4096 keys are made once), and a simulated Intel root made
+    now, for the TDX entries (the worker's collateral is issued at the wall clock's time)."""
     amd_pki().save(tmp_path / "simulated-amd")
-    return {"ATTEST_LEDGER_SNP_TRUST_ROOT": str(tmp_path / "simulated-amd" / "ark.pem")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedIntelWarning)
+        SimulatedIntelPki.load_or_create(tmp_path / "simulated-intel", at=datetime.now(UTC))
+    return {
+        "ATTEST_LEDGER_SNP_TRUST_ROOT": str(tmp_path / "simulated-amd" / "ark.pem"),
+        "ATTEST_LEDGER_INTEL_TRUST_ROOT": str(tmp_path / "simulated-intel" / "root.pem"),
+    }
 
 
 def covered(base: str) -> int:
@@ -358,4 +375,97 @@ def test_an_auditor_opens_an_snp_entry_checks_it_and_reverifies(portal, tmp_path
     assert hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest() == named["vcek"]
     page.click("text=Re-verify now")
     assert "The verdicts agree." in page.inner_text("#reverification")
+    assert portal["problems"] == []  # no CSP violation, no script error on any page
+
+
+def test_an_auditor_opens_a_tdx_entry_and_the_revocation_impact(portal, tmp_path) -> None:
+    """A simulated TD submits four quotes (the fourth of another image); the auditor opens an
+    affirmed one (its TD report, TCB status and collateral, a TCB info downloaded as JSON with
+    the digest the entry names), re-verifies it, and, once a later TCB info that marks the
+    platform OutOfDate is imported, finds it on the revocation impact page."""
+    env = portal["env"]
+    intel = tmp_path / "simulated-intel"
+    for command in (
+        ["policy", "image", "add", "e2e-td", "--type", "intel-tdx",
+         "--mr-td", simulated_tdx_measurement("e2e-td").hex()],
+        ["policy", "allow", "alpha", "e2e-td"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [*CLI, *command], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    worker = subprocess.run(
+        [
+            *CLI, "worker", "run", "--server", portal["base"], "--count", "4", "--mix",
+            "--tee", "intel-tdx", "--image", "e2e-td", "--name", "td-worker",
+            "--simulated-intel", str(intel),
+        ],
+        cwd=ROOT, env={**env, "ATTEST_LEDGER_WORKER_TOKEN": portal["tokens"]["alpha"]},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    receipts = [json.loads(line) for line in worker.stdout.splitlines()]
+    assert [r["verdict"] for r in receipts] == ["affirming"] * 3 + ["contraindicated"], receipts
+    covered(portal["base"])
+
+    page = portal["page"]
+    sign_in(page)
+    portal["problems"].clear()  # the wrong password's 401 is expected
+    page.goto(f"/portal/entries/{receipts[0]['index']}")
+    check_reads(page, "Verified in your browser")
+    quote = page.locator("#dcap-quote")
+    text = quote.inner_text()
+    for expected in ("TDX quote", "MRTD", "RTMR3", "MRSEAM", "TD attributes", "UpToDate",
+                     "tcbEvaluationDataNumber", "TD_QE", "Collateral that judged it"):  # fmt: skip
+        assert expected in text, expected
+    assert quote.locator("tr.pcr-match").count() == 1  # MRTD, against e2e-td
+    assert quote.locator("table.chain span.badge.ok", has_text="valid").count() == 3
+    shot(page, "16-tdx-entry")
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('entry bytes')")
+    record = json.loads(Path(download.value.path()).read_bytes())
+    named = {e["kind"]: e["sha256"] for e in record["endorsements"]}
+    with page.expect_download() as download:
+        page.click("ul.downloads a:text-is('tcb-info')")
+    tcb_info = Path(download.value.path()).read_bytes()
+    assert hashlib.sha256(tcb_info).hexdigest() == named["tcb-info"]
+    assert json.loads(tcb_info)["tcbInfo"]["id"] == "TDX"
+    page.click("text=Re-verify now")
+    assert "The verdicts agree." in page.inner_text("#reverification")
+    shot(page, "17-tdx-reverified")
+
+    # a later TCB info marks the platform OutOfDate: the entries appear on the impact page
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedIntelWarning)
+        pki = SimulatedIntelPki.load_or_create(intel, at=datetime.now(UTC))
+        platform = SimulatedTdxPlatform(pki, image="e2e-td", at=datetime.now(UTC))
+        (later,) = [
+            e.data
+            for e in platform.collateral(
+                at=datetime.now(UTC) + timedelta(minutes=1),
+                standing=TcbStanding("OutOfDate", ("INTEL-SA-00837",)),
+            )
+            if e.kind == "tcb-info"
+        ]
+    (tmp_path / "later-tcb-info.json").write_bytes(later)
+    done = subprocess.run(
+        [*CLI, "collateral", "import", str(tmp_path / "later-tcb-info.json")],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page.goto("/portal/")
+    page.click("text=Revocation impact")
+    assert "/portal/impact" in page.url
+    table = page.locator("table.impact")
+    for receipt in receipts[:3]:
+        row = table.locator("tr", has=page.locator(f"a:text-is('#{receipt['index']}')"))
+        assert row.count() == 1, receipt
+        assert "OutOfDate" in row.inner_text()
+        assert "INTEL-SA-00837" in row.inner_text()
+    shot(page, "18-revocation-impact")
+    with page.expect_download() as download:
+        table.locator("a:text-is('TCB info')").first.click()
+    assert Path(download.value.path()).read_bytes() == later
+    table.locator(f"a:text-is('#{receipts[0]['index']}')").click()
+    assert f"/portal/entries/{receipts[0]['index']}" in page.url
     assert portal["problems"] == []  # no CSP violation, no script error on any page
