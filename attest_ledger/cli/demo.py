@@ -1,14 +1,14 @@
 """``attest-ledger demo``: what ``make run`` does on a fresh machine (and again, keeping data).
 
 1. migrate the database (the embedded PostgreSQL unless DATABASE_URL is set);
-2. create the ledger's signing key, a simulated Nitro root and a simulated AMD root (ARK),
-   unless they exist;
-3. add a demo Nitro worker, a demo SEV-SNP worker and a demo auditor (tokens in var/, mode
-   0600), a demo policy (a Nitro image and an SEV-SNP image) and a portal account (password
-   in var/, mode 0600);
+2. create the ledger's signing key, a simulated Nitro root, a simulated AMD root (ARK) and a
+   simulated Intel root (with its PCK CAs and TCB Signing key), unless they exist;
+3. add a demo Nitro worker, a demo SEV-SNP worker, a demo TDX worker and a demo auditor
+   (tokens in var/, mode 0600), a demo policy (a Nitro image, an SEV-SNP image and a TDX
+   image) and a portal account (password in var/, mode 0600);
 4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated roots;
-5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker, which submit a
-   few dozen attestations between them, some bad on purpose;
+5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker and a simulated
+   TDX worker, which submit a few dozen attestations between them, some bad on purpose;
 6. print where to look, and keep the service running until Ctrl-C.
 """
 
@@ -36,18 +36,23 @@ from attest_ledger import database
 from attest_ledger.clients import authenticate, create_client
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
-from attest_ledger.policy_store import SNP, PolicyStore
+from attest_ledger.policy_store import SNP, TDX, PolicyStore
 from attest_ledger.settings import Settings
 from attest_ledger.users import add_user, set_password
 from enclave_worker import (
     AMD_SEV_SNP,
+    INTEL_TDX,
     SimulatedAmdPki,
     SimulatedAmdWarning,
+    SimulatedIntelPki,
+    SimulatedIntelWarning,
     SimulatedNitroWarning,
     simulated_image_pcrs,
     simulated_snp_measurement,
+    simulated_tdx_measurement,
 )
 from enclave_worker.simulated_amd import ARK_FILE
+from enclave_worker.simulated_intel import ROOT_FILE as INTEL_ROOT_FILE
 from enclave_worker.simulated_pki import load_or_create_root
 from ledger.db import make_session_factory, session_scope
 from ledger.keys import create_signing_key, load_signing_key
@@ -59,6 +64,9 @@ WORKER = "demo-worker"
 #: The SEV-SNP guest's image: the SNP worker runs it, the policy holds its measurement.
 SNP_IMAGE = "demo-inference-snp"
 SNP_WORKER = "demo-snp-worker"
+#: The TDX trust domain's image: the TDX worker runs it, the policy holds its MRTD.
+TDX_IMAGE = "demo-inference-tdx"
+TDX_WORKER = "demo-tdx-worker"
 AUDITOR = "demo-auditor"
 PORTAL_USER = "demo-auditor"
 
@@ -73,6 +81,9 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--snp-jobs", type=int, default=12, help="attestations the demo SEV-SNP worker submits"
+    )
+    parser.add_argument(
+        "--tdx-jobs", type=int, default=12, help="attestations the demo Intel TDX worker submits"
     )
     parser.add_argument(
         "--no-wait",
@@ -92,20 +103,25 @@ def _stop(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
-    if args.jobs < 0 or args.snp_jobs < 0:
-        print("attest-ledger demo: --jobs and --snp-jobs must not be negative", file=sys.stderr)
+    if args.jobs < 0 or args.snp_jobs < 0 or args.tdx_jobs < 0:
+        print(
+            "attest-ledger demo: --jobs, --snp-jobs and --tdx-jobs must not be negative",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     root_dir = data / "simulated-pki"
     amd_dir = data / "simulated-amd"
+    intel_dir = data / "simulated-intel"
     settings = dataclasses.replace(
         settings,
         trust_root_path=settings.trust_root_path or root_dir / "root.pem",
         snp_trust_root_path=settings.snp_trust_root_path or amd_dir / ARK_FILE,
+        intel_trust_root_path=settings.intel_trust_root_path or intel_dir / INTEL_ROOT_FILE,
     )
 
-    url, signer, tokens = _set_up(settings, data, root_dir, amd_dir)
+    url, signer, tokens = _set_up(settings, data, root_dir, amd_dir, intel_dir)
 
     env = dict(os.environ)
     env.update(
@@ -113,6 +129,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "ATTEST_LEDGER_DATA_DIR": str(data),
             "ATTEST_LEDGER_TRUST_ROOT": str(settings.trust_root_path),
             "ATTEST_LEDGER_SNP_TRUST_ROOT": str(settings.snp_trust_root_path),
+            "ATTEST_LEDGER_INTEL_TRUST_ROOT": str(settings.intel_trust_root_path),
             "ATTEST_LEDGER_KEY": str(settings.ledger_key_path),
             "ATTEST_LEDGER_CHECKPOINT_INTERVAL": str(min(settings.checkpoint_interval, 2.0)),
         }
@@ -133,36 +150,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not _wait_ready(server, service):
             print(f"the service did not become ready; see {log_path}", file=sys.stderr)
             return EXIT_USAGE
-        say(
-            f"a simulated Nitro worker submits {args.jobs} attestations and, beside it, a "
-            f"simulated SEV-SNP worker {args.snp_jobs}; every fourth of each is bad on purpose"
-        )
         worker = [*command, "worker", "run", "--server", server, "--mix"]
-        nitro, snp = _run_side_by_side(
-            (
-                [*worker, "--count", str(args.jobs), "--image", IMAGE, "--name", "demo",
-                 "--simulated-pki", str(root_dir)],
-                {**env, "ATTEST_LEDGER_WORKER_TOKEN": tokens[WORKER]},
-            ),
-            (
-                [*worker, "--count", str(args.snp_jobs), "--tee", AMD_SEV_SNP,
-                 "--image", SNP_IMAGE, "--name", "demo-snp", "--simulated-amd", str(amd_dir)],
-                {**env, "ATTEST_LEDGER_WORKER_TOKEN": tokens[SNP_WORKER]},
-            ),
-        )  # fmt: skip
-        say(f"AWS Nitro Enclaves: {args.jobs} attestations fed")
-        _show_worker(nitro.stdout, nitro.stderr, "Nitro")
-        say(f"AMD SEV-SNP: {args.snp_jobs} attestations fed")
-        _show_worker(snp.stdout, snp.stderr, "SEV-SNP")
-        for name, done in (("Nitro", nitro), ("SEV-SNP", snp)):
+        fed = _feed(args, worker, env, tokens, (root_dir, amd_dir, intel_dir))
+        for name, done in fed.items():
             if done.returncode != 0:
                 print(f"the demo {name} worker failed; see {log_path}", file=sys.stderr)
                 return EXIT_USAGE  # the service or the demo set-up is not working
         time.sleep(2.5)  # let the publisher sign a checkpoint covering the demo
-        _where_to_look(
-            server, data, signer.verifier(), _an_attestation(nitro.stdout),
-            _an_attestation(snp.stdout), running=not args.no_wait,
-        )  # fmt: skip
+        shown = {name: _an_attestation(done.stdout) for name, done in fed.items()}
+        _where_to_look(server, data, signer.verifier(), shown, running=not args.no_wait)
         if args.no_wait:
             return EXIT_OK
         say("the service keeps running; Ctrl-C stops it")
@@ -179,10 +175,57 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _feed(
+    args: argparse.Namespace,
+    worker: list[str],
+    env: dict[str, str],
+    tokens: dict[str, str],
+    roots: tuple[Path, Path, Path],
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Step 5: the Nitro, SEV-SNP and TDX workers side by side, then each one's verdicts;
+    by the name the demo shows them under."""
+    say(
+        f"a simulated Nitro worker submits {args.jobs} attestations and, beside it, a "
+        f"simulated SEV-SNP worker {args.snp_jobs} and a simulated Intel TDX worker "
+        f"{args.tdx_jobs}; every fourth of each is bad on purpose"
+    )
+    root_dir, amd_dir, intel_dir = roots
+    runs = {
+        "Nitro": (
+            f"AWS Nitro Enclaves: {args.jobs} attestations fed",
+            [*worker, "--count", str(args.jobs), "--image", IMAGE, "--name", "demo",
+             "--simulated-pki", str(root_dir)],
+            tokens[WORKER],
+        ),
+        "SEV-SNP": (
+            f"AMD SEV-SNP: {args.snp_jobs} attestations fed",
+            [*worker, "--count", str(args.snp_jobs), "--tee", AMD_SEV_SNP,
+             "--image", SNP_IMAGE, "--name", "demo-snp", "--simulated-amd", str(amd_dir)],
+            tokens[SNP_WORKER],
+        ),
+        "TDX": (
+            f"Intel TDX: {args.tdx_jobs} attestations fed",
+            [*worker, "--count", str(args.tdx_jobs), "--tee", INTEL_TDX,
+             "--image", TDX_IMAGE, "--name", "demo-tdx", "--simulated-intel", str(intel_dir)],
+            tokens[TDX_WORKER],
+        ),
+    }  # fmt: skip
+    done = _run_side_by_side(
+        *(
+            (arguments, {**env, "ATTEST_LEDGER_WORKER_TOKEN": token})
+            for _, arguments, token in runs.values()
+        )
+    )
+    for (name, (title, _, _)), finished in zip(runs.items(), done, strict=True):
+        say(title)
+        _show_worker(finished.stdout, finished.stderr, name)
+    return dict(zip(runs, done, strict=True))
+
+
 def _run_side_by_side(
     *runs: tuple[list[str], dict[str, str]],
 ) -> list[subprocess.CompletedProcess[str]]:
-    """Run the workers at once (as a Nitro fleet and an SEV-SNP fleet feed one service) and
+    """Run the workers at once (as Nitro, SEV-SNP and TDX fleets feed one service) and
     wait for all of them; their output is shown afterwards, one worker at a time."""
     started = [
         (
@@ -207,7 +250,7 @@ def _run_side_by_side(
 
 
 def _set_up(
-    settings: Settings, data: Path, root_dir: Path, amd_dir: Path
+    settings: Settings, data: Path, root_dir: Path, amd_dir: Path, intel_dir: Path
 ) -> tuple[str, Any, dict[str, str]]:
     """Steps 1-3, each skipped when already done."""
     where = (
@@ -231,14 +274,19 @@ def _set_up(
         warnings.simplefilter("ignore", SimulatedAmdWarning)
         SimulatedAmdPki.load_or_create(amd_dir, at=now)  # RSA-4096 keys: seconds, the first time
     say(f"simulated AMD root, ARK (NOT AMD): {settings.snp_trust_root_path}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedIntelWarning)
+        SimulatedIntelPki.load_or_create(intel_dir, at=now)
+    say(f"simulated Intel SGX root (NOT Intel): {settings.intel_trust_root_path}")
     engine = database.engine_for(dataclasses.replace(settings, database_url=url), pool_size=1)
     try:
         with session_scope(make_session_factory(engine)) as session:
             nitro = _client(session, WORKER, "worker", data / "demo-worker.token")
             snp = _client(session, SNP_WORKER, "worker", data / "demo-snp-worker.token")
-            tokens = {WORKER: nitro[1], SNP_WORKER: snp[1]}
+            tdx = _client(session, TDX_WORKER, "worker", data / "demo-tdx-worker.token")
+            tokens = {WORKER: nitro[1], SNP_WORKER: snp[1], TDX_WORKER: tdx[1]}
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
-            _policy(session, nitro_worker=nitro[0], snp_worker=snp[0])
+            _policy(session, nitro_worker=nitro[0], snp_worker=snp[0], tdx_worker=tdx[0])
             _portal_user(session, data / "demo-portal.password")
     finally:
         engine.dispose()
@@ -280,7 +328,7 @@ def _portal_user(session: Any, password_file: Path) -> None:
     say(f"portal user {PORTAL_USER!r}: password in {password_file} (mode 0600)")
 
 
-def _policy(session: Any, *, nitro_worker: str, snp_worker: str) -> None:
+def _policy(session: Any, *, nitro_worker: str, snp_worker: str, tdx_worker: str) -> None:
     """The demo images, and the demo workers (by the names their tokens belong to: a client
     made again after its token was lost has another) allowed to attest them."""
     store = PolicyStore()
@@ -292,7 +340,11 @@ def _policy(session: Any, *, nitro_worker: str, snp_worker: str) -> None:
         measurement = simulated_snp_measurement(SNP_IMAGE).hex()
         store.add_reference(session, SNP_IMAGE, SNP, {"measurement": measurement})
         say(f"policy: SEV-SNP image {SNP_IMAGE!r} (the simulated guest's measurement) added")
-    for worker, image in ((nitro_worker, IMAGE), (snp_worker, SNP_IMAGE)):
+    if session.get(PolicyImage, TDX_IMAGE) is None:
+        mr_td = simulated_tdx_measurement(TDX_IMAGE).hex()
+        store.add_reference(session, TDX_IMAGE, TDX, {"mr_td": mr_td})
+        say(f"policy: TDX image {TDX_IMAGE!r} (the simulated trust domain's MRTD) added")
+    for worker, image in ((nitro_worker, IMAGE), (snp_worker, SNP_IMAGE), (tdx_worker, TDX_IMAGE)):
         worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == worker)).scalar()
         if worker_id is not None and session.get(WorkerImage, (worker_id, image)) is None:
             store.allow(session, worker, image)
@@ -342,14 +394,18 @@ def _an_attestation(worker_stdout: str) -> int | None:
 
 
 def _where_to_look(
-    server: str, data: Path, key: Any, entry: int | None, snp_entry: int | None, *, running: bool
+    server: str, data: Path, key: Any, shown: dict[str, int | None], *, running: bool
 ) -> None:
+    """The hints; ``shown``: a good attestation of each kind, by the name the demo shows
+    the kind under (Nitro, SEV-SNP, TDX)."""
     cli = (Path(sys.prefix) / "bin" / "attest-ledger").resolve()
     reader = f'-H "Authorization: Bearer $(cat {data}/demo-auditor.token)"'
     worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-worker.token)"
     snp_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-snp-worker.token)"
+    tdx_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-tdx-worker.token)"
     roots = (
         f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/{ARK_FILE}"
+        f" --trust-root {data}/simulated-intel/{INTEL_ROOT_FILE}"
     )
     head = (
         [f"The service is running on {server}"]
@@ -360,7 +416,12 @@ def _where_to_look(
         ]
     )
     examples = []
-    for label, index in (("an attestation", entry), ("an SEV-SNP one", snp_entry)):
+    entry = shown.get("Nitro")
+    for label, index in (
+        ("an attestation", entry),
+        ("an SEV-SNP one", shown.get("SEV-SNP")),
+        ("a TDX one", shown.get("TDX")),
+    ):
         if index is not None:
             examples.append(f"  {label:<16} curl {reader} {server}/api/v1/entries/{index}")
     if entry is not None:
@@ -371,6 +432,7 @@ def _where_to_look(
         f"  auditor portal   {server}/portal/  (sign in as {PORTAL_USER}, password in"
         f" {data}/demo-portal.password)",
         f"  SEV-SNP entries  {server}/portal/entries?evidence_kind={AMD_SEV_SNP}",
+        f"  TDX entries      {server}/portal/entries?evidence_kind={INTEL_TDX}",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",
@@ -385,6 +447,8 @@ def _where_to_look(
         f" --simulated-pki {data}/simulated-pki",
         f"  more SEV-SNP     {snp_worker} {cli} worker run --server {server} --count 20 --mix"
         f" --tee {AMD_SEV_SNP} --image {SNP_IMAGE} --simulated-amd {data}/simulated-amd",
+        f"  more TDX         {tdx_worker} {cli} worker run --server {server} --count 20 --mix"
+        f" --tee {INTEL_TDX} --image {TDX_IMAGE} --simulated-intel {data}/simulated-intel",
         f"Data lives in {data}; running `make run` again keeps it.",
     ]
     print("\n" + "\n".join(lines) + "\n", flush=True)

@@ -1,6 +1,6 @@
 """`make run` is `attest-ledger demo`: on a fresh data directory it sets everything up on the
-embedded PostgreSQL and feeds the service from a simulated Nitro worker and a simulated
-SEV-SNP worker side by side; run again, it keeps what is there."""
+embedded PostgreSQL and feeds the service from a simulated Nitro worker, a simulated SEV-SNP
+worker and a simulated Intel TDX worker side by side; run again, it keeps what is there."""
 
 from __future__ import annotations
 
@@ -27,14 +27,16 @@ def _port() -> int:
 
 
 #: A line the demo prints per receipt: its index, the kind of evidence, the verdict.
-ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP)\s+(\S+)\s", re.M)
+ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX)\s+(\S+)\s", re.M)
+#: every fourth bad on purpose, as each demo worker runs with --mix
+FOUR = ["affirming"] * 3 + ["contraindicated"]
 
 
 def _entries(out: str, tee: str) -> list[tuple[int, str]]:
     return [(int(index), verdict) for index, kind, verdict in ENTRY.findall(out) if kind == tee]
 
 
-def _demo(env: dict[str, str], jobs: int, snp_jobs: int) -> str:
+def _demo(env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int) -> str:
     done = subprocess.run(
         [
             *CLI,
@@ -44,6 +46,8 @@ def _demo(env: dict[str, str], jobs: int, snp_jobs: int) -> str:
             str(jobs),
             "--snp-jobs",
             str(snp_jobs),
+            "--tdx-jobs",
+            str(tdx_jobs),
             "--port",
             str(_port()),
         ],
@@ -63,22 +67,39 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the embedded one
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
 
-    first = _demo(env, jobs=8, snp_jobs=8)
+    first = _demo(env, jobs=8, snp_jobs=8, tdx_jobs=8)
     assert f"embedded PostgreSQL 18 in {data}/postgres" in first
     assert "(created, mode 0600)" in first
     assert "AWS Nitro Enclaves: 8 attestations fed" in first
     assert "AMD SEV-SNP: 8 attestations fed" in first
+    assert "Intel TDX: 8 attestations fed" in first
     nitro, snp = _entries(first, "Nitro"), _entries(first, "SEV-SNP")
-    entries = [index for index, _ in nitro + snp]
-    assert len(entries) == len(set(entries)) == 16  # one entry each, none shared
-    assert len(re.findall(r"\(bad on purpose: ", first)) == 4  # every fourth of each
+    tdx = _entries(first, "TDX")
+    entries = [index for index, _ in nitro + snp + tdx]
+    assert len(entries) == len(set(entries)) == 24  # one entry each, none shared
+    assert len(re.findall(r"\(bad on purpose: ", first)) == 6  # every fourth of each
     assert [verdict for _, verdict in nitro] == ["affirming"] * 3 + ["contraindicated"] + [
         "affirming"
     ] * 3 + ["contraindicated"]
     assert [verdict for _, verdict in snp] == [v for _, v in nitro]  # the same every fourth
+    assert [verdict for _, verdict in tdx] == FOUR * 2  # TDX affirmed, and rejected on purpose
     assert re.search(
         r"SEV-SNP\s+contraindicated\s+measurement_mismatch \(bad on purpose: wrong-image\)", first
     ), first
+    assert re.search(
+        r"TDX\s+contraindicated\s+mrtd_mismatch \(bad on purpose: wrong-image\)", first
+    ), first
+    assert re.search(r"TDX\s+contraindicated\s+nonce_unknown \(bad on purpose: wrong-nonce\)",
+                     first), first  # fmt: skip
+    intel_root = data / "simulated-intel" / "root.pem"
+    assert f"simulated Intel SGX root (NOT Intel): {intel_root}" in first
+    assert "policy: TDX image 'demo-inference-tdx'" in first
+    assert "policy: demo-tdx-worker may attest demo-inference-tdx" in first
+    intel_pem = intel_root.read_bytes()
+    tdx_token = (data / "demo-tdx-worker.token").read_text()
+    assert oct((data / "demo-tdx-worker.token").stat().st_mode & 0o777) == "0o600"
+    others = ("demo-worker.token", "demo-snp-worker.token")
+    assert tdx_token not in [(data / name).read_text() for name in others]  # its own client
     ark = data / "simulated-amd" / "ark.pem"
     assert f"simulated AMD root, ARK (NOT AMD): {ark}" in first
     assert "policy: SEV-SNP image 'demo-inference-snp'" in first
@@ -99,29 +120,40 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert "embedded PostgreSQL in" in log
     assert "is started again if it dies" in log
     assert f"trusting the ARK(s) in {ark}" in log  # the simulated ARK, not AMD's
+    assert f"trusting the root(s) in {intel_root}" in log  # the simulated Intel root
+    assert "INSTEAD of Intel's" in log
 
-    second = _demo(env, jobs=4, snp_jobs=4)
+    second = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4)
     assert "(kept)" in second
     assert "token in" not in second  # no new clients: the tokens are reused
     assert "policy:" not in second  # nor a new policy
-    again = [index for index, _ in _entries(second, "Nitro") + _entries(second, "SEV-SNP")]
-    assert len(again) == 8
+    again = [index for tee in ("Nitro", "SEV-SNP", "TDX") for index, _ in _entries(second, tee)]
+    assert len(again) == 12
     assert min(again) > max(entries)  # appended after the first run's entries
-    assert [v for _, v in _entries(second, "SEV-SNP")] == ["affirming"] * 3 + ["contraindicated"]
+    assert [v for _, v in _entries(second, "SEV-SNP")] == FOUR
+    assert [v for _, v in _entries(second, "TDX")] == FOUR  # the kept Intel root still trusted
     assert (data / "ledger.key").read_bytes() == key
     assert (data / "demo-worker.token").read_text() == worker_token
     assert (data / "demo-snp-worker.token").read_text() == snp_token
     assert ark.read_bytes() == ark_pem  # the simulated AMD root is kept, like the Nitro one
+    assert intel_root.read_bytes() == intel_pem  # and the simulated Intel root
+    assert (data / "demo-tdx-worker.token").read_text() == tdx_token
     assert (data / "demo-portal.password").read_text() == password
 
     # a lost token: the demo makes a client of another name, and that one may attest the
-    # demo image (before, it was refused by the policy, which named only the first client)
+    # demo image (before, it was refused by the policy, which named only the first client);
+    # the same for the TDX worker's
     (data / "demo-worker.token").unlink()
-    third = _demo(env, jobs=4, snp_jobs=4)
+    (data / "demo-tdx-worker.token").unlink()
+    third = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4)
     renamed = re.search(r"worker '(demo-worker-[0-9]+)': token in", third)
     assert renamed, third
-    assert f"policy: {renamed.group(1)} may attest" in third
-    assert [v for _, v in _entries(third, "Nitro")] == ["affirming"] * 3 + ["contraindicated"]
+    assert f"policy: {renamed.group(1)} may attest demo-inference\n" in third
+    assert [v for _, v in _entries(third, "Nitro")] == FOUR
+    renamed = re.search(r"worker '(demo-tdx-worker-[0-9]+)': token in", third)
+    assert renamed, third
+    assert f"policy: {renamed.group(1)} may attest demo-inference-tdx" in third
+    assert [v for _, v in _entries(third, "TDX")] == FOUR
     users = subprocess.run(
         [*CLI, "users", "list"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
@@ -140,19 +172,20 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
     the service under hints that said it was running; and the "more jobs" command, run from
     anywhere but the project directory, made a new simulated root, so every submission was
     judged untrusted_root. Issue #11: the hints name the SEV-SNP entries, an SEV-SNP worker
-    command and both roots, and the service they describe holds SEV-SNP verdicts."""
+    command and both roots, and the service they describe holds SEV-SNP verdicts. Issue #12:
+    the same for TDX, and the export and bundle hints pass the three roots."""
     import httpx
 
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
-    stopped = _demo(env, jobs=4, snp_jobs=4)
+    stopped = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4)
     assert "the service is now STOPPED" in stopped
     assert "The service is running" not in stopped
 
     port = _port()
     demo = subprocess.Popen(
-        [*CLI, "demo", "--jobs", "4", "--snp-jobs", "4", "--port", str(port)],
+        [*CLI, "demo", "--jobs", "4", "--snp-jobs", "4", "--tdx-jobs", "4", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -169,14 +202,16 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "The service is running on" in printed, printed
         hints = dict(
             re.findall(
-                r"^  (an attestation|an SEV-SNP one|SEV-SNP entries|counts by kind|more jobs"
-                r"|more SEV-SNP|export it|check the bundle)\s+(.+)$",
+                r"^  (an attestation|an SEV-SNP one|a TDX one|SEV-SNP entries|TDX entries"
+                r"|counts by kind|more jobs|more SEV-SNP|more TDX|export it|check the bundle)"
+                r"\s+(.+)$",
                 printed,
                 re.M,
             )
         )
         roots = (
             f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/ark.pem"
+            f" --trust-root {data}/simulated-intel/root.pem"
         )
         assert hints["export it"].endswith(roots), hints["export it"]
         assert hints["check the bundle"].endswith(roots), hints["check the bundle"]
@@ -193,6 +228,15 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert snp_entry["kind"] == "attestation", shown.stdout
         assert snp_entry["evidence_kind"] == "amd-sev-snp", shown.stdout
         assert snp_entry["verdict"] == "affirming", shown.stdout
+        shown = subprocess.run(
+            ["/bin/bash", "-c", hints["a TDX one"]],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        tdx_entry = json.loads(shown.stdout)["entry"]
+        assert tdx_entry["kind"] == "attestation", shown.stdout
+        assert tdx_entry["evidence_kind"] == "intel-tdx", shown.stdout
+        assert tdx_entry["verdict"] == "affirming", shown.stdout
+        assert tdx_entry["image"] == "demo-inference-tdx", shown.stdout
         counted = subprocess.run(
             ["/bin/bash", "-c", hints["counts by kind"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -201,7 +245,8 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         for count in json.loads(counted.stdout)["counts"]:
             kind = count["group"]["evidence_kind"]
             by_kind[kind] = by_kind.get(kind, 0) + count["submissions"]
-        assert by_kind == {"aws-nitro-enclave": 8, "amd-sev-snp": 8}  # two runs of 4 each
+        # two runs of 4 each
+        assert by_kind == {"aws-nitro-enclave": 8, "amd-sev-snp": 8, "intel-tdx": 8}
         reader = {"Authorization": f"Bearer {(data / 'demo-auditor.token').read_text().strip()}"}
         found = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/entries",
@@ -213,9 +258,20 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             == ["affirming"] * 6 + ["contraindicated"] * 2
         )
         assert all(e["entry"]["image"] in ("demo-inference-snp", None) for e in found)
-        portal = httpx.get(hints["SEV-SNP entries"])  # the portal asks to sign in first
-        assert portal.status_code in (200, 302, 303), portal.status_code
-        assert hints["SEV-SNP entries"].endswith("/portal/entries?evidence_kind=amd-sev-snp")
+        found = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/entries",
+            params={"evidence_kind": "intel-tdx", "limit": "100"},
+            headers=reader,
+        ).json()["entries"]
+        assert (
+            sorted(e["entry"]["verdict"] for e in found)
+            == ["affirming"] * 6 + ["contraindicated"] * 2
+        )
+        assert all(e["entry"]["image"] in ("demo-inference-tdx", None) for e in found)
+        for hint, kind in (("SEV-SNP entries", "amd-sev-snp"), ("TDX entries", "intel-tdx")):
+            portal = httpx.get(hints[hint])  # the portal asks to sign in first
+            assert portal.status_code in (200, 302, 303), portal.status_code
+            assert hints[hint].endswith(f"/portal/entries?evidence_kind={kind}")
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         more = subprocess.run(
@@ -243,6 +299,20 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "untrusted_root" not in more_snp.stdout + more_snp.stderr
         assert "creating a NEW one" not in more_snp.stderr
         assert more_snp.stdout.count('"verdict": "affirming"') == 3, more_snp.stdout
+        more_tdx = subprocess.run(
+            ["/bin/bash", "-c", hints["more TDX"].replace("--count 20", "--count 4")],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert more_tdx.returncode == 0, more_tdx.stdout + more_tdx.stderr
+        assert "untrusted_root" not in more_tdx.stdout + more_tdx.stderr
+        assert "creating a NEW one" not in more_tdx.stderr
+        assert more_tdx.stdout.count('"verdict": "affirming"') == 3, more_tdx.stdout
+        assert '"reasons": ["mrtd_mismatch"]' in more_tdx.stdout, more_tdx.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
         for hint in ("export it", "check the bundle"):  # the whole ledger, offline, as printed
             ran = subprocess.run(
@@ -251,6 +321,20 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             )  # fmt: skip
             assert ran.returncode == 0, hint + ": " + ran.stdout + ran.stderr
         assert "every check passed" in ran.stdout
+        # the standalone verifier the exported bundle carries, with the key the hint names
+        import tarfile
+
+        with tarfile.open(data / "ledger.tar.gz") as tar:
+            tar.extract("bundle/verify_bundle.py", elsewhere, filter="data")
+        key = re.search(r"--log-key '([^']+)'", hints["check the bundle"])
+        assert key is not None, hints["check the bundle"]
+        theirs = subprocess.run(
+            [sys.executable, "-I", str(elsewhere / "bundle" / "verify_bundle.py"),
+             str(data / "ledger.tar.gz"), "--log-key", key.group(1)],
+            cwd=elsewhere, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+        assert "every check passed" in theirs.stdout
     finally:
         demo.terminate()
         demo.wait(60)
@@ -265,16 +349,23 @@ def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) ->
 
     Issue #11: the ledger holds SEV-SNP verdicts too, judged against the simulated ARK. An
     export refuses without the root of either kind, naming the one missing; with both roots
-    (the demo's hint) both verifiers re-judge every attestation of both kinds."""
+    (the demo's hint) both verifiers re-judge every attestation of both kinds.
+
+    Issue #12: and TDX verdicts, judged against the simulated Intel root: the export needs
+    the three roots, and both verifiers re-judge every attestation of the three kinds."""
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
     env.pop("ATTEST_LEDGER_TRUST_ROOT", None)
     env.pop("ATTEST_LEDGER_SNP_TRUST_ROOT", None)
-    out = _demo(env, jobs=16, snp_jobs=8)
+    env.pop("ATTEST_LEDGER_INTEL_TRUST_ROOT", None)
+    out = _demo(env, jobs=16, snp_jobs=8, tdx_jobs=8)
     assert len(_entries(out, "SEV-SNP")) == 8
+    assert [v for _, v in _entries(out, "TDX")] == FOUR * 2
     root = data / "simulated-pki" / "root.pem"
     ark = data / "simulated-amd" / "ark.pem"
+    intel = data / "simulated-intel" / "root.pem"
+    roots = (root, ark, intel)
     archive = tmp_path / "ledger.tar.gz"
 
     refused = subprocess.run(
@@ -287,21 +378,21 @@ def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) ->
     from verifier import TrustAnchor
 
     fingerprints = {
-        path: TrustAnchor.from_pem(path.read_bytes(), name="demo").fingerprint
-        for path in (root, ark)
+        path: TrustAnchor.from_pem(path.read_bytes(), name="demo").fingerprint for path in roots
     }
-    for given, missing in ((root, ark), (ark, root)):  # one root alone: the other is named
+    for missing in roots:  # two roots of three: the missing one is named
+        given = [arg for path in roots if path != missing for arg in ("--trust-root", str(path))]
         refused = subprocess.run(
-            [*CLI, "export", str(archive), "--trust-root", str(given), "--quiet"],
+            [*CLI, "export", str(archive), *given, "--quiet"],
             cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
-        assert refused.returncode == 2, f"--trust-root {given}: " + refused.stderr
+        assert refused.returncode == 2, f"without {missing}: " + refused.stderr
         assert fingerprints[missing] in refused.stderr, refused.stderr
         assert not archive.exists()
 
+    every = [arg for path in roots for arg in ("--trust-root", str(path))]
     exported = subprocess.run(
-        [*CLI, "export", str(archive), "--trust-root", str(root), "--trust-root", str(ark),
-         "--quiet"],
+        [*CLI, "export", str(archive), *every, "--quiet"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
@@ -329,9 +420,9 @@ def test_the_demo_ledger_exports_whole_and_both_verifiers_accept_it(tmp_path) ->
     proven = re.search(r"entries\s+([0-9,]+) proven; ([0-9,]+) attestations", ours.stdout)
     assert proven is not None, ours.stdout
     assert f"entries     {proven.group(1)} proven; {proven.group(2)} attestations" in theirs.stdout
-    # every attestation of both kinds, bad ones included
-    assert int(proven.group(2).replace(",", "")) == 16 + 8
+    # every attestation of the three kinds, bad ones included
+    assert int(proven.group(2).replace(",", "")) == 16 + 8 + 8
     assert "contraindicated" in ours.stdout
     trusted = "\n".join(re.findall(r"^trust\s+(.+)$", ours.stdout, re.M))
-    for fingerprint in fingerprints.values():  # the bundle carries both roots the verdicts name
+    for fingerprint in fingerprints.values():  # the bundle carries the roots the verdicts name
         assert fingerprint in trusted, ours.stdout
