@@ -167,7 +167,7 @@ class CertificateInfo:
 
 def check_validity(info: CertificateInfo, at: datetime, clock_skew: timedelta) -> None:
     """Raise unless ``info``'s certificate is valid at ``at``: skew for notBefore only."""
-    if info.not_before - clock_skew > at:
+    if info.not_before > at + clock_skew:  # (not `not_before - skew`: it overflows near year 1)
         raise CertificateNotYetValid(
             f"{info.position} ({info.subject}) is valid from "
             f"{iso_utc(info.not_before, 'seconds')}; verification time {iso_utc(at)} "

@@ -124,7 +124,7 @@ def get_collateral(digest: str) -> Response:
     )
 
 
-def _dcap() -> DcapVerifier:
+def service_dcap_verifier() -> DcapVerifier:
     """The service's own DCAP verifier (its Intel roots): later collateral counts only if
     one of them vouches for it."""
     scheme = current_app.extensions["attest_ledger.runtime"].intake.schemes[
@@ -152,7 +152,9 @@ def get_impact() -> Response:
             raise _invalid("after", "an entry index, as 'next' gave it")
         after = int(after_text)
     limit = _limit(DEFAULT_IMPACT_PAGE, MAX_IMPACT_PAGE)
-    page = revocation_impact(db(), _dcap(), fmspc=fmspc, since=since, after=after, limit=limit)
+    page = revocation_impact(
+        db(), service_dcap_verifier(), fmspc=fmspc, since=since, after=after, limit=limit
+    )
     return jsonify(
         {
             "entries": [entry.to_dict() for entry in page.entries],

@@ -64,6 +64,7 @@ from ledger.search import SORTS, VERDICTS, EntryFilter, SearchError, parse_time,
 from ledger.stats import aggregate, refresh
 from verifier import EvidenceKind
 from web.api import MAX_INDEX
+from web.collateral_api import service_dcap_verifier
 from web.exports import bundle_response
 from web.problems import Problem
 from web.sessions import db
@@ -660,7 +661,10 @@ def impact() -> Response:
             after = int(args["after"])
     page = None
     if error is None:
-        page = revocation_impact(db(), fmspc=fmspc, since=since, after=after, limit=_IMPACT_PAGE)
+        page = revocation_impact(
+            db(), service_dcap_verifier(), fmspc=fmspc, since=since, after=after,
+            limit=_IMPACT_PAGE,
+        )  # fmt: skip
     base = {k: v for k, v in args.items() if v and k in ("fmspc", "since")}
     older = None
     if page is not None and page.after is not None:

@@ -344,9 +344,20 @@ def test_malformed_tdx_and_sgx_policies_are_refused(changes: dict[str, Any]) -> 
 def test_signed_collateral_the_project_verifier_raises_on_is_judged(
     member: str, key: str, value: str, expected: set[str]
 ) -> None:
-    """Values that make the project's verifier raise (ValueError from its mask comparison,
-    OverflowError from subtracting the clock skew: reported, issue #12) are judged here,
-    fail closed: never an exception."""
+    """Values that made the project's verifier raise (ValueError from its mask comparison,
+    OverflowError from subtracting the clock skew: found by this judge, issue #12) are judged
+    by both, fail closed, never an exception, and alike."""
+    from attest_ledger.explain import judge_again
+    from verifier import (
+        DcapVerifier,
+        Endorsement,
+        EndorsementKind,
+        Evidence,
+        EvidenceKind,
+        ResultHash,
+        TrustAnchor,
+    )
+
     index, document = _document(member)
     document[key] = value
     text = json.dumps(document, separators=(",", ":")).encode()
@@ -354,3 +365,16 @@ def test_signed_collateral_the_project_verifier_raises_on_is_judged(
     signer = intel_pki().tcb_signing.private_key
     collateral[index] = (collateral[index][0], pcs_body(member, text, signer))
     assert judged(SIM_QUOTE, collateral) == ("contraindicated", {"no_reference_values", *expected})
+    project = DcapVerifier(trust_anchors=[TrustAnchor.from_der(SIMULATED, name="simulated")])
+    evidence = Evidence(
+        EvidenceKind.INTEL_TDX,
+        SIM_QUOTE,
+        tuple(Endorsement(EndorsementKind(kind), data) for kind, data in collateral),
+    )
+    status, _, reasons = judge_again(
+        evidence, project, None, ResultHash.parse(str(RESULT)), at=SIM_AT
+    )
+    assert (status, {code for code, _ in reasons}) == (
+        "contraindicated",
+        {"no_reference_values", *expected},
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import text
 from attest_ledger.bundles.export import UnknownTrustAnchor, known_trust_anchors
 from attest_ledger.collateral import keep
 from enclave_worker import TcbStanding, simulated_sgx_measurement
+from enclave_worker.simulated_dcap import DEFAULT_SGX_TCB
 from ledger.checkpoints import publish_checkpoint
 from ledger.db import session_scope
 from tests.enclave_worker.intel_support import intel_pki, sgx_enclave, tdx_platform
@@ -70,6 +72,9 @@ def mixed(db_url, tmp_path, sim_pki, sim_nsm):
     for platform in (td, td.variant(version=5), enclave):
         reply = submit(service, attest(service, platform))
         statuses.append(_status(reply))
+    elsewhere = sgx_enclave(
+        image=SGX_IMAGE, tcb=replace(DEFAULT_SGX_TCB, fmspc=bytes.fromhex("00A067110001"))
+    )
     tampered = attest(service, td)
     flipped = bytearray(tampered.data)
     flipped[48 + 136] ^= 1  # a bit of MRTD, inside the signed body
@@ -81,7 +86,8 @@ def mixed(db_url, tmp_path, sim_pki, sim_nsm):
         submit(service, attest(service, td, nonce=bytes(32))),
         submit(service, attest(service, td.variant(standing=TcbStanding("OutOfDate")))),
         submit(service, attest(service, td.variant(standing=TcbStanding(matching=False)))),
-        submit(service, attest(service, enclave), drop=COLLATERAL),  # nothing kept yet
+        # a platform of another FMSPC, whose collateral nobody has sent or imported yet
+        submit(service, attest(service, elsewhere), drop=COLLATERAL),
     ]
     for reply in shortfalls:
         statuses.append(_status(reply))
@@ -91,9 +97,9 @@ def mixed(db_url, tmp_path, sim_pki, sim_nsm):
         {"nonce_unknown"}, {"tcb_status"}, {"no_matching_tcb_level"}, {"endorsement_missing"},
     ], codes  # fmt: skip
     with session_scope(service.runtime.sessions) as session:  # an operator imports it
-        bare = attest(service, enclave)
+        bare = attest(service, elsewhere)
         keep(session, [(e.kind, e.data) for e in bare.endorsements], source="import")
-    completed = submit(service, attest(service, enclave), drop=COLLATERAL)
+    completed = submit(service, attest(service, elsewhere), drop=COLLATERAL)
     statuses.append(_status(completed))
     advised = submit(  # an advisory on the policy's allow-list: affirming... at best warning
         service,

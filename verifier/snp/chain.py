@@ -404,7 +404,7 @@ def _check_ca_profile(certificate: x509.Certificate, key: object, name: str) -> 
 
 def _check_crl_time(crl: _Crl, at: datetime, clock_skew: timedelta) -> None:
     issuer = crl.issuer.anchor.subject
-    if crl.last_update - clock_skew > at:
+    if crl.last_update > at + clock_skew:  # (a date near year 1 must not overflow)
         raise CertificateNotYetValid(
             f"crl of {issuer}: issued {iso_utc(crl.last_update, 'seconds')}, after the "
             f"verification time {iso_utc(at)} (clock skew allowed: {clock_skew})"

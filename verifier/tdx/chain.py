@@ -317,7 +317,7 @@ class DcapChainVerifier:
 def check_crl_current(crl: VerifiedCrl, what: str, at: datetime, clock_skew: timedelta) -> None:
     """Raise unless ``crl`` is current at ``at``: thisUpdate at most ``clock_skew`` after it,
     ``at`` before nextUpdate (at nextUpdate the CRL is stale)."""
-    if crl.last_update - clock_skew > at:
+    if crl.last_update > at + clock_skew:  # (a date near year 1 must not overflow)
         raise CertificateNotYetValid(
             f"{what} ({crl.issuer}): issued {iso_utc(crl.last_update, 'seconds')}, after the "
             f"verification time {iso_utc(at)} (clock skew allowed: {clock_skew})"

@@ -11,6 +11,7 @@ verified as is; only then is it parsed into the frozen objects below.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -356,8 +357,13 @@ def _date(data: dict[str, Any], key: str, what: str) -> datetime:
     return moment
 
 
+_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]*")
+
+
 def _hex(value: Any, size: int, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * size:
+    # exactly hex digits: bytes.fromhex skips whitespace, and "FF FF FF" of the right length
+    # became 3 bytes that broke a mask comparison later (issue #12)
+    if not isinstance(value, str) or not _HEX_DIGITS.fullmatch(value) or len(value) != 2 * size:
         raise MalformedEvidence(f"{what}: expected {2 * size} hex digits")
     try:
         return bytes.fromhex(value)

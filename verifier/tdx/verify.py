@@ -582,7 +582,7 @@ def _check_signer_validity(signer: VerifiedSigner, at: datetime, skew: timedelta
 def _check_window(
     what: str, issued: datetime, next_update: datetime, at: datetime, skew: timedelta
 ) -> None:
-    if issued - skew > at:
+    if issued > at + skew:  # (a signed date near year 1 must not overflow)
         raise CertificateNotYetValid(
             f"{what}: issued {iso_utc(issued, 'seconds')}, after the verification time "
             f"{iso_utc(at)} (clock skew allowed: {skew})"
