@@ -346,6 +346,12 @@ class PcsClient:
         qe = self._get(f"/{tee}/certification/v4/qe/identity")
         crl = self._get("/sgx/certification/v4/pckcrl", {"ca": pck_ca, "encoding": "der"})
         root = self._get("/sgx/certification/v4/rootcacrl")
+        answered = describe(TCB_INFO, tcb.content)
+        if answered.fmspc != fmspc.lower() or answered.tee != tee.upper():
+            raise CollateralError(
+                f"{self.base}: asked for the {tee.upper()} TCB info of FMSPC {fmspc.lower()}, "
+                f"answered with {answered.tee} {answered.fmspc}"
+            )
         out = [(TCB_INFO, tcb.content), (QE_IDENTITY, qe.content)]
         out += [(CRL, _crl_bytes(crl.content)), (CRL, _crl_bytes(root.content))]
         out += self._chain(tcb, "TCB-Info-Issuer-Chain")

@@ -179,3 +179,83 @@ def test_expired_collateral_is_a_named_refusal(intel) -> None:
     reply = submit(intel, attest(intel, old))
     assert reply.json["verdict"]["status"] == "contraindicated"
     assert "expired" in codes(reply), reply.json
+
+
+@pytest.fixture
+def pccs_serving(intel):
+    """A local PCCS answering Intel's PCS API v4 paths with the simulated platform's
+    collateral (issuer chains in the headers, as PCS sends them); counts every request."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.cli.test_collateral import _Pccs
+
+    documents = attest(intel, intel.td).endorsements
+    by_kind: dict[str, list[bytes]] = {}
+    for e in documents:
+        by_kind.setdefault(e.kind, []).append(e.data)
+    signing = x509.load_der_x509_certificate(by_kind["certificate"][0]).public_bytes(Encoding.PEM)
+    chain = {"TCB-Info-Issuer-Chain": urllib.parse.quote(signing.decode())}
+    pck_crl, root_crl = by_kind["crl"]
+    _Pccs.files = {
+        "/tdx/certification/v4/tcb": (by_kind["tcb-info"][0], chain),
+        "/tdx/certification/v4/qe/identity": (
+            by_kind["qe-identity"][0],
+            {"SGX-Enclave-Identity-Issuer-Chain": chain["TCB-Info-Issuer-Chain"]},
+        ),
+        "/sgx/certification/v4/pckcrl": (pck_crl, {}),
+        "/sgx/certification/v4/rootcacrl": (root_crl.hex().encode(), {}),
+    }
+    _Pccs.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pccs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Pccs.requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_service_fetches_missing_collateral_from_its_configured_pccs(
+    intel, pccs_serving
+) -> None:
+    """With a PCCS configured (ATTEST_LEDGER_PCCS_URL), a quote sent alone is judged with
+    collateral the service fetched (once: then it is kept), and a PCCS that fails is not
+    asked again for the same platform within a minute; the quote is judged with what there
+    is, and recorded."""
+    from dataclasses import replace
+
+    from attest_ledger.collateral import PcsClient
+    from enclave_worker.simulated_dcap import DEFAULT_TDX_TCB
+
+    url, requests = pccs_serving
+    requests.clear()  # the fixture's own attest() asked nothing; be sure
+    source = intel.runtime.intake.collateral
+    assert source is not None
+    assert source.pcs is None  # as build_service configured it: no URL, nothing fetched
+    source.pcs = PcsClient(url)  # as Runtime.build does when ATTEST_LEDGER_PCCS_URL is set
+    every = ("tcb-info", "qe-identity", "crl", "certificate")
+    reply = submit(intel, attest(intel, intel.td), drop=every)
+    assert reply.json["verdict"]["status"] == "affirming", reply.json["verdict"]
+    fetched = len(requests)
+    assert any(r.startswith("/tdx/certification/v4/tcb?fmspc=") for r in requests), requests
+    record = stored(intel, reply.json["entry"]["index"])
+    assert sorted(e["kind"] for e in record["endorsements"]) == [
+        "certificate", "crl", "crl", "qe-identity", "tcb-info"
+    ]  # fmt: skip
+    again = submit(intel, attest(intel, intel.td), drop=every)
+    assert again.json["verdict"]["status"] == "affirming"
+    assert len(requests) == fetched  # kept: not fetched again
+    # a platform of another FMSPC, whose collateral the PCCS does not have (404): asked once,
+    # then not again within a minute; each quote is judged and recorded regardless
+    elsewhere = tdx_platform(
+        image=TD_IMAGE, tcb=replace(DEFAULT_TDX_TCB, fmspc=bytes.fromhex("90C06F000001"))
+    )
+    for _ in range(2):
+        reply = submit(intel, attest(intel, elsewhere), drop=every)
+        assert reply.status_code == 201
+        assert "endorsement_missing" in codes(reply), reply.json
+    asked = [r for r in requests[fetched:] if r.startswith("/tdx/certification/v4/tcb")]
+    assert len(asked) == 1, requests
