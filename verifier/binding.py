@@ -29,7 +29,10 @@ not given is not checked), in constant time. :func:`report_data` builds the 64 b
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
+
+from verifier.errors import Violation
 
 __all__ = [
     "REPORT_DATA_BYTES",
@@ -109,3 +112,49 @@ def report_data(nonce: bytes, result_hash: ResultHash) -> bytes:
             f"found {len(nonce)}"
         )
     return nonce + result_hash.report_data_half()
+
+
+def report_data_violations(
+    report_data: bytes, nonce: bytes | None, result_hash: ResultHash | None
+) -> list[Violation]:
+    """Every way a 64-byte report_data (SEV-SNP, TDX, SGX) falls short of the binding: the
+    challenge in [0:32] and the SHA-256 of the result-hash binding in [32:64], each checked
+    only when given; zeros are named as missing, anything else as a mismatch."""
+    out = []
+    first, second = report_data[:REPORT_DATA_NONCE_BYTES], report_data[REPORT_DATA_NONCE_BYTES:]
+    if nonce is not None:
+        if not any(first):
+            out.append(
+                Violation("nonce_missing", "report_data[0:32]: expected the nonce, found zeros")
+            )
+        elif not hmac.compare_digest(first, nonce):
+            out.append(
+                Violation(
+                    "nonce_mismatch",
+                    f"report_data[0:32]: expected the nonce {_preview(nonce)}, found "
+                    f"{_preview(first)}",
+                )
+            )
+    if result_hash is not None:
+        expected = result_hash.report_data_half()
+        if not any(second):
+            out.append(
+                Violation(
+                    "result_binding_missing",
+                    f"report_data[32:64]: expected the binding of {result_hash}, found zeros",
+                )
+            )
+        elif not hmac.compare_digest(second, expected):
+            out.append(
+                Violation(
+                    "result_binding_mismatch",
+                    f"report_data[32:64]: expected the binding of {result_hash} "
+                    f"({expected.hex()}), found {second.hex()}",
+                )
+            )
+    return out
+
+
+def _preview(value: bytes) -> str:
+    text = value.hex()
+    return f"{len(value)} bytes {text}" if len(text) <= 64 else f"{len(value)} bytes {text[:64]}..."

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from verifier.binding import REPORT_DATA_NONCE_BYTES, ResultHash
+from verifier.binding import ResultHash, report_data_violations
 from verifier.errors import Violation
 from verifier.snp.claims import SnpClaims
 from verifier.snp.policy import SnpPolicy, SnpReferenceImage
@@ -112,7 +112,7 @@ def appraise(
         notes.append("measurement not appraised: the policy accepts any (unsafe)")
 
     violations.extend(_minimum_tcb(claims, policy, notes))
-    violations.extend(_binding(report.report_data, nonce, result_hash))
+    violations.extend(report_data_violations(report.report_data, nonce, result_hash))
     return SnpAppraisal(tuple(violations), tuple(notes), matched)
 
 
@@ -177,44 +177,6 @@ def _minimum_tcb(claims: SnpClaims, policy: SnpPolicy, notes: list[str]) -> list
     return out
 
 
-def _binding(
-    report_data: bytes, nonce: bytes | None, result_hash: ResultHash | None
-) -> list[Violation]:
-    out = []
-    first, second = report_data[:REPORT_DATA_NONCE_BYTES], report_data[REPORT_DATA_NONCE_BYTES:]
-    if nonce is not None:
-        if not any(first):
-            out.append(
-                Violation("nonce_missing", "report_data[0:32]: expected the nonce, found zeros")
-            )
-        elif not hmac.compare_digest(first, nonce):
-            out.append(
-                Violation(
-                    "nonce_mismatch",
-                    f"report_data[0:32]: expected the nonce {_preview(nonce)}, found "
-                    f"{_preview(first)}",
-                )
-            )
-    if result_hash is not None:
-        expected = result_hash.report_data_half()
-        if not any(second):
-            out.append(
-                Violation(
-                    "result_binding_missing",
-                    f"report_data[32:64]: expected the binding of {result_hash}, found zeros",
-                )
-            )
-        elif not hmac.compare_digest(second, expected):
-            out.append(
-                Violation(
-                    "result_binding_mismatch",
-                    f"report_data[32:64]: expected the binding of {result_hash} "
-                    f"({expected.hex()}), found {second.hex()}",
-                )
-            )
-    return out
-
-
 def trustworthiness(
     policy: SnpPolicy,
     claims: SnpClaims,
@@ -264,8 +226,3 @@ def trustworthiness(
             "runtime-opaque": freshness,
         }
     )
-
-
-def _preview(value: bytes) -> str:
-    text = value.hex()
-    return f"{len(value)} bytes {text}" if len(text) <= 64 else f"{len(value)} bytes {text[:64]}..."

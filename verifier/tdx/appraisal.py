@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from verifier.binding import REPORT_DATA_NONCE_BYTES, ResultHash
+from verifier.binding import ResultHash, report_data_violations
 from verifier.errors import Violation
 from verifier.tdx.claims import DcapClaims
 from verifier.tdx.policy import SgxPolicy, SgxReferenceImage, TdxPolicy, TdxReferenceImage
@@ -95,7 +95,7 @@ def appraise(
         matched = _sgx_images(body, policy, violations)
     if policy.accepts_any_measurement:
         notes.append("measurement not appraised: the policy accepts any (unsafe)")
-    violations.extend(_binding(body.report_data, nonce, result_hash))
+    violations.extend(report_data_violations(body.report_data, nonce, result_hash))
     return DcapAppraisal(tuple(violations), tuple(notes), matched, tier)
 
 
@@ -245,45 +245,6 @@ def _sgx_mismatches(body: EnclaveReport, image: SgxReferenceImage) -> list[Viola
                 f"{image.min_isv_svn}",
             )
         )
-    return out
-
-
-def _binding(
-    report_data: bytes, nonce: bytes | None, result_hash: ResultHash | None
-) -> list[Violation]:
-    # The same rule as verifier.snp.appraisal (64-byte report_data; see verifier.binding).
-    out = []
-    first, second = report_data[:REPORT_DATA_NONCE_BYTES], report_data[REPORT_DATA_NONCE_BYTES:]
-    if nonce is not None:
-        if not any(first):
-            out.append(
-                Violation("nonce_missing", "report_data[0:32]: expected the nonce, found zeros")
-            )
-        elif not hmac.compare_digest(first, nonce):
-            out.append(
-                Violation(
-                    "nonce_mismatch",
-                    f"report_data[0:32]: expected the nonce {nonce.hex()[:64]}, found "
-                    f"{first.hex()}",
-                )
-            )
-    if result_hash is not None:
-        expected = result_hash.report_data_half()
-        if not any(second):
-            out.append(
-                Violation(
-                    "result_binding_missing",
-                    f"report_data[32:64]: expected the binding of {result_hash}, found zeros",
-                )
-            )
-        elif not hmac.compare_digest(second, expected):
-            out.append(
-                Violation(
-                    "result_binding_mismatch",
-                    f"report_data[32:64]: expected the binding of {result_hash} "
-                    f"({expected.hex()}), found {second.hex()}",
-                )
-            )
     return out
 
 
