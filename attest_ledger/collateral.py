@@ -364,7 +364,10 @@ def _crl_bytes(content: bytes) -> bytes:
     """A CRL as PCS (DER) or a PCCS (hex of the DER, or PEM) answers it."""
     stripped = content.strip()
     if stripped.startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_crl(stripped).public_bytes(Encoding.DER)
+        try:
+            return x509.load_pem_x509_crl(stripped).public_bytes(Encoding.DER)
+        except ValueError as exc:  # a PCCS answer is input: refused with our error
+            raise CollateralError(f"a PEM CRL from the PCCS does not parse ({exc})") from None
     try:
         return bytes.fromhex(stripped.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
