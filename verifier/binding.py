@@ -158,3 +158,26 @@ def report_data_violations(
 def _preview(value: bytes) -> str:
     text = value.hex()
     return f"{len(value)} bytes {text}" if len(text) <= 64 else f"{len(value)} bytes {text[:64]}..."
+
+
+def binding_tiers(
+    codes: set[str], *, nonce_checked: bool, result_binding_checked: bool
+) -> tuple[str, str]:
+    """The AR4SI tiers a report_data binding earns (freshness, sourced-data): contraindicated
+    by any nonce or result-binding violation among ``codes``, affirming when checked, "none"
+    when not asked for."""
+    freshness = (
+        "contraindicated"
+        if any(c.startswith("nonce") for c in codes)
+        else "affirming"
+        if nonce_checked
+        else "none"
+    )
+    sourced = (
+        "contraindicated"
+        if any(c.startswith("result_binding") for c in codes)
+        else "affirming"
+        if result_binding_checked
+        else "none"
+    )
+    return freshness, sourced

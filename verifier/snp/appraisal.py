@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from verifier.binding import ResultHash, report_data_violations
+from verifier.binding import ResultHash, binding_tiers, report_data_violations
 from verifier.errors import Violation
 from verifier.snp.claims import SnpClaims
 from verifier.snp.policy import SnpPolicy, SnpReferenceImage
@@ -202,19 +202,8 @@ def trustworthiness(
         if policy.accepts_any_measurement
         else "affirming"
     )
-    freshness = (
-        "contraindicated"
-        if any(c.startswith("nonce") for c in codes)
-        else "affirming"
-        if nonce_checked
-        else "none"
-    )
-    sourced = (
-        "contraindicated"
-        if any(c.startswith("result_binding") for c in codes)
-        else "affirming"
-        if result_binding_checked
-        else "none"
+    freshness, sourced = binding_tiers(
+        codes, nonce_checked=nonce_checked, result_binding_checked=result_binding_checked
     )
     return MappingProxyType(
         {
