@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from verifier.errors import EvidenceTooLarge
+
 if TYPE_CHECKING:
     from verifier.binding import ResultHash
     from verifier.policy import SchemePolicy
@@ -106,6 +108,22 @@ class Evidence:
 
     def of_kind(self, kind: EndorsementKind) -> tuple[Endorsement, ...]:
         return tuple(e for e in self.endorsements if e.kind is kind)
+
+    def check_endorsement_sizes(self, what: str) -> None:
+        """Raise EvidenceTooLarge if more than MAX_ENDORSEMENTS came with the evidence
+        (``what``: "report", "quote"...) or one is larger than MAX_ENDORSEMENT_BYTES: the work
+        per submission stays bounded."""
+        if len(self.endorsements) > MAX_ENDORSEMENTS:
+            raise EvidenceTooLarge(
+                f"endorsements: at most {MAX_ENDORSEMENTS} may come with a {what}, found "
+                f"{len(self.endorsements)}"
+            )
+        for endorsement in self.endorsements:
+            if len(endorsement.data) > MAX_ENDORSEMENT_BYTES:
+                raise EvidenceTooLarge(
+                    f"{endorsement.kind}: at most {MAX_ENDORSEMENT_BYTES} bytes, found "
+                    f"{len(endorsement.data)}"
+                )
 
 
 @runtime_checkable

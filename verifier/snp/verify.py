@@ -33,7 +33,6 @@ from verifier.binding import ResultHash
 from verifier.errors import (
     EndorsementMismatch,
     EndorsementMissing,
-    EvidenceTooLarge,
     MalformedEvidence,
     PolicyInvalid,
     PolicyViolation,
@@ -44,8 +43,6 @@ from verifier.errors import (
 from verifier.policy import SchemePolicy
 from verifier.result import AttestationResult, Status, TimeBasis, evidence_digest
 from verifier.scheme import (
-    MAX_ENDORSEMENT_BYTES,
-    MAX_ENDORSEMENTS,
     Endorsement,
     EndorsementKind,
     Evidence,
@@ -177,7 +174,7 @@ class SnpVerifier:
         nonce: bytes | None,
         result_hash: ResultHash | None,
     ) -> AttestationResult:
-        _check_endorsement_sizes(evidence.endorsements)
+        evidence.check_endorsement_sizes("report")
         vek = self._signing_key(report, evidence)
         product = _product(report, vek)
         claims = SnpClaims.of(report, product, vek)
@@ -254,20 +251,6 @@ class SnpVerifier:
             vek = parse_vek(endorsement.data, endorsement.kind)
             self._veks.put(key, vek)
         return vek
-
-
-def _check_endorsement_sizes(endorsements: tuple[Endorsement, ...]) -> None:
-    if len(endorsements) > MAX_ENDORSEMENTS:
-        raise EvidenceTooLarge(
-            f"endorsements: at most {MAX_ENDORSEMENTS} may come with a report, found "
-            f"{len(endorsements)}"
-        )
-    for endorsement in endorsements:
-        if len(endorsement.data) > MAX_ENDORSEMENT_BYTES:
-            raise EvidenceTooLarge(
-                f"{endorsement.kind}: at most {MAX_ENDORSEMENT_BYTES} bytes, found "
-                f"{len(endorsement.data)}"
-            )
 
 
 def _cpuid_product(report: AttestationReport) -> ProductLine | None:

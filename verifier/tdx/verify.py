@@ -46,7 +46,6 @@ from verifier.errors import (
     CollateralSignatureInvalid,
     EndorsementMismatch,
     EndorsementMissing,
-    EvidenceTooLarge,
     MalformedEvidence,
     PolicyInvalid,
     PolicyViolation,
@@ -58,8 +57,6 @@ from verifier.errors import (
 from verifier.policy import SchemePolicy
 from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement, evidence_digest
 from verifier.scheme import (
-    MAX_ENDORSEMENT_BYTES,
-    MAX_ENDORSEMENTS,
     Endorsement,
     EndorsementKind,
     Evidence,
@@ -233,7 +230,7 @@ class DcapVerifier:
         nonce: bytes | None,
         result_hash: ResultHash | None,
     ) -> AttestationResult:
-        _check_endorsement_sizes(evidence.endorsements)
+        evidence.check_endorsement_sizes("quote")
         skew = policy.clock_skew
         data = quote.signature_data
         pck = self._chains.pck_chain(data.pck_chain_pem, at=at, clock_skew=skew)
@@ -519,20 +516,6 @@ def _unverified_pck(quote: Quote) -> PckExtension | None:
         return parse_pck_extension(value.value)
     except (*CERTIFICATE_PARSE_ERRORS, x509.ExtensionNotFound, IndexError, ChainInvalid):
         return None
-
-
-def _check_endorsement_sizes(endorsements: tuple[Endorsement, ...]) -> None:
-    if len(endorsements) > MAX_ENDORSEMENTS:
-        raise EvidenceTooLarge(
-            f"endorsements: at most {MAX_ENDORSEMENTS} may come with a quote, found "
-            f"{len(endorsements)}"
-        )
-    for endorsement in endorsements:
-        if len(endorsement.data) > MAX_ENDORSEMENT_BYTES:
-            raise EvidenceTooLarge(
-                f"{endorsement.kind}: at most {MAX_ENDORSEMENT_BYTES} bytes, found "
-                f"{len(endorsement.data)}"
-            )
 
 
 def _one(evidence: Evidence, kind: EndorsementKind) -> Endorsement:
