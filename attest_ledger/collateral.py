@@ -41,7 +41,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger.models import CollateralDocument
 from verifier import Endorsement, EndorsementKind, Evidence, EvidenceKind, VerifierError
-from verifier.tdx import DcapVerifier, Quote, endorsements_from_dcap_qvl_json, parse_quote
+from verifier.tdx import (
+    Quote,
+    endorsements_from_dcap_qvl_json,
+    parse_quote,
+    unverified_pck,
+)
 
 __all__ = [
     "CERTIFICATE",
@@ -380,14 +385,14 @@ DCAP_KINDS = (str(EvidenceKind.INTEL_TDX), str(EvidenceKind.INTEL_SGX))
 _KEPT_MEMORY = 4096
 
 
-def _platform(quote: Quote, scheme: DcapVerifier) -> tuple[str, str | None, str] | None:
+def _platform(quote: Quote) -> tuple[str, str | None, str] | None:
     """(FMSPC, the PCK CA's and the root's common names) as the quote's PCK chain says,
     unverified; None if it does not read that far (the verifier will say why)."""
     try:
         chain = x509.load_pem_x509_certificates(quote.signature_data.pck_chain_pem)
-        pck = scheme.describe(Evidence(EvidenceKind.INTEL_TDX, quote.raw)).pck
-    except (ValueError, IndexError, VerifierError):
+    except (ValueError, IndexError):
         return None
+    pck = unverified_pck(quote)
     if pck is None:
         return None
     return pck.fmspc.hex(), _common_name(chain[0].issuer), _common_name(chain[-1].issuer) or ""
@@ -418,14 +423,14 @@ class CollateralSource:
     #: attaches the same collateral to every quote costs no write
     _kept: dict[bytes, None] = field(default_factory=dict)
 
-    def complete(self, evidence: Evidence, at: datetime, scheme: DcapVerifier) -> Evidence:
+    def complete(self, evidence: Evidence, at: datetime) -> Evidence:
         if str(evidence.kind) not in DCAP_KINDS:
             return evidence
         try:
             quote = parse_quote(evidence.data)
         except VerifierError:
             return evidence
-        platform = _platform(quote, scheme)
+        platform = _platform(quote)
         if platform is None:
             return evidence
         fmspc, pck_issuer, root = platform

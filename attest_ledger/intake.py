@@ -498,7 +498,7 @@ class Intake:
             tuple(Endorsement(EndorsementKind(k), d) for k, d in submission.endorsements),
         )
         if self.collateral is not None and isinstance(scheme, DcapVerifier):
-            evidence = self.collateral.complete(evidence, now, scheme)
+            evidence = self.collateral.complete(evidence, now)
         nonce = carried_nonce(evidence, scheme)
         own_session = session is None
         reads = self.sessions() if session is None else session

@@ -29,7 +29,7 @@ from verifier.tdx.policy import (
 )
 from verifier.tdx.quote import EnclaveReport, Quote, TdReport, TeeType, parse_quote
 from verifier.tdx.roots import INTEL_SGX_ROOT_CA_SHA256, intel_sgx_root_ca
-from verifier.tdx.verify import DcapVerifier
+from verifier.tdx.verify import DcapVerifier, unverified_pck
 
 __all__ = [
     "INTEL_SGX_ROOT_CA_SHA256",
@@ -49,4 +49,5 @@ __all__ = [
     "endorsements_from_dcap_qvl_json",
     "intel_sgx_root_ca",
     "parse_quote",
+    "unverified_pck",
 ]

@@ -87,7 +87,7 @@ from verifier.tdx.tcb import TcbEvaluation, evaluate_tcb
 from verifier.timefmt import iso_utc
 from verifier.x509 import CERTIFICATE_PARSE_ERRORS, LinkCache, TrustAnchor, check_validity
 
-__all__ = ["DcapVerifier", "parse_quote"]
+__all__ = ["DcapVerifier", "parse_quote", "unverified_pck"]
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _P256_ORDER = int("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
@@ -170,7 +170,7 @@ class DcapVerifier:
     def describe(self, evidence: Evidence) -> DcapClaims:
         """Parse without verifying: the quote, and what its PCK certificate says if it reads."""
         quote = parse_quote(evidence.data)
-        return DcapClaims(quote, _unverified_pck(quote))
+        return DcapClaims(quote, unverified_pck(quote))
 
     def verify(
         self,
@@ -215,7 +215,7 @@ class DcapVerifier:
             raise
         except VerifierError as exc:
             if exc.claims is None:
-                exc.claims = DcapClaims(quote, _unverified_pck(quote))
+                exc.claims = DcapClaims(quote, unverified_pck(quote))
             raise
 
     # --- the steps ------------------------------------------------------------------------
@@ -504,7 +504,9 @@ class DcapVerifier:
         )
 
 
-def _unverified_pck(quote: Quote) -> PckExtension | None:
+def unverified_pck(quote: Quote) -> PckExtension | None:
+    """What the quote's PCK certificate's SGX extension says (FMSPC, TCB...), read without
+    verifying anything: for display and for choosing collateral. None if it does not read."""
     try:
         certificates = x509.load_pem_x509_certificates(quote.signature_data.pck_chain_pem)
         extension = certificates[0].extensions.get_extension_for_oid(
