@@ -20,7 +20,6 @@ left out and logged. Each listed entry names the digest of the document that mar
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -36,8 +35,8 @@ from attest_ledger.models import CollateralDocument
 from ledger.models import Endorsement as StoredEndorsement
 from ledger.models import Entry
 from ledger.models import Evidence as StoredEvidence
-from verifier import Evidence, EvidenceKind, VerifierError
-from verifier.tdx import DcapVerifier, parse_quote
+from verifier import EvidenceKind, VerifierError
+from verifier.tdx import DcapVerifier, parse_quote, unverified_pck
 from verifier.tdx.collateral import TcbInfo, parse_qe_identity, split_signed_body
 from verifier.tdx.tcb import evaluate_tcb
 from verifier.timefmt import iso_utc
@@ -246,12 +245,6 @@ def revocation_impact(
             return ImpactPage(tuple(found), None)
 
 
-@functools.cache
-def _describer() -> DcapVerifier:
-    """Parses quotes and reads PCK certificates (no trust decided: ``describe`` only)."""
-    return DcapVerifier()
-
-
 def _judge_again(
     session: Session, row: Any, documents: dict[tuple[str, str], list[LaterTcbInfo]]
 ) -> ImpactedEntry | None:
@@ -314,7 +307,7 @@ def _markings(
         return []
     try:
         quote = parse_quote(bytes(quote_bytes.data))
-        pck = _describer().describe(Evidence(EvidenceKind(kind), quote.raw)).pck
+        pck = unverified_pck(quote)
         qe_identity = parse_qe_identity(
             split_signed_body(bytes(qe_document.data), "enclaveIdentity", "qe-identity").signed
         )
