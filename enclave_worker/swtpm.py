@@ -86,7 +86,7 @@ class Swtpm:
     @property
     def tcti(self) -> str:
         """The TCTI of tpm2-tools (``TPM2TOOLS_TCTI``, ``-T``) for this swtpm."""
-        if self.port is None:
+        if self.port is None or not self.running:
             raise SwtpmError("swtpm is not running")
         return f"swtpm:host={_HOST},port={self.port}"
 

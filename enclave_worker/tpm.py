@@ -63,6 +63,7 @@ __all__ = [
     "Quote",
     "TpmAttester",
     "TpmError",
+    "check_quote",
     "job_events",
 ]
 
@@ -345,7 +346,7 @@ class TpmAttester:
             attest = paths["msg"].read_bytes()
             signature = paths["sig"].read_bytes()
             values = paths["pcrs"].read_bytes()
-        return _check_quote(attest, signature, extra_data, values)
+        return check_quote(attest, signature, extra_data, values)
 
 
 def _replay(log: EventLogWriter, pcr: int) -> dict[str, bytes]:
@@ -357,7 +358,7 @@ def _replay(log: EventLogWriter, pcr: int) -> dict[str, bytes]:
     return values
 
 
-def _check_quote(attest: bytes, signature: bytes, extra_data: bytes, values: bytes) -> Quote:
+def check_quote(attest: bytes, signature: bytes, extra_data: bytes, values: bytes) -> Quote:
     """The attester's own reading of its quote: TPMS_ATTEST (TPM 2.0 Library, Part 2,
     10.12.12) with TPMS_QUOTE_INFO, and the PCR values in the selection's order."""
     try:
@@ -378,6 +379,10 @@ def _check_quote(attest: bytes, signature: bytes, extra_data: bytes, values: byt
             selection.append((_ALG_NAMES[alg], indexes))
         (digest_size,) = struct.unpack_from(">H", attest, offset)
         pcr_digest = attest[offset + 2 : offset + 2 + digest_size]
+        if offset + 2 + digest_size != len(attest):
+            raise IndexError(
+                f"{len(attest)} bytes, the pcrDigest ends at {offset + 2 + digest_size}"
+            )
     except (struct.error, KeyError, IndexError) as exc:
         raise TpmError(f"tpm2_quote gave a TPMS_ATTEST this attester cannot read: {exc}") from exc
     if magic != _MAGIC or kind != _ST_ATTEST_QUOTE or quoted_extra != extra_data:
