@@ -31,7 +31,8 @@ from enclave_worker.tpm import TPM2_QUOTE, TpmAttester, TpmError, check_quote, j
 
 NONCE = bytes(range(32))
 RESULT = ResultDigest.of(b"label=otter score=0.042")
-_SIZES = {0x0004: ("sha1", 20), 0x000B: ("sha256", 32), 0x000C: ("sha384", 48)}
+_SIZES = {0x0004: ("sha1", 20), 0x000B: ("sha256", 32), 0x000C: ("sha384", 48),
+          0x000D: ("sha512", 64)}  # fmt: skip
 
 
 # The test's own readers of what the attester sends.
