@@ -1,7 +1,8 @@
 """The TPM 2.0 attester: quotes from a real TPM (or swtpm) through tpm2-tools.
 
-Evidence kind ``tpm2-quote``: one CBOR map (canonical encoding) with the quote as the TPM
-signed it and what a verifier needs to check it::
+Evidence kind ``tpm2-quote``: one CBOR map with the quote as the TPM signed it and what a
+verifier needs to check it, ``format`` first (so that the kind shows in the first bytes),
+then the other keys and everything inside them in canonical order (:func:`encode_container`)::
 
     {"format": "tpm2-quote/v1", "attest": TPMS_ATTEST, "signature": TPMT_SIGNATURE,
      "ak": SubjectPublicKeyInfo DER, "pcrs": {bank: {index: value}}, "event_log": bytes}
@@ -43,7 +44,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import cbor2
 from cryptography.hazmat.primitives import serialization
@@ -156,6 +157,21 @@ class _Tools:
             if name in BANKS and selected:
                 banks[name] = selected
         return banks
+
+
+def encode_container(container: dict[str, Any]) -> bytes:
+    """The container's bytes: a definite map whose first key is ``format``, then the other
+    keys in canonical (RFC 8949 length-first) order, every value canonically encoded."""
+    rest = {k: v for k, v in container.items() if k != "format"}
+    ordered = sorted(rest, key=lambda k: cbor2.dumps(k, canonical=True))
+    body = b"".join(
+        cbor2.dumps(key, canonical=True) + cbor2.dumps(container[key], canonical=True)
+        for key in ["format", *ordered]
+        if key in container
+    )
+    if len(container) > 23:  # a one-byte map header (major type 5) counts up to 23
+        raise TpmError(f"a container has at most 23 keys, not {len(container)}")
+    return bytes([0xA0 + len(container)]) + body
 
 
 class TpmAttester:
@@ -315,7 +331,7 @@ class TpmAttester:
             "pcrs": {bank: dict(values) for bank, values in quote.pcrs.items()},
             "event_log": encoded_log,
         }
-        return Evidence(self.kind, cbor2.dumps(container, canonical=True))
+        return Evidence(self.kind, encode_container(container))
 
     def _measure(self, events: Sequence[bytes]) -> EventLogWriter:
         log = EventLogWriter(self.log_banks)
