@@ -186,9 +186,9 @@ def rsa_attester(swtpm, state) -> TpmAttester:
 def decode(evidence_data: bytes) -> dict[str, Any]:
     container = cbor2.loads(evidence_data)
     # "format" first (the kind shows in the first bytes), then canonical order and values
-    assert evidence_data[1:21] == b"\x66format\x6dtpm2-quote/v1"
+    assert evidence_data[1:22] == b"\x66format\x6dtpm2-quote/v1"
     rest = {k: v for k, v in container.items() if k != "format"}
-    assert evidence_data[21:] == cbor2.dumps(rest, canonical=True)[1:]
+    assert evidence_data[22:] == cbor2.dumps(rest, canonical=True)[1:]
     return container  # type: ignore[no-any-return]
 
 
