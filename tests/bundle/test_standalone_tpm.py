@@ -10,6 +10,7 @@ test."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
@@ -118,8 +119,6 @@ def vaportpm(name: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
 
 
 def trustee() -> dict[str, Any]:
-    import base64
-
     data = _json("trustee_tpm_evidence.json")
     quote = data["tpm_quote"]
     return {
@@ -794,3 +793,63 @@ def test_enrolment_entries_are_read_and_checked() -> None:
         enrolment_, problem = standalone.enrolment_problem({**record, **change})
         assert enrolment_ is None
         assert problem
+
+
+def _enrolment_entry(action: str = "enrolled") -> bytes:
+    ak = TRUSTEE["ak"]
+    record: dict[str, Any] = {
+        "v": 1, "kind": "tpm_enrolment", "action": action, "name": "rack-1",
+        "ak_sha256": hashlib.sha256(ak).hexdigest(), "at": "2026-02-01T00:00:00.000Z",
+    }  # fmt: skip
+    if action == "enrolled":
+        record |= {"ak_public": ak.hex(), "ek_certificate_sha256": None, "ek_chain": "not_given"}
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _checker(entries: list[bytes], named: list[int]) -> standalone.Checker:
+    """A checker past its header: a tree of ``entries``, the manifest naming ``named``."""
+    raw = b"\x01" + ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    key_id = hashlib.sha256(b"test\n" + raw).digest()[:4].hex()
+    checker = standalone.Checker(
+        standalone.Key(f"test+{key_id}+{base64.b64encode(raw).decode()}"), frozenset()
+    )
+    leaves = [standalone.leaf(e) for e in entries]
+    assert len(leaves) == 2  # a two-leaf tree: each leaf's proof is the other leaf
+    checker.manifest = {"enrolments": named}
+    checker.note, checker.size, checker.root = "note\n", 2, standalone.node(*leaves)
+    return checker
+
+
+def _proof(index: int, sibling: bytes) -> bytes:
+    text = f"c2sp.org/tlog-proof@v1\nindex {index}\n{base64.b64encode(sibling).decode()}\n\nnote\n"
+    return text.encode()
+
+
+def test_a_bundle_s_enrolment_entries_are_proven_and_read() -> None:
+    enrolled_, revoked = _enrolment_entry(), _enrolment_entry("revoked")
+    checker = _checker([enrolled_, revoked], [0, 1])
+    checker.member("enrolments/000000000000.json", enrolled_)
+    checker.member("enrolments/000000000000.tlog-proof", _proof(0, standalone.leaf(revoked)))
+    checker.member("enrolments/000000000001.tlog-proof", _proof(1, standalone.leaf(enrolled_)))
+    checker.member("enrolments/000000000001.json", revoked)
+    assert checker.failures == []
+    assert [(i, e["action"]) for i, e in sorted(checker.enrolments.items())] == [
+        (0, "enrolled"), (1, "revoked"),
+    ]  # fmt: skip
+    # a proof for another leaf, an entry the manifest does not name, an entry that is not one
+    checker = _checker([enrolled_, revoked], [0])
+    checker.member("enrolments/000000000000.json", enrolled_)
+    checker.member("enrolments/000000000000.tlog-proof", _proof(0, standalone.leaf(enrolled_)))
+    checker.member("enrolments/000000000001.json", revoked)
+    checker.member("enrolments/000000000001.tlog-proof", _proof(1, standalone.leaf(enrolled_)))
+    assert [item for item, _ in checker.failures] == [
+        "enrolments/000000000000.json", "enrolments/000000000001.json",
+    ]  # fmt: skip
+    assert "inclusion proof" in checker.failures[0][1]
+    assert "not named" in checker.failures[1][1]
+    policy_entry = json.dumps({"kind": "policy"}, separators=(",", ":")).encode()
+    checker = _checker([policy_entry, revoked], [0])
+    checker.member("enrolments/000000000000.json", policy_entry)
+    checker.member("enrolments/000000000000.tlog-proof", _proof(0, standalone.leaf(revoked)))
+    assert checker.failures == [("enrolments/000000000000.json", "not a TPM enrolment entry")]
+    assert checker.enrolments == {}
