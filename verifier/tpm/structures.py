@@ -157,11 +157,13 @@ class Attest:
                 f"TPMS_ATTEST: type 0x{kind:04x}, expected TPM_ST_ATTEST_QUOTE 0x8018"
             )
         name = r.tpm2b("qualifiedSigner", 2 + max(DIGEST_SIZES.values()))
-        if len(name) < 2:
+        if len(name) in (0, 4):  # TPM2B_NAME: empty, or a TPM_HANDLE
             raise MalformedEvidence(
-                f"TPMS_ATTEST: qualifiedSigner of {len(name)} bytes: expected nameAlg and a "
-                "digest (a handle-only or empty name does not name the AK)"
+                f"TPMS_ATTEST: qualifiedSigner of {len(name)} bytes is a handle or empty: "
+                "expected nameAlg and a digest, which name the AK"
             )
+        if len(name) < 2:
+            raise MalformedEvidence("TPMS_ATTEST: qualifiedSigner is shorter than a nameAlg")
         name_alg = _hash_name(
             int.from_bytes(name[:2], "big"), "qualifiedSigner nameAlg", "TPMS_ATTEST"
         )
