@@ -217,7 +217,7 @@ class TpmPolicy(SchemePolicy):
     def from_dict(cls, data: Any) -> TpmPolicy:
         if not isinstance(data, dict):
             raise PolicyInvalid("policy: expected a JSON object")
-        unknown = sorted(set(data) - _POLICY_KEYS)
+        unknown = sorted(str(k) for k in set(data) - _POLICY_KEYS)
         if unknown:
             raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
         if data.get("evidence_kind") != str(EvidenceKind.TPM2_QUOTE):
@@ -284,7 +284,7 @@ def _bank_values(value: Any, what: str) -> dict[str, bytes]:
 def _image(item: Any) -> TpmReferenceImage:
     if not isinstance(item, dict):
         raise PolicyInvalid("policy: each image must be an object")
-    unknown = sorted(set(item) - {"name", "pcrs", "events"})
+    unknown = sorted(str(k) for k in set(item) - {"name", "pcrs", "events"})
     if unknown:
         raise PolicyInvalid(f"policy: image: unknown key(s) {', '.join(map(repr, unknown))}")
     name = item.get("name")
