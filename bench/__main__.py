@@ -18,6 +18,7 @@ from bench import (
     slow_clients_bench,
     snp_bench,
     tdx_bench,
+    tpm_bench,
     verifier_throughput,
 )
 
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "verifier": verifier_throughput.main,
     "snp": snp_bench.main,
     "tdx": tdx_bench.main,
+    "tpm": tpm_bench.main,
     "ledger": ledger_bench.main,
     "service": service_bench.main,
     "portal": portal_bench.main,
