@@ -11,7 +11,7 @@ collateral, simulated only) or ``tpm2-quote`` (a TPM 2.0 quote with the job meas
 PCR and logged, from swtpm, started over ``--tpm-state``, or from the TPM at ``--tpm-tcti``).
 Bad modes produce wrong evidence on purpose: ``--bad MODE`` for
 every job, ``--mix`` for every fourth; ``stale`` does not apply to SEV-SNP, TDX or SGX (a
-report or quote has no timestamp), nor ``debug`` and ``tampered`` to a TPM quote.
+report or quote has no timestamp), nor ``debug`` to a TPM quote.
 """
 
 from __future__ import annotations
@@ -85,12 +85,6 @@ MIX = (
 )
 #: Real hardware cannot produce another image, a debug guest or an old document on demand.
 _NEEDS_SIMULATION = (BadMode.WRONG_IMAGE, BadMode.DEBUG, BadMode.STALE)
-#: What a TPM quote cannot have (the job runner's table does not know TPMs yet).
-_TPM_NOT_APPLICABLE = {
-    BadMode.STALE: "a TPM quote carries no timestamp: its freshness is the nonce alone",
-    BadMode.DEBUG: "a TPM has no debug mode",
-    BadMode.TAMPERED: "no tampering is defined for a TPM quote yet",
-}
 #: Errors of the attesters' devices and tools: they end the run as usage errors.
 _DEVICE_ERRORS = (NsmUnavailable, TsmError, TpmError, SwtpmError)
 
@@ -361,8 +355,8 @@ def _tpm_usage_problem(args: argparse.Namespace) -> str | None:
     if not 0 <= args.tpm_pcr <= 23:
         return f"--tpm-pcr is a PCR index, 0..23, not {args.tpm_pcr}"
     bad = BadMode(args.bad) if args.bad else None
-    if bad is not None and bad in _TPM_NOT_APPLICABLE:
-        return f"--bad {bad} does not apply to {TPM2_QUOTE}: {_TPM_NOT_APPLICABLE[bad]}"
+    if bad is not None and bad in not_applicable(TPM2_QUOTE):
+        return f"--bad {bad} does not apply to {TPM2_QUOTE}: {not_applicable(TPM2_QUOTE)[bad]}"
     return None
 
 
@@ -394,8 +388,6 @@ def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
     mix = [mode for mode in MIX if mode in applicable]
     if args.device:
         mix = [mode for mode in mix if mode not in _NEEDS_SIMULATION]
-    if args.tee == TPM2_QUOTE:
-        mix = [mode for mode in mix if mode not in _TPM_NOT_APPLICABLE]
     client = LedgerClient(args.server, token)
     runner = JobRunner(
         client, attesters.main, other_image=attesters.other_image, debug=attesters.debug

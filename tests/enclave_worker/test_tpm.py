@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enclave_worker.binding import ResultDigest
+from enclave_worker.job import tamper
 from enclave_worker.swtpm import Swtpm, SwtpmError
 from enclave_worker.tcg_log import EventLogWriter
 from enclave_worker.tpm import TPM2_QUOTE, TpmAttester, TpmError, check_quote, job_events
@@ -418,3 +419,17 @@ def tpm2(running: Swtpm, capability: str) -> str:
         check=True,
         text=True,
     ).stdout
+
+
+def test_the_tampered_bad_mode_flips_a_signed_bit_and_keeps_the_format(ecc) -> None:
+    evidence = ecc.attest(nonce=NONCE, result=RESULT)
+    tampered = tamper(evidence)
+    original, changed = decode(evidence.data), decode(tampered.data)  # still the container form
+    assert {k: v for k, v in original.items() if k != "attest"} == {
+        k: v for k, v in changed.items() if k != "attest"
+    }
+    diff = [a ^ b for a, b in zip(original["attest"], changed["attest"], strict=True)]
+    assert sum(bin(d).count("1") for d in diff) == 1  # one bit, in the signed bytes
+    verify_signature(original, ecc.ak_public_pem())
+    with pytest.raises(InvalidSignature):
+        verify_signature(changed, ecc.ak_public_pem())
