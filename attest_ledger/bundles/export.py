@@ -68,6 +68,7 @@ from verifier.nitro.policy import NITRO_KINDS
 from verifier.scheme import EvidenceKind
 from verifier.snp import AMD_ARK_SHA256, amd_trust_store
 from verifier.tdx import intel_sgx_root_ca
+from verifier.tpm import google_roots
 
 __all__ = [
     "FORMAT",
@@ -118,12 +119,13 @@ class UnknownTrustAnchor(BundleError):
 
 
 def known_trust_anchors(*configured: TrustAnchor | None) -> list[TrustAnchor]:
-    """The anchors an exporter can ship: the pinned AWS, AMD and Intel roots and those
-    ``configured``."""
+    """The anchors an exporter can ship: the pinned AWS, AMD, Intel and Google (TPM AK)
+    roots and those ``configured``."""
     pinned = [
         aws_nitro_root_g1(),
         *(a.anchor for a in amd_trust_store().all_anchors()),
         intel_sgx_root_ca(),
+        *google_roots(),
     ]
     found = {a.fingerprint: a for a in (*pinned, *configured) if a is not None}
     return list(found.values())

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import ssl
 import sys
 import time
 import warnings
@@ -108,6 +110,17 @@ def register(commands: Any) -> None:
     )
     pki.set_defaults(handler=run_pki)
 
+    ak = actions.add_parser(
+        "tpm-ak",
+        help="make (or find) the TPM attestation key and write what `attest-ledger tpm enroll` "
+        "takes: the AK's public key, the EK certificate and its CA when the TPM has them",
+    )
+    ak.add_argument("--tpm-tcti", help="the TPM's TCTI; default: the swtpm under --tpm-state")
+    ak.add_argument("--tpm-state", type=Path, help="default <data dir>/tpm (as worker run)")
+    ak.add_argument("--tpm-ak-type", choices=sorted(AK_TYPES), default="ecc")
+    ak.add_argument("--out", type=Path, required=True, help="a folder: ak.pem, ek.der, ek-ca-N.pem")
+    ak.set_defaults(handler=run_tpm_ak)
+
     run = actions.add_parser("run", help="compute jobs and submit attested results")
     run.add_argument("--server", default="http://127.0.0.1:8000")
     run.add_argument("--token", help="worker token (default ATTEST_LEDGER_WORKER_TOKEN)")
@@ -180,6 +193,37 @@ def run_pki(args: argparse.Namespace, settings: Settings) -> int:
         warnings.simplefilter("ignore", SimulatedNitroWarning)
         load_or_create_root(directory, at=now)
     print(directory / "root.pem")
+    return EXIT_OK
+
+
+def run_tpm_ak(args: argparse.Namespace, settings: Settings) -> int:
+    """The AK's public key (PEM) and, if the TPM has one, its EK certificate (DER) and the
+    CA certificates of a manufactured swtpm, written under ``--out``; the AK's SHA-256 printed."""
+    state = args.tpm_state or settings.data_dir / "tpm"
+    try:
+        with contextlib.ExitStack() as resources:
+            cas: tuple[bytes, ...] = ()
+            tcti = args.tpm_tcti
+            if tcti is None:
+                swtpm = resources.enter_context(Swtpm(state / "swtpm", manufacture=True))
+                tcti, cas = swtpm.tcti, swtpm.ca_certificates
+            attester = TpmAttester(tcti, state / "attester", ak_type=args.tpm_ak_type)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "ak.pem").write_bytes(attester.ak_public_pem())
+            ek = attester.ek_certificate()
+            if ek is not None:
+                (args.out / "ek.der").write_bytes(ek)
+                for n, der in enumerate(cas):
+                    (args.out / f"ek-ca-{n}.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
+    except (*_DEVICE_ERRORS, OSError) as exc:
+        print(f"attest-ledger worker tpm-ak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({
+        "ak": str(args.out / "ak.pem"),
+        "ak_sha256": hashlib.sha256(attester.ak_public_der()).hexdigest(),
+        "ek_certificate": str(args.out / "ek.der") if ek is not None else None,
+        "ek_ca": [str(args.out / f"ek-ca-{n}.pem") for n in range(len(cas))] if ek else [],
+    }))  # fmt: skip
     return EXIT_OK
 
 
