@@ -187,3 +187,36 @@ def test_refusals(capsys, settings, tmp_path, vendor) -> None:
     assert code == 2
     assert "already exists" in err
     assert run(capsys, settings, "tpm", "revoke", "nobody")[0] == 2
+
+
+def test_a_real_swtpm_ak_and_ek_certificate_enrol_as_written_by_worker_tpm_ak(
+    capsys, settings, tmp_path
+) -> None:
+    """`worker tpm-ak` starts the swtpm under --tpm-state (manufactured: an EK certificate
+    from swtpm's local CA), makes its AK and writes what `tpm enroll` takes; the EK
+    certificate chains to that CA, and the AK is the one the worker quotes with."""
+    out = tmp_path / "enrol"
+    code, printed, err = run(
+        capsys, settings, "worker", "tpm-ak", "--tpm-state", str(tmp_path / "tpm"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    written = json.loads(printed)
+    assert written["ek_certificate"] == str(out / "ek.der")
+    assert len(written["ek_ca"]) >= 1
+    code, printed, err = run(
+        capsys, settings, "tpm", "enroll", "swtpm-1", "--ak", written["ak"],
+        "--ek-cert", written["ek_certificate"],
+        *[arg for ca in written["ek_ca"] for arg in ("--ek-ca", ca)],
+    )  # fmt: skip
+    assert code == 0, err
+    enrolled = json.loads(printed)
+    assert enrolled["ek_chain"] == "verified"
+    assert enrolled["ak_sha256"] == written["ak_sha256"]
+    # the same state again: the same AK, found at its handle
+    code, printed, _ = run(
+        capsys, settings, "worker", "tpm-ak", "--tpm-state", str(tmp_path / "tpm"),
+        "--out", str(tmp_path / "again"),
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(printed)["ak_sha256"] == written["ak_sha256"]
