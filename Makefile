@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-db lint format bench faketime wrk chromium run clean
+.PHONY: help install test test-db lint format bench faketime wrk chromium tpm run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## create .venv with the pinned dependencies and the project (editable)
 
-test: $(STAMP) chromium ## run the whole test suite (exit code 5, "no tests ran", fails too)
+test: $(STAMP) chromium tpm ## run the whole test suite (exit code 5, "no tests ran", fails too)
 	$(PY) -m pytest
 
 test-db: $(STAMP) chromium ## run only the database tests (TEST_DATABASE_URL selects the server)
@@ -59,10 +59,17 @@ chromium: ## install Chromium (Debian package), the browser of the portal tests
 	      { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; }; } || \
 	  echo "chromium missing and not installable here: the portal's browser tests will fail"
 
+tpm: ## install swtpm and tpm2-tools (Debian packages), the software TPM of the TPM attester's tests
+	@{ command -v swtpm && command -v swtpm_setup && command -v tpm2_quote; } >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    { apt-get install -y -qq swtpm swtpm-tools tpm2-tools >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && apt-get install -y -qq swtpm swtpm-tools tpm2-tools >/dev/null; }; }; } || \
+	  echo "swtpm or tpm2-tools missing and not installable here: the TPM attester's tests will fail"
+
 bench: $(STAMP) $(PEERS_VENV)/.installed faketime wrk ## run the benchmarks in bench/ (prints tables; never fails on speed)
 	$(PY) -m bench $(BENCH)
 
-run: $(STAMP) ## set up a demo ledger, start the service on 127.0.0.1:8000, feed it (Ctrl-C stops)
+run: $(STAMP) tpm ## set up a demo ledger, start the service on 127.0.0.1:8000, feed it (Ctrl-C stops)
 	$(VENV)/bin/attest-ledger demo
 
 clean: ## remove the virtual environment and caches

@@ -68,6 +68,8 @@ from verifier.tdx import (
     parse_quote,
 )
 from verifier.timefmt import iso_utc
+from verifier.tpm import TpmVerifier, UnsafeAcceptAnyTpmPolicy
+from verifier.tpm import parse_quote as parse_tpm_quote
 
 __all__ = [
     "RECORD_VERSION",
@@ -218,6 +220,8 @@ def anchors_of(scheme: Scheme) -> list[str]:
         return sorted({a.anchor.fingerprint for a in scheme.trust_store.all_anchors()})
     if isinstance(scheme, DcapVerifier):
         return sorted({a.fingerprint for a in scheme.trust_anchors})
+    if isinstance(scheme, TpmVerifier):
+        return sorted({a.fingerprint for a in scheme.all_trust_anchors})
     raise TypeError(f"no trust anchors known for {type(scheme).__name__}")
 
 
@@ -228,6 +232,8 @@ def _accept_any(kind: str) -> SchemePolicy:
         return UnsafeAcceptAnyTdxPolicy()
     if kind == EvidenceKind.INTEL_SGX:
         return UnsafeAcceptAnySgxPolicy()
+    if kind == EvidenceKind.TPM2_QUOTE:
+        return UnsafeAcceptAnyTpmPolicy()
     return UnsafeAcceptAnyPolicy()
 
 
@@ -242,6 +248,9 @@ def carried_nonce(evidence: Evidence, scheme: Scheme) -> bytes | None:
             return parse_report(evidence.data).report_data[:CHALLENGE_BYTES]
         if evidence.kind in (EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX):
             return parse_quote(evidence.data).report_data[:CHALLENGE_BYTES]
+        if evidence.kind == EvidenceKind.TPM2_QUOTE:  # the nonce, or nonce || result binding
+            extra_data = parse_tpm_quote(evidence.data).attest.extra_data
+            return extra_data[:CHALLENGE_BYTES] if len(extra_data) >= CHALLENGE_BYTES else None
     except VerifierError:
         return None
     return None

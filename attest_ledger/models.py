@@ -16,6 +16,8 @@
 * ``collateral_documents``: Intel DCAP collateral (TCB info, QE identity, CRLs, the TCB
   Signing certificate) kept by SHA-256, whoever brought it (a worker, an import, a PCCS),
   with what it says about itself for choosing it (:mod:`attest_ledger.collateral`).
+* ``tpm_enrolments``: TPM attestation keys an operator enrolled, by the SHA-256 of the key;
+  the index of the ``tpm_enrolment`` ledger entries (:mod:`attest_ledger.tpm_enrolments`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "PortalSession",
     "PortalUser",
     "ServiceBase",
+    "TpmEnrolment",
     "WorkerImage",
 ]
 
@@ -220,4 +223,22 @@ class CollateralDocument(ServiceBase):
     __table_args__ = (
         CheckConstraint("octet_length(sha256) = 32", name="sha256_size"),
         Index("ix_collateral_documents_choice", "kind", "tee", "fmspc", "name", "issued_at"),
+    )
+
+
+class TpmEnrolment(ServiceBase):
+    __tablename__ = "tpm_enrolments"
+
+    ak_sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    ak_public: Mapped[bytes] = mapped_column(LargeBinary)
+    ek_certificate_sha256: Mapped[bytes | None] = mapped_column(LargeBinary)
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    enrolled_index: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_index: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("octet_length(ak_sha256) = 32", name="ak_size"),
+        CheckConstraint("(revoked_at IS NULL) = (revoked_index IS NULL)", name="revocation_whole"),
     )

@@ -37,6 +37,7 @@ from verifier import (
 )
 from verifier.tdx import SgxPolicy, TdxPolicy
 from verifier.tdx.policy import TD_IMAGE_FIELDS
+from verifier.tpm import TpmPolicy
 
 __all__ = ["PolicyConfig", "PolicyError", "PolicyStore"]
 
@@ -68,6 +69,13 @@ SNP_DEFAULTS: Mapping[str, Any] = {
 }
 TDX = str(EvidenceKind.INTEL_TDX)
 SGX = str(EvidenceKind.INTEL_SGX)
+TPM = str(EvidenceKind.TPM2_QUOTE)
+#: A TPM quote's settings: which AK paths are accepted, whether a log must come with it.
+TPM_DEFAULTS: Mapping[str, Any] = {
+    "ak_paths": ["aws-nitrotpm", "enrolled", "gcp"],
+    "require_event_log": False,
+    "reject_all_reset": True,
+}
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,14 @@ class SchemeRules:
     required, save for SGX, which needs MRENCLAVE or MRSIGNER) and the settings' defaults."""
 
     title: str
-    policy: type[SnpPolicy] | type[TdxPolicy] | type[SgxPolicy]
+    policy: type[SnpPolicy] | type[TdxPolicy] | type[SgxPolicy] | type[TpmPolicy]
     image_fields: tuple[str, ...]
     defaults: Mapping[str, Any]
     #: a placeholder image that passes the verifier's rules, to check settings alone
     placeholder: Mapping[str, Any]
     required: tuple[str, ...] = ()
+    #: at least one of these (SGX: MRENCLAVE or MRSIGNER; TPM: PCRs or events)
+    one_of: tuple[str, ...] = ()
 
 
 #: Every evidence kind with images beside Nitro's, by kind name.
@@ -106,6 +116,15 @@ SCHEMES: Mapping[str, SchemeRules] = {
         ("mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn"),
         {"allow_debug": False, "tcb_status": {}, "allowed_advisories": None},
         {"mr_enclave": "00" * 32},
+        one_of=("mr_enclave", "mr_signer"),
+    ),
+    TPM: SchemeRules(
+        "TPM 2.0",
+        TpmPolicy,
+        ("pcrs", "events"),
+        TPM_DEFAULTS,
+        {"pcrs": {"sha256": {"0": "00" * 32}}},
+        one_of=("pcrs", "events"),
     ),
 }  # fmt: skip
 
@@ -278,8 +297,12 @@ class PolicyStore:
             raise PolicyError(f"reference images of kind {kind!r} cannot be kept yet")
         values = {k: v.lower() if isinstance(v, str) else v for k, v in reference.items()}
         unknown = set(values) - set(rules.image_fields)
-        if unknown or not set(rules.required) <= set(values):
-            required = ", ".join(rules.required) or "mr_enclave or mr_signer"
+        if (
+            unknown
+            or not set(rules.required) <= set(values)
+            or (rules.one_of and not set(rules.one_of) & set(values))
+        ):
+            required = ", ".join(rules.required) or " or ".join(rules.one_of)
             optional = ", ".join(f for f in rules.image_fields if f not in rules.required)
             raise PolicyError(f"a {rules.title} image has {required} and may have {optional}")
         try:  # the verifier's own rules decide what a valid image is

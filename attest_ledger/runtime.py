@@ -24,12 +24,14 @@ from attest_ledger.intake import Intake
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.publisher import CheckpointPublisher
 from attest_ledger.settings import Settings
+from attest_ledger.tpm_enrolments import LedgerEnrolments
 from ledger.batcher import AppendBatcher
 from ledger.db import make_session_factory
 from ledger.keys import load_signing_key
 from ledger.note import NoteSigner, NoteVerifier
 from verifier import EvidenceKind, NitroVerifier, SnpVerifier, TrustAnchor, aws_nitro_root_g1
 from verifier.tdx import DcapVerifier
+from verifier.tpm import TpmVerifier
 
 __all__ = ["LOCK_TIMEOUT", "Runtime"]
 
@@ -77,6 +79,8 @@ class Runtime:
                 anchors.extend(a.anchor for a in scheme.trust_store.all_anchors())
             if isinstance(scheme, DcapVerifier):
                 anchors.extend(scheme.trust_anchors)
+            if isinstance(scheme, TpmVerifier):
+                anchors.extend(scheme.all_trust_anchors)
         return list({a.fingerprint: a for a in anchors}.values())
 
     @classmethod
@@ -90,6 +94,9 @@ class Runtime:
         verifier = NitroVerifier(trust_anchor=trust_anchor_for(settings.trust_root_path))
         snp = SnpVerifier(trust_anchors=snp_anchors_for(settings.snp_trust_root_path))
         dcap = DcapVerifier(trust_anchors=intel_anchors_for(settings.intel_trust_root_path))
+        # NitroTPM documents chain to the Nitro root the Nitro scheme trusts; Google's AK
+        # roots are pinned; enrolled AKs are read from the ledger's index at each quote
+        tpm = TpmVerifier(nitro_anchor=verifier.trust_anchor, enrolments=LedgerEnrolments(reads))
         batcher = AppendBatcher(sessions, lock_timeout=None)  # the connections carry it
         policies = PolicyStore()
         intake = Intake(
@@ -101,6 +108,7 @@ class Runtime:
                 str(EvidenceKind.AMD_SEV_SNP): snp,
                 str(EvidenceKind.INTEL_TDX): dcap,
                 str(EvidenceKind.INTEL_SGX): dcap,
+                str(EvidenceKind.TPM2_QUOTE): tpm,
             },
             collateral=CollateralSource(
                 sessions, PcsClient(settings.pccs_url) if settings.pccs_url else None

@@ -18,6 +18,7 @@ from bench import (
     slow_clients_bench,
     snp_bench,
     tdx_bench,
+    tpm_bench,
     tpm_eventlog,
     verifier_throughput,
 )
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "verifier": verifier_throughput.main,
     "snp": snp_bench.main,
     "tdx": tdx_bench.main,
+    "tpm": tpm_bench.main,
     "eventlog": tpm_eventlog.main,
     "ledger": ledger_bench.main,
     "service": service_bench.main,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import cbor2
+
 from enclave_worker.attester import (
     AMD_SEV_SNP,
     AWS_NITRO_ENCLAVE,
@@ -30,6 +32,7 @@ from enclave_worker.attester import (
 )
 from enclave_worker.binding import NONCE_SIZE, ResultDigest
 from enclave_worker.client import LedgerClient
+from enclave_worker.tpm import TPM2_QUOTE, encode_container
 
 __all__ = ["BadMode", "Job", "JobRunner", "bad_modes", "compute", "not_applicable", "tamper"]
 
@@ -64,6 +67,10 @@ _NOT_APPLICABLE: dict[str, dict[BadMode, str]] = {
     INTEL_SGX: {
         BadMode.STALE: "an SGX quote carries no timestamp: its freshness is the nonce alone"
     },
+    TPM2_QUOTE: {
+        BadMode.STALE: "a TPM quote carries no timestamp: its freshness is the nonce alone",
+        BadMode.DEBUG: "a TPM has no debug mode",
+    },
 }
 
 
@@ -90,7 +97,15 @@ _TAMPER_AT = {
 
 
 def tamper(evidence: Evidence) -> Evidence:
-    """``evidence`` with one bit flipped, so that its signature no longer verifies."""
+    """``evidence`` with one bit flipped, so that its signature no longer verifies (a TPM
+    quote: the last byte of its TPMS_ATTEST, inside the pcrDigest, as someone claiming other
+    PCR values would)."""
+    if evidence.kind == TPM2_QUOTE:
+        container = cbor2.loads(evidence.data)
+        attest = bytearray(container["attest"])
+        attest[-1] ^= 0x01
+        container["attest"] = bytes(attest)
+        return replace(evidence, data=encode_container(container))
     if evidence.kind not in _TAMPER_AT:
         raise ValueError(f"no tampering defined for {evidence.kind}")
     offset, bit = _TAMPER_AT[evidence.kind]

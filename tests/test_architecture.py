@@ -114,7 +114,9 @@ def test_every_package_is_listed_in_pyproject() -> None:
 
 def test_the_verifier_tree_says_which_file_holds_which_schemes_rules() -> None:
     """Shared pieces at the top, one sub-package per scheme, and no scheme importing
-    another: a reader finds a scheme's rules in its own folder."""
+    another: a reader finds a scheme's rules in its own folder. One exception: the TPM
+    scheme verifies a NitroTPM document (the aws-nitrotpm AK path) with the Nitro scheme's
+    own envelope, chain and root, rather than a second copy of them."""
     schemes = sorted(p.parent.name for p in (ROOT / "verifier").glob("*/__init__.py"))
     assert {"nitro", "snp"} <= set(schemes)
     for scheme in schemes:
@@ -125,6 +127,7 @@ def test_the_verifier_tree_says_which_file_holds_which_schemes_rules() -> None:
                 if name.startswith("verifier.")
                 and name.split(".")[1] in schemes
                 and name.split(".")[1] != scheme
+                and not (scheme == "tpm" and name.split(".")[1] == "nitro")
             }
             assert not others, f"{relative(path)} imports another scheme: {others}"
     for path in (ROOT / "verifier").glob("*.py"):

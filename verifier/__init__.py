@@ -31,6 +31,7 @@ the one :class:`AttestationResult`. The tree::
     nitro/   AWS Nitro Enclaves and NitroTPM documents
     snp/     AMD SEV-SNP reports
     tdx/     Intel TDX and SGX DCAP quotes, with Intel's collateral
+    tpm/     TPM 2.0 quotes, their AK vouched for by NitroTPM, Google or enrolment
 """
 
 from verifier.binding import (
@@ -40,6 +41,11 @@ from verifier.binding import (
     report_data,
 )
 from verifier.errors import (
+    AkBindingInvalid,
+    AkCertificateMismatch,
+    AkEnrolmentRevoked,
+    AkNotEnrolled,
+    AkUnendorsed,
     CertificateExpired,
     CertificateNotYetValid,
     CertificateRevoked,
@@ -47,10 +53,12 @@ from verifier.errors import (
     CollateralSignatureInvalid,
     EndorsementMismatch,
     EndorsementMissing,
+    EventLogMismatch,
     EvidenceTooLarge,
     FmspcMismatch,
     MalformedEvidence,
     NoMatchingTcbLevel,
+    PcrDigestMismatch,
     PolicyInvalid,
     PolicyViolation,
     QeBindingInvalid,
@@ -58,6 +66,7 @@ from verifier.errors import (
     QeReportSignatureInvalid,
     SignatureInvalid,
     TcbTypeMismatch,
+    TpmSignatureInvalid,
     UnsupportedEvidence,
     UntrustedRoot,
     VerifierError,
@@ -91,6 +100,16 @@ from verifier.tdx import (
     endorsements_from_dcap_qvl_json,
     parse_quote,
 )
+from verifier.tpm import (
+    Enrolment,
+    EnrolmentBook,
+    StaticEnrolments,
+    TpmClaims,
+    TpmPolicy,
+    TpmReferenceImage,
+    TpmVerifier,
+    UnsafeAcceptAnyTpmPolicy,
+)
 from verifier.x509 import CertificateInfo, TrustAnchor
 
 __all__ = [
@@ -101,6 +120,11 @@ __all__ = [
     "MAX_EVIDENCE_BYTES",
     "REPORT_DATA_BYTES",
     "RESULT_BINDING_PREFIX",
+    "AkBindingInvalid",
+    "AkCertificateMismatch",
+    "AkEnrolmentRevoked",
+    "AkNotEnrolled",
+    "AkUnendorsed",
     "AttestationDocument",
     "AttestationReport",
     "AttestationResult",
@@ -118,6 +142,9 @@ __all__ = [
     "EndorsementKind",
     "EndorsementMismatch",
     "EndorsementMissing",
+    "Enrolment",
+    "EnrolmentBook",
+    "EventLogMismatch",
     "Evidence",
     "EvidenceKind",
     "EvidenceTooLarge",
@@ -127,6 +154,7 @@ __all__ = [
     "NitroVerifier",
     "NoMatchingTcbLevel",
     "PCRAppraisal",
+    "PcrDigestMismatch",
     "Policy",
     "PolicyInvalid",
     "PolicyViolation",
@@ -144,16 +172,23 @@ __all__ = [
     "SnpPolicy",
     "SnpReferenceImage",
     "SnpVerifier",
+    "StaticEnrolments",
     "Status",
     "TcbTypeMismatch",
     "TdxPolicy",
     "TdxReferenceImage",
     "TimeBasis",
+    "TpmClaims",
+    "TpmPolicy",
+    "TpmReferenceImage",
+    "TpmSignatureInvalid",
+    "TpmVerifier",
     "TrustAnchor",
     "UnsafeAcceptAnyPolicy",
     "UnsafeAcceptAnySgxPolicy",
     "UnsafeAcceptAnySnpPolicy",
     "UnsafeAcceptAnyTdxPolicy",
+    "UnsafeAcceptAnyTpmPolicy",
     "UnsafePolicyWarning",
     "UnsupportedEvidence",
     "UntrustedRoot",

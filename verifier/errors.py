@@ -11,6 +11,7 @@ messages say what was expected and what was found, and never echo secrets.
     │   └── EvidenceTooLarge        oversize              larger than the format allows
     ├── UnsupportedEvidence         unsupported           a version or algorithm we do not know
     ├── SignatureInvalid            signature_invalid     the evidence signature does not verify
+    │   ├── TpmSignatureInvalid        tpm_signature_invalid  TPM: the AK did not sign the quote
     │   ├── QeReportSignatureInvalid   qe_report_signature_invalid   DCAP: not signed by the PCK
     │   ├── QeBindingInvalid           qe_binding_invalid     DCAP: QE report_data vs the key
     │   └── CollateralSignatureInvalid collateral_signature_invalid  TCB info, QE identity
@@ -19,12 +20,19 @@ messages say what was expected and what was found, and never echo secrets.
     │   ├── CertificateExpired      expired               a certificate or CRL ended before `at`
     │   ├── CertificateNotYetValid  not_yet_valid         a certificate or CRL starts after `at`
     │   └── CertificateRevoked      revoked               a CRL lists a certificate of the path
+    ├── PcrDigestMismatch           pcr_digest_mismatch   TPM: the PCRs sent are not the quoted
+    ├── EventLogMismatch            event_log_mismatch    TPM: the log does not replay to them
     ├── EndorsementMissing          endorsement_missing   the key that signed was not given
+    │   └── AkUnendorsed            ak_unendorsed         TPM: nothing vouches for the AK
+    │       ├── AkNotEnrolled       ak_not_enrolled       TPM: the AK is not (yet) enrolled
+    │       └── AkEnrolmentRevoked  ak_enrolment_revoked  TPM: its enrolment was revoked
     ├── EndorsementMismatch         endorsement_mismatch  the endorsement is not this evidence's
     │   ├── FmspcMismatch           fmspc_mismatch        Intel collateral of another FMSPC
     │   ├── TcbTypeMismatch         tcb_type_mismatch     Intel collateral of the other TEE
     │   ├── NoMatchingTcbLevel      no_matching_tcb_level the platform is below every level
-    │   └── QeIdentityMismatch      qe_identity_mismatch  not the quoting enclave Intel names
+    │   ├── QeIdentityMismatch      qe_identity_mismatch  not the quoting enclave Intel names
+    │   ├── AkBindingInvalid        ak_binding_invalid    TPM: the Nitro document is not the AK's
+    │   └── AkCertificateMismatch   ak_certificate_mismatch  TPM: the certificate's key is another
     ├── PolicyViolation             policy_violation      reference values, freshness, binding
     └── PolicyInvalid               policy_invalid        the policy itself is unusable
 
@@ -43,6 +51,11 @@ if TYPE_CHECKING:
     from verifier.scheme import Claims
 
 __all__ = [
+    "AkBindingInvalid",
+    "AkCertificateMismatch",
+    "AkEnrolmentRevoked",
+    "AkNotEnrolled",
+    "AkUnendorsed",
     "CertificateExpired",
     "CertificateNotYetValid",
     "CertificateRevoked",
@@ -50,10 +63,12 @@ __all__ = [
     "CollateralSignatureInvalid",
     "EndorsementMismatch",
     "EndorsementMissing",
+    "EventLogMismatch",
     "EvidenceTooLarge",
     "FmspcMismatch",
     "MalformedEvidence",
     "NoMatchingTcbLevel",
+    "PcrDigestMismatch",
     "PolicyInvalid",
     "PolicyViolation",
     "QeBindingInvalid",
@@ -61,6 +76,7 @@ __all__ = [
     "QeReportSignatureInvalid",
     "SignatureInvalid",
     "TcbTypeMismatch",
+    "TpmSignatureInvalid",
     "UnsupportedEvidence",
     "UntrustedRoot",
     "VerifierError",
@@ -129,6 +145,24 @@ class CollateralSignatureInvalid(SignatureInvalid):
     code = "collateral_signature_invalid"
 
 
+class TpmSignatureInvalid(SignatureInvalid):
+    """TPM: the quote (TPMS_ATTEST) is not signed by the attestation key that came with it."""
+
+    code = "tpm_signature_invalid"
+
+
+class PcrDigestMismatch(VerifierError):
+    """TPM: the PCR values sent with a quote do not hash to its signed pcrDigest."""
+
+    code = "pcr_digest_mismatch"
+
+
+class EventLogMismatch(VerifierError):
+    """TPM: the event log does not replay to the quoted PCR values."""
+
+    code = "event_log_mismatch"
+
+
 class ChainInvalid(VerifierError):
     code = "chain_invalid"
 
@@ -155,6 +189,26 @@ class EndorsementMissing(VerifierError):
     """The endorsement the evidence needs (for SNP: the VCEK or VLEK that signed) was not given."""
 
     code = "endorsement_missing"
+
+
+class AkUnendorsed(EndorsementMissing):
+    """TPM: nothing vouches for the attestation key (no Nitro document, no AK certificate, no
+    enrolment): the quote proves only that the supplied key signed it."""
+
+    code = "ak_unendorsed"
+
+
+class AkNotEnrolled(AkUnendorsed):
+    """TPM: the enrolment book has no enrolment of this AK at the verification time."""
+
+    code = "ak_not_enrolled"
+
+
+class AkEnrolmentRevoked(AkUnendorsed):
+    """TPM: the AK was enrolled, but its enrolment was revoked at or before the verification
+    time."""
+
+    code = "ak_enrolment_revoked"
 
 
 class EndorsementMismatch(VerifierError):
@@ -191,6 +245,19 @@ class QeIdentityMismatch(EndorsementMismatch):
     code = "qe_identity_mismatch"
 
 
+class AkBindingInvalid(EndorsementMismatch):
+    """TPM: the NitroTPM attestation document does not bind this quote's AK (its public_key
+    is another key) or disagrees with the quote (nonce, nitrotpm_pcrs)."""
+
+    code = "ak_binding_invalid"
+
+
+class AkCertificateMismatch(EndorsementMismatch):
+    """TPM: the AK certificate certifies another key than the one that signed the quote."""
+
+    code = "ak_certificate_mismatch"
+
+
 class PolicyInvalid(VerifierError):
     """The policy (reference values) is unusable: empty, contradictory or badly encoded."""
 
@@ -209,7 +276,8 @@ class Violation:
     vmpl_too_high. DCAP (TDX, SGX): tcb_status (a TCB status the policy refuses),
     advisory_not_allowed, mrtd_mismatch, rtmr_mismatch, mrconfigid_mismatch, mrowner_mismatch,
     mrownerconfig_mismatch, xfam_not_allowed, tee_tcb_svn_too_old, mrenclave_mismatch,
-    mrsigner_mismatch, isv_prod_id_mismatch, isv_svn_too_old.
+    mrsigner_mismatch, isv_prod_id_mismatch, isv_svn_too_old. TPM: pcr_mismatch (naming the
+    bank), event_missing, event_log_missing, ak_path_not_allowed, pcrs_all_reset.
     """
 
     code: str

@@ -4,6 +4,7 @@
 
     scheme_for("amd-sev-snp")                          # SnpVerifier, pinned AMD roots
     scheme_for("intel-tdx")                            # DcapVerifier, pinned Intel SGX root
+    scheme_for("tpm2-quote")                           # TpmVerifier, pinned Google AK roots
     scheme_for("aws-nitro-enclave", trust_anchors=[a])  # NitroVerifier trusting ``a`` only
     policy_from_json(text)                             # the policy of the kind it names
     detect_kind(data)                                  # which kind raw bytes are, if clear
@@ -28,11 +29,20 @@ from verifier.snp.verify import SnpVerifier
 from verifier.tdx.policy import SgxPolicy, TdxPolicy
 from verifier.tdx.quote import INTEL_QE_VENDOR_ID
 from verifier.tdx.verify import DcapVerifier
+from verifier.tpm.evidence import is_container
+from verifier.tpm.policy import TpmPolicy
+from verifier.tpm.verify import TpmVerifier
 from verifier.x509 import TrustAnchor
 
 __all__ = ["detect_kind", "kinds", "policy_from_dict", "policy_from_json", "scheme_for"]
 
-_KINDS = (*NITRO_KINDS, EvidenceKind.AMD_SEV_SNP, EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX)
+_KINDS = (
+    *NITRO_KINDS,
+    EvidenceKind.AMD_SEV_SNP,
+    EvidenceKind.INTEL_TDX,
+    EvidenceKind.INTEL_SGX,
+    EvidenceKind.TPM2_QUOTE,
+)
 #: A COSE_Sign1 starts with an array of four (0x84) or tag 18 (0xD2); an SEV-SNP report's
 #: first byte is its version's low byte (2, 3 or 5).
 _COSE_FIRST_BYTES = (0x84, 0xD2)
@@ -48,7 +58,8 @@ def scheme_for(
 ) -> Scheme:
     """A new scheme for ``kind``. ``trust_anchors`` replaces the scheme's pinned roots (one
     P-384 root for Nitro; ARKs named ``CN=ARK-<product line>`` for SEV-SNP; P-256 roots for
-    Intel TDX and SGX, one DcapVerifier serving both). Raises
+    Intel TDX and SGX, one DcapVerifier serving both; the Google AK CA roots for TPM quotes,
+    whose NitroTPM documents are judged against the pinned AWS root). Raises
     ``ValueError`` for a kind without a scheme or unusable anchors."""
     try:
         evidence_kind = EvidenceKind(kind)
@@ -64,6 +75,8 @@ def scheme_for(
         return SnpVerifier(trust_anchors=trust_anchors)
     if evidence_kind in (EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX):
         return DcapVerifier(trust_anchors=trust_anchors)
+    if evidence_kind is EvidenceKind.TPM2_QUOTE:
+        return TpmVerifier(trust_anchors=trust_anchors)
     raise ValueError(f"evidence kind {evidence_kind} is reserved; no scheme verifies it yet")
 
 
@@ -78,6 +91,8 @@ def policy_from_dict(data: Any) -> SchemePolicy:
         return TdxPolicy.from_dict(data)
     if data.get("evidence_kind") == str(EvidenceKind.INTEL_SGX):
         return SgxPolicy.from_dict(data)
+    if data.get("evidence_kind") == str(EvidenceKind.TPM2_QUOTE):
+        return TpmPolicy.from_dict(data)
     return Policy.from_dict(data)
 
 
@@ -93,7 +108,10 @@ def detect_kind(data: bytes) -> EvidenceKind | None:
     """The kind of raw evidence bytes when it is unambiguous, else None: a COSE_Sign1 is a
     Nitro document (its payload says enclave or NitroTPM), 1184 bytes an SEV-SNP report, a
     DCAP quote header (version 3 with TEE type 0 for SGX, 4 or 5 with 0x81 for TDX, ECDSA
-    P-256 key type, Intel's QE vendor id) an Intel quote."""
+    P-256 key type, Intel's QE vendor id) an Intel quote, a CBOR map whose first entry is
+    ``"format": "tpm2-quote/v1"`` a TPM quote."""
+    if is_container(data):
+        return EvidenceKind.TPM2_QUOTE
     if len(data) >= 28 and data[12:28] == INTEL_QE_VENDOR_ID and data[2:4] == b"\x02\x00":
         version = int.from_bytes(data[0:2], "little")
         tee = int.from_bytes(data[4:8], "little")

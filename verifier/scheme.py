@@ -51,8 +51,8 @@ class EvidenceKind(enum.StrEnum):
     AMD_SEV_SNP = "amd-sev-snp"
     INTEL_TDX = "intel-tdx"
     INTEL_SGX = "intel-sgx"
-    # Reserved for later issues:
     TPM2_QUOTE = "tpm2-quote"
+    # Reserved for later issues:
     NVIDIA_GPU = "nvidia-gpu"
 
 
@@ -69,6 +69,9 @@ class EndorsementKind(enum.StrEnum):
     TCB_INFO = "tcb-info"  # Intel PCS TCB info body {"tcbInfo":{...},"signature":"<hex>"}
     QE_IDENTITY = "qe-identity"  # Intel PCS QE identity body {"enclaveIdentity":...}
     CERTIFICATE = "certificate"  # a DER certificate that is not a root (TCB Signing, PCK CA)
+    # TPM 2.0 quotes:
+    AK_CERTIFICATE = "ak-certificate"  # a TPM attestation key's X.509 certificate (GCP)
+    EK_CERTIFICATE = "ek-certificate"  # a TPM's endorsement key certificate (enrolment)
 
 
 @dataclass(frozen=True, slots=True)

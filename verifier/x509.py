@@ -45,6 +45,7 @@ __all__ = [
     "load_der_certificate",
     "load_der_crl",
     "names_checked",
+    "names_tolerated",
     "serial_number_text",
 ]
 
@@ -234,6 +235,17 @@ def names_checked() -> Iterator[None]:
             if isinstance(exc, CryptographyDeprecationWarning):
                 raise
             raise ValueError(f"invalid name: {first_line(exc)}") from None
+
+
+@contextmanager
+def names_tolerated() -> Iterator[None]:
+    """Within it, cryptography's warning about a name attribute of the wrong length is
+    ignored: for pinned package data that breaks that rule on its own (Google's 2018 vTPM
+    CA names have common names of 79 and 84 characters). Everything else about such a
+    certificate is still checked; names are compared by their DER bytes."""
+    with _TOLERANT_LOAD, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NAME_LENGTH_WARNING, category=UserWarning)
+        yield
 
 
 def load_der_crl(der: bytes) -> x509.CertificateRevocationList:

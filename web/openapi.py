@@ -428,7 +428,8 @@ def _schemas() -> dict[str, Schema]:
                     "type": "string",
                     "contentEncoding": "base64",
                     "description": f"The signed evidence (a Nitro document, a 1184-byte SEV-SNP "
-                    f"report), at most {MAX_SUBMITTED_EVIDENCE} bytes, in base64",
+                    f"report, a DCAP quote, a tpm2-quote/v1 CBOR container), at most "
+                    f"{MAX_SUBMITTED_EVIDENCE} bytes, in base64",
                 },
                 "endorsements": {
                     "type": "array",

@@ -27,8 +27,9 @@ __all__ = [
 ]
 
 MAX_JOB_BYTES = 4096
-#: evidence of any kind as submitted (an SNP report is 1184 bytes, a Nitro document 16 KiB)
-MAX_SUBMITTED_EVIDENCE = 32 * 1024
+#: evidence of any kind as submitted (an SNP report is 1184 bytes, a Nitro document 16 KiB, a
+#: TPM quote with its event log tens of KiB): in base64 it stays inside the 64 KiB body limit
+MAX_SUBMITTED_EVIDENCE = 44 * 1024
 MAX_SUBMITTED_ENDORSEMENTS = 8
 MAX_ENDORSEMENT_BYTES = 16 * 1024
 #: The endorsement kinds a submission may carry (verifier.EndorsementKind's stable names).

@@ -19,6 +19,8 @@ are deterministic). Members, in this order::
                                      verifier holds for each pinned AMD root in trust/
     policies/<index>.json          each policy revision the entries name, with
     policies/<index>.tlog-proof      its inclusion proof (policies are ledger entries too)
+    enrolments/<index>.json        each TPM enrolment entry (enrolled, revoked) of an AK that a
+    enrolments/<index>.tlog-proof    TPM quote of the selection names, with its inclusion proof
     entries/<index>/entry.json     each entry's canonical bytes (the leaf hash covers them),
     entries/<index>/evidence.cbor    its raw evidence (entry.json names its SHA-256): a
                                      Nitro document, or evidence.bin for any other kind
@@ -39,6 +41,7 @@ import heapq
 import html
 import io
 import json
+import re
 import ssl
 import tarfile
 from collections import Counter
@@ -50,6 +53,7 @@ from typing import IO, Any
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import Session
 
+from attest_ledger.models import TpmEnrolment
 from ledger.checkpoint import CheckpointBody, tlog_proof
 from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint
 from ledger.entry import canonical_json
@@ -61,8 +65,10 @@ from ledger.reads import consistency_proof, inclusion_proof
 from ledger.search import EntryFilter
 from verifier import TrustAnchor, aws_nitro_root_g1
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.scheme import EvidenceKind
 from verifier.snp import AMD_ARK_SHA256, amd_trust_store
 from verifier.tdx import intel_sgx_root_ca
+from verifier.tpm import google_roots
 
 __all__ = [
     "FORMAT",
@@ -80,6 +86,8 @@ __all__ = [
 FORMAT = "attestation-ledger-bundle/v1"
 MANIFEST_NOTE = "attestation-ledger/bundle-manifest/v1"
 _PAD = 12
+_HEX64 = re.compile("[0-9a-f]{64}")
+TPM2_QUOTE = str(EvidenceKind.TPM2_QUOTE)
 _STREAM = 2000  # rows fetched per round trip while streaming
 
 
@@ -111,12 +119,13 @@ class UnknownTrustAnchor(BundleError):
 
 
 def known_trust_anchors(*configured: TrustAnchor | None) -> list[TrustAnchor]:
-    """The anchors an exporter can ship: the pinned AWS, AMD and Intel roots and those
-    ``configured``."""
+    """The anchors an exporter can ship: the pinned AWS, AMD, Intel and Google (TPM AK)
+    roots and those ``configured``."""
     pinned = [
         aws_nitro_root_g1(),
         *(a.anchor for a in amd_trust_store().all_anchors()),
         intel_sgx_root_ca(),
+        *google_roots(),
     ]
     found = {a.fingerprint: a for a in (*pinned, *configured) if a is not None}
     return list(found.values())
@@ -171,6 +180,8 @@ class _Scan:
     anchors: set[str | None] = field(default_factory=set)
     #: SHA-256 of the endorsements the selected entries name
     endorsements: set[str] = field(default_factory=set)
+    #: SHA-256 of the TPM attestation keys the selected quotes name
+    tpm_aks: set[str] = field(default_factory=set)
     first: int | None = None
     last: int | None = None
     verdicts: Counter[str] = field(default_factory=Counter)
@@ -191,6 +202,10 @@ def entry_path(index: int, name: str) -> str:
 
 def policy_path(index: int, suffix: str) -> str:
     return f"policies/{index:0{_PAD}d}.{suffix}"
+
+
+def enrolment_path(index: int, suffix: str) -> str:
+    return f"enrolments/{index:0{_PAD}d}.{suffix}"
 
 
 class _Counting(io.RawIOBase):
@@ -282,7 +297,25 @@ def _scan(session: Session, selection: BundleSelection, size: int) -> _Scan:
                 scan.anchors.add(anchor if isinstance(anchor, str) else None)
         for endorsement in record.get("endorsements") or ():
             scan.endorsements.add(str(endorsement["sha256"]))
+        if record.get("evidence_kind") == TPM2_QUOTE:
+            ak = ((record.get("claims") or {}).get("ak") or {}).get("sha256")
+            if isinstance(ak, str) and _HEX64.fullmatch(ak):
+                scan.tpm_aks.add(ak)
     return scan
+
+
+def _enrolment_entries(session: Session, aks: set[str], size: int) -> list[int]:
+    """The ledger entries that enrolled and revoked the AKs named, covered by ``size``: what
+    a bundle needs to judge those quotes' ``enrolled`` path again."""
+    if not aks:
+        return []
+    rows = session.execute(
+        select(TpmEnrolment.enrolled_index, TpmEnrolment.revoked_index).where(
+            TpmEnrolment.ak_sha256.in_([bytes.fromhex(a) for a in sorted(aks)])
+        )
+    ).all()
+    indices = {i for row in rows for i in row if i is not None and i < size}
+    return sorted(indices)
 
 
 def _endorsements(session: Session, digests: set[str]) -> Generator[tuple[str, bytes], None, None]:
@@ -406,6 +439,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             "hashes": [h.hex() for h in hashes],
             "from_checkpoint": known_checkpoint,
         }
+    enrolments = _enrolment_entries(session, scan.tpm_aks, size)
     anchors = _anchors_to_ship(scan.anchors, trust_anchors)
     intermediates = pinned_intermediates(anchors)
     endorsement_names = sorted(scan.endorsements | set(intermediates))
@@ -426,6 +460,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
                 "leaf_hashes_sha256": leaf_digest,
             },
             "policies": policies,
+            "enrolments": enrolments,
             "trust_anchors": [a.fingerprint for a in anchors],
             "endorsements": endorsement_names,
             "consistency_from": consistency["from_size"] if consistency else None,
@@ -461,6 +496,11 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             archive.add(policy_path(revision, "json"), bytes(data))
             proof = tlog_proof(revision, inclusion_proof(session, revision, size), checkpoint.note)
             archive.add(policy_path(revision, "tlog-proof"), proof.encode())
+        for index in enrolments:
+            data = session.execute(select(Entry.data).where(Entry.idx == index)).scalar_one()
+            archive.add(enrolment_path(index, "json"), bytes(data))
+            proof = tlog_proof(index, inclusion_proof(session, index, size), checkpoint.note)
+            archive.add(enrolment_path(index, "tlog-proof"), proof.encode())
         done = 0
         with contextlib.closing(_stream_entries(session, selection, size)) as rows:
             for idx, data, evidence, kind in rows:

@@ -14,6 +14,7 @@ with its own code and must name the same failing items.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from attest_ledger.bundles.archive import ArchiveError, BoundedTar
 from attest_ledger.bundles.export import FORMAT, check_manifest_signature
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
@@ -33,6 +36,7 @@ from attest_ledger.policy_store import (
     SGX,
     SNP,
     TDX,
+    TPM,
     PolicyConfig,
     PolicyError,
 )
@@ -59,18 +63,28 @@ from verifier import (
 )
 from verifier.nitro.policy import NITRO_KINDS
 from verifier.tdx import INTEL_SGX_ROOT_CA_SHA256, DcapVerifier
+from verifier.tpm import (
+    GCP_EKAK_ROOT_SHA256,
+    GCP_VTPM_ROOT_2018_SHA256,
+    Enrolment,
+    StaticEnrolments,
+    TpmVerifier,
+)
 
 __all__ = ["SERVICE_STATE_CODES", "BundleReport", "shown", "verify_bundle"]
 
 _HEADER = ("README.txt", "manifest.json", "manifest.sig", "log-key.txt", "checkpoint.txt")
 _ENTRY = re.compile(r"entries/([0-9]{12})/(entry\.json|evidence\.(?:cbor|bin)|proof\.tlog-proof)")
 _POLICY = re.compile(r"policies/([0-9]{12})\.(json|tlog-proof)")
+_ENROLMENT = re.compile(r"enrolments/([0-9]{12})\.(json|tlog-proof)")
 _TRUST = re.compile(r"trust/([0-9a-f]{64})\.pem")
 _ENDORSEMENT = re.compile(r"endorsements/([0-9a-f]{64})\.der")
 _VENDOR_ROOTS = {
     AWS_NITRO_ROOT_G1_SHA256: "AWS Nitro root G1",
     **{fingerprint: f"AMD ARK-{product}" for product, fingerprint in AMD_ARK_SHA256.items()},
     INTEL_SGX_ROOT_CA_SHA256: "Intel SGX Root CA",
+    GCP_EKAK_ROOT_SHA256: "Google EK/AK CA Root",
+    GCP_VTPM_ROOT_2018_SHA256: "Google vTPM EK root (2018)",
 }
 _SMALL = 1 << 20
 
@@ -116,6 +130,10 @@ class _State:
     schemes: dict[tuple[str, frozenset[str]], Scheme] = field(default_factory=dict)
     policies: dict[int, PolicyConfig] = field(default_factory=dict)
     policy_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    #: TPM attestation keys enrolled, by the SHA-256 of the key, from enrolments/
+    enrolments: dict[str, Enrolment] = field(default_factory=dict)
+    enrolment_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    enrolment_entries: set[int] = field(default_factory=set)
     current: int | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     last_index: int = -1
@@ -189,6 +207,11 @@ def _member(state: _State, name: str, data: bytes, progress: Callable[[int], Non
         state.policy_files.setdefault(index, {})[found.group(2)] = data
         if len(state.policy_files[index]) == 2:
             _add_policy(state, index)
+    elif found := _ENROLMENT.fullmatch(name):
+        index = int(found.group(1))
+        state.enrolment_files.setdefault(index, {})[found.group(2)] = data
+        if len(state.enrolment_files[index]) == 2:
+            _add_enrolment(state, index)
     elif found := _ENTRY.fullmatch(name):
         index = int(found.group(1))
         if index != state.current:
@@ -323,6 +346,15 @@ def _scheme(state: _State, kind: str, fingerprints: frozenset[str]) -> Scheme:
             state.schemes[key] = SnpVerifier(trust_anchors=anchors)
         elif kind in (TDX, SGX):
             state.schemes[key] = DcapVerifier(trust_anchors=anchors)
+        elif kind == TPM:
+            nitro = [a for a in anchors if _is_p384(a)]
+            if len(nitro) > 1:
+                raise ValueError("a TPM verifier holds one Nitro root")
+            state.schemes[key] = TpmVerifier(
+                trust_anchors=[a for a in anchors if not _is_p384(a)],
+                nitro_anchor=nitro[0] if nitro else None,
+                enrolments=StaticEnrolments(state.enrolments.values()),
+            )
         else:
             state.schemes[key] = NitroVerifier(trust_anchor=anchors[0])
     return state.schemes[key]
@@ -349,6 +381,46 @@ def _proven(state: _State, item: str, index: int, data: bytes, proof_text: bytes
         state.report.fail(item, f"the inclusion proof fails: {exc}")
         return False
     return True
+
+
+def _is_p384(anchor: TrustAnchor) -> bool:
+    """A Nitro root (AWS's, or a configured one) among a TPM verifier's anchors: the Google
+    AK roots are RSA."""
+    key = anchor.certificate.public_key()
+    return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"
+
+
+def _add_enrolment(state: _State, index: int) -> None:
+    """A TPM enrolment entry: proven, then merged into the enrolment of its AK (an enrolled
+    entry, and the revoked entry that may follow)."""
+    files = state.enrolment_files.pop(index)
+    item = f"enrolments/{index:012d}.json"
+    if not _proven(state, item, index, files["json"], files["tlog-proof"]):
+        return
+    try:
+        record = parse_entry(files["json"])
+        if record.get("kind") != "tpm_enrolment":
+            raise ValueError("not a TPM enrolment entry")
+        ak, at = str(record.get("ak_sha256")), recorded_instant({"verified_at": record.get("at")})
+        if not _HEX64.fullmatch(ak):
+            raise ValueError("its ak_sha256 is not a SHA-256")
+        known = state.enrolments.get(ak)
+        if record.get("action") == "enrolled":
+            if known is not None:
+                raise ValueError("enrols an AK enrolled already")
+            state.enrolments[ak] = Enrolment(
+                name=str(record.get("name")), ak_sha256=ak, enrolled_at=at, revoked_at=None,
+                entry_index=index, ek_certificate_sha256=record.get("ek_certificate_sha256"),
+            )  # fmt: skip
+        elif record.get("action") == "revoked":
+            if known is None or known.revoked_at is not None:
+                raise ValueError("revokes an AK that enrolments/ does not show enrolled before")
+            state.enrolments[ak] = dataclasses.replace(known, revoked_at=at)
+        else:
+            raise ValueError("its action is neither enrolled nor revoked")
+        state.enrolment_entries.add(index)
+    except (LedgerError, ValueError, UnicodeError) as exc:
+        state.report.fail(item, str(exc))
 
 
 def _add_policy(state: _State, index: int) -> None:
@@ -536,6 +608,18 @@ def _finish(state: _State) -> None:
     manifest = state.manifest or {}
     for index in state.policy_files:
         report.fail(f"policies/{index:012d}", "needs both .json and .tlog-proof")
+    for index in state.enrolment_files:
+        report.fail(f"enrolments/{index:012d}", "needs both .json and .tlog-proof")
+    failed = {item for item, _ in report.failures}
+    missing_enrolments = sorted(
+        i
+        for i in set(manifest.get("enrolments") or []) - state.enrolment_entries
+        if f"enrolments/{i:012d}.json" not in failed
+    )
+    if missing_enrolments:
+        report.fail(
+            "enrolments/", f"entries {missing_enrolments} named by the manifest are missing"
+        )
     named = set(manifest.get("policies") or [])  # ints: _manifest_problem checked
     missing = sorted(named - set(state.policies) - {i for i, _ in _failed_policies(report)})
     if missing:
@@ -586,6 +670,8 @@ def _manifest_problem(info: Any) -> str | None:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()),
         isinstance(entries, dict),
         isinstance(policies, list) and all(_is_int(i) for i in policies),
+        isinstance(info.get("enrolments", []), list)
+        and all(_is_int(i) for i in info.get("enrolments", [])),
         isinstance(anchors, list) and all(isinstance(a, str) for a in anchors),
         isinstance(info.get("endorsements", []), list)
         and all(isinstance(e, str) for e in info.get("endorsements", [])),

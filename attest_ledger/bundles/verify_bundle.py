@@ -6,11 +6,11 @@ cbor2 (6.1 or newer): no database, no network, not even the attestation-ledger p
 
 It checks, against the ledger key YOU give: the checkpoint signature; the signed manifest
 (the count of entries and the digest of their leaf hashes, so none was dropped or added, and
-the digests of README.txt, report.html and this file); every entry's and policy's inclusion
-proof (RFC 9162); the consistency proof, if any; every evidence file and endorsement against
-the SHA-256 it is named by. And it judges every attestation again at the instant the service
-judged it (the entry's verified_at), against the trust anchors the entry names and under the
-policy revision it names:
+the digests of README.txt, report.html and this file); every entry's, policy's and TPM
+enrolment's inclusion proof (RFC 9162); the consistency proof, if any; every evidence file
+and endorsement against the SHA-256 it is named by. And it judges every attestation again at
+the instant the service judged it (the entry's verified_at), against the trust anchors the
+entry names and under the policy revision it names:
 
 - an AWS Nitro document: COSE_Sign1 envelope and ES384 signature, every field, the
   certificate chain and its validity windows, PCRs, debug mode, the document's age;
@@ -28,13 +28,22 @@ policy revision it names:
   advisories; then the reference images (MRTD, RTMRs, owner values; MRENCLAVE, MRSIGNER,
   ISV product id and SVN), debug, XFAM, the minimum TEE_TCB_SVN, and the policy's tiers for
   TCB statuses and advisories;
+- a TPM 2.0 quote: its container; TPMS_ATTEST and TPMT_SIGNATURE, by their own layout; the
+  attestation key's (AK's) signature over the quote with the hash it names (RSASSA, RSAPSS,
+  ECDSA); the pcrDigest, from the PCRs sent, with the AK's name algorithm; the PC Client
+  event log and the IMA log, replayed against the quoted PCRs; then who vouches for the AK:
+  an AWS NitroTPM document (the Nitro checks above, at the document's time, and its
+  public_key, nonce and PCRs against the quote), a Google AK certificate chain to the root
+  the entry names, or the enrolment entries of the AK the bundle carries (each proven in
+  the log: enrolled, and not revoked, at that instant); then the reference images (PCRs
+  and expected events), the event log required, the AK paths allowed, all-reset PCRs;
 - for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
   was the service's state.
 
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
 sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
-judge, the Intel DCAP judge, what the judges share, the bundle.
+judge, the Intel DCAP judge, the TPM 2.0 quote judge, what the judges share, the bundle.
 """
 
 from __future__ import annotations
@@ -60,7 +69,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
 FORMAT = "attestation-ledger-bundle/v1"
@@ -1796,6 +1809,543 @@ def dcap_appraisal(
     return ("warning" if warn else "affirming"), codes
 
 
+# --- the TPM 2.0 quote judge -----------------------------------------------------------------
+# The same rules, in the same order, as the project's verifier (verifier/tpm/) and its intake,
+# written again here from the TPM 2.0 Library specification (Part 2: TPMS_ATTEST,
+# TPMT_SIGNATURE), the TCG PC Client Platform Firmware Profile (the crypto-agile event log)
+# and the Linux kernel's IMA (the binary runtime log): the evidence container (oversize,
+# malformed), the AK's signature over the exact TPMS_ATTEST bytes (tpm_signature_invalid),
+# pcrDigest from the PCRs sent, with the AK's name algorithm (pcr_digest_mismatch), the event
+# logs replayed against the quoted PCRs (event_log_mismatch), then who vouches for the AK: a
+# NitroTPM attestation document (this file's Nitro judge at the document's time, then
+# ak_binding_invalid), a Google AK certificate chain (untrusted_root, chain_invalid,
+# not_yet_valid, expired, ak_certificate_mismatch), an enrolment in the ledger
+# (ak_not_enrolled, ak_enrolment_revoked), else ak_unendorsed; then every policy violation.
+
+TPM = "tpm2-quote"
+TPM_FORMAT = "tpm2-quote/v1"
+MAX_TPM_EVIDENCE = 64 * 1024
+TPM_MAGIC, ATTEST_QUOTE = 0xFF544347, 0x8018
+#: TPM_ALG_ID of the hash algorithms, and the sizes of their digests
+TPM_HASH_IDS = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
+DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+TPM_SIGNATURES = {0x0014: "rsassa", 0x0016: "rsapss", 0x0018: "ecdsa"}
+TPM_PCRS = 24
+TPM_EVIDENCE_KEYS = {"format", "attest", "signature", "ak", "pcrs"}
+TPM_OPTIONAL_KEYS = {"event_log", "ima_log", "nitro_document"}
+AK_PATHS = ("aws-nitrotpm", "gcp", "enrolled")
+TPM_DEFAULTS: dict[str, Any] = {
+    "ak_paths": list(AK_PATHS), "require_event_log": False, "reject_all_reset": True,
+}  # fmt: skip
+#: Google's roots for vTPM AK certificates (SHA-256 of the DER): EK/AK CA Root, and the
+#: 2018 vTPM EK root; a bundle carries those its TPM entries name.
+GOOGLE_ROOTS = {
+    "594759594b9b61524f6c8ef668f7177f7b9066bc0674f2f49fe9e052be78beb2": "Google EK/AK CA Root",
+    "9bd5285f8fb18502a7947e621ffd470266f49fcd3b73e19a190f690ad32a7caf": "Google vTPM EK root 2018",
+}
+EV_NO_ACTION = 3
+SPEC_ID = b"Spec ID Event03\0"
+STARTUP_LOCALITY = b"StartupLocality\0"
+IMA_NAME_MAX = 255  # IMA_EVENT_NAME_LEN_MAX: the "ima" template pads its name field to 256
+ENROLMENT = re.compile(r"enrolments/([0-9]{12})\.(json|tlog-proof)")
+MAX_ENROLMENT_MEMBER = 64 * 1024
+#: every endorsement kind a TPM entry may name: the service's, and the TPM's own
+TPM_ENDORSEMENTS = (*KNOWN_ENDORSEMENTS, "ak-certificate", "ek-certificate")
+
+
+class _Reader:
+    """Big-endian (TPM) or little-endian (event logs) fields read off ``data`` in order; any
+    read past the end is malformed."""
+
+    def __init__(self, data: bytes, order: str = ">") -> None:
+        self.data, self.at, self.order = data, 0, order
+
+    def take(self, size: int) -> bytes:
+        if size < 0 or self.at + size > len(self.data):
+            raise Reject("malformed")
+        self.at += size
+        return self.data[self.at - size : self.at]
+
+    def uint(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big" if self.order == ">" else "little")
+
+    def sized(self, width: int, high: int) -> bytes:
+        """A TPM2B (or a length-prefixed field): a ``width``-byte size, at most ``high``."""
+        size = self.uint(width)
+        if size > high:
+            raise Reject("malformed")
+        return self.take(size)
+
+    def end(self) -> None:
+        if self.at != len(self.data):
+            raise Reject("malformed")
+
+
+def tpm_container(evidence: bytes) -> dict[str, Any]:
+    """The contract's CBOR map, strictly: only its keys, each of its type; the PCRs by bank
+    (sha1, sha256, sha384, sha512) and index (0..23), each of its bank's size."""
+    if len(evidence) > MAX_TPM_EVIDENCE:
+        raise Reject("oversize")
+    box = strict_cbor(evidence)
+    if not isinstance(box, dict) or not all(isinstance(k, str) for k in box):
+        raise Reject("malformed")
+    if TPM_EVIDENCE_KEYS - set(box) or set(box) - TPM_EVIDENCE_KEYS - TPM_OPTIONAL_KEYS:
+        raise Reject("malformed")
+    if box["format"] != TPM_FORMAT or not isinstance(box["format"], str):
+        raise Reject("malformed")
+    for name in ("attest", "signature", "ak", *TPM_OPTIONAL_KEYS):
+        if name in box:
+            _bytes(box[name], 1, MAX_TPM_EVIDENCE)
+    pcrs = box["pcrs"]
+    if not isinstance(pcrs, dict) or not set(pcrs) <= set(DIGEST_SIZES):
+        raise Reject("malformed")
+    for bank, values in pcrs.items():
+        if not isinstance(values, dict):
+            raise Reject("malformed")
+        for index, value in values.items():
+            if not _is_int(index) or not 0 <= index < TPM_PCRS:
+                raise Reject("malformed")
+            _bytes(value, DIGEST_SIZES[bank], DIGEST_SIZES[bank])
+    return box
+
+
+def tpm_attest(data: bytes) -> dict[str, Any]:
+    """TPMS_ATTEST of type ATTEST_QUOTE, big-endian, every field read and no byte left:
+    magic, type, qualifiedSigner (a TPM2B_NAME: nameAlg and digest; a handle is refused),
+    extraData, clockInfo, firmwareVersion, TPML_PCR_SELECTION (PCRs 0..23 of distinct banks)
+    and pcrDigest."""
+    read = _Reader(data)
+    if read.uint(4) != TPM_MAGIC or read.uint(2) != ATTEST_QUOTE:
+        raise Reject("malformed")
+    name = read.sized(2, 2 + 64)
+    alg = int.from_bytes(name[:2], "big") if len(name) >= 2 else None
+    name_alg = TPM_HASH_IDS.get(alg) if alg is not None else None
+    if name_alg is None or len(name) != 2 + DIGEST_SIZES[name_alg]:
+        raise Reject("malformed")
+    extra = read.sized(2, 64)
+    clock, resets, restarts, safe = read.uint(8), read.uint(4), read.uint(4), read.uint(1)
+    if safe > 1:
+        raise Reject("malformed")
+    firmware = read.uint(8)
+    count = read.uint(4)
+    if not 1 <= count <= len(DIGEST_SIZES):
+        raise Reject("malformed")
+    selection: list[tuple[str, list[int]]] = []
+    for _ in range(count):
+        bank = TPM_HASH_IDS.get(read.uint(2))
+        size = read.uint(1)
+        if bank is None or any(bank == seen for seen, _ in selection) or not 3 <= size <= 4:
+            raise Reject("malformed")
+        bits = int.from_bytes(read.take(size), "little")  # PCR i: byte i // 8, bit i % 8
+        if bits >> TPM_PCRS:
+            raise Reject("malformed")  # a PCR above 23
+        selection.append((bank, [i for i in range(TPM_PCRS) if bits >> i & 1]))
+    digest = read.sized(2, 64)
+    read.end()
+    return {
+        "name_alg": name_alg, "extra_data": extra, "clock": clock, "reset_count": resets,
+        "restart_count": restarts, "safe": bool(safe), "firmware": firmware,
+        "selection": selection, "pcr_digest": digest,
+    }  # fmt: skip
+
+
+def tpm_signature(data: bytes) -> dict[str, Any]:
+    """TPMT_SIGNATURE: sigAlg (RSASSA, RSAPSS, ECDSA), hashAlg, then a TPM2B signature (RSA)
+    or the TPM2B integers r and s (ECDSA), and nothing after."""
+    read = _Reader(data)
+    scheme, digest = TPM_SIGNATURES.get(read.uint(2)), TPM_HASH_IDS.get(read.uint(2))
+    if scheme is None or digest is None:
+        raise Reject("malformed")
+    if scheme == "ecdsa":
+        r, s = read.sized(2, 66), read.sized(2, 66)
+        out = {"scheme": scheme, "hash": digest, "r": int.from_bytes(r, "big"),
+               "s": int.from_bytes(s, "big")}  # fmt: skip
+    else:
+        out = {"scheme": scheme, "hash": digest, "signature": read.sized(2, 512)}
+    read.end()
+    return out
+
+
+def tpm_key(der: bytes) -> Any:
+    """The AK: an X.509 SubjectPublicKeyInfo, EC P-256 or P-384, or RSA of 2048 to 4096 bits."""
+    try:
+        key = load_der_public_key(der)
+    except Exception:  # ValueError, UnsupportedAlgorithm: not a key we know
+        raise Reject("malformed") from None
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in P_CURVES:
+        return key
+    if isinstance(key, rsa.RSAPublicKey) and 2048 <= key.key_size <= 4096:
+        return key
+    raise Reject("malformed")
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+TPM_HASHES: dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+}  # fmt: skip
+
+
+def _hash(name: str) -> hashes.HashAlgorithm:
+    return TPM_HASHES[name]()
+
+
+def tpm_signed(key: Any, signature: dict[str, Any], attest: bytes) -> None:
+    """The AK signed the exact TPMS_ATTEST bytes with the scheme and hash the TPMT_SIGNATURE
+    names. RSAPSS: a TPM's salt is the digest's length (FIPS 186) or the largest that fits
+    (older TPMs); either verifies."""
+    digest = _hash(signature["hash"])
+    try:
+        if signature["scheme"] == "ecdsa":
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise ValueError("an ECDSA signature by an RSA key")
+            der = encode_dss_signature(signature["r"], signature["s"])
+            key.verify(der, attest, ec.ECDSA(digest))
+        elif not isinstance(key, rsa.RSAPublicKey):
+            raise ValueError("an RSA signature by an EC key")
+        elif signature["scheme"] == "rsassa":
+            key.verify(signature["signature"], attest, padding.PKCS1v15(), digest)
+        else:
+            pss = padding.PSS(mgf=padding.MGF1(_hash(signature["hash"])),
+                              salt_length=padding.PSS.AUTO)  # fmt: skip
+            key.verify(signature["signature"], attest, pss, digest)
+    except Exception:  # InvalidSignature, or a signature of the wrong kind
+        raise Reject("tpm_signature_invalid") from None
+
+
+def tpm_pcrs(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> dict[str, Any]:
+    """The quoted PCRs: those sent must be exactly the ones selected, and their digest, bank
+    by bank in selection order and index by index ascending, with the AK's name algorithm
+    (not the bank's: a NitroTPM quote digests SHA-384 PCRs with SHA-256), the pcrDigest."""
+    selected = {bank: set(indexes) for bank, indexes in quote["selection"] if indexes}
+    if {bank: set(values) for bank, values in sent.items() if values} != selected:
+        raise Reject("pcr_digest_mismatch")
+    h = hashlib.new(quote["name_alg"])
+    for bank, indexes in quote["selection"]:
+        for index in indexes:
+            h.update(sent[bank][index])
+    if h.digest() != quote["pcr_digest"]:
+        raise Reject("pcr_digest_mismatch")
+    return {bank: dict(sent[bank]) for bank in selected}
+
+
+def tcg_log(data: bytes) -> dict[str, Any]:
+    """A TCG PC Client crypto-agile log: the SHA-1 format header event holding the Spec ID
+    Event03 (the algorithms and their digest sizes), then TCG_PCR_EVENT2s, little-endian,
+    PCRs 0..23; digests of an algorithm not known here are skipped by their declared size."""
+    read = _Reader(data, "<")
+    pcr, kind, digest = read.uint(4), read.uint(4), read.take(20)
+    spec = _Reader(read.sized(4, len(data)), "<")
+    if pcr != 0 or kind != EV_NO_ACTION or any(digest) or spec.take(16) != SPEC_ID:
+        raise Reject("malformed")
+    spec.take(8)  # platformClass, specVersionMinor, Major, Errata, uintnSize
+    count = spec.uint(4)
+    if not 1 <= count <= 8:
+        raise Reject("malformed")
+    sizes: dict[int, int] = {}
+    for _ in range(count):
+        alg, size = spec.uint(2), spec.uint(2)
+        known = TPM_HASH_IDS.get(alg)
+        if alg in sizes or not 1 <= size <= 64 or (known and DIGEST_SIZES[known] != size):
+            raise Reject("malformed")
+        sizes[alg] = size
+    spec.sized(1, 255)  # vendorInfo
+    spec.end()
+    events, locality = [], 0
+    while read.at < len(data):
+        pcr, kind, n = read.uint(4), read.uint(4), read.uint(4)
+        if pcr >= TPM_PCRS or n != len(sizes):
+            raise Reject("malformed")  # a digest for every algorithm the log declares
+        digests: dict[str, bytes] = {}
+        seen: set[int] = set()
+        for _ in range(n):
+            alg = read.uint(2)
+            if alg not in sizes or alg in seen:
+                raise Reject("malformed")
+            seen.add(alg)
+            value = read.take(sizes[alg])
+            if alg in TPM_HASH_IDS:
+                digests[TPM_HASH_IDS[alg]] = value
+        body = read.sized(4, len(data))
+        if kind == EV_NO_ACTION:
+            if body[:16] == STARTUP_LOCALITY and len(body) == 17 and pcr == 0:
+                locality = body[16]
+            continue  # not extended
+        events.append((pcr, digests))
+    banks = {TPM_HASH_IDS[alg] for alg in sizes if alg in TPM_HASH_IDS}
+    return {"events": events, "banks": banks, "locality": locality}
+
+
+def ima_log(data: bytes) -> dict[str, Any]:
+    """The Linux IMA binary runtime log, as the kernel writes it (ima_fs.c, little-endian):
+    PCR, the SHA-1 template digest, the template name, then the template data (its length
+    first, save for the old "ima" template). The kernel extends each other bank with that
+    bank's hash of the template data ("ima": the file digest and the name padded to 256
+    bytes), and a violation (a zero template digest) with all ones in every bank."""
+    read, events = _Reader(data, "<"), []
+    while read.at < len(data):
+        pcr, logged = read.uint(4), read.take(20)
+        name = read.sized(4, IMA_NAME_MAX)
+        if pcr >= TPM_PCRS or not name:
+            raise Reject("malformed")
+        if name == b"ima":
+            file_digest = read.take(20)
+            path = read.sized(4, IMA_NAME_MAX)
+            hashed = file_digest + path + bytes(IMA_NAME_MAX + 1 - len(path))
+        else:
+            hashed = read.sized(4, len(data))
+            fields = _Reader(hashed, "<")
+            while fields.at < len(hashed):  # each field: its length, then its bytes
+                fields.sized(4, len(hashed))
+        if not any(logged):
+            digests = {bank: b"\xff" * size for bank, size in DIGEST_SIZES.items()}
+        else:
+            digests = {bank: hashlib.new(bank, hashed).digest() for bank in DIGEST_SIZES}
+            digests["sha1"] = logged
+        events.append((pcr, digests))
+    return {"events": events, "banks": set(DIGEST_SIZES), "locality": 0}
+
+
+def tpm_replay(box: dict[str, Any], quoted: dict[str, dict[int, bytes]]) -> list[Any] | None:
+    """The events of the logs sent (the PC Client log, then IMA's), once every PCR they
+    extend, in every bank the quote carries and the logs have digests for, replays (from
+    zeros; PCR 0 from the StartupLocality) to the quoted value; None if no log was sent."""
+    logs = [parse(box[key]) for key, parse in (("event_log", tcg_log), ("ima_log", ima_log))
+            if key in box]  # fmt: skip
+    if not logs:
+        return None
+    banks = set.intersection(*(log["banks"] for log in logs)) & set(quoted)
+    events = [event for log in logs for event in log["events"]]
+    if events and not banks:
+        raise Reject("event_log_mismatch")  # nothing the quote carries accounts for them
+    for bank in banks:
+        size, state = DIGEST_SIZES[bank], {}
+        for pcr, digests in events:
+            if pcr not in state:
+                start = logs[0]["locality"] if pcr == 0 else 0
+                state[pcr] = bytes(size - 1) + bytes([start])
+            state[pcr] = hashlib.new(bank, state[pcr] + digests[bank]).digest()
+        if any(quoted[bank].get(pcr) != value for pcr, value in state.items()):
+            raise Reject("event_log_mismatch")
+    return events
+
+
+def google_certificate(der: bytes) -> x509.Certificate:
+    """A DER certificate of Google's TPM PKI, its names and extensions read (its 2018 root's
+    common name is longer than X.520's 64 characters: that warning is let pass)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
+            _ = cert.subject, cert.issuer, cert.serial_number, list(cert.extensions)
+            _ = cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key()
+            return cert
+    except Exception:
+        raise Reject("chain_invalid") from None
+
+
+def _google_link(cert: x509.Certificate, issuer: x509.Certificate, cas_below: int) -> None:
+    """``issuer`` signed ``cert`` and is a CA that may issue it: cA true, keyCertSign, a path
+    length that allows the CAs below; no critical extension this judge does not know."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+        basic = _extension(issuer, x509.BasicConstraints)
+        usage = _extension(issuer, x509.KeyUsage)
+        known = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
+                 ExtensionOID.EXTENDED_KEY_USAGE}  # fmt: skip
+        ok = basic is not None and basic.value.ca and usage is not None
+        ok = ok and usage.value.key_cert_sign
+        ok = ok and (basic.value.path_length is None or basic.value.path_length >= cas_below)
+        ok = ok and not any(e.critical and e.oid not in known for e in cert.extensions)
+    except Exception:
+        raise Reject("chain_invalid") from None
+    if not ok:
+        raise Reject("chain_invalid")
+
+
+def gcp_chain(  # noqa: PLR0917 - one caller, read beside its docstring
+    ak_der: bytes, given: list[bytes], anchors: list[Anchor], key: Any, at: datetime,
+    skew: timedelta,
+) -> x509.Certificate:  # fmt: skip
+    """The AK certificate, once the path from a Google root the entry names (RSA, compared
+    by DER: a root delivered with the chain is not trusted for being there) through the
+    certificates given holds at ``at``, and its key is the quote's."""
+    leaf = google_certificate(ak_der)
+    basic = _extension(leaf, x509.BasicConstraints)
+    if basic is not None and basic.value.ca:
+        raise Reject("chain_invalid")
+    pool = [google_certificate(der) for der in given]
+    roots = [a for a in anchors if isinstance(a[0].public_key(), rsa.RSAPublicKey)]
+    path = [leaf]
+    while True:
+        current = path[-1]
+        pinned = [a for a in roots if a[0].subject == current.issuer]
+        if pinned:
+            errors = 0
+            for anchor, _ in pinned:
+                try:
+                    _google_link(current, anchor, len(path) - 1)
+                except Reject:
+                    errors += 1
+                    continue
+                path.append(anchor)
+                break
+            if errors == len(pinned):
+                raise Reject("chain_invalid")
+            break
+        parent = next((c for c in pool if c.subject == current.issuer and c not in path), None)
+        if parent is None or current.issuer == current.subject or len(path) > len(pool):
+            raise Reject("untrusted_root")  # no path to a root the entry names
+        _google_link(current, parent, len(path) - 1)
+        path.append(parent)
+    for cert in path:
+        if cert.not_valid_before_utc - skew > at:
+            raise Reject("not_yet_valid")
+        if at > cert.not_valid_after_utc:
+            raise Reject("expired")
+    if _spki(leaf.public_key()) != _spki(key):
+        raise Reject("ak_certificate_mismatch")
+    return leaf
+
+
+def nitrotpm_binding(  # noqa: PLR0917 - one caller, read beside its docstring
+    document: bytes, quote: dict[str, Any], quoted: dict[str, dict[int, bytes]], key: Any,
+    anchors: list[Anchor], skew: timedelta,
+) -> None:  # fmt: skip
+    """The NitroTPM document vouches for the AK: its envelope, fields and ES384 signature,
+    its chain to the Nitro root the entry names at the document's own time (this file's Nitro
+    judge); then it is a NitroTPM document, its public_key is 04 || X || Y of the AK, its
+    nonce the quote's extraData (its first 32 bytes, if 64), and its nitrotpm_pcrs the
+    quoted SHA-384 PCRs."""
+    payload, signature, fields = nitro_document(document)
+    anchor = next((a for a in anchors if a[1] == fields["cabundle"][0]), None)
+    if anchor is None or not isinstance(anchor[0].public_key(), ec.EllipticCurvePublicKey):
+        raise Reject("untrusted_root")
+    made = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=fields["timestamp"])
+    signer = nitro_chain(fields, anchor[0], anchor[1], made, skew)
+    half = len(signature) // 2
+    r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+    try:
+        structure = cbor2.dumps(["Signature1", b"\xa1\x01\x38\x22", b"", payload])
+        signer.verify(encode_dss_signature(r, s), structure, ec.ECDSA(hashes.SHA384()))
+    except Exception:
+        raise Reject("signature_invalid") from None
+    extra = quote["extra_data"]
+    nonce = extra[:32] if len(extra) == 64 else extra
+    pcrs = fields.get("nitrotpm_pcrs")
+    point = None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        point = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    if (
+        pcrs is None or point is None or fields.get("public_key") != point
+        or fields.get("nonce") != nonce
+        or any(pcrs.get(i) != value for i, value in quoted.get("sha384", {}).items())
+    ):  # fmt: skip
+        raise Reject("ak_binding_invalid")
+
+
+def enrolled(ak: str, enrolments: list[dict[str, Any]], at: datetime) -> None:
+    """The AK (SHA-256 of its SPKI) is enrolled at ``at``: an enrolment of it at or before
+    ``at`` and no revocation at or before ``at`` (the book's rule: the first enrolment and
+    the first revocation of each AK)."""
+    mine = [e for e in enrolments if e["ak_sha256"] == ak]
+    enrolled_at = min((e["at"] for e in mine if e["action"] == "enrolled"), default=None)
+    revoked_at = min((e["at"] for e in mine if e["action"] == "revoked"), default=None)
+    if enrolled_at is None or enrolled_at > at:
+        raise Reject("ak_not_enrolled")
+    if revoked_at is not None and revoked_at <= at:
+        raise Reject("ak_enrolment_revoked")
+
+
+def tpm_judge(  # noqa: PLR0917 - one caller, read beside its docstring
+    evidence: bytes, anchors: list[Anchor], endorsements: list[tuple[str, bytes]],
+    enrolments: list[dict[str, Any]], policy: dict[str, Any], at: datetime,
+    binding: bytes | None,
+) -> tuple[str, set[str]]:  # fmt: skip
+    """(status, reason codes) of a TPM quote as the service judged it at ``at``: against the
+    Google roots and the Nitro root the entry names (``anchors``), with its AK certificate and
+    intermediates (``endorsements``: ak-certificate, certificate), the enrolment entries the
+    bundle carries (``enrolments``: what :func:`enrolment_problem` gives), ``policy`` what
+    :func:`worker_policy` gives; ``binding`` the user_data whose SHA-256 extraData[32:64]
+    must be."""
+    box = tpm_container(evidence)
+    quote, signature = tpm_attest(box["attest"]), tpm_signature(box["signature"])
+    key = tpm_key(box["ak"])
+    if len(endorsements) > MAX_ENDORSEMENTS or any(
+        len(der) > MAX_ENDORSEMENT_BYTES for _, der in endorsements
+    ):
+        raise Reject("oversize")
+    tpm_signed(key, signature, box["attest"])
+    quoted = tpm_pcrs(quote, box["pcrs"])
+    events = tpm_replay(box, quoted)
+    skew = policy["skew"]
+    certificates = [der for kind, der in endorsements if kind == "ak-certificate"]
+    if "nitro_document" in box:
+        nitrotpm_binding(box["nitro_document"], quote, quoted, key, anchors, skew)
+        path = "aws-nitrotpm"
+    elif certificates:
+        if len(certificates) > 1:
+            raise Reject("chain_invalid")  # which of them would be the AK's?
+        given = [der for kind, der in endorsements if kind == "certificate"]
+        gcp_chain(certificates[0], given, anchors, key, at, skew)
+        path = "gcp"
+    elif any(e["ak_sha256"] == hashlib.sha256(box["ak"]).hexdigest() for e in enrolments):
+        enrolled(hashlib.sha256(box["ak"]).hexdigest(), enrolments, at)
+        path = "enrolled"
+    else:
+        raise Reject("ak_unendorsed")
+    codes = tpm_appraisal(quote, quoted, events, path, policy, binding)
+    if codes:
+        return "contraindicated", codes
+    return ("warning" if policy["images"] is None else "affirming"), codes
+
+
+def tpm_appraisal(  # noqa: PLR0917 - one caller
+    quote: dict[str, Any], quoted: dict[str, dict[int, bytes]], events: list[Any] | None,
+    path: str, policy: dict[str, Any], binding: bytes | None,
+) -> set[str]:  # fmt: skip
+    """Every way the authentic quote falls short of the policy: the images (their PCRs, and
+    their events among those the logs replayed; the closest image's misses are named), the
+    event log required, the AK path, the result binding, PCRs all at their reset values."""
+    codes: set[str] = set()
+    closest: list[str] | None = None
+    for image in policy["images"] or []:
+        pcr_misses = sum(
+            quoted.get(bank, {}).get(index) != value
+            for bank, values in image["pcrs"].items() for index, value in values.items()
+        )  # fmt: skip
+        event_misses = sum(
+            not any(
+                pcr == want_pcr and all(digests.get(b) == d for b, d in want.items())
+                for pcr, digests in events or []
+            )
+            for want_pcr, want in image["events"]
+        )
+        if not pcr_misses and not event_misses:
+            closest = []
+            break
+        misses = ["pcr_mismatch"] * pcr_misses + ["event_missing"] * event_misses
+        if closest is None or len(misses) < len(closest):
+            closest = misses
+    codes.update(closest or [])
+    if policy["require_event_log"] and events is None:
+        codes.add("event_log_missing")
+    if path not in policy["ak_paths"]:
+        codes.add("ak_path_not_allowed")
+    if binding is not None:
+        extra = quote["extra_data"]
+        if len(extra) != 64 or not any(extra[32:]):
+            codes.add("result_binding_missing")
+        elif extra[32:] != hashlib.sha256(binding).digest():
+            codes.add("result_binding_mismatch")
+    values = [value for bank in quoted.values() for value in bank.values()]
+    if policy["reject_all_reset"] and all(not any(v) or v == b"\xff" * len(v) for v in values):
+        codes.add("pcrs_all_reset")
+    return codes
+
+
 # --- what the judges share: the worker's policy, the one entry point, the anchors -----------
 
 # the policies of the service's intake when the recorded policy gave the worker no image of
@@ -1829,6 +2379,10 @@ def worker_policy(
         chosen = [image["reference"] for image in allowed if image.get("kind") == kind]
         settings = {**DCAP_DEFAULTS[kind], **snapshot.get("schemes", {}).get(kind, {})}
         return dcap_policy(chosen, settings, skew) if chosen else None
+    if kind == TPM:
+        chosen = [image["reference"] for image in allowed if image.get("kind") == TPM]
+        settings = {**TPM_DEFAULTS, **snapshot.get("schemes", {}).get(TPM, {})}
+        return tpm_policy(chosen, settings, skew) if chosen else None
     chosen = [image["pcrs"] for image in allowed if "pcrs" in image]
     max_age = snapshot["max_age_seconds"]
     return {
@@ -1861,17 +2415,43 @@ def dcap_policy(
     }  # fmt: skip
 
 
+def tpm_policy(
+    references: list[dict[str, Any]] | None, settings: dict[str, Any], skew: timedelta
+) -> dict[str, Any]:
+    """A TPM policy from recorded images ({"pcrs": {bank: {index: hex}}, "events": [{"pcr",
+    "digest": {bank: hex}, "label"}]}; None: the intake's accept-any policy) and settings
+    (those :func:`policy_problem` accepts)."""
+    return {
+        "images": None if references is None else [
+            {"pcrs": {bank: {int(i): bytes.fromhex(v) for i, v in values.items()}
+                      for bank, values in reference.get("pcrs", {}).items()},
+             "events": [(event["pcr"], {b: bytes.fromhex(d) for b, d in event["digest"].items()})
+                        for event in reference.get("events", [])]}
+            for reference in references
+        ],
+        "ak_paths": set(settings["ak_paths"]),
+        "require_event_log": settings["require_event_log"],
+        "reject_all_reset": settings["reject_all_reset"],
+        "skew": skew,
+    }  # fmt: skip
+
+
+TPM_ACCEPT_ANY = tpm_policy(None, TPM_DEFAULTS, timedelta(seconds=60))
+
+
 def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
     kind: Any, evidence: bytes, anchors: list[Anchor], policy: dict[str, Any] | None,
     at: datetime, binding: bytes | None, endorsements: list[tuple[str, bytes]] | None = None,
-    shipped: dict[str, bytes] | None = None,
+    shipped: dict[str, bytes] | None = None, enrolments: list[dict[str, Any]] | None = None,
 ) -> tuple[str, set[str]]:  # fmt: skip
     """The one entry point per entry: (status, codes), by the entry's evidence kind. An SEV-SNP
     report is judged against ``anchors`` (the ARKs its entry names), with the
     ``endorsements`` (kind, DER) given with it and the ASKs and ASVKs ``shipped`` (SHA-256 ->
     DER); a TDX or SGX quote against the Intel roots its entry names, with the collateral
-    ``endorsements`` (kind, bytes) it names; a Nitro document against the one anchor its
-    entry names."""
+    ``endorsements`` (kind, bytes) it names; a TPM quote against the Google and Nitro roots
+    its entry names, with its AK certificate chain (``endorsements``) and the ``enrolments``
+    recorded before it (what :func:`enrolment_problem` gives); a Nitro document against the
+    one anchor its entry names."""
     extra = set() if policy is not None else {"no_reference_values"}
     try:
         if kind == SNP:
@@ -1879,6 +2459,11 @@ def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
             status, codes = snp_judge(
                 evidence, endorsements or [], store, policy or SNP_ACCEPT_ANY, at, binding
             )
+        elif kind == TPM:
+            status, codes = tpm_judge(
+                evidence, anchors, endorsements or [], enrolments or [], policy or TPM_ACCEPT_ANY,
+                at, binding,
+            )  # fmt: skip
         elif kind in (TDX, SGX):
             accept_any = dcap_policy(None, DCAP_DEFAULTS[kind], timedelta(seconds=60))
             status, codes = dcap_judge(
@@ -1917,17 +2502,39 @@ def binding_of(text: Any) -> bytes | None:
     return b"attestation-ledger:result:v1:" + name.lower().encode() + b":" + raw
 
 
-NOT_AN_ANCHOR = "neither a self-signed P-384 or P-256 CA certificate nor an AMD root key (ARK)"
+NOT_AN_ANCHOR = (
+    "neither a self-signed P-384 or P-256 CA certificate, nor an AMD root key (ARK), nor an "
+    "RSA CA certificate self-signed with PKCS#1 v1.5 (Google's TPM roots)"
+)
+RSA_PKCS1 = (
+    SignatureAlgorithmOID.RSA_WITH_SHA256, SignatureAlgorithmOID.RSA_WITH_SHA384,
+    SignatureAlgorithmOID.RSA_WITH_SHA512,
+)  # fmt: skip
 
 
 def load_anchor(der: bytes) -> x509.Certificate:
     """A trust anchor: a self-signed CA certificate, P-384 (AWS) or P-256 (Intel's SGX root
-    CA, or a simulated one), or RSA of 2048 bits or more
-    named as AMD names its root keys, CN=ARK-Milan, -Genoa or -Turin (a simulated one adds
-    " (simulated)"), self-signed with RSASSA-PSS SHA-384 (an ARK)."""
+    CA, or a simulated one), or RSA of 2048 bits or more: named as AMD names its root keys,
+    CN=ARK-Milan, -Genoa or -Turin (a simulated one adds " (simulated)"), self-signed with
+    RSASSA-PSS SHA-384 (an ARK); or self-signed with PKCS#1 v1.5 SHA-256 or more (Google's
+    roots for TPM AK certificates: the 2018 one's common name is longer than X.520 allows,
+    which only such a root may have)."""
     try:
-        cert = certificate(der)
+        try:
+            cert, strict = certificate(der), True
+        except Exception:  # a name attribute of the wrong length (or not a certificate)
+            cert, strict = google_certificate(der), False
         key = cert.public_key()
+        if (
+            isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+            and cert.signature_algorithm_oid in RSA_PKCS1 and cert.issuer == cert.subject
+            and cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            and cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+        ):  # fmt: skip
+            cert.verify_directly_issued_by(cert)
+            return cert
+        if not strict:
+            raise Bad(NOT_AN_ANCHOR)
         basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -1956,7 +2563,8 @@ def policy_problem(snapshot: Any) -> str | None:
         names = {image["name"] for image in images}
         images_ok = all(
             isinstance(image["name"], str) and image["name"]
-            and (_nitro_image_ok(image) or _snp_image_ok(image) or _dcap_image_ok(image))
+            and (_nitro_image_ok(image) or _snp_image_ok(image) or _dcap_image_ok(image)
+                 or _tpm_image_ok(image))
             for image in images
         )  # fmt: skip
         max_age, skew = snapshot["max_age_seconds"], snapshot["clock_skew_seconds"]
@@ -1966,8 +2574,9 @@ def policy_problem(snapshot: Any) -> str | None:
             and _is_int(skew) and 0 <= skew <= 10**9
             and all(isinstance(allowed, list) and all(n in names for n in allowed)
                     for allowed in snapshot["workers"].values())
-            and isinstance(schemes, dict) and set(schemes) <= {SNP, TDX, SGX}
+            and isinstance(schemes, dict) and set(schemes) <= {SNP, TDX, SGX, TPM}
             and _snp_settings_ok(schemes.get(SNP, {}))
+            and _tpm_settings_ok(schemes.get(TPM, {}))
             and all(_dcap_settings_ok(kind, schemes.get(kind, {})) for kind in (TDX, SGX))
             # the SEV-SNP policy the service builds takes a skew of at most ten years
             and (skew <= 10 * 365 * 86400 or all("pcrs" in image for image in images))
@@ -2051,6 +2660,49 @@ def _dcap_settings_ok(kind: str, settings: Any) -> bool:
     )  # fmt: skip
 
 
+def _tpm_image_ok(image: dict[str, Any]) -> bool:
+    """{"name", "kind": "tpm2-quote", "reference": {"pcrs": {bank: {index: hex}}, "events":
+    [{"pcr": 0..23, "digest": {bank: hex}, "label": str}]}}, at least one PCR or event."""
+    reference = image.get("reference")
+    if set(image) != {"name", "kind", "reference"} or image["kind"] != TPM:
+        return False
+    if not isinstance(reference, dict) or not set(reference) <= {"pcrs", "events"}:
+        return False
+    pcrs, events = reference.get("pcrs", {}), reference.get("events", [])
+    if not isinstance(pcrs, dict) or not isinstance(events, list):
+        return False
+    pcrs_ok = all(
+        bank in DIGEST_SIZES and isinstance(values, dict)
+        and all(isinstance(i, str) and re.fullmatch(r"[0-9]|1[0-9]|2[0-3]", i)
+                and _policy_hex(v, DIGEST_SIZES[bank]) for i, v in values.items())
+        for bank, values in pcrs.items()
+    )  # fmt: skip
+    events_ok = all(
+        isinstance(event, dict) and {"pcr", "digest"} <= set(event) <= {"pcr", "digest", "label"}
+        and _is_int(event["pcr"]) and 0 <= event["pcr"] < TPM_PCRS
+        and isinstance(event.get("label", ""), str)
+        and isinstance(event["digest"], dict) and bool(event["digest"])
+        and all(bank in DIGEST_SIZES and _policy_hex(d, DIGEST_SIZES[bank])
+                for bank, d in event["digest"].items())
+        for event in events
+    )  # fmt: skip
+    return pcrs_ok and events_ok and (any(pcrs.values()) or bool(events))
+
+
+def _tpm_settings_ok(settings: Any) -> bool:
+    """The TPM settings a policy may give (the others take their defaults): the AK paths
+    accepted (never unendorsed), whether an event log is required, all-reset PCRs refused."""
+    if not isinstance(settings, dict) or not set(settings) <= set(TPM_DEFAULTS):
+        return False
+    merged = {**TPM_DEFAULTS, **settings}
+    paths = merged["ak_paths"]
+    return (
+        isinstance(paths, list) and bool(paths) and all(p in AK_PATHS for p in paths)
+        and type(merged["require_event_log"]) is bool
+        and type(merged["reject_all_reset"]) is bool
+    )  # fmt: skip
+
+
 def _snp_settings_ok(settings: Any) -> bool:
     """The SEV-SNP settings a policy may give (the others take their defaults)."""
     if not isinstance(settings, dict) or not set(settings) <= set(SNP_DEFAULTS):
@@ -2084,6 +2736,33 @@ def entry_problem(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return record, None
 
 
+def enrolment_problem(record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(enrolment, None) of a ledger entry enrolling or revoking a TPM AK: {"action",
+    "ak_sha256", "at" (aware UTC)}; or (None, why it is not one)."""
+    action, ak, at = record.get("action"), record.get("ak_sha256"), record.get("at")
+    if (
+        record.get("v") != 1 or record.get("kind") != "tpm_enrolment"
+        or action not in ("enrolled", "revoked")
+        or not isinstance(record.get("name"), str) or not record["name"]
+        or not isinstance(ak, str) or not HEX64.fullmatch(ak)
+        or not isinstance(at, str) or not INSTANT.fullmatch(at)
+    ):  # fmt: skip
+        return None, "not a TPM enrolment entry"
+    if action == "enrolled":
+        public = record.get("ak_public")
+        try:
+            spki = bytes.fromhex(public) if isinstance(public, str) else b""
+        except ValueError:
+            spki = b""
+        if hashlib.sha256(spki).hexdigest() != ak:
+            return None, "its ak_public is not the key its ak_sha256 names"
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        return None, "not a TPM enrolment entry"
+    return {"action": action, "ak_sha256": ak, "at": moment, "name": record["name"]}, None
+
+
 def _float(text: str) -> Any:
     raise ValueError(f"floating-point numbers are not allowed ({text[:20]})")
 
@@ -2100,6 +2779,8 @@ def manifest_problem(info: Any) -> str | None:
         and all(isinstance(a, str) for a in info["trust_anchors"]),
         isinstance(info.get("endorsements", []), list)
         and all(isinstance(a, str) for a in info.get("endorsements", [])),
+        isinstance(info.get("enrolments", []), list)
+        and all(_is_int(i) for i in info.get("enrolments", [])),
     )
     return None if all(checks) else "its fields are not of the bundle format"
 
@@ -2140,6 +2821,8 @@ class Checker:
         self.endorsements: dict[str, bytes] = {}
         self.policies: dict[int, dict[str, Any]] = {}
         self.pending_policies: dict[int, dict[str, bytes]] = {}
+        self.enrolments: dict[int, dict[str, Any]] = {}
+        self.pending_enrolments: dict[int, dict[str, bytes]] = {}
         self.current: int | None = None
         self.files: dict[str, bytes] = {}
         self.last, self.count, self.digest = -1, 0, hashlib.sha256()
@@ -2174,6 +2857,11 @@ class Checker:
             self.pending_policies.setdefault(index, {})[found.group(2)] = data
             if len(self.pending_policies[index]) == 2:
                 self.add_policy(index)
+        elif found := ENROLMENT.fullmatch(name):
+            index = int(found.group(1))
+            self.pending_enrolments.setdefault(index, {})[found.group(2)] = data
+            if len(self.pending_enrolments[index]) == 2:
+                self.add_enrolment(index)
         elif found := ENTRY.fullmatch(name):
             index = int(found.group(1))
             if index != self.current:
@@ -2268,6 +2956,21 @@ class Checker:
         else:
             self.policies[index] = record["policy"]
 
+    def add_enrolment(self, index: int) -> None:
+        files = self.pending_enrolments.pop(index)
+        item = f"enrolments/{index:012d}.json"
+        if index not in (self.manifest or {}).get("enrolments", []):
+            self.fail(item, "not named by the manifest")
+            return
+        if not self.proven(item, index, files["json"], files["tlog-proof"]):
+            return
+        record, problem = entry_problem(files["json"])
+        enrolment, problem = (None, problem) if record is None else enrolment_problem(record)
+        if enrolment is None:
+            self.fail(item, str(problem))
+        else:
+            self.enrolments[index] = enrolment
+
     def proven(self, item: str, index: int, data: bytes, proof_text: bytes) -> bool:
         try:
             at, proof, note = tlog_proof(proof_text.decode())
@@ -2322,9 +3025,9 @@ class Checker:
         verdict = record.get("verdict") or record.get("kind")
         self.verdicts[str(verdict)] = self.verdicts.get(str(verdict), 0) + 1
         if record.get("kind") == "attestation" and evidence is not None:
-            self.rejudge(item, record, evidence)
+            self.rejudge(item, record, evidence, index)
 
-    def rejudge(self, item: str, record: dict[str, Any], evidence: bytes) -> None:
+    def rejudge(self, item: str, record: dict[str, Any], evidence: bytes, index: int) -> None:
         """Judge the evidence again at the instant the service did, and compare."""
         revision, snapshot = record.get("policy_revision"), None
         if revision is not None:  # None: no policy existed yet, so the worker had no image
@@ -2333,7 +3036,7 @@ class Checker:
                 self.fail(item, f"its policy revision {str(revision)[:40]} is not in policies/")
                 return
         kind = record.get("evidence_kind") or "aws-nitro-enclave"
-        if kind not in ("aws-nitro-enclave", "aws-nitro-tpm", SNP, TDX, SGX):
+        if kind not in ("aws-nitro-enclave", "aws-nitro-tpm", SNP, TDX, SGX, TPM):
             self.fail(item, f"evidence of kind {str(kind)[:40]!r} is not one this file judges")
             return
         policy = worker_policy(snapshot, record.get("worker"), kind)
@@ -2352,14 +3055,16 @@ class Checker:
         verdict, named = record.get("verdict"), record.get("trust_anchor_sha256")
         was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
         self.rejudged += 1
-        if kind in (SNP, TDX, SGX):
-            trust = self.trust_of(item, record, dcap=kind != SNP)
+        if kind in (SNP, TDX, SGX, TPM):
+            trust = self.trust_of(item, record, dcap=kind in (TDX, SGX), tpm=kind == TPM)
             if trust is None:
                 return
             anchors, endorsements = trust
+            earlier = [e for i, e in sorted(self.enrolments.items()) if i < index]
             status, codes = judge(
-                kind, evidence, anchors, policy, at, binding, endorsements, self.endorsements
-            )
+                kind, evidence, anchors, policy, at, binding, endorsements, self.endorsements,
+                earlier,
+            )  # fmt: skip
         elif named is None:  # recorded before entries named their anchor whatever the outcome
             if verdict != "contraindicated":
                 self.fail(item, f"recorded {verdict} without naming a trust anchor")
@@ -2387,12 +3092,14 @@ class Checker:
             self.notes.append((item, f"{judged}, {was}"))
 
     def trust_of(
-        self, item: str, record: dict[str, Any], *, dcap: bool
+        self, item: str, record: dict[str, Any], *, dcap: bool, tpm: bool = False
     ) -> tuple[list[Anchor], list[tuple[str, bytes]]] | None:
-        """The roots an SEV-SNP entry (ARKs) or a DCAP entry (Intel SGX roots, P-256) names,
-        all in trust/, and the endorsements it names, in the order given (all in
-        endorsements/). The SEV-SNP judge is given those of its kinds; the DCAP judge all,
-        as the service's verifier was, and an entry naming an unknown kind fails."""
+        """The roots an SEV-SNP entry (ARKs), a DCAP entry (Intel SGX roots, P-256) or a TPM
+        entry (Google's roots and the Nitro root; none for an enrolled AK) names, all in
+        trust/, and the endorsements it names, in the order given (all in endorsements/). The
+        SEV-SNP judge is given those of its kinds; the DCAP judge all, as the service's
+        verifier was, and an entry naming an unknown kind fails; the TPM judge its AK
+        certificate and intermediates (an EK certificate is enrolment's, not the quote's)."""
         named, given = record.get("trust_anchors"), record.get("endorsements", [])
         if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
             self.fail(item, "names no trust anchors")
@@ -2412,10 +3119,12 @@ class Checker:
             if not isinstance(digest, str) or digest not in self.endorsements:
                 self.fail(item, f"its endorsement {str(digest)[:70]} is not in endorsements/")
                 return None
-            if dcap and kind not in KNOWN_ENDORSEMENTS:
+            if (dcap and kind not in KNOWN_ENDORSEMENTS) or (tpm and kind not in TPM_ENDORSEMENTS):
                 self.fail(f"{item}/entry.json", "names an endorsement of no known kind")
                 return None
-            if kind in (KNOWN_ENDORSEMENTS if dcap else ENDORSEMENT_KINDS):
+            if tpm and kind in ("ak-certificate", "certificate"):
+                endorsements.append((str(kind), self.endorsements[digest]))
+            elif not tpm and kind in (KNOWN_ENDORSEMENTS if dcap else ENDORSEMENT_KINDS):
                 endorsements.append(
                     (str(kind), self.endorsements[digest])
                 )  # SEV-SNP: others ignored
@@ -2437,9 +3146,17 @@ class Checker:
         if self.manifest is None:
             self.check_header()
         info = self.manifest or {}
+        failed = {item for item, _ in self.failures}
         for index in self.pending_policies:
             self.fail(f"policies/{index:012d}", "needs both .json and .tlog-proof")
-        failed = {item for item, _ in self.failures}
+        for index in self.pending_enrolments:
+            self.fail(f"enrolments/{index:012d}", "needs both .json and .tlog-proof")
+        gone = sorted(
+            i for i in set(info.get("enrolments") or [])
+            if i not in self.enrolments and f"enrolments/{i:012d}.json" not in failed
+        )  # fmt: skip
+        if gone:
+            self.fail("enrolments/", f"entries {gone} named by the manifest are missing")
         missing = sorted(
             i for i in set(info.get("policies") or [])
             if i not in self.policies and f"policies/{i:012d}.json" not in failed
@@ -2480,6 +3197,8 @@ def check(path: str | IO[bytes], key: Key, trust_roots: Iterable[bytes] = ()) ->
                     raise Bad(f"{shown(full)[:200]}: not a regular file under bundle/")
                 evidence = name.endswith((".cbor", ".bin"))
                 limit = MAX_EVIDENCE_MEMBER if evidence else MAX_MEMBER
+                if name.startswith("enrolments/"):
+                    limit = MAX_ENROLMENT_MEMBER
                 if name in seen or size > limit:
                     why = f"declares {size} bytes, more than the {limit} allowed"
                     checker.fail(name, "appears twice in the archive" if name in seen else why)
@@ -2532,10 +3251,10 @@ def main() -> int:
     for verdict, n in sorted(checker.verdicts.items()):
         print(f"  {shown(verdict):<16}{n}")
     amd = {digest: f" (AMD ARK-{product})" for product, digest in AMD_ARKS.items()}
+    google = {digest: f" ({name})" for digest, name in GOOGLE_ROOTS.items()}
     for fingerprint in checker.anchors:
-        known = {AWS_ROOT_SHA256: " (AWS)", INTEL_ROOT_SHA256: " (Intel SGX Root CA)", **amd}.get(
-            fingerprint, " (NOT an AWS, AMD or Intel root)"
-        )
+        known = {AWS_ROOT_SHA256: " (AWS)", INTEL_ROOT_SHA256: " (Intel SGX Root CA)", **amd,
+                 **google}.get(fingerprint, " (NOT an AWS, AMD, Intel or Google root)")  # fmt: skip
         print(f"trust       {fingerprint}{known}")
     for item, message in checker.notes[:20]:
         print(f"  note {shown(item)}: {shown(message)}")

@@ -22,6 +22,7 @@ from attest_ledger.cli import (
     keys,
     policy,
     serve,
+    tpm,
     users,
     verify,
     worker,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         audit,
         bundle,
         collateral,
+        tpm,
     ):
         module.register(commands)
     return parser

@@ -3,12 +3,15 @@
 1. migrate the database (the embedded PostgreSQL unless DATABASE_URL is set);
 2. create the ledger's signing key, a simulated Nitro root, a simulated AMD root (ARK) and a
    simulated Intel root (with its PCK CAs and TCB Signing key), unless they exist;
-3. add a demo Nitro worker, a demo SEV-SNP worker, a demo TDX worker and a demo auditor
-   (tokens in var/, mode 0600), a demo policy (a Nitro image, an SEV-SNP image and a TDX
-   image) and a portal account (password in var/, mode 0600);
+3. add a demo Nitro worker, a demo SEV-SNP worker, a demo TDX worker, a demo TPM worker and
+   a demo auditor (tokens in var/, mode 0600), a demo policy (a Nitro image, an SEV-SNP
+   image, a TDX image and a TPM image: the model event of the TPM worker's log) and a portal
+   account (password in var/, mode 0600); start a software TPM (swtpm, Debian's) once to make
+   its attestation key and enrol it, with its EK certificate chained to swtpm's local CA;
 4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated roots;
-5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker and a simulated
-   TDX worker, which submit a few dozen attestations between them, some bad on purpose;
+5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker, a simulated TDX
+   worker and a TPM worker quoting from the swtpm, which submit a few dozen attestations
+   between them, some bad on purpose;
 6. print where to look, and keep the service running until Ctrl-C.
 """
 
@@ -16,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -36,8 +42,9 @@ from attest_ledger import database
 from attest_ledger.clients import authenticate, create_client
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
-from attest_ledger.policy_store import SNP, TDX, PolicyStore
+from attest_ledger.policy_store import SNP, TDX, TPM, PolicyStore
 from attest_ledger.settings import Settings
+from attest_ledger.tpm_enrolments import enroll, enrolment_of
 from attest_ledger.users import add_user, set_password
 from enclave_worker import (
     AMD_SEV_SNP,
@@ -51,11 +58,15 @@ from enclave_worker import (
     simulated_snp_measurement,
     simulated_tdx_measurement,
 )
+from enclave_worker.binding import ResultDigest
 from enclave_worker.simulated_amd import ARK_FILE
 from enclave_worker.simulated_intel import ROOT_FILE as INTEL_ROOT_FILE
 from enclave_worker.simulated_pki import load_or_create_root
+from enclave_worker.swtpm import Swtpm
+from enclave_worker.tpm import JOB_PCR, TPM2_QUOTE, TpmAttester, job_events
 from ledger.db import make_session_factory, session_scope
 from ledger.keys import create_signing_key, load_signing_key
+from verifier.tpm import google_roots
 
 __all__ = ["register"]
 
@@ -67,6 +78,11 @@ SNP_WORKER = "demo-snp-worker"
 #: The TDX trust domain's image: the TDX worker runs it, the policy holds its MRTD.
 TDX_IMAGE = "demo-inference-tdx"
 TDX_WORKER = "demo-tdx-worker"
+#: The TPM worker's model: the first event its log records, which the TPM image expects.
+TPM_IMAGE = "demo-inference-tpm"
+TPM_WORKER = "demo-tpm-worker"
+#: The name the swtpm's attestation key is enrolled under.
+TPM_MACHINE = "demo-swtpm"
 AUDITOR = "demo-auditor"
 PORTAL_USER = "demo-auditor"
 
@@ -86,6 +102,12 @@ def register(commands: Any) -> None:
         "--tdx-jobs", type=int, default=12, help="attestations the demo Intel TDX worker submits"
     )
     parser.add_argument(
+        "--tpm-jobs",
+        type=int,
+        default=12,
+        help="attestations the demo TPM worker submits (quotes from swtpm; 0: no TPM)",
+    )
+    parser.add_argument(
         "--no-wait",
         action="store_true",
         help="stop the service once the demo has run (it says so; `make run` starts it again)",
@@ -103,12 +125,16 @@ def _stop(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
-    if args.jobs < 0 or args.snp_jobs < 0 or args.tdx_jobs < 0:
+    if min(args.jobs, args.snp_jobs, args.tdx_jobs, args.tpm_jobs) < 0:
         print(
-            "attest-ledger demo: --jobs, --snp-jobs and --tdx-jobs must not be negative",
+            "attest-ledger demo: --jobs, --snp-jobs, --tdx-jobs and --tpm-jobs must not be "
+            "negative",
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.tpm_jobs and not _tpm_tools():
+        say("no swtpm or tpm2-tools here (`make tpm` installs them): the demo runs without TPM")
+        args.tpm_jobs = 0
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     root_dir = data / "simulated-pki"
@@ -121,7 +147,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         intel_trust_root_path=settings.intel_trust_root_path or intel_dir / INTEL_ROOT_FILE,
     )
 
-    url, signer, tokens = _set_up(settings, data, root_dir, amd_dir, intel_dir)
+    url, signer, tokens = _set_up(
+        settings, data, root_dir, amd_dir, intel_dir, tpm=args.tpm_jobs > 0
+    )
 
     env = dict(os.environ)
     env.update(
@@ -186,8 +214,9 @@ def _feed(
     by the name the demo shows them under."""
     say(
         f"a simulated Nitro worker submits {args.jobs} attestations and, beside it, a "
-        f"simulated SEV-SNP worker {args.snp_jobs} and a simulated Intel TDX worker "
-        f"{args.tdx_jobs}; every fourth of each is bad on purpose"
+        f"simulated SEV-SNP worker {args.snp_jobs}, a simulated Intel TDX worker "
+        f"{args.tdx_jobs} and a TPM worker on swtpm {args.tpm_jobs}; every fourth of each is "
+        "bad on purpose"
     )
     root_dir, amd_dir, intel_dir = roots
     runs = {
@@ -210,6 +239,13 @@ def _feed(
             tokens[TDX_WORKER],
         ),
     }  # fmt: skip
+    if args.tpm_jobs:
+        runs["TPM"] = (
+            f"TPM 2.0 (swtpm, enrolled AK): {args.tpm_jobs} quotes fed",
+            [*worker, "--count", str(args.tpm_jobs), "--tee", TPM2_QUOTE, "--image", TPM_IMAGE,
+             "--name", "demo-tpm", "--tpm-state", str(root_dir.parent / "tpm")],
+            tokens[TPM_WORKER],
+        )  # fmt: skip
     done = _run_side_by_side(
         *(
             (arguments, {**env, "ATTEST_LEDGER_WORKER_TOKEN": token})
@@ -250,7 +286,7 @@ def _run_side_by_side(
 
 
 def _set_up(
-    settings: Settings, data: Path, root_dir: Path, amd_dir: Path, intel_dir: Path
+    settings: Settings, data: Path, root_dir: Path, amd_dir: Path, intel_dir: Path, *, tpm: bool
 ) -> tuple[str, Any, dict[str, str]]:
     """Steps 1-3, each skipped when already done."""
     where = (
@@ -284,9 +320,17 @@ def _set_up(
             nitro = _client(session, WORKER, "worker", data / "demo-worker.token")
             snp = _client(session, SNP_WORKER, "worker", data / "demo-snp-worker.token")
             tdx = _client(session, TDX_WORKER, "worker", data / "demo-tdx-worker.token")
-            tokens = {WORKER: nitro[1], SNP_WORKER: snp[1], TDX_WORKER: tdx[1]}
+            tpm_worker = _client(session, TPM_WORKER, "worker", data / "demo-tpm-worker.token")
+            tokens = {WORKER: nitro[1], SNP_WORKER: snp[1], TDX_WORKER: tdx[1],
+                      TPM_WORKER: tpm_worker[1]}  # fmt: skip
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
-            _policy(session, nitro_worker=nitro[0], snp_worker=snp[0], tdx_worker=tdx[0])
+            _policy(
+                session,
+                workers={IMAGE: nitro[0], SNP_IMAGE: snp[0], TDX_IMAGE: tdx[0],
+                         TPM_IMAGE: tpm_worker[0]},
+            )  # fmt: skip
+            if tpm:
+                _enrol_swtpm(session, data / "tpm")
             _portal_user(session, data / "demo-portal.password")
     finally:
         engine.dispose()
@@ -328,7 +372,45 @@ def _portal_user(session: Any, password_file: Path) -> None:
     say(f"portal user {PORTAL_USER!r}: password in {password_file} (mode 0600)")
 
 
-def _policy(session: Any, *, nitro_worker: str, snp_worker: str, tdx_worker: str) -> None:
+def _google_roots(data: Path) -> list[Path]:
+    """The pinned Google AK roots, written out as PEM for the hints' --trust-root."""
+    folder = data / "google-roots"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for anchor in google_roots():
+        path = folder / f"{anchor.fingerprint[:16]}.pem"
+        path.write_text(ssl.DER_cert_to_PEM_cert(anchor.der))
+        paths.append(path)
+    return paths
+
+
+def _tpm_tools() -> bool:
+    return all(shutil.which(tool) for tool in ("swtpm", "swtpm_setup", "tpm2_quote"))
+
+
+def _enrol_swtpm(session: Any, state: Path) -> None:
+    """Start the demo's swtpm once (manufactured: an EK certificate from swtpm's own local
+    CA), make or find its attestation key, and enrol it unless it is enrolled: the TPM
+    worker's quotes are then judged on the ``enrolled`` path."""
+    with Swtpm(state / "swtpm", manufacture=True) as swtpm:
+        attester = TpmAttester(swtpm.tcti, state / "attester")
+        digest = hashlib.sha256(attester.ak_public_der()).hexdigest()
+        if enrolment_of(session, digest) is not None:
+            say(f"TPM: the swtpm's AK is enrolled already (SHA-256 {digest[:16]}...)")
+            return
+        ek = attester.ek_certificate()
+        cas = swtpm.ca_certificates if ek is not None else ()
+        done = enroll(
+            session, TPM_MACHINE, attester.ak_public_pem(), now=datetime.now(UTC),
+            ek_certificate=ek, ek_cas=cas,
+        )  # fmt: skip
+    say(
+        f"TPM: the swtpm's AK enrolled as {TPM_MACHINE!r} (entry {done.index}; EK certificate "
+        f"{done.ek_chain} against swtpm's local CA: a simulator, not a TPM vendor)"
+    )
+
+
+def _policy(session: Any, *, workers: dict[str, str]) -> None:
     """The demo images, and the demo workers (by the names their tokens belong to: a client
     made again after its token was lost has another) allowed to attest them."""
     store = PolicyStore()
@@ -344,7 +426,12 @@ def _policy(session: Any, *, nitro_worker: str, snp_worker: str, tdx_worker: str
         mr_td = simulated_tdx_measurement(TDX_IMAGE).hex()
         store.add_reference(session, TDX_IMAGE, TDX, {"mr_td": mr_td})
         say(f"policy: TDX image {TDX_IMAGE!r} (the simulated trust domain's MRTD) added")
-    for worker, image in ((nitro_worker, IMAGE), (snp_worker, SNP_IMAGE), (tdx_worker, TDX_IMAGE)):
+    if session.get(PolicyImage, TPM_IMAGE) is None:
+        model = hashlib.sha256(job_events(TPM_IMAGE, ResultDigest.of(b""))[0]).hexdigest()
+        event = {"pcr": JOB_PCR, "digest": {"sha256": model}, "label": "model"}
+        store.add_reference(session, TPM_IMAGE, TPM, {"events": [event]})
+        say(f"policy: TPM image {TPM_IMAGE!r} (the model event of PCR {JOB_PCR}'s log) added")
+    for image, worker in workers.items():
         worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == worker)).scalar()
         if worker_id is not None and session.get(WorkerImage, (worker_id, image)) is None:
             store.allow(session, worker, image)
@@ -403,10 +490,13 @@ def _where_to_look(
     worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-worker.token)"
     snp_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-snp-worker.token)"
     tdx_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-tdx-worker.token)"
+    tpm_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-tpm-worker.token)"
     roots = (
         f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/{ARK_FILE}"
         f" --trust-root {data}/simulated-intel/{INTEL_ROOT_FILE}"
     )
+    if shown.get("TPM") is not None:  # a TPM verdict names the pinned Google AK roots too
+        roots += "".join(f" --trust-root {path}" for path in _google_roots(data))
     head = (
         [f"The service is running on {server}"]
         if running
@@ -421,6 +511,7 @@ def _where_to_look(
         ("an attestation", entry),
         ("an SEV-SNP one", shown.get("SEV-SNP")),
         ("a TDX one", shown.get("TDX")),
+        ("a TPM quote", shown.get("TPM")),
     ):
         if index is not None:
             examples.append(f"  {label:<16} curl {reader} {server}/api/v1/entries/{index}")
@@ -433,6 +524,7 @@ def _where_to_look(
         f" {data}/demo-portal.password)",
         f"  SEV-SNP entries  {server}/portal/entries?evidence_kind={AMD_SEV_SNP}",
         f"  TDX entries      {server}/portal/entries?evidence_kind={INTEL_TDX}",
+        f"  TPM entries      {server}/portal/entries?evidence_kind={TPM2_QUOTE}",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",
@@ -449,6 +541,9 @@ def _where_to_look(
         f" --tee {AMD_SEV_SNP} --image {SNP_IMAGE} --simulated-amd {data}/simulated-amd",
         f"  more TDX         {tdx_worker} {cli} worker run --server {server} --count 20 --mix"
         f" --tee {INTEL_TDX} --image {TDX_IMAGE} --simulated-intel {data}/simulated-intel",
+        f"  more TPM         {tpm_worker} {cli} worker run --server {server} --count 20 --mix"
+        f" --tee {TPM2_QUOTE} --image {TPM_IMAGE} --tpm-state {data}/tpm",
+        f"  enrolled AKs     ATTEST_LEDGER_DATA_DIR={data} {cli} tpm list",
         f"Data lives in {data}; running `make run` again keeps it.",
     ]
     print("\n" + "\n".join(lines) + "\n", flush=True)

@@ -7,15 +7,20 @@ the kind of evidence: ``aws-nitro-enclave`` (default; an NSM document, simulated
 persisted simulated AMD root or from the real configfs-tsm with ``--device``), ``intel-tdx``
 (a TDX quote with its collateral, simulated on a persisted simulated Intel root, or the quote
 alone from the real configfs-tsm with ``--device``) or ``intel-sgx`` (an SGX quote with its
-collateral, simulated only). Bad modes produce wrong evidence on purpose: ``--bad MODE`` for
+collateral, simulated only) or ``tpm2-quote`` (a TPM 2.0 quote with the job measured into a
+PCR and logged, from swtpm, started over ``--tpm-state``, or from the TPM at ``--tpm-tcti``).
+Bad modes produce wrong evidence on purpose: ``--bad MODE`` for
 every job, ``--mix`` for every fourth; ``stale`` does not apply to SEV-SNP, TDX or SGX (a
-report or quote has no timestamp).
+report or quote has no timestamp), nor ``debug`` to a TPM quote.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
+import ssl
 import sys
 import time
 import warnings
@@ -52,11 +57,13 @@ from enclave_worker.nsm import DeviceNsm, NsmUnavailable
 from enclave_worker.simulated_amd import ARK_FILE
 from enclave_worker.simulated_intel import ROOT_FILE as INTEL_ROOT_FILE
 from enclave_worker.simulated_pki import load_or_create_root
+from enclave_worker.swtpm import Swtpm, SwtpmError
+from enclave_worker.tpm import AK_TYPES, JOB_PCR, TPM2_QUOTE, TpmAttester, TpmError
 from enclave_worker.tsm import ConfigfsTsmAttester, TsmError
 
 __all__ = ["MIX", "register"]
 
-TEES = (AWS_NITRO_ENCLAVE, AMD_SEV_SNP, INTEL_TDX, INTEL_SGX)
+TEES = (AWS_NITRO_ENCLAVE, AMD_SEV_SNP, INTEL_TDX, INTEL_SGX, TPM2_QUOTE)
 #: The option that names each TEE's simulated root directory, and its default under the data
 #: directory.
 _ROOT_OPTIONS = {
@@ -80,6 +87,8 @@ MIX = (
 )
 #: Real hardware cannot produce another image, a debug guest or an old document on demand.
 _NEEDS_SIMULATION = (BadMode.WRONG_IMAGE, BadMode.DEBUG, BadMode.STALE)
+#: Errors of the attesters' devices and tools: they end the run as usage errors.
+_DEVICE_ERRORS = (NsmUnavailable, TsmError, TpmError, SwtpmError)
 
 
 def register(commands: Any) -> None:
@@ -100,6 +109,17 @@ def register(commands: Any) -> None:
         "(TDX, SGX)",
     )
     pki.set_defaults(handler=run_pki)
+
+    ak = actions.add_parser(
+        "tpm-ak",
+        help="make (or find) the TPM attestation key and write what `attest-ledger tpm enroll` "
+        "takes: the AK's public key, the EK certificate and its CA when the TPM has them",
+    )
+    ak.add_argument("--tpm-tcti", help="the TPM's TCTI; default: the swtpm under --tpm-state")
+    ak.add_argument("--tpm-state", type=Path, help="default <data dir>/tpm (as worker run)")
+    ak.add_argument("--tpm-ak-type", choices=sorted(AK_TYPES), default="ecc")
+    ak.add_argument("--out", type=Path, required=True, help="a folder: ak.pem, ek.der, ek-ca-N.pem")
+    ak.set_defaults(handler=run_tpm_ak)
 
     run = actions.add_parser("run", help="compute jobs and submit attested results")
     run.add_argument("--server", default="http://127.0.0.1:8000")
@@ -131,6 +151,24 @@ def register(commands: Any) -> None:
         action="store_true",
         help="real hardware: /dev/nsm (Nitro) or configfs-tsm (SEV-SNP, TDX)",
     )
+    tpm = run.add_argument_group("TPM (--tee tpm2-quote)")
+    tpm.add_argument(
+        "--tpm-tcti",
+        help="the TPM's TCTI (device:/dev/tpmrm0, swtpm:host=H,port=P); default: start a swtpm",
+    )
+    tpm.add_argument(
+        "--tpm-state",
+        type=Path,
+        help="the AK record and last event log, and the swtpm's state when it is started here "
+        "(default <data dir>/tpm)",
+    )
+    tpm.add_argument(
+        "--tpm-pcr", type=int, default=JOB_PCR, help=f"the PCR jobs are measured into ({JOB_PCR})"
+    )
+    tpm.add_argument("--tpm-ak-type", choices=sorted(AK_TYPES), default="ecc")
+    tpm.add_argument(
+        "--tpm-sha384", action="store_true", help="quote the sha384 bank too (default sha256)"
+    )
     run.set_defaults(handler=run_worker)
 
 
@@ -158,6 +196,37 @@ def run_pki(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def run_tpm_ak(args: argparse.Namespace, settings: Settings) -> int:
+    """The AK's public key (PEM) and, if the TPM has one, its EK certificate (DER) and the
+    CA certificates of a manufactured swtpm, written under ``--out``; the AK's SHA-256 printed."""
+    state = args.tpm_state or settings.data_dir / "tpm"
+    try:
+        with contextlib.ExitStack() as resources:
+            cas: tuple[bytes, ...] = ()
+            tcti = args.tpm_tcti
+            if tcti is None:
+                swtpm = resources.enter_context(Swtpm(state / "swtpm", manufacture=True))
+                tcti, cas = swtpm.tcti, swtpm.ca_certificates
+            attester = TpmAttester(tcti, state / "attester", ak_type=args.tpm_ak_type)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "ak.pem").write_bytes(attester.ak_public_pem())
+            ek = attester.ek_certificate()
+            if ek is not None:
+                (args.out / "ek.der").write_bytes(ek)
+                for n, der in enumerate(cas):
+                    (args.out / f"ek-ca-{n}.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
+    except (*_DEVICE_ERRORS, OSError) as exc:
+        print(f"attest-ledger worker tpm-ak: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({
+        "ak": str(args.out / "ak.pem"),
+        "ak_sha256": hashlib.sha256(attester.ak_public_der()).hexdigest(),
+        "ek_certificate": str(args.out / "ek.der") if ek is not None else None,
+        "ek_ca": [str(args.out / f"ek-ca-{n}.pem") for n in range(len(cas))] if ek else [],
+    }))  # fmt: skip
+    return EXIT_OK
+
+
 @dataclass(frozen=True)
 class _Attesters:
     main: Attester
@@ -167,6 +236,8 @@ class _Attesters:
     root: Path | None
     #: The option that points the worker at another simulated root.
     option: str
+    #: What must be stopped when the run ends (a swtpm started for it).
+    resources: contextlib.ExitStack | None = None
 
 
 def _simulated_nitro(directory: Path, image: str) -> _Attesters:
@@ -235,7 +306,34 @@ def _creating(root: Path, option: str) -> None:
     )
 
 
+def _tpm(args: argparse.Namespace, settings: Settings) -> _Attesters:
+    state = args.tpm_state or settings.data_dir / "tpm"
+    resources = contextlib.ExitStack()
+    try:
+        tcti = args.tpm_tcti
+        if tcti is None:
+            print(
+                "attest-ledger worker: SWTPM, a software TPM (not hardware): its AK is "
+                "unendorsed until enrolled",
+                file=sys.stderr,
+            )
+            tcti = resources.enter_context(Swtpm(state / "swtpm", manufacture=True)).tcti
+        options: dict[str, Any] = {
+            "ak_type": args.tpm_ak_type,
+            "pcr": args.tpm_pcr,
+            "banks": ("sha256", "sha384") if args.tpm_sha384 else ("sha256",),
+        }
+        main = TpmAttester(tcti, state / "attester", model=args.image, **options)
+        other = TpmAttester(tcti, state / "attester", model=args.image + "-unapproved", **options)
+    except BaseException:
+        resources.close()
+        raise
+    return _Attesters(main, other, None, None, "--tpm-state", resources)
+
+
 def _attesters(args: argparse.Namespace, settings: Settings) -> _Attesters:
+    if args.tee == TPM2_QUOTE:
+        return _tpm(args, settings)
     if args.tee in (INTEL_TDX, INTEL_SGX):
         if args.device:  # only TDX: _usage_problem refuses a real SGX device
             return _Attesters(ConfigfsTsmAttester(kind=INTEL_TDX), None, None, None, "--device")
@@ -261,6 +359,12 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with this combination of options, if anything."""
     if args.count < 0:
         return "--count must not be negative"
+    if args.tee != TPM2_QUOTE:
+        tpm_options = [option for option in ("tpm_tcti", "tpm_state") if getattr(args, option)]
+        if tpm_options or args.tpm_sha384 or args.tpm_pcr != JOB_PCR or args.tpm_ak_type != "ecc":
+            return "the --tpm-* options are for --tee tpm2-quote"
+    else:
+        return _tpm_usage_problem(args)
     wanted = _ROOT_OPTIONS[args.tee][0]
     for attribute, owner in (
         ("simulated_pki", "the Nitro root"),
@@ -287,6 +391,19 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _tpm_usage_problem(args: argparse.Namespace) -> str | None:
+    if args.device:
+        return "--device is not for a TPM: give its TCTI with --tpm-tcti device:/dev/tpmrm0"
+    if args.simulated_pki or args.simulated_amd or args.simulated_intel:
+        return "--tee tpm2-quote takes no simulated root"
+    if not 0 <= args.tpm_pcr <= 23:
+        return f"--tpm-pcr is a PCR index, 0..23, not {args.tpm_pcr}"
+    bad = BadMode(args.bad) if args.bad else None
+    if bad is not None and bad in not_applicable(TPM2_QUOTE):
+        return f"--bad {bad} does not apply to {TPM2_QUOTE}: {not_applicable(TPM2_QUOTE)[bad]}"
+    return None
+
+
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     token = args.token or (
         args.token_file.read_text().strip() if args.token_file else settings.worker_token
@@ -303,9 +420,14 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     try:
         attesters = _attesters(args, settings)
-    except (NsmUnavailable, TsmError) as exc:
+    except _DEVICE_ERRORS as exc:
         print(f"attest-ledger worker run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    with attesters.resources or contextlib.nullcontext():
+        return _run(args, token, attesters)
+
+
+def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
     applicable = bad_modes(args.tee)
     mix = [mode for mode in MIX if mode in applicable]
     if args.device:
@@ -337,7 +459,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
                     json.dumps({"job": job.id, "error": exc.code, "detail": exc.detail}), flush=True
                 )
                 continue
-            except (NsmUnavailable, TsmError) as exc:
+            except _DEVICE_ERRORS as exc:
                 print(f"attest-ledger worker run: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             verdict = receipt["verdict"]

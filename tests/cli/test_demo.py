@@ -27,7 +27,7 @@ def _port() -> int:
 
 
 #: A line the demo prints per receipt: its index, the kind of evidence, the verdict.
-ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX)\s+(\S+)\s", re.M)
+ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX|TPM)\s+(\S+)\s", re.M)
 #: every fourth bad on purpose, as each demo worker runs with --mix
 FOUR = ["affirming"] * 3 + ["contraindicated"]
 
@@ -36,7 +36,7 @@ def _entries(out: str, tee: str) -> list[tuple[int, str]]:
     return [(int(index), verdict) for index, kind, verdict in ENTRY.findall(out) if kind == tee]
 
 
-def _demo(env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int) -> str:
+def _demo(env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int, tpm_jobs: int = 0) -> str:
     done = subprocess.run(
         [
             *CLI,
@@ -48,6 +48,8 @@ def _demo(env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int) -> str:
             str(snp_jobs),
             "--tdx-jobs",
             str(tdx_jobs),
+            "--tpm-jobs",
+            str(tpm_jobs),
             "--port",
             str(_port()),
         ],
@@ -67,17 +69,26 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the embedded one
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
 
-    first = _demo(env, jobs=8, snp_jobs=8, tdx_jobs=8)
+    first = _demo(env, jobs=8, snp_jobs=8, tdx_jobs=8, tpm_jobs=8)
     assert f"embedded PostgreSQL 18 in {data}/postgres" in first
     assert "(created, mode 0600)" in first
     assert "AWS Nitro Enclaves: 8 attestations fed" in first
     assert "AMD SEV-SNP: 8 attestations fed" in first
     assert "Intel TDX: 8 attestations fed" in first
     nitro, snp = _entries(first, "Nitro"), _entries(first, "SEV-SNP")
-    tdx = _entries(first, "TDX")
-    entries = [index for index, _ in nitro + snp + tdx]
-    assert len(entries) == len(set(entries)) == 24  # one entry each, none shared
-    assert len(re.findall(r"\(bad on purpose: ", first)) == 6  # every fourth of each
+    tdx, tpm = _entries(first, "TDX"), _entries(first, "TPM")
+    entries = [index for index, _ in nitro + snp + tdx + tpm]
+    assert len(entries) == len(set(entries)) == 32  # one entry each, none shared
+    assert len(re.findall(r"\(bad on purpose: ", first)) == 8  # every fourth of each
+    # TPM: quotes from a real swtpm, its AK enrolled (EK certificate checked against swtpm's
+    # local CA), judged on the enrolled path; the model of another image is refused
+    assert "TPM 2.0 (swtpm, enrolled AK): 8 quotes fed" in first
+    assert "TPM: the swtpm's AK enrolled as 'demo-swtpm'" in first
+    assert "EK certificate verified against swtpm's local CA" in first
+    assert "policy: TPM image 'demo-inference-tpm'" in first
+    assert [verdict for _, verdict in tpm] == FOUR * 2
+    assert re.search(r"TPM\s+contraindicated\s+event_missing \(bad on purpose: wrong-image\)",
+                     first), first  # fmt: skip
     assert [verdict for _, verdict in nitro] == ["affirming"] * 3 + ["contraindicated"] + [
         "affirming"
     ] * 3 + ["contraindicated"]
@@ -123,12 +134,16 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert f"trusting the root(s) in {intel_root}" in log  # the simulated Intel root
     assert "INSTEAD of Intel's" in log
 
-    second = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4)
+    second = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4, tpm_jobs=4)
     assert "(kept)" in second
+    assert "TPM: the swtpm's AK is enrolled already" in second  # the same AK, kept
+    assert [v for _, v in _entries(second, "TPM")] == FOUR
     assert "token in" not in second  # no new clients: the tokens are reused
     assert "policy:" not in second  # nor a new policy
-    again = [index for tee in ("Nitro", "SEV-SNP", "TDX") for index, _ in _entries(second, tee)]
-    assert len(again) == 12
+    again = [
+        index for tee in ("Nitro", "SEV-SNP", "TDX", "TPM") for index, _ in _entries(second, tee)
+    ]
+    assert len(again) == 16
     assert min(again) > max(entries)  # appended after the first run's entries
     assert [v for _, v in _entries(second, "SEV-SNP")] == FOUR
     assert [v for _, v in _entries(second, "TDX")] == FOUR  # the kept Intel root still trusted
@@ -179,13 +194,26 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
-    stopped = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4)
+    stopped = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4, tpm_jobs=4)
     assert "the service is now STOPPED" in stopped
     assert "The service is running" not in stopped
 
     port = _port()
     demo = subprocess.Popen(
-        [*CLI, "demo", "--jobs", "4", "--snp-jobs", "4", "--tdx-jobs", "4", "--port", str(port)],
+        [
+            *CLI,
+            "demo",
+            "--jobs",
+            "4",
+            "--snp-jobs",
+            "4",
+            "--tdx-jobs",
+            "4",
+            "--tpm-jobs",
+            "4",
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -202,8 +230,9 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "The service is running on" in printed, printed
         hints = dict(
             re.findall(
-                r"^  (an attestation|an SEV-SNP one|a TDX one|SEV-SNP entries|TDX entries"
-                r"|counts by kind|more jobs|more SEV-SNP|more TDX|export it|check the bundle)"
+                r"^  (an attestation|an SEV-SNP one|a TDX one|a TPM quote|SEV-SNP entries"
+                r"|TDX entries|TPM entries|counts by kind|more jobs|more SEV-SNP|more TDX"
+                r"|more TPM|export it|check the bundle)"
                 r"\s+(.+)$",
                 printed,
                 re.M,
@@ -213,8 +242,12 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/ark.pem"
             f" --trust-root {data}/simulated-intel/root.pem"
         )
-        assert hints["export it"].endswith(roots), hints["export it"]
-        assert hints["check the bundle"].endswith(roots), hints["check the bundle"]
+        google = "".join(  # a TPM verdict names the pinned Google AK roots too
+            f" --trust-root {path}" for path in sorted((data / "google-roots").glob("*.pem"))
+        )
+        assert len(list((data / "google-roots").glob("*.pem"))) == 2
+        assert hints["export it"].endswith(roots + google), hints["export it"]
+        assert hints["check the bundle"].endswith(roots + google), hints["check the bundle"]
         shown = subprocess.run(
             ["/bin/bash", "-c", hints["an attestation"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -237,6 +270,15 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert tdx_entry["evidence_kind"] == "intel-tdx", shown.stdout
         assert tdx_entry["verdict"] == "affirming", shown.stdout
         assert tdx_entry["image"] == "demo-inference-tdx", shown.stdout
+        shown = subprocess.run(
+            ["/bin/bash", "-c", hints["a TPM quote"]],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        tpm_entry = json.loads(shown.stdout)["entry"]
+        assert tpm_entry["evidence_kind"] == "tpm2-quote", shown.stdout
+        assert tpm_entry["verdict"] == "affirming", shown.stdout
+        assert tpm_entry["claims"]["ak"]["path"] == "enrolled", shown.stdout
+        assert tpm_entry["claims"]["ak"]["enrolment"] == "demo-swtpm", shown.stdout
         counted = subprocess.run(
             ["/bin/bash", "-c", hints["counts by kind"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -246,7 +288,9 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             kind = count["group"]["evidence_kind"]
             by_kind[kind] = by_kind.get(kind, 0) + count["submissions"]
         # two runs of 4 each
-        assert by_kind == {"aws-nitro-enclave": 8, "amd-sev-snp": 8, "intel-tdx": 8}
+        assert by_kind == {
+            "aws-nitro-enclave": 8, "amd-sev-snp": 8, "intel-tdx": 8, "tpm2-quote": 8
+        }  # fmt: skip
         reader = {"Authorization": f"Bearer {(data / 'demo-auditor.token').read_text().strip()}"}
         found = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/entries",
@@ -268,7 +312,10 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             == ["affirming"] * 6 + ["contraindicated"] * 2
         )
         assert all(e["entry"]["image"] in ("demo-inference-tdx", None) for e in found)
-        for hint, kind in (("SEV-SNP entries", "amd-sev-snp"), ("TDX entries", "intel-tdx")):
+        for hint, kind in (
+            ("SEV-SNP entries", "amd-sev-snp"), ("TDX entries", "intel-tdx"),
+            ("TPM entries", "tpm2-quote"),
+        ):  # fmt: skip
             portal = httpx.get(hints[hint])  # the portal asks to sign in first
             assert portal.status_code in (200, 302, 303), portal.status_code
             assert hints[hint].endswith(f"/portal/entries?evidence_kind={kind}")
@@ -313,6 +360,18 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "creating a NEW one" not in more_tdx.stderr
         assert more_tdx.stdout.count('"verdict": "affirming"') == 3, more_tdx.stdout
         assert '"reasons": ["mrtd_mismatch"]' in more_tdx.stdout, more_tdx.stdout
+        more_tpm = subprocess.run(  # the swtpm under the data directory, its AK enrolled
+            ["/bin/bash", "-c", hints["more TPM"].replace("--count 20", "--count 4")],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert more_tpm.returncode == 0, more_tpm.stdout + more_tpm.stderr
+        assert more_tpm.stdout.count('"verdict": "affirming"') == 3, more_tpm.stdout
+        assert '"reasons": ["event_missing"]' in more_tpm.stdout, more_tpm.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
         for hint in ("export it", "check the bundle"):  # the whole ledger, offline, as printed
             ran = subprocess.run(

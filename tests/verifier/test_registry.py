@@ -16,6 +16,8 @@ from verifier import (
     PolicyInvalid,
     SnpPolicy,
     SnpVerifier,
+    TpmPolicy,
+    TpmVerifier,
     TrustAnchor,
     UnsafeAcceptAnyPolicy,
     UnsafePolicyWarning,
@@ -36,14 +38,12 @@ def test_the_kinds_that_can_be_verified_today() -> None:
         "amd-sev-snp",
         "intel-tdx",
         "intel-sgx",
+        "tpm2-quote",
     ]
     # The reserved names are stable too, and have no scheme yet.
-    assert {str(k) for k in EvidenceKind} - {str(k) for k in kinds()} == {
-        "tpm2-quote",
-        "nvidia-gpu",
-    }
+    assert {str(k) for k in EvidenceKind} - {str(k) for k in kinds()} == {"nvidia-gpu"}
     with pytest.raises(ValueError, match="reserved; no scheme verifies it yet"):
-        scheme_for("tpm2-quote")
+        scheme_for("nvidia-gpu")
     with pytest.raises(ValueError, match="unknown evidence kind"):
         scheme_for("amd-sev")
 
@@ -51,6 +51,7 @@ def test_the_kinds_that_can_be_verified_today() -> None:
 def test_scheme_for_each_kind() -> None:
     assert isinstance(scheme_for("aws-nitro-enclave"), NitroVerifier)
     assert isinstance(scheme_for(EvidenceKind.AWS_NITRO_TPM), NitroVerifier)
+    assert isinstance(scheme_for("tpm2-quote"), TpmVerifier)
     snp = scheme_for("amd-sev-snp")
     assert isinstance(snp, SnpVerifier)
     assert snp.kinds == (EvidenceKind.AMD_SEV_SNP,)
@@ -110,6 +111,14 @@ def test_policies_by_the_kind_they_name() -> None:
     }
     assert isinstance(policy_from_json(json.dumps(snp)), SnpPolicy)
     with pytest.raises(PolicyInvalid, match="evidence_kind must be one of"):
+        policy_from_dict({**nitro, "evidence_kind": "nvidia-gpu"})
+    tpm = {
+        "name": "t",
+        "evidence_kind": "tpm2-quote",
+        "images": [{"name": "i", "pcrs": {"sha256": {"0": "00" * 32}}}],
+    }
+    assert isinstance(policy_from_dict(tpm), TpmPolicy)
+    with pytest.raises(PolicyInvalid, match="pcrs bank '0'"):  # a Nitro image is no TPM one
         policy_from_dict({**nitro, "evidence_kind": "tpm2-quote"})
     with pytest.raises(PolicyInvalid, match="not valid JSON"):
         policy_from_json("{")

@@ -154,7 +154,7 @@ def test_garbage_of_a_known_kind_is_judged_and_recorded(snp) -> None:
 @pytest.mark.parametrize(
     "evidence",
     [
-        {"kind": "tpm2-quote", "data": "AA=="},  # reserved: no scheme verifies it yet
+        {"kind": "nvidia-gpu", "data": "AA=="},  # reserved: no scheme verifies it yet
         {"kind": "amd-sev-snp"},
         {"kind": "amd-sev-snp", "data": "AA==", "endorsements": [{"kind": "vcek"}]},
         {"kind": "amd-sev-snp", "data": "AA==", "endorsements": "vcek"},
