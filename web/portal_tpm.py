@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from attest_ledger.policy_store import PolicyConfig
 from ledger.models import Entry
 from verifier import EvidenceKind, ResultHash, VerifierError
-from verifier.nitro.cbor import decode_strict
 from verifier.tpm.eventlog import EventLog, parse_event_log, parse_ima_log
+from verifier.tpm.evidence import parse_container
 from web.compliance import entry_json
 
 __all__ = [
@@ -207,22 +207,16 @@ def _expected_events(policy: PolicyConfig | None, images: list[str]) -> list[Exp
 
 
 def _logs_of(evidence: bytes | None) -> list[tuple[str, bytes]]:
-    """The event logs of a ``tpm2-quote/v1`` container, read for display (the scheme judged
-    the container; here it is only opened to find its logs)."""
+    """The event logs of the stored ``tpm2-quote/v1`` container, by the scheme's own parser
+    (none if it does not parse: the verdict's reasons say why)."""
     if evidence is None:
         return []
     try:
-        container = decode_strict(evidence, what="tpm2-quote container")
+        container = parse_container(evidence)
     except VerifierError:
         return []
-    if not isinstance(container, dict) or container.get("format") != "tpm2-quote/v1":
-        return []
-    found = []
-    for key in ("event_log", "ima_log"):
-        data = container.get(key)
-        if isinstance(data, bytes):
-            found.append((key, data))
-    return found
+    logs = (("event_log", container.event_log), ("ima_log", container.ima_log))
+    return [(key, data) for key, data in logs if data is not None]
 
 
 def _log_view(key: str, data: bytes, expected: list[ExpectedEventRow]) -> tuple[LogView, set[int]]:

@@ -12,7 +12,8 @@ import re
 import pytest
 from markupsafe import escape
 
-from tests.web.conftest import page
+from ledger.db import session_scope
+from tests.web.conftest import csrf_of, page, publish
 from tests.web.tpm_records import (
     ak_sha256,
     append_policy,
@@ -244,3 +245,57 @@ def test_the_list_filters_by_ak_path_and_ak(seeded) -> None:
     refused = seeded.browser.get("/portal/entries?ak=nothex")
     assert refused.status_code == 400
     assert "The filter <strong>ak</strong> cannot be used" in refused.get_data(as_text=True)
+
+
+# --- a real quote through the real intake ----------------------------------------------------
+
+from tests.web.test_tpm_submissions import (  # noqa: E402 - the swtpm fixtures and helpers
+    IMAGE,
+    MODEL,
+    attester,
+    enrol,
+    model_event_digest,
+    quote,
+    submit,
+    swtpm,
+)
+
+__all__ = ["attester", "swtpm"]  # fixtures, used by name
+
+
+@pytest.fixture
+def real(portal, attester):
+    reference = {"events": [{"pcr": 23, "digest": {"sha256": model_event_digest(MODEL)},
+                             "label": "model"}]}  # fmt: skip
+    with session_scope(portal.runtime.sessions) as session:
+        portal.runtime.policies.add_reference(session, IMAGE, "tpm2-quote", reference)
+        portal.runtime.policies.allow(session, "worker-1", IMAGE)
+    portal.attester = attester
+    return portal
+
+
+def test_a_swtpm_quote_judged_by_the_service_shows_on_its_page(real) -> None:
+    """A software TPM's quote, its AK enrolled by the service's own enrolment, judged by the
+    real intake: the page shows the enrolment, the quoted PCR 23 and the logged model event
+    as the image's expected event; re-verify agrees."""
+    enrolment = enrol(real, real.attester, name="rack1-node3")
+    reply = submit(real, quote(real))
+    assert reply.status_code == 201, reply.json
+    assert reply.json["verdict"]["status"] == "affirming", reply.json["verdict"]
+    index = reply.json["entry"]["index"]
+    publish(real)
+    body = page(real, f"/portal/entries/{index}")
+    assert '<span class="badge ok">enrolled</span>' in body
+    assert f'enrolled by <a href="/portal/entries/{enrolment}">entry #{enrolment}</a>' in body
+    assert "rack1-node3" in body
+    assert "23" in pcr_row(body, "sha256", 23)
+    marked = row_of(body, "expected-events", f"{IMAGE} 23")
+    assert 'class="badge ok">found</span>' in marked
+    assert f'<span class="badge ok">expected</span> {IMAGE}: model' in body
+    assert re.search(r'<span class="badge ok">holds</span> the quote\'s extraData', body)
+    enrolment_page = page(real, f"/portal/entries/{enrolment}")
+    assert "TPM attestation key enrolment" in enrolment_page
+    again = real.browser.post(
+        f"/portal/entries/{index}/reverify", data={"csrf": csrf_of(body)}
+    ).get_data(as_text=True)
+    assert "The verdicts agree." in again
