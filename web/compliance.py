@@ -17,15 +17,19 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import ColumnElement, String, cast, func, literal
+from sqlalchemy.dialects.postgresql import JSON
 
 from attest_ledger.bundles.export import BundleSelection
 from ledger.checkpoints import SignedCheckpoint, latest_checkpoint
 from ledger.db import session_scope
+from ledger.models import Entry
 from ledger.reads import inclusion_proof, tree_state
 from ledger.search import (
     MAX_PAGE,
@@ -39,7 +43,7 @@ from ledger.search import (
     verdict_counts,
 )
 from ledger.stats import BUCKETS, aggregate, counted, refresh
-from verifier import ResultHash
+from verifier import EvidenceKind, ResultHash
 from verifier.timefmt import iso_utc
 from web.auth import current_client, require
 from web.exports import bundle_response
@@ -47,13 +51,16 @@ from web.problems import Problem
 from web.sessions import db
 
 __all__ = [
+    "AK_PATHS",
     "DEFAULT_PAGE",
     "FILTERS",
     "MAX_COUNTS",
     "MAX_RESULT_PAGE",
     "RESULT_HASH_PATTERN",
     "STATS_GROUPS",
+    "EntryQuery",
     "bp",
+    "entry_json",
 ]
 
 bp = Blueprint("compliance", __name__, url_prefix="/api/v1")
@@ -71,6 +78,8 @@ FILTERS = (
     "result_hash",
     "evidence_sha256",
     "evidence_kind",
+    "ak_path",
+    "ak",
 )
 DEFAULT_PAGE = 100
 #: entries per page of a result hash's lookup (each carries an inclusion proof)
@@ -85,6 +94,80 @@ _RESULT_HASH = re.compile(RESULT_HASH_PATTERN)
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _BIG_DIGITS = re.compile(r"[0-9]{1,19}")
 MAX_INDEX = 2**63 - 1  # PostgreSQL's bigint
+
+
+#: who vouches for a TPM quote's attestation key (the ``tpm2-quote`` contract of issue #13)
+AK_PATHS = ("aws-nitrotpm", "gcp", "enrolled", "unendorsed")
+_TPM2_QUOTE = str(EvidenceKind.TPM2_QUOTE)
+_AK_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class EntryQuery(EntryFilter):
+    """The ledger's filters (:class:`ledger.search.EntryFilter`) and two of ``tpm2-quote``
+    entries, read from the entry bytes (``claims.ak``): ``ak_path``, who vouches for the
+    quote's attestation key, and ``ak``, the SHA-256 of its SubjectPublicKeyInfo.
+
+    No index column holds them (the ledger knows nothing of claims): each restricts the
+    search to ``evidence_kind = 'tpm2-quote'``, which one is, and the claims of those
+    entries are compared in PostgreSQL, so pages stay keyset pages of exact size."""
+
+    ak_path: str | None = None
+    ak: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], *, trim: bool = True) -> EntryQuery:
+        base = EntryFilter.from_params(params, trim=trim)
+        values: dict[str, str] = {}
+        for name in ("ak_path", "ak"):
+            raw = params.get(name) or ""
+            text = raw.strip() if trim else raw
+            if text:
+                values[name] = text
+        if values.get("ak_path") not in (None, *AK_PATHS):
+            raise SearchError("ak_path", f"one of {', '.join(AK_PATHS)}")
+        if "ak" in values:
+            values["ak"] = values["ak"].lower()
+            if not _AK_SHA256.fullmatch(values["ak"]):
+                raise SearchError("ak", "64 hexadecimal digits (the SHA-256 of the AK's key)")
+        inherited: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(EntryFilter)}
+        return cls(**inherited, ak_path=values.get("ak_path"), ak=values.get("ak"))
+
+    def where(self) -> list[Any]:
+        clauses = super().where()
+        if self.ak_path is None and self.ak is None:
+            return clauses
+        clauses.append(Entry.evidence_kind == _TPM2_QUOTE)
+        if self.ak_path is not None:
+            clauses.append(_claimed("path") == self.ak_path)
+        if self.ak is not None:
+            clauses.append(_claimed("sha256") == self.ak)
+        return clauses
+
+
+#: JSON escapes PostgreSQL's json functions refuse to decode: NUL, and UTF-16 surrogates
+#: (canonical entry bytes write only lone ones as escapes; see ledger.entry). A worker's job
+#: may hold either, so they are read as U+FFFD. An escape stays an escape (``\\u`` and four
+#: hex digits in place of the same), so the text stays JSON and every other value as it was.
+_UNDECODABLE = r"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})"
+
+
+def entry_json() -> ColumnElement[Any]:
+    """The entry bytes as PostgreSQL ``json``, for reading the values of a record that no
+    index column holds (``json``, not ``jsonb``: nothing is kept but the text)."""
+    text = func.regexp_replace(
+        func.convert_from(Entry.data, literal("UTF8", String)),
+        literal(_UNDECODABLE, String),
+        literal(r"\\ufffd", String),
+        literal("g", String),
+    )
+    return cast(text, JSON)
+
+
+def _claimed(name: str) -> ColumnElement[Any]:
+    """``claims.ak.<name>`` of the entry bytes as text (NULL where there is none)."""
+    claimed: ColumnElement[Any] = entry_json()[("claims", "ak", name)].astext
+    return claimed
 
 
 def _invalid(parameter: str, message: str) -> Problem:
@@ -172,7 +255,7 @@ def search() -> Response:
         raise _invalid("count", "'exact', or leave it out")
     session = db()
     try:
-        selection = EntryFilter.from_params(args, trim=False)
+        selection = EntryQuery.from_params(args, trim=False)
         page = search_entries(
             session,
             selection,
@@ -379,7 +462,7 @@ def export() -> Response:
     """A proof bundle of the selected entries, as ``attest-ledger export`` writes it."""
     _only((*FILTERS, "result_hashes", "indices", "tree_size"))
     try:
-        selection = EntryFilter.from_params(request.args, trim=False)
+        selection = EntryQuery.from_params(request.args, trim=False)
     except SearchError as exc:
         raise _invalid(exc.parameter, exc.message) from None
     hashes = tuple(_parse_result_hash(h) for h in _list("result_hashes", MAX_EXPORT_HASHES))

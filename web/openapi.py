@@ -20,7 +20,7 @@ from attest_ledger.collateral import KINDS as COLLATERAL_KINDS
 from attest_ledger.settings import Settings
 from ledger.search import KINDS, MAX_PAGE, SORTS, VERDICTS
 from ledger.stats import BUCKETS
-from verifier import MAX_EVIDENCE_BYTES
+from verifier import MAX_EVIDENCE_BYTES, EvidenceKind
 from web.collateral_api import (
     DEFAULT_IMPACT_PAGE,
     FMSPC_PATTERN,
@@ -29,6 +29,7 @@ from web.collateral_api import (
     SHA256_PATTERN,
 )
 from web.compliance import (
+    AK_PATHS,
     DEFAULT_PAGE,
     MAX_COUNTS,
     MAX_EXPORT_HASHES,
@@ -663,7 +664,23 @@ _FILTERS: list[Schema] = [
         "evidence_kind",
         {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
         "The kind of evidence an attestation judged: "
-        + ", ".join(f"`{k}`" for k in EVIDENCE_KINDS),
+        + ", ".join(f"`{k}`" for k in EvidenceKind)
+        + " (this service judges "
+        + ", ".join(f"`{k}`" for k in EVIDENCE_KINDS)
+        + "; another kind matches what the ledger recorded of it, if anything)",
+    ),
+    _parameter(
+        "ak_path",
+        {"enum": list(AK_PATHS)},
+        "`tpm2-quote` entries whose attestation key (AK) is vouched for this way (the "
+        "entry's `claims.ak.path`): by an AWS NitroTPM document, a Google AK certificate, an "
+        "enrolment in this ledger, or nothing",
+    ),
+    _parameter(
+        "ak",
+        {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        "`tpm2-quote` entries quoted by this attestation key: the SHA-256 of its "
+        "SubjectPublicKeyInfo (DER), in hex (the entry's `claims.ak.sha256`)",
     ),
 ]
 

@@ -65,7 +65,9 @@ from ledger.stats import aggregate, refresh
 from verifier import EvidenceKind
 from web.api import MAX_INDEX
 from web.collateral_api import service_dcap_verifier
+from web.compliance import AK_PATHS, EntryQuery
 from web.exports import bundle_response
+from web.portal_tpm import ENROLMENT, TPM2_QUOTE, explain_enrolment, explain_tpm, summary_of
 from web.problems import Problem
 from web.sessions import db
 from web.submission import EVIDENCE_KINDS
@@ -389,15 +391,24 @@ def entries() -> Response:
     error: SearchError | None = None
     page = None
     try:
-        selection = EntryFilter.from_params(args)
+        selection = EntryQuery.from_params(args)
         page = search_entries(
             db(), selection, sort=sort, after=args.get("after") or None,
             before=args.get("before") or None, limit=50,
         )  # fmt: skip
     except SearchError as exc:
         error = exc
-        selection = EntryFilter()
-    rows = [{"row": r, "reason": _first_reason(r.data)} for r in (page.rows if page else [])]
+        selection = EntryQuery()
+    rows = [
+        {
+            "row": r,
+            "reason": _first_reason(r.data),
+            "tpm": summary_of(r.data)
+            if r.kind == ENROLMENT or r.evidence_kind == TPM2_QUOTE
+            else None,
+        }
+        for r in (page.rows if page else [])
+    ]
     base = {k: v for k, v in args.items() if v and k not in ("after", "before")}
     return make_response(
         render_template(
@@ -409,6 +420,7 @@ def entries() -> Response:
             sorts=SORTS,
             verdicts=VERDICTS,
             evidence_kinds=EVIDENCE_KINDS,
+            ak_paths=AK_PATHS,
             filtered=not selection.empty,
             newer=_entries_url({**base, "before": page.before}) if page and page.before else None,
             older=_entries_url({**base, "after": page.after}) if page and page.after else None,
@@ -446,9 +458,17 @@ def _entry_page(index: int, reverification: Any = None) -> str:
         ) from None
     latest = latest_checkpoint(session)
     covered = latest is not None and latest.tree_size > index
+    kind = view.record.get("kind")
+    tpm = (
+        explain_tpm(session, index, view.record, view.evidence, policy=view.policy)
+        if kind == "attestation" and view.evidence_kind == TPM2_QUOTE
+        else None
+    )
     return render_template(
         "portal/entry.html",
         view=view,
+        tpm=tpm,
+        enrolment=explain_enrolment(view.record) if kind == ENROLMENT else None,
         record=view.record,
         index=index,
         latest=latest if covered else None,
@@ -623,7 +643,7 @@ def entry_proof_tlog(index: int) -> Response:
 def export() -> Response:
     """The proof bundle of the entries a filtered view shows (every page of it)."""
     try:
-        selection = EntryFilter.from_params(request.args)
+        selection = EntryQuery.from_params(request.args)
     except SearchError as exc:
         raise Problem(400, "invalid_parameter", f"{exc.parameter}: {exc.message}") from None
     return bundle_response(
