@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 VERDICTS = ("affirming", "warning", "contraindicated")
-KINDS = ("attestation", "policy", "access")
+KINDS = ("attestation", "policy", "access", "tpm_enrolment")
 #: index-desc: newest first (the default); time: when the entry was appended.
 SORTS = ("index-desc", "index-asc", "time-desc", "time-asc")
 #: the largest page: the compliance API's ``limit`` goes up to it (the portal shows 50)
