@@ -695,10 +695,12 @@ def _write_rows(
 ) -> None:
     write(f"\nCertificate chain  (judged at {iso_utc(moment)}, {basis})")
     write("\n" if verified else "  UNVERIFIED\n")
+    width = max([13, *(len(row[0]) for row in rows)])  # a TPM AK chain's "intermediate[0]"
     for position, subject, not_before, not_after in rows:
         state = "valid" if not_before <= moment <= not_after else "OUTSIDE"
         write(
-            f"  {position:<13} {iso_utc(not_before, 'seconds')} .. {iso_utc(not_after, 'seconds')}"
+            f"  {position:<{width}} {iso_utc(not_before, 'seconds')} .. "
+            f"{iso_utc(not_after, 'seconds')}"
             f"  {state:<7}  {subject}\n"
         )
 

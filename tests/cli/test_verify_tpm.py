@@ -129,7 +129,8 @@ def test_the_gcp_sample_verifies_with_its_ak_certificate(capsys) -> None:
         "  gce instance       instance-20260202-065609 (id 3414240648225485836), project "
         "lockboot (232923608972), zone us-central1-f" in out
     )
-    assert "  ak-certificate 2026-02-02T06:57:47Z" in out
+    assert "  ak-certificate  2026-02-02T06:57:47Z" in out  # the chain's rows aligned
+    assert "  intermediate[0] 2024-02-22T21:44:15Z" in out
     assert "trust anchor Google EK/AK CA Root" in out
     assert "Verdict  VERIFIED (warning)" in out
 
