@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from attest_ledger import database
+from attest_ledger.cli.verify_tpm import read_input, tpm_input
 from attest_ledger.evidence_input import read_evidence
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.policy_store import (
@@ -15,6 +16,7 @@ from attest_ledger.policy_store import (
     SNP,
     SNP_IMAGE_FIELDS,
     TDX,
+    TPM,
     PolicyError,
     PolicyStore,
 )
@@ -23,15 +25,18 @@ from ledger.db import make_session_factory, session_scope
 from verifier import VerifierError, parse_evidence, parse_report
 from verifier.tdx import EnclaveReport, TdReport, parse_quote
 from verifier.tdx.policy import TD_IMAGE_FIELDS
+from verifier.tpm import parse_quote as parse_tpm_quote
+from verifier.tpm.replay import replay_logs
 
 #: The evidence kinds a reference image or settings can be given for.
-KINDS = ("aws-nitro-enclave", "amd-sev-snp", "intel-tdx", "intel-sgx")
+KINDS = ("aws-nitro-enclave", "amd-sev-snp", "intel-tdx", "intel-sgx", "tpm2-quote")
 #: TDX image values that, like the RTMRs, are taken from a quote only when they are not zero.
 _TD_OPTIONAL_FROM_QUOTE = ("mr_config_id", "mr_owner", "mr_owner_config")
 _SGX_IMAGE_FLAGS = ("mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn")
 _DCAP_SET_FLAGS = ("tcb_status", "allowed_advisories")
 _TDX_SET_FLAGS = ("xfam_allowed", "min_tee_tcb_svn")
 _SNP_SET_FLAGS = ("allow_smt", "allow_migration_agent", "max_vmpl", "min_tcb")
+_TPM_SET_FLAGS = ("ak_paths", "require_event_log", "reject_all_reset")
 
 __all__ = ["register"]
 
@@ -49,7 +54,8 @@ def register(commands: Any) -> None:
     image = actions.add_parser(
         "image",
         help="add or remove a named reference image (Nitro: PCRs; SEV-SNP: a launch "
-        "measurement; TDX: MRTD and RTMRs; SGX: MRENCLAVE and/or MRSIGNER)",
+        "measurement; TDX: MRTD and RTMRs; SGX: MRENCLAVE and/or MRSIGNER; TPM: PCRs by bank "
+        "and expected events)",
     )
     image_actions = image.add_subparsers(dest="image_action", required=True, metavar="ACTION")
     _register_image_add(image_actions)
@@ -80,9 +86,14 @@ def _register_image_add(image_actions: Any) -> None:
         choices=KINDS,
         help="the evidence kind the image is for (default aws-nitro-enclave)",
     )
-    nitro = add.add_argument_group("aws-nitro-enclave")
+    nitro = add.add_argument_group("aws-nitro-enclave and tpm2-quote")
     nitro.add_argument(
-        "--pcr", action="append", default=[], metavar="INDEX=HEX", help="a PCR value (repeat)"
+        "--pcr",
+        action="append",
+        default=[],
+        metavar="[BANK:]INDEX=HEX",
+        help="a PCR value (repeat); Nitro: INDEX=HEX; TPM: BANK:INDEX=HEX, the bank (sha1, "
+        "sha256, sha384, sha512) required",
     )
     nitro.add_argument(
         "--from-document",
@@ -128,12 +139,23 @@ def _register_image_add(image_actions: Any) -> None:
     sgx.add_argument("--mr-signer", metavar="HEX", help="the enclave signer's MRSIGNER (64 hex)")
     sgx.add_argument("--isv-prod-id", type=int, metavar="N", help="the ISV product ID")
     sgx.add_argument("--min-isv-svn", type=int, metavar="N", help="the lowest ISV SVN accepted")
-    add.add_argument_group("intel-tdx and intel-sgx").add_argument(
+    tpm = add.add_argument_group("tpm2-quote")
+    tpm.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        metavar="PCR:BANK=HEX[:LABEL]",
+        help="an event the quote's event log must hold: its PCR, and its digest in that bank "
+        "(repeat)",
+    )
+    add.add_argument_group("intel-tdx, intel-sgx and tpm2-quote").add_argument(
         "--from-quote",
         metavar="FILE",
-        help="take the values from a DCAP quote (TDX: MRTD, and RTMR0-3 and the owner values "
+        help="take the values from a quote (TDX: MRTD, and RTMR0-3 and the owner values "
         "that are not zero; SGX: MRENCLAVE, MRSIGNER, ISV product ID and its ISV SVN as the "
-        "minimum); values given as options win",
+        "minimum; TPM, a tpm2-quote/v1 container or a JSON sample: every quoted PCR not at a "
+        "reset value (all zero or all ff), except those the quote's event log replays, which "
+        "change from job to job: pin their events with --event); values given as options win",
     )
     add.set_defaults(handler=run_image_add)
 
@@ -141,15 +163,15 @@ def _register_image_add(image_actions: Any) -> None:
 def _register_set(actions: Any) -> None:
     options = actions.add_parser(
         "set",
-        help="set debug allowance, maximum age, clock skew (and SEV-SNP's, TDX's or SGX's "
-        "settings with --type)",
+        help="set debug allowance, maximum age, clock skew (and SEV-SNP's, TDX's, SGX's or "
+        "TPM's settings with --type)",
     )
     options.add_argument(
         "--type",
         default="aws-nitro-enclave",
         choices=KINDS,
         help="whose settings: Nitro's (default, with the shared age and skew), or those of "
-        "SEV-SNP, TDX or SGX",
+        "SEV-SNP, TDX, SGX or TPM quotes",
     )
     for flag, text in (
         ("debug", "debug-mode guests"),
@@ -196,6 +218,20 @@ def _register_set(actions: Any) -> None:
         metavar="HEX|none",
         help="TDX: the minimum TEE_TCB_SVN, byte by byte (32 hex); 'none' (the default)",
     )
+    options.add_argument(
+        "--ak-paths",
+        metavar="PATH,PATH...",
+        help="TPM: who may vouch for a quote's attestation key, among enrolled, gcp and "
+        "aws-nitrotpm (the default: all three; an unendorsed AK is never accepted)",
+    )
+    for flag, text in (
+        ("require-event-log", "TPM: a quote must come with an event log (default: no)"),
+        ("reject-all-reset", "TPM: refuse a quote whose PCRs are all at reset values (default)"),
+    ):
+        pair = options.add_mutually_exclusive_group()
+        dest = flag.replace("-", "_")
+        pair.add_argument(f"--{flag}", dest=dest, action="store_true", default=None, help=text)
+        pair.add_argument(f"--no-{flag}", dest=dest, action="store_false")
     options.set_defaults(handler=run_set)
 
 
@@ -261,6 +297,7 @@ _IMAGE_FLAGS = {
     "amd-sev-snp": (*SNP_IMAGE_FIELDS, "from_report", "from_ovmf"),
     TDX: (*_TDX_IMAGE_FLAGS, "from_quote"),
     SGX: (*_SGX_IMAGE_FLAGS, "from_quote"),
+    TPM: ("pcr", "event", "from_quote"),
 }
 
 
@@ -276,6 +313,8 @@ def run_image_add(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     if args.type in (TDX, SGX):
         return _dcap_image_add(args, settings)
+    if args.type == TPM:
+        return _tpm_image_add(args, settings)
     if args.type == "amd-sev-snp":
         return _snp_image_add(args, settings)
     pcrs: dict[int, bytes] = {}
@@ -363,6 +402,112 @@ def _dcap_image_add(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _tpm_image_add(args: argparse.Namespace, settings: Settings) -> int:
+    """A TPM reference image: PCR values by bank and expected events, from a quote and/or
+    given values."""
+    pcrs: dict[str, dict[int, str]] = {}
+    events: list[dict[str, Any]] = []
+    try:
+        if args.from_quote:
+            pcrs = tpm_pcrs_from_quote(read_input(args.from_quote))
+        for item in args.pcr:
+            bank, index, value = _tpm_pcr(item)
+            pcrs.setdefault(bank, {})[index] = value
+        events = [_tpm_event(item) for item in args.event]
+    except (ValueError, OSError, VerifierError) as exc:
+        print(f"attest-ledger policy image add: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not any(pcrs.values()) and not events:
+        print(
+            "attest-ledger policy image add: a TPM image needs --pcr BANK:INDEX=HEX, "
+            "--event PCR:BANK=HEX[:LABEL] or --from-quote FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    reference: dict[str, Any] = {}
+    if any(pcrs.values()):
+        reference["pcrs"] = {
+            bank: {str(i): v for i, v in sorted(values.items())}
+            for bank, values in sorted(pcrs.items())
+            if values
+        }
+    if events:
+        reference["events"] = events
+    return _change(
+        settings,
+        lambda store, session: store.add_reference(session, args.name, TPM, reference),
+    )
+
+
+def _tpm_pcr(item: str) -> tuple[str, int, str]:
+    """``BANK:INDEX=HEX`` (sizes and ranges are the verifier's policy rules to check)."""
+    where, sep, value = item.partition("=")
+    bank, colon, index = where.partition(":")
+    if not sep or not colon:
+        raise ValueError(
+            f"--pcr {item!r}: a TPM PCR is BANK:INDEX=HEX (for example sha256:7=...); the bank "
+            "is required"
+        )
+    if not index.isdecimal():
+        raise ValueError(f"--pcr {item!r}: the PCR index must be a number")
+    return bank, int(index), _hex(value, f"--pcr {item!r}")
+
+
+def _tpm_event(item: str) -> dict[str, Any]:
+    """``PCR:BANK=HEX[:LABEL]`` as the policy's event object."""
+    where, sep, rest = item.partition("=")
+    pcr, colon, bank = where.partition(":")
+    if not sep or not colon or not pcr.isdecimal():
+        raise ValueError(f"--event {item!r}: an event is PCR:BANK=HEX[:LABEL]")
+    value, _, label = rest.partition(":")
+    event: dict[str, Any] = {"pcr": int(pcr), "digest": {bank: _hex(value, f"--event {item!r}")}}
+    if label:
+        event["label"] = label
+    return event
+
+
+def _hex(value: str, what: str) -> str:
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{what}: the value must be hexadecimal") from None
+    return value.lower()
+
+
+def tpm_pcrs_from_quote(data: bytes) -> dict[str, dict[int, str]]:
+    """The PCR values of a quote worth pinning: every quoted PCR not at a reset value (all
+    zero or all ff), except those the quote's event log replays (they change from job to job).
+    The quote is parsed, and its log replayed against it, but not verified. Raises
+    VerifierError or ValueError."""
+    quote = tpm_input(data)
+    if quote.error is not None:
+        raise quote.error
+    parsed = parse_tpm_quote(quote.container)
+    container = parsed.container
+    log = replay_logs(container.event_log, container.ima_log, parsed.pcrs)
+    replayed = set(log.replayed) if log is not None else set()
+    taken: dict[str, dict[int, str]] = {}
+    reset: set[int] = set()
+    for bank, values in parsed.pcrs.items():
+        for index, value in values.items():
+            if not value.strip(b"\x00") or not value.strip(b"\xff"):
+                reset.add(index)
+            elif index not in replayed:
+                taken.setdefault(bank, {})[index] = value.hex()
+    shown = "; ".join(f"{bank} PCRs {_indexes(values)}" for bank, values in taken.items())
+    print(
+        f"attest-ledger policy image add: --from-quote: {shown or 'no PCR'} taken; left out: "
+        f"at a reset value {_indexes(reset) or 'none'}, replayed by the quote's event log "
+        f"{_indexes(replayed) or 'none'}",
+        file=sys.stderr,
+    )
+    return taken
+
+
+def _indexes(indexes: Any) -> str:
+    return ", ".join(str(i) for i in sorted(indexes))
+
+
 def dcap_reference(body: EnclaveReport | TdReport, tdx: bool) -> dict[str, Any]:
     """The reference values a quote's body gives (policy JSON form). Raises ValueError if the
     quote is of the other TEE."""
@@ -416,6 +561,10 @@ def run_image_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_set(args: argparse.Namespace, settings: Settings) -> int:
+    if args.type == TPM:
+        return _tpm_set(args, settings)
+    if _refuse_foreign(args, "set", _TPM_SET_FLAGS):
+        return EXIT_USAGE
     if args.type in (TDX, SGX):
         return _dcap_set(args, settings)
     if _refuse_foreign(args, "set", _DCAP_SET_FLAGS + _TDX_SET_FLAGS):
@@ -516,6 +665,24 @@ def _dcap_set(args: argparse.Namespace, settings: Settings) -> int:
     return _change(
         settings,
         lambda store, session: store.set_scheme_options(session, args.type, reset=reset, **values),
+    )
+
+
+def _tpm_set(args: argparse.Namespace, settings: Settings) -> int:
+    foreign = ("allow_debug", "max_age", "skew", *_SNP_SET_FLAGS, *_DCAP_SET_FLAGS)
+    if _refuse_foreign(args, "set", (*foreign, *_TDX_SET_FLAGS)):
+        return EXIT_USAGE
+    # sorted, not deduplicated: the verifier's rules refuse a path named twice
+    paths = None if args.ak_paths is None else sorted(_listed(args.ak_paths))
+    return _change(
+        settings,
+        lambda store, session: store.set_scheme_options(
+            session,
+            TPM,
+            ak_paths=paths,
+            require_event_log=args.require_event_log,
+            reject_all_reset=args.reject_all_reset,
+        ),
     )
 
 

@@ -17,8 +17,18 @@ from typing import Any, TextIO
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attest_ledger.cli.verify_tpm import (
+    JSON_FORM,
+    TpmInput,
+    assign_ak_certificate,
+    is_json,
+    offline_enrolments,
+    read_input,
+    report_of,
+    tpm_input,
+    write_tpm_claims,
+)
 from attest_ledger.display import visible
-from attest_ledger.evidence_input import read_evidence
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.settings import Settings
 from verifier import (
@@ -39,20 +49,25 @@ from verifier import (
     SnpClaims,
     SnpPolicy,
     SnpVerifier,
+    TpmPolicy,
+    TpmVerifier,
     TrustAnchor,
     UnsafeAcceptAnyPolicy,
     UnsafeAcceptAnySgxPolicy,
     UnsafeAcceptAnySnpPolicy,
     UnsafeAcceptAnyTdxPolicy,
+    UnsafeAcceptAnyTpmPolicy,
     UnsafePolicyWarning,
     VerifierError,
     detect_kind,
     endorsements_from_dcap_qvl_json,
     kinds,
+    parse_evidence,
     policy_from_json,
 )
 from verifier.snp import endorsement_kind_of
 from verifier.timefmt import iso_utc
+from verifier.tpm import parse_container
 from verifier.x509 import CERTIFICATE_PARSE_ERRORS, load_der_certificate
 
 __all__ = ["register", "run"]
@@ -63,6 +78,9 @@ _MAX_ENDORSEMENT_FILE = 256 * 1024
 _DCAP_KINDS = (EvidenceKind.INTEL_TDX, EvidenceKind.INTEL_SGX)
 #: Endorsements that are JSON documents, read as they are (their exact bytes are signed).
 _DOCUMENT_KINDS = (EndorsementKind.TCB_INFO, EndorsementKind.QE_IDENTITY)
+#: What a TPM quote's endorsements may be named: its AK certificate and intermediates.
+_TPM_KINDS = (EndorsementKind.AK_CERTIFICATE, EndorsementKind.CERTIFICATE)
+_TPM = EvidenceKind.TPM2_QUOTE
 Write = Callable[[str], None]
 
 
@@ -73,13 +91,17 @@ class UsageError(Exception):
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "verify",
-        help="verify attestation evidence (Nitro document, SEV-SNP report, TDX/SGX quote)",
+        help="verify attestation evidence (Nitro document, SEV-SNP report, TDX/SGX quote, "
+        "TPM 2.0 quote)",
         description=(
             "Verify attestation evidence (raw, hex or base64; '-' reads stdin): an AWS Nitro "
             "document (COSE signature, certificate chain to the pinned AWS root), an AMD "
             "SEV-SNP report (its VCEK/VLEK chained to the pinned AMD root of its product "
-            "line) or an Intel TDX or SGX quote (its PCK chain to the pinned Intel SGX root, "
-            "judged with Intel's collateral), then the policy. Exit 0 verified, 1 rejected, "
+            "line), an Intel TDX or SGX quote (its PCK chain to the pinned Intel SGX root, "
+            "judged with Intel's collateral) or a TPM 2.0 quote (a tpm2-quote/v1 container, "
+            "or a vaportpm or trustee JSON sample: the AK's signature, the PCRs, the event "
+            "log replayed, and its AK vouched for by a NitroTPM document, a Google AK "
+            "certificate or --enrolled-ak), then the policy. Exit 0 verified, 1 rejected, "
             "2 usage or I/O error."
         ),
     )
@@ -98,9 +120,11 @@ def register(commands: Any) -> None:
         metavar="[KIND=]FILE",
         help="a certificate or CRL that vouches for the evidence (SEV-SNP: the VCEK or VLEK, "
         "and optionally the ASK/ASVK, ARK, CRL; TDX/SGX: Intel collateral, tcb-info= and "
-        "qe-identity= PCS bodies, crl=, certificate=), DER or PEM (several in one PEM file are "
-        "fine); the kind is recognised unless given as vcek=, vlek=, ask=, asvk=, ark=, crl=, "
-        "certificate=, tcb-info=, qe-identity=. Repeatable. Nothing is ever fetched from the "
+        "qe-identity= PCS bodies, crl=, certificate=; TPM: the AK certificate, then its "
+        "intermediates: the first certificate given is the AK's unless one is named "
+        "ak-certificate=), DER or PEM (several in one PEM file are fine); the kind is "
+        "recognised unless given as vcek=, vlek=, ask=, asvk=, ark=, crl=, certificate=, "
+        "tcb-info=, qe-identity=, ak-certificate=. Repeatable. Nothing is ever fetched from the "
         "network.",
     )
     parser.add_argument(
@@ -114,8 +138,8 @@ def register(commands: Any) -> None:
         default="now",
         metavar="now|doc|ISO-8601",
         help="verification time: now (default), doc (a Nitro document's own timestamp; "
-        "SEV-SNP reports and Intel quotes have none), or an ISO-8601 instant (UTC if no "
-        "offset is given)",
+        "SEV-SNP reports, Intel quotes and TPM quotes have none), or an ISO-8601 instant (UTC "
+        "if no offset is given)",
     )
     parser.add_argument(
         "--policy",
@@ -128,13 +152,28 @@ def register(commands: Any) -> None:
         "--result-hash",
         metavar="ALG:HEX",
         help="require the evidence to bind this result hash (Nitro: user_data; SEV-SNP, TDX, "
-        "SGX: report_data[32:64])",
+        "SGX: report_data[32:64]; TPM: the quote's 64-byte extraData[32:64])",
     )
     parser.add_argument(
         "--trust-root",
         metavar="PEM",
-        help="trust this root instead of the pinned ones (AWS's, AMD's ARKs, or the Intel SGX "
-        "Root CA): for the simulated PKI only",
+        help="trust this root instead of the pinned ones (AWS's, AMD's ARKs, the Intel SGX "
+        "Root CA, or Google's AK CA roots for TPM quotes): for the simulated PKI only",
+    )
+    parser.add_argument(
+        "--enrolled-ak",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="TPM: treat this AK (public key, PEM or DER) as enrolled from the beginning of "
+        "time, for an offline check of an on-premises quote; the ledger's enrolments are not "
+        "consulted. Repeatable.",
+    )
+    parser.add_argument(
+        "--nitro-root",
+        metavar="PEM",
+        help="TPM: the AWS Nitro root a NitroTPM document must chain to, instead of the pinned "
+        "AWS Nitro Enclaves Root-G1",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
@@ -143,25 +182,27 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     err: TextIO = sys.stderr
     try:
-        evidence = read_evidence(args.file)
+        evidence = read_input(args.file)
         kind = _kind(args.evidence_type, evidence, args.file, err)
         snp = kind is EvidenceKind.AMD_SEV_SNP
         dcap = kind in _DCAP_KINDS
+        tpm = kind is _TPM
+        if not tpm and (args.enrolled_ak or args.nitro_root):
+            raise UsageError("--enrolled-ak and --nitro-root are for TPM quotes (tpm2-quote)")
         at = _parse_at(args.at, kind=kind)
         nonce = _parse_hex(args.nonce, "--nonce")
         result_hash = _parse_result_hash(args.result_hash)
-        endorsements = tuple(
-            e for spec in args.endorsement for e in _read_endorsements(spec, dcap=dcap)
-        )
-        if args.collateral is not None:
-            if not dcap:
-                raise UsageError("--collateral: Intel collateral is for TDX and SGX quotes")
-            endorsements += _read_collateral(args.collateral)
-        if endorsements and not (snp or dcap):
+        endorsements = _endorsements(args, kind)
+        quote = tpm_input(evidence) if tpm else None
+        if quote is not None:
+            evidence = quote.container
+            endorsements = assign_ak_certificate(endorsements, quote.carried)
+        elif endorsements and not (snp or dcap):
             raise UsageError("--endorsement: a Nitro document carries its own certificates")
         policy = _load_policy(args.policy, kind, err)
         anchor = _load_anchor(args.trust_root, kind, err)
-        verify = _verifier(kind, anchor, endorsements)
+        tpm_scheme = _tpm_verifier(anchor, args, err) if tpm else None
+        verify = _verifier(kind, anchor, endorsements, tpm_scheme)
     except UsageError as exc:
         print(f"attest-ledger verify: {exc}", file=err)
         return EXIT_USAGE
@@ -172,6 +213,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result: AttestationResult | None = None
     error: VerifierError | None = None
     try:
+        if quote is not None and quote.error is not None:
+            raise quote.error  # a JSON sample that does not convert: malformed evidence
         result = verify(evidence, at, policy, nonce, result_hash)
     except PolicyViolation as exc:
         error, result = exc, exc.result
@@ -179,7 +222,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         error = exc
 
     if args.json:
-        _print_json(kind, evidence, result, error)
+        _print_json(kind, evidence, result, error, tpm=quote)
+    elif tpm_scheme is not None and quote is not None:
+        item = Evidence(kind, evidence, endorsements)
+        _print_tpm_report(args.file, quote, item, tpm_scheme, at, outcome=(result, error))
     elif dcap:
         _print_dcap_report(args.file, kind, evidence, at, outcome=(result, error))
     elif snp:
@@ -193,14 +239,19 @@ Verify = Callable[[bytes, Any, SchemePolicy, bytes | None, ResultHash | None], A
 
 
 def _verifier(
-    kind: EvidenceKind, anchor: TrustAnchor | None, endorsements: tuple[Endorsement, ...]
+    kind: EvidenceKind,
+    anchor: TrustAnchor | None,
+    endorsements: tuple[Endorsement, ...],
+    tpm: TpmVerifier | None = None,
 ) -> Verify:
     """The scheme's verification as one call; raises UsageError for an unusable root."""
     try:
-        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS:
+        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS or tpm is not None:
             anchors = None if anchor is None else [anchor]
-            scheme: SnpVerifier | DcapVerifier = (
-                SnpVerifier(trust_anchors=anchors)
+            scheme: SnpVerifier | DcapVerifier | TpmVerifier = (
+                tpm
+                if tpm is not None
+                else SnpVerifier(trust_anchors=anchors)
                 if kind is EvidenceKind.AMD_SEV_SNP
                 else DcapVerifier(trust_anchors=anchors)
             )
@@ -234,6 +285,50 @@ def _verifier(
     return verify_nitro
 
 
+def _endorsements(args: argparse.Namespace, kind: EvidenceKind) -> tuple[Endorsement, ...]:
+    """The endorsements of --endorsement and --collateral."""
+    endorsements = tuple(
+        e for spec in args.endorsement for e in _read_endorsements(spec, kind=kind)
+    )
+    if args.collateral is not None:
+        if kind not in _DCAP_KINDS:
+            raise UsageError("--collateral: Intel collateral is for TDX and SGX quotes")
+        endorsements += _read_collateral(args.collateral)
+    return endorsements
+
+
+def _tpm_verifier(anchor: TrustAnchor | None, args: argparse.Namespace, err: TextIO) -> TpmVerifier:
+    """The TPM scheme with the roots and offline enrolments the options give."""
+    try:
+        enrolments = offline_enrolments(args.enrolled_ak)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if enrolments is not None:
+        print(
+            f"attest-ledger verify: --enrolled-ak: {len(args.enrolled_ak)} AK(s) treated as "
+            "enrolled from the beginning of time (an offline check: the ledger's enrolments "
+            "and revocations are not consulted)",
+            file=err,
+        )
+    nitro_anchor = None
+    if args.nitro_root is not None:
+        nitro_anchor = _read_anchor(args.nitro_root, "Nitro root")
+        print(
+            f"attest-ledger verify: trusting {args.nitro_root} (SHA-256 "
+            f"{nitro_anchor.fingerprint}) instead of the AWS Nitro root for NitroTPM documents",
+            file=err,
+        )
+    try:
+        return TpmVerifier(
+            trust_anchors=None if anchor is None else [anchor],
+            nitro_anchor=nitro_anchor,
+            enrolments=enrolments,
+        )
+    except ValueError as exc:
+        option = "--nitro-root" if "Nitro" in str(exc) else "--trust-root"
+        raise UsageError(f"{option}: {exc}") from None
+
+
 # --- options ---------------------------------------------------------------------------------
 
 
@@ -243,6 +338,8 @@ def _kind(given: str | None, evidence: bytes, name: str, err: TextIO) -> Evidenc
     detected = detect_kind(evidence)
     if detected is not None:
         return detected
+    if is_json(evidence):  # the only JSON evidence: the TPM samples of other verifiers
+        return _TPM
     print(
         f"attest-ledger verify: cannot tell what kind of evidence {name} is; verifying it as "
         f"{EvidenceKind.AWS_NITRO_ENCLAVE} (give --type to choose)",
@@ -266,6 +363,8 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
                 return UnsafeAcceptAnyTdxPolicy()
             if kind is EvidenceKind.INTEL_SGX:
                 return UnsafeAcceptAnySgxPolicy()
+            if kind is _TPM:
+                return UnsafeAcceptAnyTpmPolicy()
             return UnsafeAcceptAnyPolicy(evidence_kind=kind)
     try:
         text = Path(path).read_bytes()
@@ -281,7 +380,8 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
     dcap_mismatch = (kind in _DCAP_KINDS or policy.evidence_kind in _DCAP_KINDS) and (
         policy.evidence_kind is not kind
     )
-    if snp_policy != (kind is EvidenceKind.AMD_SEV_SNP) or dcap_mismatch:
+    tpm_mismatch = isinstance(policy, TpmPolicy) != (kind is _TPM)
+    if snp_policy != (kind is EvidenceKind.AMD_SEV_SNP) or dcap_mismatch or tpm_mismatch:
         raise UsageError(
             f"policy {path} judges {policy.evidence_kind} evidence; this evidence is {kind}"
         )
@@ -290,22 +390,28 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
     return policy
 
 
-def _load_anchor(path: str | None, kind: EvidenceKind, err: TextIO) -> TrustAnchor | None:
-    if path is None:
-        return None
+def _read_anchor(path: str, what: str) -> TrustAnchor:
     try:
         pem = Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read trust root {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        anchor = TrustAnchor.from_pem(pem, name=f"explicit trust root {Path(path).name}")
+        return TrustAnchor.from_pem(pem, name=f"explicit {what} {Path(path).name}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _load_anchor(path: str | None, kind: EvidenceKind, err: TextIO) -> TrustAnchor | None:
+    if path is None:
+        return None
+    anchor = _read_anchor(path, "trust root")
     pinned = (
         "AMD roots"
         if kind is EvidenceKind.AMD_SEV_SNP
         else "Intel SGX Root CA"
         if kind in _DCAP_KINDS
+        else "Google AK CA roots"
+        if kind is _TPM
         else "AWS Nitro root"
     )
     print(
@@ -331,9 +437,11 @@ def _read_collateral(path: str) -> tuple[Endorsement, ...]:
         raise UsageError(f"collateral {path}: {exc.message}") from None
 
 
-def _read_endorsements(spec: str, *, dcap: bool = False) -> list[Endorsement]:
+def _read_endorsements(spec: str, *, kind: EvidenceKind) -> list[Endorsement]:
     """``[KIND=]FILE``: every certificate and CRL in a DER or PEM file, or one Intel
-    collateral document (``tcb-info=``, ``qe-identity=``), read as it is."""
+    collateral document (``tcb-info=``, ``qe-identity=``), read as it is. A TPM quote's are
+    certificates only (which is the AK's: :func:`assign_ak_certificate`)."""
+    dcap = kind in _DCAP_KINDS
     kind_text, sep, path = spec.partition("=")
     given: EndorsementKind | None = None
     if sep and kind_text in {k.value for k in EndorsementKind}:
@@ -354,16 +462,34 @@ def _read_endorsements(spec: str, *, dcap: bool = False) -> list[Endorsement]:
         raise UsageError(f"endorsement {path}: no certificate or CRL in it")
     if given is not None and len(ders) != 1:
         raise UsageError(f"endorsement {path}: {len(ders)} certificates in it; a kind= names one")
+    if kind is _TPM:
+        return [_tpm_endorsement(given, der, path) for der in ders]
     out = []
     for der in ders:
-        kind = given or (_dcap_kind_of(der) if dcap else endorsement_kind_of(der))
-        if kind is None:
+        found = given or (_dcap_kind_of(der) if dcap else endorsement_kind_of(der))
+        if found is None:
             raise UsageError(
                 f"endorsement {path}: not an AMD certificate or CRL this command recognises; "
                 "name its kind (vcek=, vlek=, ask=, asvk=, ark=, crl=)"
             )
-        out.append(Endorsement(kind, der))
+        out.append(Endorsement(found, der))
     return out
+
+
+def _tpm_endorsement(given: EndorsementKind | None, der: bytes, path: str) -> Endorsement:
+    if given is not None and given not in _TPM_KINDS:
+        raise UsageError(
+            f"endorsement {path}: a TPM quote's endorsements are its AK certificate "
+            f"(ak-certificate=) and intermediates (certificate=), not {given}"
+        )
+    try:
+        load_der_certificate(der)
+    except CERTIFICATE_PARSE_ERRORS:
+        raise UsageError(
+            f"endorsement {path}: not a certificate (a TPM quote's endorsements are its AK "
+            "certificate and intermediates)"
+        ) from None
+    return Endorsement(given or EndorsementKind.CERTIFICATE, der)
 
 
 def _dcap_kind_of(der: bytes) -> EndorsementKind | None:
@@ -399,8 +525,14 @@ def _parse_at(text: str, *, kind: EvidenceKind) -> Any:
     if text == "now":
         return datetime.now(UTC)
     if text == "doc":
-        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS:
-            what = "an SEV-SNP report" if kind is EvidenceKind.AMD_SEV_SNP else "an Intel quote"
+        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS or kind is _TPM:
+            what = (
+                "an SEV-SNP report"
+                if kind is EvidenceKind.AMD_SEV_SNP
+                else "a TPM quote (its clock counts from the TPM's reset)"
+                if kind is _TPM
+                else "an Intel quote"
+            )
             raise UsageError(
                 f"--at doc: {what} carries no time of its own; give now or an ISO-8601 "
                 "instant (for archived evidence: when it was judged)"
@@ -441,6 +573,8 @@ def _print_json(
     evidence: bytes,
     result: AttestationResult | None,
     error: VerifierError | None,
+    *,
+    tpm: TpmInput | None = None,
 ) -> None:
     out: dict[str, object] = {
         "verified": error is None,
@@ -450,6 +584,8 @@ def _print_json(
         "error": error.to_dict() if error is not None else None,
         "result": result.to_ear() if result is not None else None,
     }
+    if tpm is not None:  # what was read, when it is not the container judged
+        out["input"] = "json-sample" if tpm.from_json else "tpm2-quote/v1"
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -559,10 +695,12 @@ def _write_rows(
 ) -> None:
     write(f"\nCertificate chain  (judged at {iso_utc(moment)}, {basis})")
     write("\n" if verified else "  UNVERIFIED\n")
+    width = max([13, *(len(row[0]) for row in rows)])  # a TPM AK chain's "intermediate[0]"
     for position, subject, not_before, not_after in rows:
         state = "valid" if not_before <= moment <= not_after else "OUTSIDE"
         write(
-            f"  {position:<13} {iso_utc(not_before, 'seconds')} .. {iso_utc(not_after, 'seconds')}"
+            f"  {position:<{width}} {iso_utc(not_before, 'seconds')} .. "
+            f"{iso_utc(not_after, 'seconds')}"
             f"  {state:<7}  {subject}\n"
         )
 
@@ -800,3 +938,49 @@ def _write_dcap_tcb(claims: DcapClaims, write: Write) -> None:
 
 def _clip(text: str, width: int = 64) -> str:
     return text if len(text) <= width else text[:width] + "..."
+
+
+# --- the TPM 2.0 quote -----------------------------------------------------------------------
+
+
+def _print_tpm_report(
+    name: str,
+    quote: TpmInput,
+    evidence: Evidence,
+    scheme: TpmVerifier,
+    at: datetime,
+    *,
+    outcome: tuple[AttestationResult | None, VerifierError | None],
+) -> None:
+    result, error = outcome
+    write = _writer()
+    write(f"Attestation evidence  {name}\n")
+    write(f"  {'kind':<18} {_TPM}\n")
+    if quote.from_json:
+        write(f"  {'input':<18} {JSON_FORM}\n")
+    digest = hashlib.sha256(evidence.data).hexdigest()
+    write(f"  {'size':<18} {len(evidence.data)} bytes, SHA-256 {digest}\n")
+    report = report_of(scheme, evidence, result, error) if quote.error is None else None
+    if report is not None:
+        write_tpm_claims(report, write)
+    if result is not None:
+        rows = [(c.position, c.subject, c.not_before, c.not_after) for c in result.certificates]
+    else:
+        rows = _unverified_rows(
+            [(str(e.kind), e.data) for e in evidence.endorsements]
+            + _nitro_document_certificates(evidence.data)
+        )
+    if rows:
+        _write_rows(rows, at, "the given time", verified=result is not None, write=write)
+    _write_verdict(result, error, write)
+
+
+def _nitro_document_certificates(container: bytes) -> list[tuple[str, bytes]]:
+    """The certificates of a NitroTPM document in the container, for display (unverified)."""
+    try:
+        document = parse_evidence(parse_container(container).nitro_document or b"")[1]
+    except VerifierError:
+        return []
+    return [(f"cabundle[{i}]", der) for i, der in enumerate(document.cabundle)] + [
+        ("certificate", document.certificate)
+    ]

@@ -10,6 +10,9 @@ import pytest
 from attest_ledger.cli import main
 from attest_ledger.settings import Settings
 from tests.support import NITRO
+from tests.verifier.tpm.support import TPM as TPM_FIXTURES
+from tests.verifier.tpm.support import Quote
+from tests.verifier.tpm.support import container as tpm_container
 
 pytestmark = pytest.mark.db
 
@@ -206,6 +209,117 @@ def test_snp_policy_commands(capsys, settings) -> None:
         ("policy", "set", "--max-vmpl", "1"),  # an SEV-SNP setting without --type
     ):
         assert run(capsys, settings, *argv)[0] == 2, argv
+
+
+def test_tpm_policy_commands(capsys, settings, tmp_path) -> None:
+    """TPM reference images and settings (issue #13): from a quote signed here over a real boot
+    log (its replayed and reset PCRs left out), from the real NitroTPM sample, or by hand;
+    every value checked by the verifier's own policy rules."""
+    run(capsys, settings, "workers", "add", "w1")
+    add = ("policy", "image", "add")
+    log = TPM_FIXTURES / "eventlogs" / "gotpmtools_arch-linux-workstation.bin"
+    replayed = json.loads((TPM_FIXTURES / "eventlogs" / "expected_pcrs.json").read_text())[
+        log.name
+    ]["pcrs"]["sha256"]
+    pcrs = {int(i): bytes.fromhex(v) for i, v in replayed.items()}
+    pcrs.update({16: bytes(32), 17: b"\xff" * 32, 23: b"\x23" * 32})
+    quote = Quote(pcrs={"sha256": pcrs})
+    with_log = tmp_path / "quote.cbor"
+    with_log.write_bytes(tpm_container(quote.fields(event_log=log.read_bytes())))
+    code, _, err = run(
+        capsys, settings, *add, "job", "--type", "tpm2-quote", "--from-quote", str(with_log)
+    )
+    assert code == 0, err
+    assert (
+        "--from-quote: sha256 PCRs 23 taken; left out: at a reset value 16, 17, replayed by the "
+        "quote's event log 0, 1, 2, 3, 4, 5, 6, 7, 8" in err
+    )
+    nitro_sample = str(TPM_FIXTURES / "vaportpm_test-nitro-fixture.json")
+    assert run(
+        capsys, settings, *add, "nitrotpm", "--type", "tpm2-quote", "--from-quote", nitro_sample,
+        "--pcr", "sha384:4=" + "AB" * 48, "--pcr", "sha256:23=" + "cd" * 32,
+    )[0] == 0  # fmt: skip
+    assert run(
+        capsys, settings, *add, "manual", "--type", "tpm2-quote", "--pcr", "sha256:7=" + "AB" * 32,
+        "--event", "9:sha256=" + "CD" * 32 + ":kernel", "--event", "23:sha384=" + "ef" * 48,
+    )[0] == 0  # fmt: skip
+    assert run(capsys, settings, "policy", "allow", "w1", "manual")[0] == 0
+    assert run(
+        capsys, settings, "policy", "set", "--type", "tpm2-quote", "--ak-paths", "gcp,enrolled",
+        "--require-event-log", "--no-reject-all-reset",
+    )[0] == 0  # fmt: skip
+    shown = json.loads(run(capsys, settings, "policy", "show")[1])
+    images = {image["name"]: image for image in shown["images"]}
+    assert images["job"] == {
+        "name": "job", "kind": "tpm2-quote", "reference": {"pcrs": {"sha256": {"23": "23" * 32}}},
+    }  # fmt: skip
+    sample = json.loads((TPM_FIXTURES / "vaportpm_test-nitro-fixture.json").read_text())
+    taken = {i: sample["pcrs"]["sha384"][i] for i in map(str, range(11))}  # 11-23 are reset
+    assert images["nitrotpm"]["reference"] == {
+        "pcrs": {"sha256": {"23": "cd" * 32}, "sha384": {**taken, "4": "ab" * 48}},
+    }  # fmt: skip
+    assert images["manual"]["reference"] == {
+        "pcrs": {"sha256": {"7": "ab" * 32}},
+        "events": [
+            {"pcr": 9, "digest": {"sha256": "cd" * 32}, "label": "kernel"},
+            {"pcr": 23, "digest": {"sha384": "ef" * 48}},
+        ],
+    }
+    assert shown["workers"] == {"w1": ["manual"]}
+    assert shown["schemes"]["tpm2-quote"] == {
+        "ak_paths": ["enrolled", "gcp"], "require_event_log": True, "reject_all_reset": False,
+    }  # fmt: skip
+    assert run(
+        capsys, settings, "policy", "set", "--type", "tpm2-quote",
+        "--ak-paths", "aws-nitrotpm,enrolled,gcp", "--no-require-event-log", "--reject-all-reset",
+    )[0] == 0  # fmt: skip
+    assert json.loads(run(capsys, settings, "policy", "show")[1])["schemes"]["tpm2-quote"] == {
+        "ak_paths": ["aws-nitrotpm", "enrolled", "gcp"], "require_event_log": False,
+        "reject_all_reset": True,
+    }  # fmt: skip
+    bad_log = tmp_path / "bad-log.cbor"
+    pcrs[4] = b"\x04" * 32
+    bad_log.write_bytes(
+        tpm_container(Quote(pcrs={"sha256": pcrs}).fields(event_log=log.read_bytes()))
+    )
+    trustee = str(TPM_FIXTURES / "trustee_tpm_evidence.json")
+    tpm = (*add, "x", "--type", "tpm2-quote")
+    for argv, message in (
+        (tpm, "a TPM image needs --pcr BANK:INDEX=HEX"),
+        ((*tpm, "--pcr", "7=" + "ab" * 32), "the bank is required"),
+        ((*tpm, "--pcr", "sha256:x=" + "ab" * 32), "the PCR index must be a number"),
+        ((*tpm, "--pcr", "sha256:7=" + "ab" * 31), "sha256 PCR 7"),
+        ((*tpm, "--pcr", "sha256:24=" + "ab" * 32), "sha256 PCR index '24'"),
+        ((*tpm, "--pcr", "md5:1=" + "ab" * 16), "pcrs bank 'md5'"),
+        ((*tpm, "--pcr", "sha256:7=zz"), "must be hexadecimal"),
+        ((*tpm, "--event", "9=" + "ab" * 32), "an event is PCR:BANK=HEX[:LABEL]"),
+        ((*tpm, "--event", "9:sha256=" + "ab" * 32 + ":" + "k" * 200), "'label' must be a short"),
+        ((*tpm, "--event", "9:sha1=" + "ab" * 32), "event digest"),
+        ((*tpm, "--from-quote", str(NITRO / "yawn_nitro_attest.cbor")), "tpm2-quote: expected"),
+        ((*tpm, "--from-quote", str(bad_log)), "event log: replays sha256 PCR 4"),
+        ((*tpm, "--from-quote", trustee), "a TPM image needs"),  # every PCR at a reset value
+        ((*tpm, "--measurement", "ab" * 48), "--measurement not for --type tpm2-quote"),
+        ((*add, "x", "--event", "9:sha256=" + "ab" * 32), "--event not for --type aws-nitro"),
+        (
+            (*add, "x", "--type", "intel-tdx", "--mr-td", "ab" * 48, "--event", "1:sha1=00"),
+            "--event",
+        ),
+        ((*add, "job", "--type", "tpm2-quote", "--pcr", "sha256:1=" + "ab" * 32), "exists"),
+        (("policy", "set", "--type", "tpm2-quote", "--ak-paths", "unendorsed"), "never accepted"),
+        (("policy", "set", "--type", "tpm2-quote", "--ak-paths", "gcp,gcp"), "distinct names"),
+        (("policy", "set", "--type", "tpm2-quote", "--ak-paths", "none"), "ak_paths must be"),
+        (("policy", "set", "--type", "tpm2-quote", "--allow-debug"), "--allow-debug not for"),
+        (("policy", "set", "--type", "tpm2-quote", "--skew", "5"), "--skew not for"),
+        (("policy", "set", "--type", "tpm2-quote", "--max-vmpl", "1"), "--max-vmpl not for"),
+        (("policy", "set", "--type", "tpm2-quote", "--xfam-allowed", "any"), "--xfam-allowed"),
+        (("policy", "set", "--type", "tpm2-quote"), "nothing to change"),
+        (("policy", "set", "--require-event-log"), "--require-event-log not for --type aws-nitro"),
+        (("policy", "set", "--type", "amd-sev-snp", "--ak-paths", "gcp"), "--ak-paths not for"),
+        (("policy", "set", "--type", "intel-tdx", "--no-reject-all-reset"), "--reject-all-reset"),
+    ):
+        code, _, err = run(capsys, settings, *argv)
+        assert code == 2, argv
+        assert message in err, (argv, err)
 
 
 TDX_FIXTURES = NITRO.parent / "tdx"
