@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 from verifier import MAX_EVIDENCE_BYTES
+from verifier.tpm.evidence import MAX_CONTAINER_BYTES
 
 __all__ = ["MAX_INPUT_BYTES", "decode_evidence_text", "read_evidence"]
 
-#: Hex doubles the size; leave room for line breaks.
-MAX_INPUT_BYTES = MAX_EVIDENCE_BYTES * 2 + 4096
+#: The largest evidence of any kind (a TPM quote's container with its event logs, 64 KiB);
+#: hex doubles the size; leave room for line breaks.
+MAX_INPUT_BYTES = max(MAX_EVIDENCE_BYTES, MAX_CONTAINER_BYTES) * 2 + 4096
 _HEX = re.compile(rb"^[0-9a-fA-F]+$")
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/_-]+={0,2}$")
 
