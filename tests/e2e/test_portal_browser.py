@@ -30,7 +30,9 @@ from enclave_worker import (
     simulated_snp_measurement,
     simulated_tdx_measurement,
 )
+from enclave_worker.binding import ResultDigest
 from enclave_worker.simulated_intel import SimulatedIntelPki
+from enclave_worker.tpm import job_events
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
 from ledger.keys import load_signing_key
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -468,4 +470,74 @@ def test_an_auditor_opens_a_tdx_entry_and_the_revocation_impact(portal, tmp_path
     assert Path(download.value.path()).read_bytes() == later
     table.locator(f"a:text-is('#{receipts[0]['index']}')").click()
     assert f"/portal/entries/{receipts[0]['index']}" in page.url
+    assert portal["problems"] == []  # no CSP violation, no script error on any page
+
+
+def test_an_auditor_opens_a_tpm_quote_from_swtpm_and_its_enrolment(portal, tmp_path) -> None:
+    """A TPM worker quoting from a real swtpm (issue #13): its AK is written out by `worker
+    tpm-ak` and enrolled by `tpm enroll` (EK certificate against swtpm's local CA), a TPM
+    image expects its model event; the auditor opens an affirmed quote (AK path, PCRs, the
+    event log with the expected event found), watches the in-browser check pass, re-verifies,
+    follows the link to the enrolment entry, and finds the quote of another model refused."""
+    env = portal["env"]
+    model = hashlib.sha256(job_events("e2e-tpm", ResultDigest.of(b""))[0]).hexdigest()
+    state, enrol = tmp_path / "tpm", tmp_path / "enrol"
+    done = subprocess.run(
+        [*CLI, "worker", "tpm-ak", "--tpm-state", str(state), "--out", str(enrol)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    for command in (
+        ["tpm", "enroll", "e2e-machine", "--ak", written["ak"], "--ek-cert",
+         written["ek_certificate"], *[a for ca in written["ek_ca"] for a in ("--ek-ca", ca)]],
+        ["policy", "image", "add", "e2e-tpm", "--type", "tpm2-quote",
+         "--event", f"23:sha256={model}:model"],
+        ["policy", "allow", "alpha", "e2e-tpm"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [*CLI, *command], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    worker = subprocess.run(
+        [
+            *CLI, "worker", "run", "--server", portal["base"], "--count", "4", "--mix",
+            "--tee", "tpm2-quote", "--image", "e2e-tpm", "--name", "tpm-worker",
+            "--tpm-state", str(state),
+        ],
+        cwd=ROOT, env={**env, "ATTEST_LEDGER_WORKER_TOKEN": portal["tokens"]["alpha"]},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    receipts = [json.loads(line) for line in worker.stdout.splitlines()]
+    assert [r["verdict"] for r in receipts] == ["affirming"] * 3 + ["contraindicated"], receipts
+    assert receipts[3]["reasons"] == ["event_missing"]
+    covered(portal["base"])
+
+    page = portal["page"]
+    sign_in(page)
+    portal["problems"].clear()  # the wrong password's 401 is expected
+    page.goto(f"/portal/entries/{receipts[0]['index']}")
+    check_reads(page, "Verified in your browser")
+    quote = page.locator("#tpm-quote")
+    text = quote.inner_text()
+    for expected in ("enrolled", "e2e-machine", "extraData", "the result binding", "Event log"):
+        assert expected in text, expected
+    assert quote.locator("table.tpm-pcrs").count() >= 1
+    events = quote.locator("table.events tbody tr")
+    assert events.count() >= 3  # the Spec ID header, the model, the result
+    assert "attestation-ledger:model:e2e-tpm" in quote.locator("table.events").inner_text()
+    expected_events = quote.locator("table.expected-events")
+    assert expected_events.locator("span.badge.ok", has_text="found").count() == 1
+    shot(page, "19-tpm-entry")
+    page.click("text=Re-verify now")
+    assert "The verdicts agree." in page.inner_text("#reverification")
+    quote.locator("a", has_text="entry #").first.click()  # the enrolment entry
+    assert "e2e-machine" in page.inner_text("main")
+    assert "tpm_enrolment" in page.inner_text("main") or "enrol" in page.inner_text("main")
+    shot(page, "20-tpm-enrolment")
+    page.goto(f"/portal/entries/{receipts[3]['index']}")
+    check_reads(page, "Verified in your browser")
+    missing = page.locator("#tpm-quote table.expected-events span.badge.bad", has_text="missing")
+    assert missing.count() == 1
     assert portal["problems"] == []  # no CSP violation, no script error on any page
