@@ -1834,6 +1834,8 @@ TPM_SIGNATURES = {0x0014: "rsassa", 0x0016: "rsapss", 0x0018: "ecdsa"}
 TPM_PCRS = 24
 TPM_EVIDENCE_KEYS = {"format", "attest", "signature", "ak", "pcrs"}
 TPM_OPTIONAL_KEYS = {"event_log", "ima_log", "nitro_document"}
+TPM_PREFIX = b"\x66format\x6dtpm2-quote/v1"  # the first entry, as CBOR: the kind shows first
+TPM_FIELD_LIMITS = {"attest": 1024, "signature": 1024, "ak": 1024, "nitro_document": 16 * 1024}
 AK_PATHS = ("aws-nitrotpm", "gcp", "enrolled")
 TPM_DEFAULTS: dict[str, Any] = {
     "ak_paths": list(AK_PATHS), "require_event_log": False, "reject_all_reset": True,
@@ -1879,6 +1881,7 @@ if hashlib.sha256(GOOGLE_2020_INTERMEDIATE).hexdigest() != GOOGLE_2020_INTERMEDI
     raise RuntimeError(
         "this file has been modified: its Google 2020 intermediate is not the one pinned"
     )
+GCP_MAX_PATH = 4  # AK <- intermediate <- root is what Google issues; room for one more
 EV_NO_ACTION = 3
 SPEC_ID = b"Spec ID Event03\0"
 STARTUP_LOCALITY = b"StartupLocality\0"
@@ -1921,45 +1924,72 @@ class _Reader:
 
 
 def tpm_container(evidence: bytes) -> dict[str, Any]:
-    """The contract's CBOR map, strictly: only its keys, each of its type; the PCRs by bank
-    (sha1, sha256, sha384, sha512) and index (0..23), each of its bank's size."""
+    """The contract's CBOR map, strictly: at most 64 KiB (oversize); a definite map of at
+    most 23 entries whose first entry is ``format``: ``tpm2-quote/v1``; only its keys; attest,
+    signature, ak (each at most 1 KiB) and the optional logs and Nitro document (at most 16
+    KiB) non-empty byte strings (a longer one is oversize); pcrs a non-empty map of banks
+    (sha1, sha256, sha384, sha512), each a non-empty map of PCR index (0..23) to a value of
+    its bank's size."""
     if len(evidence) > MAX_TPM_EVIDENCE:
         raise Reject("oversize")
+    if not (
+        len(evidence) > len(TPM_PREFIX) and 0xA1 <= evidence[0] <= 0xB7
+        and evidence[1 : 1 + len(TPM_PREFIX)] == TPM_PREFIX
+    ):  # fmt: skip
+        raise Reject("malformed")
     box = strict_cbor(evidence)
-    if not isinstance(box, dict) or not all(isinstance(k, str) for k in box):
+    if not isinstance(box, dict) or set(box) - TPM_EVIDENCE_KEYS - TPM_OPTIONAL_KEYS:
         raise Reject("malformed")
-    if TPM_EVIDENCE_KEYS - set(box) or set(box) - TPM_EVIDENCE_KEYS - TPM_OPTIONAL_KEYS:
+    if TPM_EVIDENCE_KEYS - set(box):
         raise Reject("malformed")
-    if box["format"] != TPM_FORMAT or not isinstance(box["format"], str):
-        raise Reject("malformed")
-    for name in ("attest", "signature", "ak", *TPM_OPTIONAL_KEYS):
-        if name in box:
-            _bytes(box[name], 1, MAX_TPM_EVIDENCE)
+    for name in ("attest", "signature", "ak", "event_log", "ima_log", "nitro_document"):
+        if name not in box:
+            continue
+        if not isinstance(box[name], bytes):
+            raise Reject("malformed")
+        if len(box[name]) > TPM_FIELD_LIMITS.get(name, MAX_TPM_EVIDENCE):
+            raise Reject("oversize")
+        if not box[name]:
+            raise Reject("malformed")
     pcrs = box["pcrs"]
-    if not isinstance(pcrs, dict) or not set(pcrs) <= set(DIGEST_SIZES):
+    if not isinstance(pcrs, dict) or not pcrs:
         raise Reject("malformed")
     for bank, values in pcrs.items():
-        if not isinstance(values, dict):
+        if not isinstance(bank, str) or bank not in DIGEST_SIZES:
+            raise Reject("malformed")
+        if not isinstance(values, dict) or not values:
             raise Reject("malformed")
         for index, value in values.items():
             if not _is_int(index) or not 0 <= index < TPM_PCRS:
                 raise Reject("malformed")
-            _bytes(value, DIGEST_SIZES[bank], DIGEST_SIZES[bank])
+            if not isinstance(value, bytes) or len(value) != DIGEST_SIZES[bank]:
+                raise Reject("malformed")
     return box
+
+
+def _tpm_hash(alg: int) -> str:
+    """A hash TPM_ALG_ID this judge knows; another is a well-formed algorithm it does not
+    support (unsupported), not a layout error."""
+    name = TPM_HASH_IDS.get(alg)
+    if name is None:
+        raise Reject("unsupported")
+    return name
 
 
 def tpm_attest(data: bytes) -> dict[str, Any]:
     """TPMS_ATTEST of type ATTEST_QUOTE, big-endian, every field read and no byte left:
     magic, type, qualifiedSigner (a TPM2B_NAME: nameAlg and digest; a handle is refused),
-    extraData, clockInfo, firmwareVersion, TPML_PCR_SELECTION (PCRs 0..23 of distinct banks)
-    and pcrDigest."""
+    extraData (at most 64 bytes), clockInfo, firmwareVersion, TPML_PCR_SELECTION (1 to 4
+    distinct banks, 3 to 8 bytes of bitmap, PCRs 0..23, at least one selected) and pcrDigest
+    (the nameAlg's size). A hash this judge does not know is unsupported."""
     read = _Reader(data)
     if read.uint(4) != TPM_MAGIC or read.uint(2) != ATTEST_QUOTE:
         raise Reject("malformed")
     name = read.sized(2, 2 + 64)
-    alg = int.from_bytes(name[:2], "big") if len(name) >= 2 else None
-    name_alg = TPM_HASH_IDS.get(alg) if alg is not None else None
-    if name_alg is None or len(name) != 2 + DIGEST_SIZES[name_alg]:
+    if len(name) in (0, 4) or len(name) < 2:
+        raise Reject("malformed")  # empty, or a TPM_HANDLE: not the AK's name
+    name_alg = _tpm_hash(int.from_bytes(name[:2], "big"))
+    if len(name) != 2 + DIGEST_SIZES[name_alg]:
         raise Reject("malformed")
     extra = read.sized(2, 64)
     clock, resets, restarts, safe = read.uint(8), read.uint(4), read.uint(4), read.uint(1)
@@ -1971,15 +2001,21 @@ def tpm_attest(data: bytes) -> dict[str, Any]:
         raise Reject("malformed")
     selection: list[tuple[str, list[int]]] = []
     for _ in range(count):
-        bank = TPM_HASH_IDS.get(read.uint(2))
+        bank = _tpm_hash(read.uint(2))
+        if any(bank == seen for seen, _ in selection):
+            raise Reject("malformed")
         size = read.uint(1)
-        if bank is None or any(bank == seen for seen, _ in selection) or not 3 <= size <= 4:
+        if not 3 <= size <= 8:
             raise Reject("malformed")
         bits = int.from_bytes(read.take(size), "little")  # PCR i: byte i // 8, bit i % 8
         if bits >> TPM_PCRS:
             raise Reject("malformed")  # a PCR above 23
         selection.append((bank, [i for i in range(TPM_PCRS) if bits >> i & 1]))
+    if not any(indexes for _, indexes in selection):
+        raise Reject("malformed")  # the quote selects no PCR
     digest = read.sized(2, 64)
+    if len(digest) != DIGEST_SIZES[name_alg]:
+        raise Reject("malformed")
     read.end()
     return {
         "name_alg": name_alg, "extra_data": extra, "clock": clock, "reset_count": resets,
@@ -1989,33 +2025,41 @@ def tpm_attest(data: bytes) -> dict[str, Any]:
 
 
 def tpm_signature(data: bytes) -> dict[str, Any]:
-    """TPMT_SIGNATURE: sigAlg (RSASSA, RSAPSS, ECDSA), hashAlg, then a TPM2B signature (RSA)
-    or the TPM2B integers r and s (ECDSA), and nothing after."""
+    """TPMT_SIGNATURE: sigAlg (RSASSA, RSAPSS, ECDSA; another is unsupported), hashAlg, then a
+    TPM2B signature (RSA, not empty) or the TPM2B integers r and s (ECDSA), nothing after."""
     read = _Reader(data)
-    scheme, digest = TPM_SIGNATURES.get(read.uint(2)), TPM_HASH_IDS.get(read.uint(2))
-    if scheme is None or digest is None:
-        raise Reject("malformed")
+    scheme = TPM_SIGNATURES.get(read.uint(2))
+    if scheme is None:
+        raise Reject("unsupported")
+    digest = _tpm_hash(read.uint(2))
     if scheme == "ecdsa":
         r, s = read.sized(2, 66), read.sized(2, 66)
-        out = {"scheme": scheme, "hash": digest, "r": int.from_bytes(r, "big"),
-               "s": int.from_bytes(s, "big")}  # fmt: skip
-    else:
-        out = {"scheme": scheme, "hash": digest, "signature": read.sized(2, 512)}
+        read.end()
+        return {"scheme": scheme, "hash": digest, "r": int.from_bytes(r, "big"),
+                "s": int.from_bytes(s, "big")}  # fmt: skip
+    signature = read.sized(2, 512)
+    if not signature:
+        raise Reject("malformed")
     read.end()
-    return out
+    return {"scheme": scheme, "hash": digest, "signature": signature}
 
 
 def tpm_key(der: bytes) -> Any:
-    """The AK: an X.509 SubjectPublicKeyInfo, EC P-256 or P-384, or RSA of 2048 to 4096 bits."""
+    """The AK: an X.509 SubjectPublicKeyInfo in its DER form, at most 1 KiB (malformed
+    otherwise), EC P-256 or P-384, or RSA of 2048 to 4096 bits (unsupported otherwise)."""
+    if len(der) > 1024:
+        raise Reject("malformed")
     try:
         key = load_der_public_key(der)
     except Exception:  # ValueError, UnsupportedAlgorithm: not a key we know
         raise Reject("malformed") from None
+    if _spki(key) != der:
+        raise Reject("malformed")  # not DER, or trailing bytes
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in P_CURVES:
         return key
     if isinstance(key, rsa.RSAPublicKey) and 2048 <= key.key_size <= 4096:
         return key
-    raise Reject("malformed")
+    raise Reject("unsupported")
 
 
 def _spki(key: Any) -> bytes:
@@ -2061,14 +2105,21 @@ def tpm_signed(key: Any, signature: dict[str, Any], attest: bytes) -> None:
         raise Reject("tpm_signature_invalid") from None
 
 
-def tpm_pcrs(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> dict[str, Any]:
-    """The quoted PCRs: those sent must be exactly the ones selected (malformed, as the
-    project's parser has it), and their digest, bank by bank in selection order and index by
-    index ascending, with the AK's name algorithm (not the bank's: a NitroTPM quote digests
-    SHA-384 PCRs with SHA-256), the pcrDigest."""
+def tpm_selected(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> None:
+    """The PCR values sent are exactly those the quote selects: malformed otherwise (a
+    value not quoted, or a quoted one not sent), before the signature, as the project's
+    parser has it."""
     selected = {bank: set(indexes) for bank, indexes in quote["selection"] if indexes}
     if {bank: set(values) for bank, values in sent.items() if values} != selected:
-        raise Reject("malformed")  # a value not quoted, or a quoted one not sent
+        raise Reject("malformed")
+
+
+def tpm_pcrs(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> dict[str, Any]:
+    """The quoted PCRs (:func:`tpm_selected` checked they are those selected), once their
+    digest, bank by bank in selection order and index by index ascending, with the AK's name
+    algorithm (not the bank's: a NitroTPM quote digests SHA-384 PCRs with SHA-256), is the
+    pcrDigest."""
+    selected = {bank: set(indexes) for bank, indexes in quote["selection"] if indexes}
     h = hashlib.new(quote["name_alg"])
     for bank, indexes in quote["selection"]:
         for index in indexes:
@@ -2260,20 +2311,77 @@ def google_certificate(der: bytes) -> x509.Certificate:
         raise Reject("chain_invalid") from None
 
 
-def _google_link(cert: x509.Certificate, issuer: x509.Certificate, cas_below: int) -> None:
-    """``issuer`` signed ``cert`` and is a CA that may issue it: cA true, keyCertSign, a path
-    length that allows the CAs below; no critical extension this judge does not know."""
+def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start, end of content) of the DER element at ``at``: definite lengths of up to
+    three bytes, one-byte tags, within ``data``; ValueError otherwise."""
+    if at + 2 > len(data) or data[at] & 0x1F == 0x1F:
+        raise ValueError("DER header")
+    length, start = data[at + 1], at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 3 or start + count > len(data):
+            raise ValueError("DER length")
+        length, start = int.from_bytes(data[start : start + count], "big"), start + count
+    if start + length > len(data):
+        raise ValueError("DER length")
+    return data[at], start, start + length
+
+
+def _tbs_names(tbs: bytes) -> tuple[bytes, bytes]:
+    """(issuer, subject) of a TBSCertificate, each its Name's DER as it is in the bytes
+    signed (Google's 2018 names break X.520's length rule: compared raw)."""
+    tag, start, end = _tlv(tbs, 0)
+    if tag != 0x30 or end != len(tbs):
+        raise ValueError("TBSCertificate")
+    children, at = [], start
+    while at < end:
+        child = _tlv(tbs[:end], at)
+        children.append((child[0], at, child[2]))
+        at = child[2]
+    if children and children[0][0] == 0xA0:  # [0] EXPLICIT version
+        children = children[1:]
+    if len(children) < 6 or children[2][0] != 0x30 or children[4][0] != 0x30:
+        raise ValueError("TBSCertificate fields")
+    return tbs[children[2][1] : children[2][2]], tbs[children[4][1] : children[4][2]]
+
+
+def _google_load(der: bytes) -> tuple[x509.Certificate, bytes, bytes]:
+    """(certificate, issuer DER, subject DER) of an AK certificate or intermediate; one that
+    does not parse is malformed evidence (as the project's verifier has it)."""
     try:
-        cert.verify_directly_issued_by(issuer)
-        basic = _extension(issuer, x509.BasicConstraints)
-        usage = _extension(issuer, x509.KeyUsage)
-        known = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
-                 ExtensionOID.EXTENDED_KEY_USAGE}  # fmt: skip
-        ok = basic is not None and basic.value.ca and usage is not None
-        ok = ok and usage.value.key_cert_sign
-        ok = ok and (basic.value.path_length is None or basic.value.path_length >= cas_below)
-        ok = ok and not any(e.critical and e.oid not in known for e in cert.extensions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
+            return cert, *_tbs_names(cert.tbs_certificate_bytes)
     except Exception:
+        raise Reject("malformed") from None
+
+
+def _google_signed(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer``'s key verifies ``child``'s signature: an RSA key and PKCS#1 v1.5 with
+    SHA-256/384/512 (Google's AK CA profile; anything else is chain_invalid)."""
+    try:
+        key, algorithm = issuer.public_key(), child.signature_hash_algorithm
+    except Exception:  # a key or signature algorithm cryptography cannot read
+        raise Reject("chain_invalid") from None
+    if not isinstance(key, rsa.RSAPublicKey) or not isinstance(
+        algorithm, hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+    ):
+        raise Reject("chain_invalid")
+    try:
+        key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _google_ca(cert: x509.Certificate) -> None:
+    """An issuing certificate is a CA: basicConstraints cA and keyCertSign."""
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        ok = basic.ca and usage.key_cert_sign
+    except Exception:  # absent, or unreadable
         raise Reject("chain_invalid") from None
     if not ok:
         raise Reject("chain_invalid")
@@ -2283,47 +2391,61 @@ def gcp_chain(  # noqa: PLR0917 - one caller, read beside its docstring
     ak_der: bytes, given: list[bytes], anchors: list[Anchor], key: Any, at: datetime,
     skew: timedelta,
 ) -> x509.Certificate:  # fmt: skip
-    """The AK certificate, once the path from a Google root the entry names (RSA, compared
-    by DER: a root delivered with the chain is not trusted for being there) through the
-    certificates given holds at ``at``, and its key is the quote's."""
-    leaf = google_certificate(ak_der)
-    basic = _extension(leaf, x509.BasicConstraints)
-    if basic is not None and basic.value.ca:
-        raise Reject("chain_invalid")
+    """The AK certificate, once the path from it up to a Google root the entry names holds
+    at ``at`` and its key is the quote's. Up from the AK certificate, each issuer is a root
+    the entry names (RSA, its name the certificate's issuer, its key verifying the
+    signature: a root delivered with the chain is not trusted for being there), else a
+    certificate given (or the pinned 2020 intermediate, with the 2018 root) named as the
+    issuer, a CA that signed it; a self-signed one, or none, is untrusted_root. At most four
+    certificates below the root. Then every certificate, root first, is valid at ``at``; the
+    AK certificate is no CA; its key is the AK."""
+    leaf = _google_load(ak_der)
     if any(hashlib.sha256(der).hexdigest() == GOOGLE_2018_ROOT for _, der in anchors):
         given = [*given, GOOGLE_2020_INTERMEDIATE]
-    pool = [google_certificate(der) for der in given]
-    roots = [a for a in anchors if isinstance(a[0].public_key(), rsa.RSAPublicKey)]
-    path = [leaf]
-    while True:
+    pool = [(_google_load(der), der) for der in given]
+    roots = [
+        (anchor, _tbs_names(anchor.tbs_certificate_bytes)[1])
+        for anchor, _ in anchors
+        if isinstance(anchor.public_key(), rsa.RSAPublicKey)
+    ]
+    path, ders, root = [leaf], [ak_der], None
+    while root is None:
+        if len(path) > GCP_MAX_PATH:
+            raise Reject("chain_invalid")
         current = path[-1]
-        pinned = [a for a in roots if a[0].subject == current.issuer]
-        if pinned:
-            errors = 0
-            for anchor, _ in pinned:
-                try:
-                    _google_link(current, anchor, len(path) - 1)
-                except Reject:
-                    errors += 1
-                    continue
-                path.append(anchor)
-                break
-            if errors == len(pinned):
-                raise Reject("chain_invalid")
+        root = next(
+            (r for r, name in roots if name == current[1] and _google_signed(current[0], r)), None
+        )
+        if root is not None:
             break
-        parent = next((c for c in pool if c.subject == current.issuer and c not in path), None)
-        if parent is None or current.issuer == current.subject or len(path) > len(pool):
+        issuer = next(((c, der) for c, der in pool if c[2] == current[1] and der not in ders), None)
+        if issuer is None or issuer[0][1] == issuer[0][2]:
             raise Reject("untrusted_root")  # no path to a root the entry names
-        _google_link(current, parent, len(path) - 1)
-        path.append(parent)
-    for cert in path:
-        if cert.not_valid_before_utc - skew > at:
+        _google_ca(issuer[0][0])
+        if not _google_signed(current[0], issuer[0][0]):
+            raise Reject("chain_invalid")
+        path.append(issuer[0])
+        ders.append(issuer[1])
+    for cert in [root, *(c[0] for c in reversed(path))]:
+        if cert.not_valid_before_utc > at + skew:
             raise Reject("not_yet_valid")
         if at > cert.not_valid_after_utc:
             raise Reject("expired")
-    if _spki(leaf.public_key()) != _spki(key):
+    try:
+        basic = leaf[0].extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        basic = None
+    except Exception:
+        raise Reject("malformed") from None
+    if basic is not None and basic.ca:
+        raise Reject("chain_invalid")  # a CA certificate, not an AK's
+    try:
+        certified = _spki(leaf[0].public_key())
+    except Exception:  # a key cryptography cannot read is not the AK
+        certified = b""
+    if certified != _spki(key):
         raise Reject("ak_certificate_mismatch")
-    return leaf
+    return leaf[0]
 
 
 def nitrotpm_binding(  # noqa: PLR0917 - one caller, read beside its docstring
@@ -2389,6 +2511,7 @@ def tpm_judge(  # noqa: PLR0917 - one caller, read beside its docstring
     box = tpm_container(evidence)
     quote, signature = tpm_attest(box["attest"]), tpm_signature(box["signature"])
     key = tpm_key(box["ak"])
+    tpm_selected(quote, box["pcrs"])
     if len(endorsements) > MAX_ENDORSEMENTS or any(
         len(der) > MAX_ENDORSEMENT_BYTES for _, der in endorsements
     ):
@@ -2403,7 +2526,7 @@ def tpm_judge(  # noqa: PLR0917 - one caller, read beside its docstring
         path = "aws-nitrotpm"
     elif certificates:
         if len(certificates) > 1:
-            raise Reject("chain_invalid")  # which of them would be the AK's?
+            raise Reject("endorsement_mismatch")  # which of them would be the AK's?
         given = [der for kind, der in endorsements if kind == "certificate"]
         gcp_chain(certificates[0], given, anchors, key, at, skew)
         path = "gcp"
