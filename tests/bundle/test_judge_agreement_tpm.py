@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,10 @@ from typing import Any
 
 import cbor2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -533,3 +538,37 @@ def test_any_bit_flip_of_a_container_is_judged_alike(
     case.evidence = data[:at] + bytes([data[at] ^ (1 << bit)]) + data[at + 1 :]
     project, ours = both(world, case)
     assert project == ours, case.notes
+
+
+def test_the_2018_roots_intermediate_is_pinned_with_explicit_anchors(world: World) -> None:
+    """An old-style GCP AK certificate names the 2020 intermediate as its issuer and comes
+    without it. With the 2018 root among explicit anchors (as a bundle passes them) both
+    judges find the pinned intermediate (here the signature, made by a key of this test, does
+    not verify: chain_invalid); without that root there is no path (untrusted_root)."""
+    quote = Quote(key="p256", private_key=world.keys["p256"])
+    signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with warnings.catch_warnings():  # the intermediate's common name is over 64 characters
+        warnings.simplefilter("ignore", UserWarning)
+        intermediate = x509.load_der_x509_certificate(standalone.GOOGLE_2020_INTERMEDIATE)
+        ak_cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "old AK")]))
+            .issuer_name(intermediate.subject)
+            .public_key(world.keys["p256"].public_key())  # type: ignore[union-attr]
+            .serial_number(7)
+            .not_valid_before(AT - timedelta(days=1))
+            .not_valid_after(AT + timedelta(days=1))
+            .sign(signer, hashes.SHA256())
+        )
+    evidence = quote.evidence(Endorsement("ak-certificate", ak_cert.public_bytes(Encoding.DER)))
+    for anchors, code in ((world.anchors, "chain_invalid"), (world.anchors[:2], "untrusted_root")):
+        verifier = TpmVerifier(trust_anchors=anchors[1:], nitro_anchor=anchors[0])
+        status, _, reasons = judge_again(evidence, verifier, None, None, at=AT)
+        theirs = [(standalone.load_anchor(a.der), a.der) for a in anchors]
+        ours = standalone.judge(
+            TPM, evidence.data, theirs, None, AT, None,
+            [("ak-certificate", ak_cert.public_bytes(Encoding.DER))],
+        )  # fmt: skip
+        assert (status, {c for c, _ in reasons}) == ours == (
+            "contraindicated", {code, "no_reference_values"},
+        )  # fmt: skip
