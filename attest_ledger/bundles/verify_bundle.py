@@ -2692,8 +2692,8 @@ def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
     DER); a TDX or SGX quote against the Intel roots its entry names, with the collateral
     ``endorsements`` (kind, bytes) it names; a TPM quote against the Google and Nitro roots
     its entry names, with its AK certificate chain (``endorsements``) and the ``enrolments``
-    recorded before it (what :func:`enrolment_problem` gives); a Nitro document against the
-    one anchor its entry names."""
+    the bundle carries, each counting from its time (what :func:`enrolment_problem` gives); a
+    Nitro document against the one anchor its entry names."""
     extra = set() if policy is not None else {"no_reference_values"}
     try:
         if kind == SNP:
