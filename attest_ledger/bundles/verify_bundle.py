@@ -66,6 +66,7 @@ from typing import IO, Any
 
 import cbor2
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -1817,7 +1818,7 @@ def dcap_appraisal(
 # malformed), the AK's signature over the exact TPMS_ATTEST bytes (tpm_signature_invalid),
 # pcrDigest from the PCRs sent, with the AK's name algorithm (pcr_digest_mismatch), the event
 # logs replayed against the quoted PCRs (event_log_mismatch), then who vouches for the AK: a
-# NitroTPM attestation document (this file's Nitro judge at the document's time, then
+# NitroTPM attestation document (this file's Nitro judge at the verification time, then
 # ak_binding_invalid), a Google AK certificate chain (untrusted_root, chain_invalid,
 # not_yet_valid, expired, ak_certificate_mismatch), an enrolment in the ledger
 # (ak_not_enrolled, ak_enrolment_revoked), else ak_unendorsed; then every policy violation.
@@ -1833,6 +1834,8 @@ TPM_SIGNATURES = {0x0014: "rsassa", 0x0016: "rsapss", 0x0018: "ecdsa"}
 TPM_PCRS = 24
 TPM_EVIDENCE_KEYS = {"format", "attest", "signature", "ak", "pcrs"}
 TPM_OPTIONAL_KEYS = {"event_log", "ima_log", "nitro_document"}
+TPM_PREFIX = b"\x66format\x6dtpm2-quote/v1"  # the first entry, as CBOR: the kind shows first
+TPM_FIELD_LIMITS = {"attest": 1024, "signature": 1024, "ak": 1024, "nitro_document": 16 * 1024}
 AK_PATHS = ("aws-nitrotpm", "gcp", "enrolled")
 TPM_DEFAULTS: dict[str, Any] = {
     "ak_paths": list(AK_PATHS), "require_event_log": False, "reject_all_reset": True,
@@ -1843,10 +1846,49 @@ GOOGLE_ROOTS = {
     "594759594b9b61524f6c8ef668f7177f7b9066bc0674f2f49fe9e052be78beb2": "Google EK/AK CA Root",
     "9bd5285f8fb18502a7947e621ffd470266f49fcd3b73e19a190f690ad32a7caf": "Google vTPM EK root 2018",
 }
+#: The 2018 root's intermediate (tpm_ek_v1_cloud_host-signer, 2020-2120), which go-tpm-tools
+#: attestations do not carry: as the service's verifier does, this judge pins it (checked by
+#: its SHA-256) and offers it as an issuer whenever the 2018 root is among the entry's roots.
+GOOGLE_2018_ROOT = "9bd5285f8fb18502a7947e621ffd470266f49fcd3b73e19a190f690ad32a7caf"
+GOOGLE_2020_INTERMEDIATE_SHA256 = "5d8dbcf8c8053dd8ffad711b6219355032b7122c34cac0f90ccb49def69ec504"
+GOOGLE_2020_INTERMEDIATE = base64.b64decode(
+    "MIIGFDCCA/ygAwIBAgIQKGFud4l+Tma/3sf58QMTrDANBgkqhkiG9w0BAQsFADCBvjELMAkGA1UEBhMCVVMxEzAR"
+    "BgNVBAgTCkNhbGlmb3JuaWExFjAUBgNVBAcTDU1vdW50YWluIFZpZXcxEzARBgNVBAoTCkdvb2dsZSBMTEMxDjAM"
+    "BgNVBAsTBUNsb3VkMV0wWwYDVQQDDFR0cG1fZWtfdjFfY2xvdWRfaG9zdF9yb290LXNpZ25lci0wLTIwMTgtMDQt"
+    "MDZUMTA6NTg6MjYtMDc6MDAgSzoxLCAxOlB3MDAzSHNGWU80OjA6MTgwIBcNMjAxMDIyMjEwMjA4WhgPMjEyMDEw"
+    "MjIyMTAyMDhaMIG5MQswCQYDVQQGEwJVUzETMBEGA1UECBMKQ2FsaWZvcm5pYTEWMBQGA1UEBxMNTW91bnRhaW4g"
+    "VmlldzETMBEGA1UEChMKR29vZ2xlIExMQzEOMAwGA1UECxMFQ2xvdWQxWDBWBgNVBAMMT3RwbV9la192MV9jbG91"
+    "ZF9ob3N0LXNpZ25lci0wLTIwMjAtMTAtMjJUMTQ6MDI6MDgtMDc6MDAgSzoxLCAyOkhCTnBBM1RQQWJNOjA6MTgw"
+    "ggEiMA0GCSqGSIb3DQEBAQUAA4IBDwAwggEKAoIBAQC04DIsQSkrbQCB4/7EV2BDEXZzBBBUVDaF/yuDzxzdMNux"
+    "kdNbB/cSbKbSc4+gI+4NLIn/qZA37KzWAd8PSviF2zFgC+ZF4m4wr7J5830n4OkABqfdtP368ROI1b5Ue1avugNf"
+    "eHUI2Tz1YIflDlXlnotNMT4O4SIMug9sfBFjnwINbivDu3gUP803vfXDCsTcndKA7WgN5jXDEAfdP1EZtugODsCx"
+    "SjvcveKr30ORmCg776N+bt+Q+YQeQxFxWF6eIDG8u4BPk9p/mXXIfqQMd+WprWEt1pdvQFURoieAN2hxEkoL959o"
+    "Fiva69vAjTU8HqaAb16uWhWSQayH0lXbAgMBAAGjggENMIIBCTAOBgNVHQ8BAf8EBAMCAQYwEAYDVR0lBAkwBwYF"
+    "Z4EFCAEwEgYDVR0TAQH/BAgwBgEB/wIBADAdBgNVHQ4EFgQUE81xuliyClGjKA5luZaeux0NEZMwHwYDVR0jBBgw"
+    "FoAUZfTk5qr2/VrSiJyoU1X3AI4I96UwTQYIKwYBBQUHAQEEQTA/MD0GCCsGAQUFBzAChjFodHRwOi8vcGtpLmdv"
+    "b2cvY2xvdWRfaW50ZWdyaXR5L3RwbV9la19yb290XzEuY3J0MEIGA1UdHwQ7MDkwN6A1oDOGMWh0dHA6Ly9wa2ku"
+    "Z29vZy9jbG91ZF9pbnRlZ3JpdHkvdHBtX2VrX3Jvb3RfMS5jcmwwDQYJKoZIhvcNAQELBQADggIBAJDz1ozb36Gh"
+    "Nkcflz77qNXW/I6TqBN7VUMJy5zVXxIxLHDayU6mJGizriQkncDmnWY8/NUgroXKIyURBsB2sNI41KcQFi+ScYRG"
+    "KuGkiLt/0huxA0njCLIOyAcDN6oaph8Eo7rCL5MdhA9uMxnHMgWVWjnpgYKVMui6lakEcpek2ngNMpSHe7VxmM2L"
+    "/56ucQblvIma00ANC6NAi+QOFuyoqrmZhXjj0w/p2yO5W38jp/tcPX38FZ6uZpD3iYAfBgRc4yrvUF4J2UUlF3xB"
+    "L0uQI3G96uh0OcBzAA4KFMRBfsZR4rfgbAhCRq/LZ0NAIhb9ndOkHYl0/6TyQFqSt77v8E+w2mwzAsYp/jAAu7IF"
+    "8s0WMcZPTBKgMk9iRoVRAU7r6sJcqfhumx7o8H57k+90bpAZjZsBHLj/OWFQDK6TBrxL9kXtZ8eL6c+M7o5Mx3mC"
+    "zqjjp5fEe/K5Dr2NhzcU31TTGdRz/2t7eFMjP1ylsNCXSHNB7yoA1oUcWKo6nuitUPxLjiivj6cvhMPsJLRpMJQN"
+    "78k2VF7osri73l1Df22ELkWz6tvvb6O6Dh3fWCeKP713B/+JRv4XJ10wPL1StRDE8vl/mi+hyc/c7QGeuRoYdmKu"
+    "5xti9IxtaxZaZJqCXm4C7BdS6w7bUa6T6smyKpXcL4iX/vx2v7Ym67AG"
+)
+if hashlib.sha256(GOOGLE_2020_INTERMEDIATE).hexdigest() != GOOGLE_2020_INTERMEDIATE_SHA256:
+    raise RuntimeError(
+        "this file has been modified: its Google 2020 intermediate is not the one pinned"
+    )
+GCP_MAX_PATH = 4  # AK <- intermediate <- root is what Google issues; room for one more
 EV_NO_ACTION = 3
 SPEC_ID = b"Spec ID Event03\0"
 STARTUP_LOCALITY = b"StartupLocality\0"
 IMA_NAME_MAX = 255  # IMA_EVENT_NAME_LEN_MAX: the "ima" template pads its name field to 256
+IMA_TEMPLATE = re.compile(rb"[a-z0-9_-]{1,15}")  # IMA_TEMPLATE_NAME_LEN_MAX is 15
+#: digest sizes of the algorithms a log may declare that are not replayed: SM3-256, SHA3-*
+OTHER_LOG_ALGS = {0x0012: 32, 0x0027: 32, 0x0028: 48, 0x0029: 64}
 ENROLMENT = re.compile(r"enrolments/([0-9]{12})\.(json|tlog-proof)")
 MAX_ENROLMENT_MEMBER = 64 * 1024
 #: every endorsement kind a TPM entry may name: the service's, and the TPM's own
@@ -1882,45 +1924,72 @@ class _Reader:
 
 
 def tpm_container(evidence: bytes) -> dict[str, Any]:
-    """The contract's CBOR map, strictly: only its keys, each of its type; the PCRs by bank
-    (sha1, sha256, sha384, sha512) and index (0..23), each of its bank's size."""
+    """The contract's CBOR map, strictly: at most 64 KiB (oversize); a definite map of at
+    most 23 entries whose first entry is ``format``: ``tpm2-quote/v1``; only its keys; attest,
+    signature, ak (each at most 1 KiB) and the optional logs and Nitro document (at most 16
+    KiB) non-empty byte strings (a longer one is oversize); pcrs a non-empty map of banks
+    (sha1, sha256, sha384, sha512), each a non-empty map of PCR index (0..23) to a value of
+    its bank's size."""
     if len(evidence) > MAX_TPM_EVIDENCE:
         raise Reject("oversize")
+    if not (
+        len(evidence) > len(TPM_PREFIX) and 0xA1 <= evidence[0] <= 0xB7
+        and evidence[1 : 1 + len(TPM_PREFIX)] == TPM_PREFIX
+    ):  # fmt: skip
+        raise Reject("malformed")
     box = strict_cbor(evidence)
-    if not isinstance(box, dict) or not all(isinstance(k, str) for k in box):
+    if not isinstance(box, dict) or set(box) - TPM_EVIDENCE_KEYS - TPM_OPTIONAL_KEYS:
         raise Reject("malformed")
-    if TPM_EVIDENCE_KEYS - set(box) or set(box) - TPM_EVIDENCE_KEYS - TPM_OPTIONAL_KEYS:
+    if TPM_EVIDENCE_KEYS - set(box):
         raise Reject("malformed")
-    if box["format"] != TPM_FORMAT or not isinstance(box["format"], str):
-        raise Reject("malformed")
-    for name in ("attest", "signature", "ak", *TPM_OPTIONAL_KEYS):
-        if name in box:
-            _bytes(box[name], 1, MAX_TPM_EVIDENCE)
+    for name in ("attest", "signature", "ak", "event_log", "ima_log", "nitro_document"):
+        if name not in box:
+            continue
+        if not isinstance(box[name], bytes):
+            raise Reject("malformed")
+        if len(box[name]) > TPM_FIELD_LIMITS.get(name, MAX_TPM_EVIDENCE):
+            raise Reject("oversize")
+        if not box[name]:
+            raise Reject("malformed")
     pcrs = box["pcrs"]
-    if not isinstance(pcrs, dict) or not set(pcrs) <= set(DIGEST_SIZES):
+    if not isinstance(pcrs, dict) or not pcrs:
         raise Reject("malformed")
     for bank, values in pcrs.items():
-        if not isinstance(values, dict):
+        if not isinstance(bank, str) or bank not in DIGEST_SIZES:
+            raise Reject("malformed")
+        if not isinstance(values, dict) or not values:
             raise Reject("malformed")
         for index, value in values.items():
             if not _is_int(index) or not 0 <= index < TPM_PCRS:
                 raise Reject("malformed")
-            _bytes(value, DIGEST_SIZES[bank], DIGEST_SIZES[bank])
+            if not isinstance(value, bytes) or len(value) != DIGEST_SIZES[bank]:
+                raise Reject("malformed")
     return box
+
+
+def _tpm_hash(alg: int) -> str:
+    """A hash TPM_ALG_ID this judge knows; another is a well-formed algorithm it does not
+    support (unsupported), not a layout error."""
+    name = TPM_HASH_IDS.get(alg)
+    if name is None:
+        raise Reject("unsupported")
+    return name
 
 
 def tpm_attest(data: bytes) -> dict[str, Any]:
     """TPMS_ATTEST of type ATTEST_QUOTE, big-endian, every field read and no byte left:
     magic, type, qualifiedSigner (a TPM2B_NAME: nameAlg and digest; a handle is refused),
-    extraData, clockInfo, firmwareVersion, TPML_PCR_SELECTION (PCRs 0..23 of distinct banks)
-    and pcrDigest."""
+    extraData (at most 64 bytes), clockInfo, firmwareVersion, TPML_PCR_SELECTION (1 to 4
+    distinct banks, 3 to 8 bytes of bitmap, PCRs 0..23, at least one selected) and pcrDigest
+    (the nameAlg's size). A hash this judge does not know is unsupported."""
     read = _Reader(data)
     if read.uint(4) != TPM_MAGIC or read.uint(2) != ATTEST_QUOTE:
         raise Reject("malformed")
     name = read.sized(2, 2 + 64)
-    alg = int.from_bytes(name[:2], "big") if len(name) >= 2 else None
-    name_alg = TPM_HASH_IDS.get(alg) if alg is not None else None
-    if name_alg is None or len(name) != 2 + DIGEST_SIZES[name_alg]:
+    if len(name) in (0, 4) or len(name) < 2:
+        raise Reject("malformed")  # empty, or a TPM_HANDLE: not the AK's name
+    name_alg = _tpm_hash(int.from_bytes(name[:2], "big"))
+    if len(name) != 2 + DIGEST_SIZES[name_alg]:
         raise Reject("malformed")
     extra = read.sized(2, 64)
     clock, resets, restarts, safe = read.uint(8), read.uint(4), read.uint(4), read.uint(1)
@@ -1932,15 +2001,21 @@ def tpm_attest(data: bytes) -> dict[str, Any]:
         raise Reject("malformed")
     selection: list[tuple[str, list[int]]] = []
     for _ in range(count):
-        bank = TPM_HASH_IDS.get(read.uint(2))
+        bank = _tpm_hash(read.uint(2))
+        if any(bank == seen for seen, _ in selection):
+            raise Reject("malformed")
         size = read.uint(1)
-        if bank is None or any(bank == seen for seen, _ in selection) or not 3 <= size <= 4:
+        if not 3 <= size <= 8:
             raise Reject("malformed")
         bits = int.from_bytes(read.take(size), "little")  # PCR i: byte i // 8, bit i % 8
         if bits >> TPM_PCRS:
             raise Reject("malformed")  # a PCR above 23
         selection.append((bank, [i for i in range(TPM_PCRS) if bits >> i & 1]))
+    if not any(indexes for _, indexes in selection):
+        raise Reject("malformed")  # the quote selects no PCR
     digest = read.sized(2, 64)
+    if len(digest) != DIGEST_SIZES[name_alg]:
+        raise Reject("malformed")
     read.end()
     return {
         "name_alg": name_alg, "extra_data": extra, "clock": clock, "reset_count": resets,
@@ -1950,33 +2025,41 @@ def tpm_attest(data: bytes) -> dict[str, Any]:
 
 
 def tpm_signature(data: bytes) -> dict[str, Any]:
-    """TPMT_SIGNATURE: sigAlg (RSASSA, RSAPSS, ECDSA), hashAlg, then a TPM2B signature (RSA)
-    or the TPM2B integers r and s (ECDSA), and nothing after."""
+    """TPMT_SIGNATURE: sigAlg (RSASSA, RSAPSS, ECDSA; another is unsupported), hashAlg, then a
+    TPM2B signature (RSA, not empty) or the TPM2B integers r and s (ECDSA), nothing after."""
     read = _Reader(data)
-    scheme, digest = TPM_SIGNATURES.get(read.uint(2)), TPM_HASH_IDS.get(read.uint(2))
-    if scheme is None or digest is None:
-        raise Reject("malformed")
+    scheme = TPM_SIGNATURES.get(read.uint(2))
+    if scheme is None:
+        raise Reject("unsupported")
+    digest = _tpm_hash(read.uint(2))
     if scheme == "ecdsa":
         r, s = read.sized(2, 66), read.sized(2, 66)
-        out = {"scheme": scheme, "hash": digest, "r": int.from_bytes(r, "big"),
-               "s": int.from_bytes(s, "big")}  # fmt: skip
-    else:
-        out = {"scheme": scheme, "hash": digest, "signature": read.sized(2, 512)}
+        read.end()
+        return {"scheme": scheme, "hash": digest, "r": int.from_bytes(r, "big"),
+                "s": int.from_bytes(s, "big")}  # fmt: skip
+    signature = read.sized(2, 512)
+    if not signature:
+        raise Reject("malformed")
     read.end()
-    return out
+    return {"scheme": scheme, "hash": digest, "signature": signature}
 
 
 def tpm_key(der: bytes) -> Any:
-    """The AK: an X.509 SubjectPublicKeyInfo, EC P-256 or P-384, or RSA of 2048 to 4096 bits."""
+    """The AK: an X.509 SubjectPublicKeyInfo in its DER form, at most 1 KiB (malformed
+    otherwise), EC P-256 or P-384, or RSA of 2048 to 4096 bits (unsupported otherwise)."""
+    if len(der) > 1024:
+        raise Reject("malformed")
     try:
         key = load_der_public_key(der)
     except Exception:  # ValueError, UnsupportedAlgorithm: not a key we know
         raise Reject("malformed") from None
+    if _spki(key) != der:
+        raise Reject("malformed")  # not DER, or trailing bytes
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in P_CURVES:
         return key
     if isinstance(key, rsa.RSAPublicKey) and 2048 <= key.key_size <= 4096:
         return key
-    raise Reject("malformed")
+    raise Reject("unsupported")
 
 
 def _spki(key: Any) -> bytes:
@@ -1995,7 +2078,7 @@ def _hash(name: str) -> hashes.HashAlgorithm:
 def tpm_signed(key: Any, signature: dict[str, Any], attest: bytes) -> None:
     """The AK signed the exact TPMS_ATTEST bytes with the scheme and hash the TPMT_SIGNATURE
     names. RSAPSS: a TPM's salt is the digest's length (FIPS 186) or the largest that fits
-    (older TPMs); either verifies."""
+    (older TPMs); either verifies, and no other."""
     digest = _hash(signature["hash"])
     try:
         if signature["scheme"] == "ecdsa":
@@ -2008,20 +2091,35 @@ def tpm_signed(key: Any, signature: dict[str, Any], attest: bytes) -> None:
         elif signature["scheme"] == "rsassa":
             key.verify(signature["signature"], attest, padding.PKCS1v15(), digest)
         else:
-            pss = padding.PSS(mgf=padding.MGF1(_hash(signature["hash"])),
-                              salt_length=padding.PSS.AUTO)  # fmt: skip
-            key.verify(signature["signature"], attest, pss, digest)
+            size = DIGEST_SIZES[signature["hash"]]
+            for salt in dict.fromkeys((size, (key.key_size + 7) // 8 - size - 2)):
+                pss = padding.PSS(mgf=padding.MGF1(_hash(signature["hash"])), salt_length=salt)
+                try:
+                    key.verify(signature["signature"], attest, pss, digest)
+                    break
+                except InvalidSignature:
+                    continue
+            else:
+                raise InvalidSignature
     except Exception:  # InvalidSignature, or a signature of the wrong kind
         raise Reject("tpm_signature_invalid") from None
 
 
-def tpm_pcrs(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> dict[str, Any]:
-    """The quoted PCRs: those sent must be exactly the ones selected, and their digest, bank
-    by bank in selection order and index by index ascending, with the AK's name algorithm
-    (not the bank's: a NitroTPM quote digests SHA-384 PCRs with SHA-256), the pcrDigest."""
+def tpm_selected(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> None:
+    """The PCR values sent are exactly those the quote selects: malformed otherwise (a
+    value not quoted, or a quoted one not sent), before the signature, as the project's
+    parser has it."""
     selected = {bank: set(indexes) for bank, indexes in quote["selection"] if indexes}
     if {bank: set(values) for bank, values in sent.items() if values} != selected:
-        raise Reject("pcr_digest_mismatch")
+        raise Reject("malformed")
+
+
+def tpm_pcrs(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> dict[str, Any]:
+    """The quoted PCRs (:func:`tpm_selected` checked they are those selected), once their
+    digest, bank by bank in selection order and index by index ascending, with the AK's name
+    algorithm (not the bank's: a NitroTPM quote digests SHA-384 PCRs with SHA-256), is the
+    pcrDigest."""
+    selected = {bank: set(indexes) for bank, indexes in quote["selection"] if indexes}
     h = hashlib.new(quote["name_alg"])
     for bank, indexes in quote["selection"]:
         for index in indexes:
@@ -2031,105 +2129,172 @@ def tpm_pcrs(quote: dict[str, Any], sent: dict[str, dict[int, bytes]]) -> dict[s
     return {bank: dict(sent[bank]) for bank in selected}
 
 
-def tcg_log(data: bytes) -> dict[str, Any]:
-    """A TCG PC Client crypto-agile log: the SHA-1 format header event holding the Spec ID
-    Event03 (the algorithms and their digest sizes), then TCG_PCR_EVENT2s, little-endian,
-    PCRs 0..23; digests of an algorithm not known here are skipped by their declared size."""
-    read = _Reader(data, "<")
+def _log_data(read: _Reader) -> bytes:
+    """An event's data: its u32 size, then the bytes; a size over the evidence's bound is
+    oversize, one past the end malformed."""
+    size = read.uint(4)
+    if size > MAX_TPM_EVIDENCE:
+        raise Reject("oversize")
+    return read.take(size)
+
+
+def _sha1_event(read: _Reader) -> tuple[int, int, bytes, bytes]:
+    """A SHA-1 format event (TCG_PCClientPCREvent): PCR, type, digest, data."""
     pcr, kind, digest = read.uint(4), read.uint(4), read.take(20)
-    spec = _Reader(read.sized(4, len(data)), "<")
-    if pcr != 0 or kind != EV_NO_ACTION or any(digest) or spec.take(16) != SPEC_ID:
+    if pcr >= TPM_PCRS:
         raise Reject("malformed")
-    spec.take(8)  # platformClass, specVersionMinor, Major, Errata, uintnSize
+    return pcr, kind, digest, _log_data(read)
+
+
+def _spec_id(data: bytes) -> dict[int, int]:
+    """The Spec ID Event03: version 2.0, uintnSize 1 or 2, platformClass 0 or 1, 1 to 16
+    algorithms (TPM_ALG_ID -> digest size, each once, a known one with its own size, any other
+    of 1 to 128 bytes), vendorInfo, nothing after."""
+    spec = _Reader(data, "<")
+    spec.take(16)
+    platform, minor, major, _errata, uintn = spec.uint(4), *spec.take(4)
+    if (major, minor) != (2, 0) or uintn not in (1, 2) or platform > 1:
+        raise Reject("malformed")
     count = spec.uint(4)
-    if not 1 <= count <= 8:
+    if not 1 <= count <= 16:
         raise Reject("malformed")
     sizes: dict[int, int] = {}
     for _ in range(count):
         alg, size = spec.uint(2), spec.uint(2)
         known = TPM_HASH_IDS.get(alg)
-        if alg in sizes or not 1 <= size <= 64 or (known and DIGEST_SIZES[known] != size):
+        expected = DIGEST_SIZES[known] if known else OTHER_LOG_ALGS.get(alg)
+        if alg in sizes or (expected is not None and size != expected) or not 1 <= size <= 128:
             raise Reject("malformed")
         sizes[alg] = size
     spec.sized(1, 255)  # vendorInfo
     spec.end()
-    events, locality = [], 0
-    while read.at < len(data):
-        pcr, kind, n = read.uint(4), read.uint(4), read.uint(4)
-        if pcr >= TPM_PCRS or n != len(sizes):
-            raise Reject("malformed")  # a digest for every algorithm the log declares
-        digests: dict[str, bytes] = {}
-        seen: set[int] = set()
-        for _ in range(n):
-            alg = read.uint(2)
-            if alg not in sizes or alg in seen:
-                raise Reject("malformed")
-            seen.add(alg)
-            value = read.take(sizes[alg])
-            if alg in TPM_HASH_IDS:
-                digests[TPM_HASH_IDS[alg]] = value
-        body = read.sized(4, len(data))
+    return sizes
+
+
+def tcg_log(data: bytes) -> dict[str, Any]:
+    """A TCG PC Client log, little-endian: crypto-agile (the SHA-1 format header event, in
+    PCR 0, EV_NO_ACTION, zero digest, holding the Spec ID Event03, then TCG_PCR_EVENT2s, each
+    with one digest of every declared algorithm; digests of an algorithm not known here are
+    skipped by their declared size) or legacy (every event in the SHA-1 format: TPM 1.2
+    firmware, old OVMF); PCRs 0..23; a StartupLocality (PCR 0, locality 0, 3 or 4) at most
+    once and before PCR 0 is extended."""
+    if not data:
+        raise Reject("malformed")
+    read = _Reader(data, "<")
+    pcr, kind, digest, first = _sha1_event(read)
+    raw: list[tuple[int, int, dict[str, bytes], bytes]] = []
+    if first.startswith(SPEC_ID):
+        if (pcr, kind, digest) != (0, EV_NO_ACTION, bytes(20)):
+            raise Reject("malformed")
+        sizes = _spec_id(first)
+        banks = {TPM_HASH_IDS[alg] for alg in sizes if alg in TPM_HASH_IDS}
+        while read.at < len(data):
+            pcr, kind, n = read.uint(4), read.uint(4), read.uint(4)
+            if pcr >= TPM_PCRS or n != len(sizes):
+                raise Reject("malformed")  # a digest for every algorithm the log declares
+            digests: dict[str, bytes] = {}
+            seen: set[int] = set()
+            for _ in range(n):
+                alg = read.uint(2)
+                if alg not in sizes or alg in seen:
+                    raise Reject("malformed")
+                seen.add(alg)
+                value = read.take(sizes[alg])
+                if alg in TPM_HASH_IDS:
+                    digests[TPM_HASH_IDS[alg]] = value
+            raw.append((pcr, kind, digests, _log_data(read)))
+            if kind == EV_NO_ACTION and raw[-1][3].startswith(SPEC_ID):
+                raise Reject("malformed")  # a second Spec ID event
+    else:
+        banks = {"sha1"}
+        raw.append((pcr, kind, {"sha1": digest}, first))
+        while read.at < len(data):
+            pcr, kind, digest, body = _sha1_event(read)
+            if kind == EV_NO_ACTION and body.startswith(SPEC_ID):
+                raise Reject("malformed")  # a Spec ID event after the first
+            raw.append((pcr, kind, {"sha1": digest}, body))
+    events, locality, extended_pcr0 = [], None, False
+    for pcr, kind, digests, body in raw:
         if kind == EV_NO_ACTION:
-            if body[:16] == STARTUP_LOCALITY and len(body) == 17 and pcr == 0:
+            if body.startswith(STARTUP_LOCALITY):
+                if pcr != 0 or len(body) != 17 or body[16] not in (0, 3, 4):
+                    raise Reject("malformed")
+                if locality is not None or extended_pcr0:
+                    raise Reject("malformed")
                 locality = body[16]
             continue  # not extended
+        extended_pcr0 = extended_pcr0 or pcr == 0
         events.append((pcr, digests))
-    banks = {TPM_HASH_IDS[alg] for alg in sizes if alg in TPM_HASH_IDS}
     return {"events": events, "banks": banks, "locality": locality}
 
 
 def ima_log(data: bytes) -> dict[str, Any]:
     """The Linux IMA binary runtime log, as the kernel writes it (ima_fs.c, little-endian):
-    PCR, the SHA-1 template digest, the template name, then the template data (its length
-    first, save for the old "ima" template). The kernel extends each other bank with that
-    bank's hash of the template data ("ima": the file digest and the name padded to 256
-    bytes), and a violation (a zero template digest) with all ones in every bank."""
+    PCR, the SHA-1 template digest, the template name (1 to 15 of a-z 0-9 _ -), then the
+    template data (its length first, save for the old "ima" template: a file digest and a
+    path under 256 bytes), split into at most 16 length-prefixed fields. The kernel extends
+    each bank with that bank's hash of the template data ("ima": the file digest and the
+    path padded to 256 bytes), whose SHA-1 is the logged digest; and a violation (a zero
+    template digest) with all ones in every bank."""
+    if not data:
+        raise Reject("malformed")
     read, events = _Reader(data, "<"), []
     while read.at < len(data):
         pcr, logged = read.uint(4), read.take(20)
-        name = read.sized(4, IMA_NAME_MAX)
-        if pcr >= TPM_PCRS or not name:
+        name = read.take(read.uint(4))
+        if pcr >= TPM_PCRS or not IMA_TEMPLATE.fullmatch(name):
             raise Reject("malformed")
         if name == b"ima":
             file_digest = read.take(20)
             path = read.sized(4, IMA_NAME_MAX)
             hashed = file_digest + path + bytes(IMA_NAME_MAX + 1 - len(path))
         else:
-            hashed = read.sized(4, len(data))
-            fields = _Reader(hashed, "<")
+            hashed = read.take(read.uint(4))
+            fields, count = _Reader(hashed, "<"), 0
             while fields.at < len(hashed):  # each field: its length, then its bytes
-                fields.sized(4, len(hashed))
+                count += 1
+                if count > 16:
+                    raise Reject("malformed")
+                fields.take(fields.uint(4))
         if not any(logged):
             digests = {bank: b"\xff" * size for bank, size in DIGEST_SIZES.items()}
         else:
             digests = {bank: hashlib.new(bank, hashed).digest() for bank in DIGEST_SIZES}
-            digests["sha1"] = logged
+            if digests["sha1"] != logged:
+                raise Reject("malformed")
         events.append((pcr, digests))
-    return {"events": events, "banks": set(DIGEST_SIZES), "locality": 0}
+    return {"events": events, "banks": set(DIGEST_SIZES), "locality": None}
 
 
-def tpm_replay(box: dict[str, Any], quoted: dict[str, dict[int, bytes]]) -> list[Any] | None:
-    """The events of the logs sent (the PC Client log, then IMA's), once every PCR they
-    extend, in every bank the quote carries and the logs have digests for, replays (from
-    zeros; PCR 0 from the StartupLocality) to the quoted value; None if no log was sent."""
+def tpm_replay(
+    box: dict[str, Any], quoted: dict[str, dict[int, bytes]]
+) -> tuple[list[Any], set[tuple[str, int]]] | None:
+    """The extending events of the logs sent (the PC Client log, then IMA's) and the (bank,
+    PCR) pairs compared with the quote, once every PCR they extend that the quote includes,
+    in every bank the quote carries and the logs have digests for, replays (from zeros; PCR 0
+    from the StartupLocality) to the quoted value; None if no log was sent. A log of no bank
+    the quote carries cannot be checked: event_log_mismatch."""
     logs = [parse(box[key]) for key, parse in (("event_log", tcg_log), ("ima_log", ima_log))
             if key in box]  # fmt: skip
     if not logs:
         return None
     banks = set.intersection(*(log["banks"] for log in logs)) & set(quoted)
-    events = [event for log in logs for event in log["events"]]
-    if events and not banks:
+    if not banks:
         raise Reject("event_log_mismatch")  # nothing the quote carries accounts for them
+    events = [event for log in logs for event in log["events"]]
+    locality = logs[0]["locality"]
+    compared: set[tuple[str, int]] = set()
     for bank in banks:
-        size, state = DIGEST_SIZES[bank], {}
+        size = DIGEST_SIZES[bank]
+        state = {} if locality is None else {0: bytes(size - 1) + bytes([locality])}
         for pcr, digests in events:
-            if pcr not in state:
-                start = logs[0]["locality"] if pcr == 0 else 0
-                state[pcr] = bytes(size - 1) + bytes([start])
-            state[pcr] = hashlib.new(bank, state[pcr] + digests[bank]).digest()
-        if any(quoted[bank].get(pcr) != value for pcr, value in state.items()):
-            raise Reject("event_log_mismatch")
-    return events
+            state[pcr] = hashlib.new(bank, state.get(pcr, bytes(size)) + digests[bank]).digest()
+        for pcr, value in state.items():
+            if pcr in quoted[bank]:
+                if quoted[bank][pcr] != value:
+                    raise Reject("event_log_mismatch")
+                compared.add((bank, pcr))
+    return events, compared
 
 
 def google_certificate(der: bytes) -> x509.Certificate:
@@ -2146,20 +2311,77 @@ def google_certificate(der: bytes) -> x509.Certificate:
         raise Reject("chain_invalid") from None
 
 
-def _google_link(cert: x509.Certificate, issuer: x509.Certificate, cas_below: int) -> None:
-    """``issuer`` signed ``cert`` and is a CA that may issue it: cA true, keyCertSign, a path
-    length that allows the CAs below; no critical extension this judge does not know."""
+def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start, end of content) of the DER element at ``at``: definite lengths of up to
+    three bytes, one-byte tags, within ``data``; ValueError otherwise."""
+    if at + 2 > len(data) or data[at] & 0x1F == 0x1F:
+        raise ValueError("DER header")
+    length, start = data[at + 1], at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 3 or start + count > len(data):
+            raise ValueError("DER length")
+        length, start = int.from_bytes(data[start : start + count], "big"), start + count
+    if start + length > len(data):
+        raise ValueError("DER length")
+    return data[at], start, start + length
+
+
+def _tbs_names(tbs: bytes) -> tuple[bytes, bytes]:
+    """(issuer, subject) of a TBSCertificate, each its Name's DER as it is in the bytes
+    signed (Google's 2018 names break X.520's length rule: compared raw)."""
+    tag, start, end = _tlv(tbs, 0)
+    if tag != 0x30 or end != len(tbs):
+        raise ValueError("TBSCertificate")
+    children, at = [], start
+    while at < end:
+        child = _tlv(tbs[:end], at)
+        children.append((child[0], at, child[2]))
+        at = child[2]
+    if children and children[0][0] == 0xA0:  # [0] EXPLICIT version
+        children = children[1:]
+    if len(children) < 6 or children[2][0] != 0x30 or children[4][0] != 0x30:
+        raise ValueError("TBSCertificate fields")
+    return tbs[children[2][1] : children[2][2]], tbs[children[4][1] : children[4][2]]
+
+
+def _google_load(der: bytes) -> tuple[x509.Certificate, bytes, bytes]:
+    """(certificate, issuer DER, subject DER) of an AK certificate or intermediate; one that
+    does not parse is malformed evidence (as the project's verifier has it)."""
     try:
-        cert.verify_directly_issued_by(issuer)
-        basic = _extension(issuer, x509.BasicConstraints)
-        usage = _extension(issuer, x509.KeyUsage)
-        known = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
-                 ExtensionOID.EXTENDED_KEY_USAGE}  # fmt: skip
-        ok = basic is not None and basic.value.ca and usage is not None
-        ok = ok and usage.value.key_cert_sign
-        ok = ok and (basic.value.path_length is None or basic.value.path_length >= cas_below)
-        ok = ok and not any(e.critical and e.oid not in known for e in cert.extensions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
+            return cert, *_tbs_names(cert.tbs_certificate_bytes)
     except Exception:
+        raise Reject("malformed") from None
+
+
+def _google_signed(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer``'s key verifies ``child``'s signature: an RSA key and PKCS#1 v1.5 with
+    SHA-256/384/512 (Google's AK CA profile; anything else is chain_invalid)."""
+    try:
+        key, algorithm = issuer.public_key(), child.signature_hash_algorithm
+    except Exception:  # a key or signature algorithm cryptography cannot read
+        raise Reject("chain_invalid") from None
+    if not isinstance(key, rsa.RSAPublicKey) or not isinstance(
+        algorithm, hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+    ):
+        raise Reject("chain_invalid")
+    try:
+        key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _google_ca(cert: x509.Certificate) -> None:
+    """An issuing certificate is a CA: basicConstraints cA and keyCertSign."""
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        ok = basic.ca and usage.key_cert_sign
+    except Exception:  # absent, or unreadable
         raise Reject("chain_invalid") from None
     if not ok:
         raise Reject("chain_invalid")
@@ -2169,62 +2391,78 @@ def gcp_chain(  # noqa: PLR0917 - one caller, read beside its docstring
     ak_der: bytes, given: list[bytes], anchors: list[Anchor], key: Any, at: datetime,
     skew: timedelta,
 ) -> x509.Certificate:  # fmt: skip
-    """The AK certificate, once the path from a Google root the entry names (RSA, compared
-    by DER: a root delivered with the chain is not trusted for being there) through the
-    certificates given holds at ``at``, and its key is the quote's."""
-    leaf = google_certificate(ak_der)
-    basic = _extension(leaf, x509.BasicConstraints)
-    if basic is not None and basic.value.ca:
-        raise Reject("chain_invalid")
-    pool = [google_certificate(der) for der in given]
-    roots = [a for a in anchors if isinstance(a[0].public_key(), rsa.RSAPublicKey)]
-    path = [leaf]
-    while True:
+    """The AK certificate, once the path from it up to a Google root the entry names holds
+    at ``at`` and its key is the quote's. Up from the AK certificate, each issuer is a root
+    the entry names (RSA, its name the certificate's issuer, its key verifying the
+    signature: a root delivered with the chain is not trusted for being there), else a
+    certificate given (or the pinned 2020 intermediate, with the 2018 root) named as the
+    issuer, a CA that signed it; a self-signed one, or none, is untrusted_root. At most four
+    certificates below the root. Then every certificate, root first, is valid at ``at``; the
+    AK certificate is no CA; its key is the AK."""
+    leaf = _google_load(ak_der)
+    if any(hashlib.sha256(der).hexdigest() == GOOGLE_2018_ROOT for _, der in anchors):
+        given = [*given, GOOGLE_2020_INTERMEDIATE]
+    pool = [(_google_load(der), der) for der in given]
+    roots = [
+        (anchor, _tbs_names(anchor.tbs_certificate_bytes)[1])
+        for anchor, _ in anchors
+        if isinstance(anchor.public_key(), rsa.RSAPublicKey)
+    ]
+    path, ders, root = [leaf], [ak_der], None
+    while root is None:
+        if len(path) > GCP_MAX_PATH:
+            raise Reject("chain_invalid")
         current = path[-1]
-        pinned = [a for a in roots if a[0].subject == current.issuer]
-        if pinned:
-            errors = 0
-            for anchor, _ in pinned:
-                try:
-                    _google_link(current, anchor, len(path) - 1)
-                except Reject:
-                    errors += 1
-                    continue
-                path.append(anchor)
-                break
-            if errors == len(pinned):
-                raise Reject("chain_invalid")
+        root = next(
+            (r for r, name in roots if name == current[1] and _google_signed(current[0], r)), None
+        )
+        if root is not None:
             break
-        parent = next((c for c in pool if c.subject == current.issuer and c not in path), None)
-        if parent is None or current.issuer == current.subject or len(path) > len(pool):
+        issuer = next(((c, der) for c, der in pool if c[2] == current[1] and der not in ders), None)
+        if issuer is None or issuer[0][1] == issuer[0][2]:
             raise Reject("untrusted_root")  # no path to a root the entry names
-        _google_link(current, parent, len(path) - 1)
-        path.append(parent)
-    for cert in path:
-        if cert.not_valid_before_utc - skew > at:
+        _google_ca(issuer[0][0])
+        if not _google_signed(current[0], issuer[0][0]):
+            raise Reject("chain_invalid")
+        path.append(issuer[0])
+        ders.append(issuer[1])
+    for cert in [root, *(c[0] for c in reversed(path))]:
+        if cert.not_valid_before_utc > at + skew:
             raise Reject("not_yet_valid")
         if at > cert.not_valid_after_utc:
             raise Reject("expired")
-    if _spki(leaf.public_key()) != _spki(key):
+    try:
+        basic = leaf[0].extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        basic = None
+    except Exception:
+        raise Reject("malformed") from None
+    if basic is not None and basic.ca:
+        raise Reject("chain_invalid")  # a CA certificate, not an AK's
+    try:
+        certified = _spki(leaf[0].public_key())
+    except Exception:  # a key cryptography cannot read is not the AK
+        certified = b""
+    if certified != _spki(key):
         raise Reject("ak_certificate_mismatch")
-    return leaf
+    return leaf[0]
 
 
 def nitrotpm_binding(  # noqa: PLR0917 - one caller, read beside its docstring
     document: bytes, quote: dict[str, Any], quoted: dict[str, dict[int, bytes]], key: Any,
-    anchors: list[Anchor], skew: timedelta,
+    anchors: list[Anchor], at: datetime, skew: timedelta,
 ) -> None:  # fmt: skip
     """The NitroTPM document vouches for the AK: its envelope, fields and ES384 signature,
-    its chain to the Nitro root the entry names at the document's own time (this file's Nitro
-    judge); then it is a NitroTPM document, its public_key is 04 || X || Y of the AK, its
-    nonce the quote's extraData (its first 32 bytes, if 64), and its nitrotpm_pcrs the
-    quoted SHA-384 PCRs."""
+    its chain to the Nitro root the entry names at the verification time ``at``, as every
+    certificate is judged (this file's Nitro judge: an archived document fails as expired
+    once its short-lived chain has lapsed); then it is a NitroTPM document, its public_key is
+    04 || X || Y of the AK, its nonce the quote's extraData (its first 32 bytes, if 64), and
+    its nitrotpm_pcrs the quoted SHA-384 PCRs."""
     payload, signature, fields = nitro_document(document)
     anchor = next((a for a in anchors if a[1] == fields["cabundle"][0]), None)
     if anchor is None or not isinstance(anchor[0].public_key(), ec.EllipticCurvePublicKey):
         raise Reject("untrusted_root")
-    made = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=fields["timestamp"])
-    signer = nitro_chain(fields, anchor[0], anchor[1], made, skew)
+    signer = nitro_chain(fields, anchor[0], anchor[1], at, skew)
     half = len(signature) // 2
     r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
     try:
@@ -2273,21 +2511,22 @@ def tpm_judge(  # noqa: PLR0917 - one caller, read beside its docstring
     box = tpm_container(evidence)
     quote, signature = tpm_attest(box["attest"]), tpm_signature(box["signature"])
     key = tpm_key(box["ak"])
+    tpm_selected(quote, box["pcrs"])
     if len(endorsements) > MAX_ENDORSEMENTS or any(
         len(der) > MAX_ENDORSEMENT_BYTES for _, der in endorsements
     ):
         raise Reject("oversize")
     tpm_signed(key, signature, box["attest"])
     quoted = tpm_pcrs(quote, box["pcrs"])
-    events = tpm_replay(box, quoted)
+    replayed = tpm_replay(box, quoted)
     skew = policy["skew"]
     certificates = [der for kind, der in endorsements if kind == "ak-certificate"]
     if "nitro_document" in box:
-        nitrotpm_binding(box["nitro_document"], quote, quoted, key, anchors, skew)
+        nitrotpm_binding(box["nitro_document"], quote, quoted, key, anchors, at, skew)
         path = "aws-nitrotpm"
     elif certificates:
         if len(certificates) > 1:
-            raise Reject("chain_invalid")  # which of them would be the AK's?
+            raise Reject("endorsement_mismatch")  # which of them would be the AK's?
         given = [der for kind, der in endorsements if kind == "certificate"]
         gcp_chain(certificates[0], given, anchors, key, at, skew)
         path = "gcp"
@@ -2296,19 +2535,22 @@ def tpm_judge(  # noqa: PLR0917 - one caller, read beside its docstring
         path = "enrolled"
     else:
         raise Reject("ak_unendorsed")
-    codes = tpm_appraisal(quote, quoted, events, path, policy, binding)
+    codes = tpm_appraisal(quote, quoted, replayed, path, policy, binding)
     if codes:
         return "contraindicated", codes
     return ("warning" if policy["images"] is None else "affirming"), codes
 
 
 def tpm_appraisal(  # noqa: PLR0917 - one caller
-    quote: dict[str, Any], quoted: dict[str, dict[int, bytes]], events: list[Any] | None,
-    path: str, policy: dict[str, Any], binding: bytes | None,
+    quote: dict[str, Any], quoted: dict[str, dict[int, bytes]],
+    replayed: tuple[list[Any], set[tuple[str, int]]] | None, path: str, policy: dict[str, Any],
+    binding: bytes | None,
 ) -> set[str]:  # fmt: skip
     """Every way the authentic quote falls short of the policy: the images (their PCRs, and
-    their events among those the logs replayed; the closest image's misses are named), the
-    event log required, the AK path, the result binding, PCRs all at their reset values."""
+    their events among those the logs prove: in a PCR and banks the replay compared with the
+    quote; the closest image's misses are named), the event log required, the AK path, the
+    result binding, PCRs all at their reset values."""
+    events, compared = replayed if replayed is not None else ([], set())
     codes: set[str] = set()
     closest: list[str] | None = None
     for image in policy["images"] or []:
@@ -2317,12 +2559,12 @@ def tpm_appraisal(  # noqa: PLR0917 - one caller
             for bank, values in image["pcrs"].items() for index, value in values.items()
         )  # fmt: skip
         event_misses = sum(
-            not any(
+            not all((b, want_pcr) in compared for b in want) or not any(
                 pcr == want_pcr and all(digests.get(b) == d for b, d in want.items())
-                for pcr, digests in events or []
+                for pcr, digests in events
             )
             for want_pcr, want in image["events"]
-        )
+        )  # fmt: skip
         if not pcr_misses and not event_misses:
             closest = []
             break
@@ -2330,7 +2572,7 @@ def tpm_appraisal(  # noqa: PLR0917 - one caller
         if closest is None or len(misses) < len(closest):
             closest = misses
     codes.update(closest or [])
-    if policy["require_event_log"] and events is None:
+    if policy["require_event_log"] and replayed is None:
         codes.add("event_log_missing")
     if path not in policy["ak_paths"]:
         codes.add("ak_path_not_allowed")
@@ -2450,8 +2692,8 @@ def judge(  # noqa: PLR0917 - the one entry point, read beside its docstring
     DER); a TDX or SGX quote against the Intel roots its entry names, with the collateral
     ``endorsements`` (kind, bytes) it names; a TPM quote against the Google and Nitro roots
     its entry names, with its AK certificate chain (``endorsements``) and the ``enrolments``
-    recorded before it (what :func:`enrolment_problem` gives); a Nitro document against the
-    one anchor its entry names."""
+    the bundle carries, each counting from its time (what :func:`enrolment_problem` gives); a
+    Nitro document against the one anchor its entry names."""
     extra = set() if policy is not None else {"no_reference_values"}
     try:
         if kind == SNP:
@@ -3060,10 +3302,12 @@ class Checker:
             if trust is None:
                 return
             anchors, endorsements = trust
-            earlier = [e for i, e in sorted(self.enrolments.items()) if i < index]
+            # an enrolment counts from its entry's time, as the service's book counts it (the
+            # service appends it at that instant, so a later index has a later time anyway)
+            known = [e for _, e in sorted(self.enrolments.items())]
             status, codes = judge(
                 kind, evidence, anchors, policy, at, binding, endorsements, self.endorsements,
-                earlier,
+                known,
             )  # fmt: skip
         elif named is None:  # recorded before entries named their anchor whatever the outcome
             if verdict != "contraindicated":

@@ -149,18 +149,15 @@ def _image_mismatches(claims: TpmClaims, image: TpmReferenceImage) -> list[Viola
                         pcr_index=index,
                     )
                 )
-    events = claims.event_log.events if claims.event_log is not None else ()
+    log = claims.event_log
     for wanted in image.events:
-        present = any(
-            event.pcr == wanted.pcr
-            and all(
-                bank in event.digests and hmac.compare_digest(event.digests[bank], digest)
-                for bank, digest in wanted.digests.items()
-            )
-            for event in events
-        )
+        present = log is not None and log.proves(wanted.pcr, wanted.digests)
         if not present:
-            where = "the replayed log" if claims.event_log is not None else "(no event log came)"
+            where = (
+                "the events the log proves (in PCRs and banks it replayed to the quote)"
+                if log is not None
+                else "any log (no event log came)"
+            )
             out.append(
                 Violation(
                     "event_missing",

@@ -4,7 +4,8 @@ An operator enrols an AK (by the SHA-256 of its SubjectPublicKeyInfo DER) in the
 may revoke it later; the scheme is handed an :class:`EnrolmentBook` that answers, for an AK,
 its enrolment. The AK is enrolled at the verification time ``at`` when
 ``enrolled_at <= at`` and (``revoked_at`` is None or ``at < revoked_at``); otherwise the
-quote fails with ``ak_not_enrolled`` or ``ak_enrolment_revoked``.
+quote fails with ``ak_not_enrolled`` (enrolled later) or ``ak_enrolment_revoked``; an AK the
+book knows nothing of is ``ak_unendorsed``, as when no book is given.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from verifier.errors import AkEnrolmentRevoked, AkNotEnrolled
+from verifier.errors import AkEnrolmentRevoked, AkNotEnrolled, AkUnendorsed
 from verifier.timefmt import iso_utc
 
 __all__ = ["Enrolment", "EnrolmentBook", "StaticEnrolments", "check_enrolment"]
@@ -61,10 +62,15 @@ class StaticEnrolments:
 
 
 def check_enrolment(book: EnrolmentBook, ak_sha256: str, at: datetime) -> Enrolment:
-    """The AK's enrolment valid at ``at``; raises AkNotEnrolled or AkEnrolmentRevoked."""
+    """The AK's enrolment valid at ``at``; raises AkUnendorsed (the book knows nothing of the
+    AK), AkNotEnrolled (enrolled after ``at``) or AkEnrolmentRevoked (revoked at or before
+    ``at``)."""
     enrolment = book.enrolment(ak_sha256)
     if enrolment is None:
-        raise AkNotEnrolled(f"AK with SHA-256 {ak_sha256} is not enrolled")
+        raise AkUnendorsed(
+            f"ak: nothing vouches for the AK (SHA-256 {ak_sha256}): no NitroTPM document, no "
+            "AK certificate, and it was never enrolled; enrol it with `attest-ledger tpm enroll`"
+        )
     if at < enrolment.enrolled_at:
         raise AkNotEnrolled(
             f"AK {enrolment.name!r} (SHA-256 {ak_sha256}) is enrolled from "

@@ -145,9 +145,12 @@ class GcpChainVerifier:
         for info in infos:
             check_validity(info, at, clock_skew)
         _check_leaf(leaf)
-        found = leaf.certificate.public_key().public_bytes(
-            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-        )
+        try:
+            found = leaf.certificate.public_key().public_bytes(
+                Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+            )
+        except CERTIFICATE_PARSE_ERRORS:
+            found = b""  # a key that cannot be read is not the AK
         if found != ak.spki:
             raise AkCertificateMismatch(
                 f"ak-certificate: certifies the key with SHA-256 "
@@ -200,8 +203,13 @@ class GcpChainVerifier:
         key = (child.der, issuer_der)
         if self._links.get(key):
             return True
-        public_key = issuer.public_key()
-        algorithm = child.certificate.signature_hash_algorithm
+        try:
+            public_key = issuer.public_key()
+            algorithm = child.certificate.signature_hash_algorithm
+        except CERTIFICATE_PARSE_ERRORS as exc:
+            raise ChainInvalid(
+                f"{child.kind}: its issuer's key or its signature algorithm cannot be read"
+            ) from exc
         if not isinstance(public_key, rsa.RSAPublicKey) or not isinstance(algorithm, _HASHES):
             raise ChainInvalid(
                 f"{child.kind}: expected an RSA PKCS#1 v1.5 signature with SHA-256/384/512 "

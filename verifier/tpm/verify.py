@@ -46,7 +46,7 @@ from verifier.tpm.gcp import GcpChainVerifier
 from verifier.tpm.nitrotpm import NitroTpmVerifier, describe_document
 from verifier.tpm.policy import TpmPolicy
 from verifier.tpm.replay import replay_logs
-from verifier.tpm.roots import gcp_vtpm_intermediate_2020, google_roots
+from verifier.tpm.roots import gcp_vtpm_intermediate_2020, gcp_vtpm_root_2018, google_roots
 from verifier.tpm.structures import Attest, TpmSignature, pcr_digest
 from verifier.x509 import CertificateInfo, TrustAnchor
 
@@ -122,7 +122,16 @@ class TpmVerifier:
         anchors = google_roots() if trust_anchors is None else tuple(trust_anchors)
         if not anchors:
             raise ValueError("a TpmVerifier needs at least one Google AK CA root")
-        pinned = (gcp_vtpm_intermediate_2020(),) if trust_anchors is None else ()
+        # The 2018 root's 2020 intermediate is not in go-tpm-tools attestations: it is pinned
+        # whenever that root is trusted, whether by default or among explicit anchors (a
+        # bundle passes its anchors explicitly and must judge old-style AK certificates as
+        # the service did).
+        root_2018 = gcp_vtpm_root_2018().fingerprint
+        pinned = (
+            (gcp_vtpm_intermediate_2020(),)
+            if any(anchor.fingerprint == root_2018 for anchor in anchors)
+            else ()
+        )
         self.trust_anchors = anchors
         self.nitro_anchor = nitro_anchor if nitro_anchor is not None else aws_nitro_root_g1()
         require_p384(self.nitro_anchor)
@@ -251,7 +260,7 @@ class TpmVerifier:
             raise AkUnendorsed(
                 f"ak: nothing vouches for the AK (SHA-256 {parsed.ak.sha256}): no NitroTPM "
                 "document, no AK certificate, no enrolment book; the quote proves only that "
-                "this key signed these PCRs"
+                "this key signed these PCRs; enrol it with `attest-ledger tpm enroll`"
             )
         claims = replace(claims, endorsement=endorsement)
 

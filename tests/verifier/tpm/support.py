@@ -147,3 +147,106 @@ _KEYS = {
     "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
     "rsa2048": lambda: rsa.generate_private_key(65537, 2048),
 }
+
+
+# --- event logs, built here by the TCG PC Client profile and the kernel's IMA format ---------
+
+SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+EV_NO_ACTION, EV_SEPARATOR, EV_IPL, EV_S_CRTM_VERSION = 3, 4, 13, 8
+
+
+def digest(bank: str, data: bytes) -> bytes:
+    """A PCR bank's digest (SHA-1 is the TPM's bank, not a security choice of ours)."""
+    return hashlib.new(bank, data, usedforsecurity=bank != "sha1").digest()
+
+
+def extend(value: bytes, measured: bytes, bank: str) -> bytes:
+    return digest(bank, value + measured)
+
+
+def tcg_event(pcr: int, kind: int, digests: Mapping[str, bytes], data: bytes) -> bytes:
+    """TCG_PCR_EVENT2: pcrIndex, eventType, TPML_DIGEST_VALUES, eventSize, event (LE)."""
+    body = struct.pack("<III", pcr, kind, len(digests))
+    for bank, value in digests.items():
+        body += struct.pack("<H", ALGS[bank]) + value
+    return body + struct.pack("<I", len(data)) + data
+
+
+def legacy_event(pcr: int, kind: int, sha1: bytes, data: bytes) -> bytes:
+    """TCG_PCClientPCREvent (SHA-1 format): pcrIndex, eventType, digest, eventSize, event."""
+    return struct.pack("<II", pcr, kind) + sha1 + struct.pack("<I", len(data)) + data
+
+
+def tcg_log(*events: bytes, banks: tuple[str, ...] = ("sha1", "sha256")) -> bytes:
+    """A crypto-agile log: the SHA-1 format header event holding the Spec ID Event03 for
+    ``banks``, then ``events``."""
+    spec = b"Spec ID Event03\0" + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, len(banks))
+    spec += b"".join(struct.pack("<HH", ALGS[b], SIZES[b]) for b in banks) + b"\0"
+    return legacy_event(0, EV_NO_ACTION, bytes(20), spec) + b"".join(events)
+
+
+@dataclass
+class BootLog:
+    """A log of measured ``(pcr, data)`` events (after a StartupLocality 3 if ``locality``),
+    in ``banks``, and the PCR values it replays to, computed here."""
+
+    measured: list[tuple[int, bytes]]
+    banks: tuple[str, ...] = ("sha1", "sha256")
+    locality: bool = True
+    legacy: bool = False
+
+    def events(self) -> list[bytes]:
+        out = []
+        if self.locality:
+            zeros = {bank: bytes(SIZES[bank]) for bank in self.banks}
+            data = b"StartupLocality\0\x03"
+            out.append(
+                legacy_event(0, EV_NO_ACTION, bytes(20), data)
+                if self.legacy
+                else tcg_event(0, EV_NO_ACTION, zeros, data)
+            )
+        for pcr, data in self.measured:
+            if self.legacy:
+                out.append(legacy_event(pcr, EV_IPL, digest("sha1", data), data))
+            else:
+                digests = {bank: digest(bank, data) for bank in self.banks}
+                out.append(tcg_event(pcr, EV_IPL, digests, data))
+        return out
+
+    def bytes(self) -> bytes:
+        if self.legacy:
+            return b"".join(self.events())
+        return tcg_log(*self.events(), banks=self.banks)
+
+    def pcrs(self, bank: str) -> dict[int, bytes]:
+        size = SIZES[bank]
+        values: dict[int, bytes] = {0: bytes(size - 1) + b"\x03"} if self.locality else {}
+        for pcr, data in self.measured:
+            values[pcr] = extend(values.get(pcr, bytes(size)), digest(bank, data), bank)
+        return values
+
+
+def ima_entry(pcr: int, path: str, content: bytes) -> bytes:
+    """An ima-ng entry: PCR, the SHA-1 template digest, the name, the template data."""
+    file_digest = b"sha256:\0" + hashlib.sha256(content).digest()
+    name = path.encode() + b"\0"
+    data = b"".join(struct.pack("<I", len(f)) + f for f in (file_digest, name))
+    template = digest("sha1", data)
+    return (
+        struct.pack("<I", pcr)
+        + template
+        + struct.pack("<I", 6)
+        + b"ima-ng"
+        + struct.pack("<I", len(data))
+        + data
+    )
+
+
+def ima_pcr(entries: list[bytes], bank: str, start: bytes | None = None) -> bytes:
+    """The value PCR 10 reaches from ``start`` (zeros) after the ima-ng ``entries``."""
+    value = start if start is not None else bytes(SIZES[bank])
+    for entry in entries:
+        (size,) = struct.unpack_from("<I", entry, 4 + 20 + 4 + 6)
+        data = entry[4 + 20 + 4 + 6 + 4 : 4 + 20 + 4 + 6 + 4 + size]
+        value = extend(value, digest(bank, data), bank)
+    return value
