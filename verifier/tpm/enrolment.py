@@ -3,9 +3,11 @@
 An operator enrols an AK (by the SHA-256 of its SubjectPublicKeyInfo DER) in the ledger and
 may revoke it later; the scheme is handed an :class:`EnrolmentBook` that answers, for an AK,
 its enrolment. The AK is enrolled at the verification time ``at`` when
-``enrolled_at <= at`` and (``revoked_at`` is None or ``at < revoked_at``); otherwise the
-quote fails with ``ak_not_enrolled`` (enrolled later) or ``ak_enrolment_revoked``; an AK the
-book knows nothing of is ``ak_unendorsed``, as when no book is given.
+``enrolled_at <= at`` and (``revoked_at`` is None or ``at < revoked_at``); an AK the book
+knows nothing of, or enrolled only after ``at``, is ``ak_unendorsed`` (nothing vouched for it
+at that instant: a quote judged before its AK's enrolment and judged again later, with the
+enrolment in the book, gets the same answer), and one revoked at or before ``at`` is
+``ak_enrolment_revoked``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from verifier.errors import AkEnrolmentRevoked, AkNotEnrolled, AkUnendorsed
+from verifier.errors import AkEnrolmentRevoked, AkUnendorsed
 from verifier.timefmt import iso_utc
 
 __all__ = ["Enrolment", "EnrolmentBook", "StaticEnrolments", "check_enrolment"]
@@ -63,8 +65,7 @@ class StaticEnrolments:
 
 def check_enrolment(book: EnrolmentBook, ak_sha256: str, at: datetime) -> Enrolment:
     """The AK's enrolment valid at ``at``; raises AkUnendorsed (the book knows nothing of the
-    AK), AkNotEnrolled (enrolled after ``at``) or AkEnrolmentRevoked (revoked at or before
-    ``at``)."""
+    AK, or it was enrolled after ``at``) or AkEnrolmentRevoked (revoked at or before ``at``)."""
     enrolment = book.enrolment(ak_sha256)
     if enrolment is None:
         raise AkUnendorsed(
@@ -72,9 +73,9 @@ def check_enrolment(book: EnrolmentBook, ak_sha256: str, at: datetime) -> Enrolm
             "AK certificate, and it was never enrolled; enrol it with `attest-ledger tpm enroll`"
         )
     if at < enrolment.enrolled_at:
-        raise AkNotEnrolled(
-            f"AK {enrolment.name!r} (SHA-256 {ak_sha256}) is enrolled from "
-            f"{iso_utc(enrolment.enrolled_at)}; verification time {iso_utc(at)}"
+        raise AkUnendorsed(
+            f"ak: nothing vouched for the AK at {iso_utc(at)}: it is enrolled, as "
+            f"{enrolment.name!r} (SHA-256 {ak_sha256}), only from {iso_utc(enrolment.enrolled_at)}"
         )
     if enrolment.revoked_at is not None and at >= enrolment.revoked_at:
         raise AkEnrolmentRevoked(

@@ -146,8 +146,10 @@ def test_enrolment_at_its_time() -> None:
     assert _code(TpmVerifier(), evidence) == "ak_unendorsed"
     # the book knows nothing of the AK: nothing vouches for it (not "enrolled later")
     assert _code(TpmVerifier(enrolments=StaticEnrolments([])), evidence) == "ak_unendorsed"
+    # enrolled only later: nothing vouched for it at AT either (the answer the service gave
+    # before the enrolment, and the one a bundle judging it again with the enrolment gives)
     later = _enrolled(quote, enrolled_at=AT + timedelta(seconds=1))
-    assert _code(later, evidence) == "ak_not_enrolled"
+    assert _code(later, evidence) == "ak_unendorsed"
     revoked = _enrolled(quote, revoked_at=AT)
     assert _code(revoked, evidence) == "ak_enrolment_revoked"
     assert revoked.verify(evidence, at=AT - timedelta(seconds=1), policy=accept_any())
