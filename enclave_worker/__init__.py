@@ -3,7 +3,8 @@
 It talks to the service over HTTP only and imports nothing from ``verifier``, ``ledger`` or
 ``web``. Its simulated NSM and PKI (Nitro) and its simulated AMD PKI and SEV-SNP platform
 build evidence with their own code, an independent cross-check of the verifier; so do its
-simulated Intel PKI, TDX trust domains and SGX enclaves (quotes and collateral).
+simulated Intel PKI, TDX trust domains and SGX enclaves (quotes and collateral), and its
+simulated NitroTPM (a software TPM's quote with a NitroTPM document for its AK).
 """
 
 from enclave_worker.attester import (
@@ -25,6 +26,7 @@ from enclave_worker.simulated_dcap import (
     simulated_tdx_measurement,
 )
 from enclave_worker.simulated_intel import SimulatedIntelPki, SimulatedIntelWarning
+from enclave_worker.simulated_nitrotpm import SimulatedNitroTpm
 from enclave_worker.simulated_nsm import SimulatedNsm, simulated_image_pcrs
 from enclave_worker.simulated_pki import SimulatedNitroPki, SimulatedNitroWarning
 from enclave_worker.simulated_snp import (
@@ -48,6 +50,7 @@ __all__ = [
     "SimulatedIntelPki",
     "SimulatedIntelWarning",
     "SimulatedNitroPki",
+    "SimulatedNitroTpm",
     "SimulatedNitroWarning",
     "SimulatedNsm",
     "SimulatedSgxEnclave",

@@ -7,6 +7,9 @@ then the other keys and everything inside them in canonical order (:func:`encode
     {"format": "tpm2-quote/v1", "attest": TPMS_ATTEST, "signature": TPMT_SIGNATURE,
      "ak": SubjectPublicKeyInfo DER, "pcrs": {bank: {index: value}}, "event_log": bytes}
 
+and, from :class:`~enclave_worker.simulated_nitrotpm.SimulatedNitroTpm`, ``"nitro_document"``:
+a NitroTPM attestation document that vouches for the AK.
+
 :class:`TpmAttester` drives tpm2-tools (Debian's ``tpm2-tools``) over a TCTI: ``swtpm:host=
 127.0.0.1,port=N`` (:class:`~enclave_worker.swtpm.Swtpm`) or ``device:/dev/tpmrm0``.
 
@@ -60,6 +63,7 @@ __all__ = [
     "EK_CERTIFICATE_INDEX",
     "EK_HANDLE",
     "FORMAT",
+    "PCR_COUNT",
     "TPM2_QUOTE",
     "Quote",
     "TpmAttester",
@@ -78,6 +82,8 @@ EK_CERTIFICATE_INDEX: Final = 0x01C00002
 AK_TYPES: Final = {"ecc": ("ecc256", "ecdsa", 0x81008001), "rsa": ("rsa2048", "rsassa", 0x81008002)}
 #: The PCR a job is measured into (resettable at locality 0) and the PCRs quoted by default.
 JOB_PCR: Final = 23
+#: A PC Client TPM's PCRs per bank (0..23).
+PCR_COUNT: Final = 24
 DEFAULT_PCRS: Final = (0, 1, 2, 3, 4, 5, 6, 7)
 _TOOL_TIMEOUT: Final = 60.0
 _MAGIC: Final = 0xFF544347
@@ -306,6 +312,16 @@ class TpmAttester:
     ) -> Evidence:
         """Measure the job into the job PCR, quote with the nonce (and the result binding),
         and return the ``tpm2-quote`` container."""
+        quote, event_log = self.measured_quote(
+            nonce=nonce, result=result, input_sha256=input_sha256
+        )
+        return Evidence(self.kind, self.container(quote, event_log))
+
+    def measured_quote(
+        self, *, nonce: bytes, result: ResultDigest, input_sha256: bytes | None = None
+    ) -> tuple[Quote, bytes]:
+        """What :meth:`attest` sends, before it becomes a container: the job measured into
+        the job PCR and quoted, checked against the job's log; the quote and that log."""
         if len(nonce) != NONCE_SIZE:
             raise ValueError(f"the challenge nonce must be {NONCE_SIZE} bytes, not {len(nonce)}")
         extra_data = report_data(nonce, result) if self.bind_result else nonce
@@ -323,15 +339,44 @@ class TpmAttester:
                     )
             encoded_log = log.encode()
             (self.state_dir / "event_log.bin").write_bytes(encoded_log)
-        container = {
+        return quote, encoded_log
+
+    def container(
+        self, quote: Quote, event_log: bytes, *, nitro_document: bytes | None = None
+    ) -> bytes:
+        """The ``tpm2-quote/v1`` container of ``quote`` (:func:`encode_container`), with a
+        NitroTPM attestation document that vouches for the AK when one is given."""
+        container: dict[str, Any] = {
             "format": FORMAT,
             "attest": quote.attest,
             "signature": quote.signature,
             "ak": self._ak_der,
             "pcrs": {bank: dict(values) for bank, values in quote.pcrs.items()},
-            "event_log": encoded_log,
+            "event_log": event_log,
         }
-        return Evidence(self.kind, encode_container(container))
+        if nitro_document is not None:
+            container["nitro_document"] = nitro_document
+        return encode_container(container)
+
+    def read_pcrs(self, bank: str) -> dict[int, bytes]:
+        """Every PCR (0..23) of ``bank`` as the TPM holds it now (``tpm2_pcrread``)."""
+        if bank not in BANKS:
+            raise ValueError(f"the banks are among {sorted(BANKS)}, not {bank!r}")
+        size = BANKS[bank][1]
+        indexes = range(PCR_COUNT)
+        with tempfile.TemporaryDirectory(prefix="tpm-") as scratch:
+            out = Path(scratch) / "pcrs"
+            self.tools.run(
+                "tpm2_pcrread", f"{bank}:{','.join(map(str, indexes))}",
+                "-o", str(out), "-F", "values",
+            )  # fmt: skip
+            values = out.read_bytes()
+        if len(values) != size * PCR_COUNT:
+            raise TpmError(
+                f"tpm2_pcrread {bank} gave {len(values)} bytes, not {PCR_COUNT} values of {size}: "
+                f"does this TPM have the {bank} bank?"
+            )
+        return {index: values[index * size : (index + 1) * size] for index in indexes}
 
     def _measure(self, events: Sequence[bytes]) -> EventLogWriter:
         log = EventLogWriter(self.log_banks)

@@ -8,7 +8,9 @@ persisted simulated AMD root or from the real configfs-tsm with ``--device``), `
 (a TDX quote with its collateral, simulated on a persisted simulated Intel root, or the quote
 alone from the real configfs-tsm with ``--device``) or ``intel-sgx`` (an SGX quote with its
 collateral, simulated only) or ``tpm2-quote`` (a TPM 2.0 quote with the job measured into a
-PCR and logged, from swtpm, started over ``--tpm-state``, or from the TPM at ``--tpm-tcti``).
+PCR and logged, from swtpm, started over ``--tpm-state``, or from the TPM at ``--tpm-tcti``;
+with ``--tpm-nitro`` a simulated NitroTPM document, signed under the ``--simulated-pki`` root,
+vouches for swtpm's ECC AK: the ``aws-nitrotpm`` path without EC2).
 Bad modes produce wrong evidence on purpose: ``--bad MODE`` for
 every job, ``--mix`` for every fourth; ``stale`` does not apply to SEV-SNP, TDX or SGX (a
 report or quote has no timestamp), nor ``debug`` to a TPM quote.
@@ -44,6 +46,7 @@ from enclave_worker import (
     SimulatedIntelPki,
     SimulatedIntelWarning,
     SimulatedNitroPki,
+    SimulatedNitroTpm,
     SimulatedNitroWarning,
     SimulatedNsm,
     SimulatedSgxEnclave,
@@ -168,6 +171,12 @@ def register(commands: Any) -> None:
     tpm.add_argument("--tpm-ak-type", choices=sorted(AK_TYPES), default="ecc")
     tpm.add_argument(
         "--tpm-sha384", action="store_true", help="quote the sha384 bank too (default sha256)"
+    )
+    tpm.add_argument(
+        "--tpm-nitro",
+        action="store_true",
+        help="SIMULATED NitroTPM: a NitroTPM document (signed under --simulated-pki's root, not "
+        "AWS) vouches for the AK of swtpm's quotes (ECC AK; the sha384 bank is quoted)",
     )
     run.set_defaults(handler=run_worker)
 
@@ -308,27 +317,56 @@ def _creating(root: Path, option: str) -> None:
 
 def _tpm(args: argparse.Namespace, settings: Settings) -> _Attesters:
     state = args.tpm_state or settings.data_dir / "tpm"
+    directory = args.simulated_pki or settings.data_dir / "simulated-pki"
+    pki = _simulated_nitro_pki(directory) if args.tpm_nitro else None
+    if pki is not None:
+        print(
+            "attest-ledger worker: SIMULATED NitroTPM (not AWS hardware): swtpm's quotes with "
+            f"NitroTPM documents signed under the simulated Nitro root {directory / 'root.pem'}",
+            file=sys.stderr,
+        )
     resources = contextlib.ExitStack()
     try:
         tcti = args.tpm_tcti
         if tcti is None:
-            print(
-                "attest-ledger worker: SWTPM, a software TPM (not hardware): its AK is "
-                "unendorsed until enrolled",
-                file=sys.stderr,
-            )
+            if pki is None:
+                print(
+                    "attest-ledger worker: SWTPM, a software TPM (not hardware): its AK is "
+                    "unendorsed until enrolled",
+                    file=sys.stderr,
+                )
             tcti = resources.enter_context(Swtpm(state / "swtpm", manufacture=True)).tcti
         options: dict[str, Any] = {
             "ak_type": args.tpm_ak_type,
             "pcr": args.tpm_pcr,
-            "banks": ("sha256", "sha384") if args.tpm_sha384 else ("sha256",),
+            "banks": ("sha256", "sha384") if args.tpm_sha384 or pki is not None else ("sha256",),
         }
         main = TpmAttester(tcti, state / "attester", model=args.image, **options)
         other = TpmAttester(tcti, state / "attester", model=args.image + "-unapproved", **options)
+        if pki is None:
+            return _Attesters(main, other, None, None, "--tpm-state", resources)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SimulatedNitroWarning)
+            return _Attesters(
+                SimulatedNitroTpm(main, pki),
+                SimulatedNitroTpm(other, pki),
+                None,
+                directory / "root.pem",
+                "--simulated-pki",
+                resources,
+            )
     except BaseException:
         resources.close()
         raise
-    return _Attesters(main, other, None, None, "--tpm-state", resources)
+
+
+def _simulated_nitro_pki(directory: Path) -> SimulatedNitroPki:
+    now = datetime.now(UTC)
+    if not (directory / "root.pem").exists():
+        _creating(directory / "root.pem", "--simulated-pki <its data dir>/simulated-pki")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNitroWarning)
+        return SimulatedNitroPki.generate(at=now, root=load_or_create_root(directory, at=now))
 
 
 def _attesters(args: argparse.Namespace, settings: Settings) -> _Attesters:
@@ -361,7 +399,13 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--count must not be negative"
     if args.tee != TPM2_QUOTE:
         tpm_options = [option for option in ("tpm_tcti", "tpm_state") if getattr(args, option)]
-        if tpm_options or args.tpm_sha384 or args.tpm_pcr != JOB_PCR or args.tpm_ak_type != "ecc":
+        if (
+            tpm_options
+            or args.tpm_sha384
+            or args.tpm_nitro
+            or args.tpm_pcr != JOB_PCR
+            or args.tpm_ak_type != "ecc"
+        ):
             return "the --tpm-* options are for --tee tpm2-quote"
     else:
         return _tpm_usage_problem(args)
@@ -394,8 +438,21 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 def _tpm_usage_problem(args: argparse.Namespace) -> str | None:
     if args.device:
         return "--device is not for a TPM: give its TCTI with --tpm-tcti device:/dev/tpmrm0"
-    if args.simulated_pki or args.simulated_amd or args.simulated_intel:
-        return "--tee tpm2-quote takes no simulated root"
+    if args.simulated_amd or args.simulated_intel or (args.simulated_pki and not args.tpm_nitro):
+        return (
+            "--tee tpm2-quote takes no simulated root, but with --tpm-nitro the Nitro one "
+            "(--simulated-pki)"
+        )
+    if args.tpm_nitro and args.tpm_ak_type != "ecc":
+        return (
+            "--tpm-nitro: a NitroTPM document binds an ECC AK (its public_key is the AK's "
+            f"point 04||X||Y); an {args.tpm_ak_type.upper()} AK cannot be bound"
+        )
+    if args.tpm_nitro and args.tpm_tcti and args.tpm_tcti.startswith("device:"):
+        return (
+            "--tpm-nitro simulates the NitroTPM document: a real one comes from /dev/nsm on an "
+            "EC2 instance with NitroTPM, not from this worker; give no device TCTI with it"
+        )
     if not 0 <= args.tpm_pcr <= 23:
         return f"--tpm-pcr is a PCR index, 0..23, not {args.tpm_pcr}"
     bad = BadMode(args.bad) if args.bad else None

@@ -13,12 +13,15 @@ from typing import Any
 
 import cbor2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from attest_ledger.cli import main
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.settings import Settings
 from enclave_worker.binding import ResultDigest
 from enclave_worker.swtpm import Swtpm
+from tests.enclave_worker.test_simulated_nitrotpm import read_document, verify_cose
 from tests.enclave_worker.test_tpm import binding, read_attest, replay_log, verify_quote
 from tests.enclave_worker.test_worker_cli import Service
 
@@ -155,6 +158,17 @@ def test_a_given_tpm_with_rsa_sha384_and_pcr_16(capsys, settings, service, tmp_p
         (["--tee", "amd-sev-snp", "--tpm-sha384"], "are for --tee tpm2-quote"),
         (["--tpm-tcti", "device:/dev/tpmrm0"], "are for --tee tpm2-quote"),
         (["--tpm-ak-type", "rsa"], "are for --tee tpm2-quote"),
+        (["--tpm-nitro"], "are for --tee tpm2-quote"),
+        (
+            ["--tee", "tpm2-quote", "--tpm-nitro", "--tpm-ak-type", "rsa"],
+            "an RSA AK cannot be bound",
+        ),
+        (
+            ["--tee", "tpm2-quote", "--tpm-nitro", "--tpm-tcti", "device:/dev/tpmrm0"],
+            "a real one comes from /dev/nsm",
+        ),
+        (["--tee", "tpm2-quote", "--simulated-pki", "x"], "but with --tpm-nitro the Nitro one"),
+        (["--tee", "tpm2-quote", "--tpm-nitro", "--simulated-amd", "x"], "takes no simulated root"),
     ],
 )
 def test_tpm_options_that_do_not_fit_are_refused(capsys, settings, argv, message) -> None:
@@ -163,6 +177,7 @@ def test_tpm_options_that_do_not_fit_are_refused(capsys, settings, argv, message
     assert message in err
     assert out == ""
     assert not (settings.data_dir / "tpm").exists()  # refused before any swtpm started
+    assert not (settings.data_dir / "simulated-pki").exists()
 
 
 def test_an_unreachable_tpm_is_a_clear_usage_error(capsys, settings, service) -> None:
@@ -177,3 +192,37 @@ def test_an_unreachable_tpm_is_a_clear_usage_error(capsys, settings, service) ->
     assert tcti in err
     assert out == ""
     assert service.bodies == []
+
+
+def test_a_simulated_nitrotpm_worker_sends_documents_that_vouch_for_its_ak(
+    capsys, settings, service, tmp_path
+) -> None:
+    pki = tmp_path / "pki"
+    code, out, err = run(
+        capsys, settings, "worker", "run", "--server", service.url, "--token", "t",
+        "--tee", "tpm2-quote", "--tpm-nitro", "--simulated-pki", str(pki), "--count", "4",
+        "--bad", "wrong-image", "--image", "nitro-image",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    assert "SIMULATED NitroTPM (not AWS hardware)" in err
+    assert f"no simulated root at {pki / 'root.pem'}: creating a NEW one" in err
+    assert "SWTPM" not in err
+    root = x509.load_pem_x509_certificate((pki / "root.pem").read_bytes())
+    assert len(out.splitlines()) == 4
+    for n, (body, container) in enumerate(containers(service)):
+        result = ResultDigest("sha256", bytes.fromhex(body["result_hash"].removeprefix("sha256:")))
+        attest = verify_quote(container, ak_pem(container), binding(service.nonces[n], result))
+        assert [bank for bank, _ in attest.selection] == ["sha256", "sha384"]
+        events, _ = replay_log(container["event_log"])
+        assert events[0][3] == b"attestation-ledger:model:nitro-image-unapproved"  # wrong-image
+        envelope, fields = read_document(container["nitro_document"])
+        assert fields["nonce"] == service.nonces[n]
+        key = serialization.load_der_public_key(container["ak"])
+        assert fields["public_key"] == key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        for index, value in container["pcrs"]["sha384"].items():
+            assert fields["nitrotpm_pcrs"][index] == value
+        assert fields["cabundle"][0] == root.public_bytes(serialization.Encoding.DER)
+        verify_cose(envelope, fields["certificate"])
+    assert processes_under(settings.data_dir) == []  # the swtpm was stopped
