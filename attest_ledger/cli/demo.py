@@ -3,14 +3,16 @@
 1. migrate the database (the embedded PostgreSQL unless DATABASE_URL is set);
 2. create the ledger's signing key, a simulated Nitro root, a simulated AMD root (ARK) and a
    simulated Intel root (with its PCK CAs and TCB Signing key), unless they exist;
-3. add a demo Nitro worker, a demo SEV-SNP worker, a demo TDX worker, a demo TPM worker and
-   a demo auditor (tokens in var/, mode 0600), a demo policy (a Nitro image, an SEV-SNP
-   image, a TDX image and a TPM image: the model event of the TPM worker's log) and a portal
-   account (password in var/, mode 0600); start a software TPM (swtpm, Debian's) once to make
-   its attestation key and enrol it, with its EK certificate chained to swtpm's local CA;
+3. add a demo Nitro worker, a demo SEV-SNP worker, a demo TDX worker, two demo TPM workers
+   (one on the enrolled path, one on the aws-nitrotpm path) and a demo auditor (tokens in
+   var/, mode 0600), a demo policy (a Nitro image, an SEV-SNP image, a TDX image and a TPM
+   image: the model event of the TPM workers' logs) and a portal account (password in var/,
+   mode 0600); start a software TPM (swtpm, Debian's) once to make its attestation key and
+   enrol it, with its EK certificate chained to swtpm's local CA;
 4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated roots;
 5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker, a simulated TDX
-   worker and a TPM worker quoting from the swtpm, which submit a few dozen attestations
+   worker and two TPM workers quoting from their swtpms (the second's quotes carry a simulated
+   NitroTPM document that binds its AK, as on EC2), which submit a few dozen attestations
    between them, some bad on purpose;
 6. print where to look, and keep the service running until Ctrl-C.
 """
@@ -81,6 +83,8 @@ TDX_WORKER = "demo-tdx-worker"
 #: The TPM worker's model: the first event its log records, which the TPM image expects.
 TPM_IMAGE = "demo-inference-tpm"
 TPM_WORKER = "demo-tpm-worker"
+#: A second swtpm, on the aws-nitrotpm path: a simulated NitroTPM document binds its AK.
+NITROTPM_WORKER = "demo-nitrotpm-worker"
 #: The name the swtpm's attestation key is enrolled under.
 TPM_MACHINE = "demo-swtpm"
 AUDITOR = "demo-auditor"
@@ -246,6 +250,14 @@ def _feed(
              "--name", "demo-tpm", "--tpm-state", str(root_dir.parent / "tpm")],
             tokens[TPM_WORKER],
         )  # fmt: skip
+        runs["NitroTPM"] = (
+            f"TPM 2.0 as on EC2 (swtpm, simulated NitroTPM document binds the AK): "
+            f"{args.tpm_jobs} quotes fed",
+            [*worker, "--count", str(args.tpm_jobs), "--tee", TPM2_QUOTE, "--tpm-nitro",
+             "--simulated-pki", str(root_dir), "--image", TPM_IMAGE, "--name", "demo-nitrotpm",
+             "--tpm-state", str(root_dir.parent / "nitrotpm")],
+            tokens[NITROTPM_WORKER],
+        )  # fmt: skip
     done = _run_side_by_side(
         *(
             (arguments, {**env, "ATTEST_LEDGER_WORKER_TOKEN": token})
@@ -321,13 +333,16 @@ def _set_up(
             snp = _client(session, SNP_WORKER, "worker", data / "demo-snp-worker.token")
             tdx = _client(session, TDX_WORKER, "worker", data / "demo-tdx-worker.token")
             tpm_worker = _client(session, TPM_WORKER, "worker", data / "demo-tpm-worker.token")
+            nitrotpm = _client(
+                session, NITROTPM_WORKER, "worker", data / "demo-nitrotpm-worker.token"
+            )
             tokens = {WORKER: nitro[1], SNP_WORKER: snp[1], TDX_WORKER: tdx[1],
-                      TPM_WORKER: tpm_worker[1]}  # fmt: skip
+                      TPM_WORKER: tpm_worker[1], NITROTPM_WORKER: nitrotpm[1]}  # fmt: skip
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
             _policy(
                 session,
-                workers={IMAGE: nitro[0], SNP_IMAGE: snp[0], TDX_IMAGE: tdx[0],
-                         TPM_IMAGE: tpm_worker[0]},
+                workers=[(IMAGE, nitro[0]), (SNP_IMAGE, snp[0]), (TDX_IMAGE, tdx[0]),
+                         (TPM_IMAGE, tpm_worker[0]), (TPM_IMAGE, nitrotpm[0])],
             )  # fmt: skip
             if tpm:
                 _enrol_swtpm(session, data / "tpm")
@@ -410,7 +425,7 @@ def _enrol_swtpm(session: Any, state: Path) -> None:
     )
 
 
-def _policy(session: Any, *, workers: dict[str, str]) -> None:
+def _policy(session: Any, *, workers: list[tuple[str, str]]) -> None:
     """The demo images, and the demo workers (by the names their tokens belong to: a client
     made again after its token was lost has another) allowed to attest them."""
     store = PolicyStore()
@@ -431,7 +446,7 @@ def _policy(session: Any, *, workers: dict[str, str]) -> None:
         event = {"pcr": JOB_PCR, "digest": {"sha256": model}, "label": "model"}
         store.add_reference(session, TPM_IMAGE, TPM, {"events": [event]})
         say(f"policy: TPM image {TPM_IMAGE!r} (the model event of PCR {JOB_PCR}'s log) added")
-    for image, worker in workers.items():
+    for image, worker in workers:
         worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == worker)).scalar()
         if worker_id is not None and session.get(WorkerImage, (worker_id, image)) is None:
             store.allow(session, worker, image)

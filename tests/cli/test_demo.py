@@ -27,7 +27,7 @@ def _port() -> int:
 
 
 #: A line the demo prints per receipt: its index, the kind of evidence, the verdict.
-ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX|TPM)\s+(\S+)\s", re.M)
+ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX|TPM|NitroTPM)\s+(\S+)\s", re.M)
 #: every fourth bad on purpose, as each demo worker runs with --mix
 FOUR = ["affirming"] * 3 + ["contraindicated"]
 
@@ -77,9 +77,12 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert "Intel TDX: 8 attestations fed" in first
     nitro, snp = _entries(first, "Nitro"), _entries(first, "SEV-SNP")
     tdx, tpm = _entries(first, "TDX"), _entries(first, "TPM")
-    entries = [index for index, _ in nitro + snp + tdx + tpm]
-    assert len(entries) == len(set(entries)) == 32  # one entry each, none shared
-    assert len(re.findall(r"\(bad on purpose: ", first)) == 8  # every fourth of each
+    nitrotpm = _entries(first, "NitroTPM")
+    entries = [index for index, _ in nitro + snp + tdx + tpm + nitrotpm]
+    assert len(entries) == len(set(entries)) == 40  # one entry each, none shared
+    assert len(re.findall(r"\(bad on purpose: ", first)) == 10  # every fourth of each
+    # the second swtpm's quotes carry a simulated NitroTPM document that binds its AK
+    assert [verdict for _, verdict in nitrotpm] == FOUR * 2
     # TPM: quotes from a real swtpm, its AK enrolled (EK certificate checked against swtpm's
     # local CA), judged on the enrolled path; the model of another image is refused
     assert "TPM 2.0 (swtpm, enrolled AK): 8 quotes fed" in first
@@ -141,9 +144,11 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert "token in" not in second  # no new clients: the tokens are reused
     assert "policy:" not in second  # nor a new policy
     again = [
-        index for tee in ("Nitro", "SEV-SNP", "TDX", "TPM") for index, _ in _entries(second, tee)
+        index
+        for tee in ("Nitro", "SEV-SNP", "TDX", "TPM", "NitroTPM")
+        for index, _ in _entries(second, tee)
     ]
-    assert len(again) == 16
+    assert len(again) == 20
     assert min(again) > max(entries)  # appended after the first run's entries
     assert [v for _, v in _entries(second, "SEV-SNP")] == FOUR
     assert [v for _, v in _entries(second, "TDX")] == FOUR  # the kept Intel root still trusted
@@ -288,9 +293,18 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             kind = count["group"]["evidence_kind"]
             by_kind[kind] = by_kind.get(kind, 0) + count["submissions"]
         # two runs of 4 each
-        assert by_kind == {
-            "aws-nitro-enclave": 8, "amd-sev-snp": 8, "intel-tdx": 8, "tpm2-quote": 8
+        assert by_kind == {  # two TPM workers: enrolled and aws-nitrotpm
+            "aws-nitro-enclave": 8, "amd-sev-snp": 8, "intel-tdx": 8, "tpm2-quote": 16
         }  # fmt: skip
+        paths = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/entries",
+            params={"ak_path": "aws-nitrotpm", "limit": "100"},
+            headers={
+                "Authorization": f"Bearer {(data / 'demo-auditor.token').read_text().strip()}"
+            },
+        ).json()["entries"]
+        assert len(paths) == 8, paths
+        assert {e["entry"]["claims"]["ak"]["path"] for e in paths} == {"aws-nitrotpm"}
         reader = {"Authorization": f"Bearer {(data / 'demo-auditor.token').read_text().strip()}"}
         found = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/entries",
