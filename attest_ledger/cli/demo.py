@@ -219,8 +219,8 @@ def _feed(
     say(
         f"a simulated Nitro worker submits {args.jobs} attestations and, beside it, a "
         f"simulated SEV-SNP worker {args.snp_jobs}, a simulated Intel TDX worker "
-        f"{args.tdx_jobs} and a TPM worker on swtpm {args.tpm_jobs}; every fourth of each is "
-        "bad on purpose"
+        f"{args.tdx_jobs} and two TPM workers on swtpm (enrolled AK, NitroTPM) "
+        f"{args.tpm_jobs} each; every fourth of each is bad on purpose"
     )
     root_dir, amd_dir, intel_dir = roots
     runs = {
@@ -540,6 +540,8 @@ def _where_to_look(
         f"  SEV-SNP entries  {server}/portal/entries?evidence_kind={AMD_SEV_SNP}",
         f"  TDX entries      {server}/portal/entries?evidence_kind={INTEL_TDX}",
         f"  TPM entries      {server}/portal/entries?evidence_kind={TPM2_QUOTE}",
+        f"  NitroTPM quotes  {server}/portal/entries?evidence_kind={TPM2_QUOTE}"
+        "&ak_path=aws-nitrotpm",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",
