@@ -129,7 +129,8 @@ def parse_submission(body: dict[str, Any], idempotency_key: str | None) -> Submi
         raise Problem(400, "malformed_request", f"job: {exc.message}") from None
     except RecursionError:  # parsed, but too deep to walk
         raise Problem(400, "malformed_request", "job is nested too deeply") from None
-    key = idempotency_key or body.get("idempotency_key")
+    # an empty header is a key that breaks the rule, not an absent one
+    key = idempotency_key if idempotency_key is not None else body.get("idempotency_key")
     if key is not None and (
         not isinstance(key, str)
         or not 1 <= len(key) <= IDEMPOTENCY_KEY_CHARS

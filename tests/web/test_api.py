@@ -200,6 +200,17 @@ def test_idempotency(service) -> None:
     assert entry_count(service) == 8  # 7 setup entries (clients, policy) + 1
 
 
+def test_an_empty_idempotency_key_header_is_refused_not_ignored(service) -> None:
+    """Regression (schemathesis, issue #13's CI run): an empty Idempotency-Key header was
+    read as no key at all and the submission recorded; the OpenAPI says 1-200 characters."""
+    before = entry_count(service)
+    reply = service.submit(service.document(nonce=service.challenge()), key="")
+    assert reply.status_code == 400
+    assert reply.json["code"] == "malformed_request"
+    assert "idempotency key" in reply.json["detail"]
+    assert entry_count(service) == before
+
+
 def test_another_workers_idempotency_key_is_theirs_alone(service) -> None:
     mine = service.submit(
         service.document(nonce=service.challenge("worker-1"), result=b"a"),
