@@ -5,6 +5,7 @@
     scheme_for("amd-sev-snp")                          # SnpVerifier, pinned AMD roots
     scheme_for("intel-tdx")                            # DcapVerifier, pinned Intel SGX root
     scheme_for("tpm2-quote")                           # TpmVerifier, pinned Google AK roots
+    scheme_for("nvidia-gpu")                           # NvidiaVerifier, pinned NVIDIA roots
     scheme_for("aws-nitro-enclave", trust_anchors=[a])  # NitroVerifier trusting ``a`` only
     policy_from_json(text)                             # the policy of the kind it names
     detect_kind(data)                                  # which kind raw bytes are, if clear
@@ -21,6 +22,9 @@ from typing import Any
 from verifier.errors import MalformedEvidence, PolicyInvalid
 from verifier.nitro.policy import NITRO_KINDS, Policy
 from verifier.nitro.verify import NitroVerifier, parse_evidence
+from verifier.nvidia.policy import NvidiaPolicy
+from verifier.nvidia.report import GET_MEASUREMENTS, SPDM_VERSION_1_1
+from verifier.nvidia.verify import NvidiaVerifier
 from verifier.policy import SchemePolicy
 from verifier.scheme import EvidenceKind, Scheme
 from verifier.snp.policy import SnpPolicy
@@ -42,6 +46,7 @@ _KINDS = (
     EvidenceKind.INTEL_TDX,
     EvidenceKind.INTEL_SGX,
     EvidenceKind.TPM2_QUOTE,
+    EvidenceKind.NVIDIA_GPU,
 )
 #: A COSE_Sign1 starts with an array of four (0x84) or tag 18 (0xD2); an SEV-SNP report's
 #: first byte is its version's low byte (2, 3 or 5).
@@ -59,7 +64,8 @@ def scheme_for(
     """A new scheme for ``kind``. ``trust_anchors`` replaces the scheme's pinned roots (one
     P-384 root for Nitro; ARKs named ``CN=ARK-<product line>`` for SEV-SNP; P-256 roots for
     Intel TDX and SGX, one DcapVerifier serving both; the Google AK CA roots for TPM quotes,
-    whose NitroTPM documents are judged against the pinned AWS root). Raises
+    whose NitroTPM documents are judged against the pinned AWS root; the device root for
+    NVIDIA GPUs, whose RIMs are judged against the pinned NVIDIA RIM root). Raises
     ``ValueError`` for a kind without a scheme or unusable anchors."""
     try:
         evidence_kind = EvidenceKind(kind)
@@ -77,6 +83,8 @@ def scheme_for(
         return DcapVerifier(trust_anchors=trust_anchors)
     if evidence_kind is EvidenceKind.TPM2_QUOTE:
         return TpmVerifier(trust_anchors=trust_anchors)
+    if evidence_kind is EvidenceKind.NVIDIA_GPU:
+        return NvidiaVerifier(trust_anchors=trust_anchors)
     raise ValueError(f"evidence kind {evidence_kind} is reserved; no scheme verifies it yet")
 
 
@@ -93,6 +101,8 @@ def policy_from_dict(data: Any) -> SchemePolicy:
         return SgxPolicy.from_dict(data)
     if data.get("evidence_kind") == str(EvidenceKind.TPM2_QUOTE):
         return TpmPolicy.from_dict(data)
+    if data.get("evidence_kind") == str(EvidenceKind.NVIDIA_GPU):
+        return NvidiaPolicy.from_dict(data)
     return Policy.from_dict(data)
 
 
@@ -109,7 +119,8 @@ def detect_kind(data: bytes) -> EvidenceKind | None:
     Nitro document (its payload says enclave or NitroTPM), 1184 bytes an SEV-SNP report, a
     DCAP quote header (version 3 with TEE type 0 for SGX, 4 or 5 with 0x81 for TDX, ECDSA
     P-256 key type, Intel's QE vendor id) an Intel quote, a CBOR map whose first entry is
-    ``"format": "tpm2-quote/v1"`` a TPM quote."""
+    ``"format": "tpm2-quote/v1"`` a TPM quote, an SPDM 1.1 GET_MEASUREMENTS request
+    (``11 E0``) an NVIDIA report."""
     if is_container(data):
         return EvidenceKind.TPM2_QUOTE
     if len(data) >= 28 and data[12:28] == INTEL_QE_VENDOR_ID and data[2:4] == b"\x02\x00":
@@ -126,4 +137,6 @@ def detect_kind(data: bytes) -> EvidenceKind | None:
             return EvidenceKind.AWS_NITRO_ENCLAVE
     if len(data) == REPORT_BYTES:
         return EvidenceKind.AMD_SEV_SNP
+    if data[:2] == bytes((SPDM_VERSION_1_1, GET_MEASUREMENTS)):
+        return EvidenceKind.NVIDIA_GPU
     return None
