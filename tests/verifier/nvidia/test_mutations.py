@@ -274,7 +274,7 @@ def test_policy_json_round_trips_and_refuses_what_it_does_not_know() -> None:
             "images": [
                 {"name": "i", "arch": "LS10", "driver_versions": ["1"], "vbios_versions": ["x"]}
             ],
-        },  # fmt: skip
+        },
         {**base, "evidence_kind": "amd-sev-snp"},
     ):
         with pytest.raises(PolicyInvalid):
