@@ -98,9 +98,29 @@ def verify_path(
     at: datetime,
     clock_skew: timedelta,
     links: LinkCache[tuple[bytes, bytes], bool],
+    paths: LinkCache[tuple[bytes, ...], VerifiedPath] | None = None,
 ) -> VerifiedPath:
     """Verify ``ders`` (leaf first) to one of ``anchors``; raises a ChainInvalid subclass
-    (``profile``'s), CertificateExpired or CertificateNotYetValid."""
+    (``profile``'s), CertificateExpired or CertificateNotYetValid. ``paths`` caches whole
+    paths whose time-independent checks passed (keyed by every certificate's and anchor's
+    bytes); validity is checked at every call."""
+    key = (profile.what.encode(), *(a.der for a in anchors), b"", *ders)
+    path = None if paths is None else paths.get(key)
+    if path is None:
+        path = _static_path(ders, anchors, profile, links)
+        if paths is not None:
+            paths.put(key, path)
+    for info in path.certificates:
+        check_validity(info, at, clock_skew)
+    return path
+
+
+def _static_path(
+    ders: Sequence[bytes],
+    anchors: Sequence[TrustAnchor],
+    profile: PathProfile,
+    links: LinkCache[tuple[bytes, bytes], bool],
+) -> VerifiedPath:
     what = profile.what
     if not ders:
         raise profile.link_error(f"{what}: no certificates")
@@ -153,8 +173,6 @@ def verify_path(
                 issuer=None,
             )
         )
-    for info in infos:
-        check_validity(info, at, clock_skew)
     return VerifiedPath(
         anchor=anchor,
         leaf=loaded[0].certificate,

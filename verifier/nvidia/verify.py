@@ -109,6 +109,7 @@ class NvidiaVerifier:
         if not self.trust_anchors or not self.rim_anchors:
             raise ValueError("an NvidiaVerifier needs a device root and a RIM root")
         self._links: LinkCache[tuple[bytes, bytes], bool] = LinkCache(cache_size)
+        self._paths: LinkCache[tuple[bytes, ...], VerifiedPath] = LinkCache(cache_size)
 
     # --- the Scheme interface -------------------------------------------------------------
 
@@ -204,6 +205,7 @@ class NvidiaVerifier:
             at=at,
             clock_skew=policy.clock_skew,
             links=self._links,
+            paths=self._paths,
         )
         check_signature(report, path.leaf_key)
         fwid_checked = check_fwid(report, path)
