@@ -117,9 +117,10 @@ class Evidence:
         return tuple(e for e in self.endorsements if e.kind is kind)
 
     def check_endorsement_sizes(self, what: str, *, limit: int = MAX_ENDORSEMENTS) -> None:
-        """Raise EvidenceTooLarge if more than MAX_ENDORSEMENTS came with the evidence
-        (``what``: "report", "quote"...) or one is larger than MAX_ENDORSEMENT_BYTES: the work
-        per submission stays bounded."""
+        """Raise EvidenceTooLarge if more than ``limit`` (MAX_ENDORSEMENTS unless the scheme
+        says otherwise: 12 for NVIDIA, five certificates, two RIMs and OCSP responses) came
+        with the evidence (``what``: "report", "quote"...) or one is larger than
+        MAX_ENDORSEMENT_BYTES: the work per submission stays bounded."""
         if len(self.endorsements) > limit:
             raise EvidenceTooLarge(
                 f"endorsements: at most {limit} may come with a {what}, found "

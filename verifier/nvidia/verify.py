@@ -54,7 +54,13 @@ from verifier.nvidia.roots import nvidia_device_root, nvidia_rim_root
 from verifier.policy import SchemePolicy
 from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement, evidence_digest
 from verifier.scheme import Endorsement, EndorsementKind, Evidence, EvidenceKind
-from verifier.x509 import CERTIFICATE_PARSE_ERRORS, LinkCache, TrustAnchor, load_der_certificate
+from verifier.x509 import (
+    CERTIFICATE_PARSE_ERRORS,
+    LinkCache,
+    TrustAnchor,
+    check_validity,
+    load_der_certificate,
+)
 
 __all__ = [
     "MAX_NVIDIA_ENDORSEMENTS",
@@ -110,6 +116,9 @@ class NvidiaVerifier:
             raise ValueError("an NvidiaVerifier needs a device root and a RIM root")
         self._links: LinkCache[tuple[bytes, bytes], bool] = LinkCache(cache_size)
         self._paths: LinkCache[tuple[bytes, ...], VerifiedPath] = LinkCache(cache_size)
+        #: RIM bytes -> its verified signature and signer path (the same RIM serves every
+        #: device of a version); its path's validity is checked again at every `at`.
+        self._verified_rims: LinkCache[bytes, VerifiedRim] = LinkCache(64)
 
     # --- the Scheme interface -------------------------------------------------------------
 
@@ -273,13 +282,19 @@ class NvidiaVerifier:
         out: list[VerifiedRim] = []
         seen: dict[RimKind, VerifiedRim] = {}
         for endorsement in evidence.of_kind(EndorsementKind.RIM):
-            verified = verify_rim(
-                endorsement.data,
-                self.rim_anchors,
-                at=at,
-                clock_skew=policy.clock_skew,
-                links=self._links,
-            )
+            verified = self._verified_rims.get(endorsement.data)
+            if verified is None:
+                verified = verify_rim(
+                    endorsement.data,
+                    self.rim_anchors,
+                    at=at,
+                    clock_skew=policy.clock_skew,
+                    links=self._links,
+                )
+                self._verified_rims.put(endorsement.data, verified)
+            else:
+                for info in verified.path.certificates:
+                    check_validity(info, at, policy.clock_skew)
             kind = verified.rim.kind
             if kind in seen:
                 raise EndorsementMismatch(f"rim: two {kind} RIMs given; give one of each kind")

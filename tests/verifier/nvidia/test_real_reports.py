@@ -259,3 +259,12 @@ def test_registry_builds_the_scheme_while_the_product_does_not_list_the_kind() -
     assert isinstance(scheme_for("nvidia-gpu"), NvidiaVerifier)
     assert EvidenceKind.NVIDIA_GPU not in kinds()
     assert detect_kind(hex_report()) is None
+
+
+def test_a_cached_rim_is_judged_again_at_every_time() -> None:
+    verifier = NvidiaVerifier()
+    item = evidence(hex_report(), *hopper_chain(), rim(PROD_RIM))
+    assert verifier.verify(item, at=AT, policy=hex_policy()).status is Status.AFFIRMING
+    with pytest.raises(CertificateExpired):
+        verifier.verify(item, at=NOW, policy=hex_policy())
+    assert verifier.verify(item, at=AT, policy=hex_policy()).status is Status.AFFIRMING
