@@ -32,12 +32,14 @@ the one :class:`AttestationResult`. The tree::
     snp/     AMD SEV-SNP reports
     tdx/     Intel TDX and SGX DCAP quotes, with Intel's collateral
     tpm/     TPM 2.0 quotes, their AK vouched for by NitroTPM, Google or enrolment
+    nvidia/  NVIDIA GPU and NVSwitch SPDM reports, with NVIDIA's signed RIMs
 """
 
 from verifier.binding import (
     REPORT_DATA_BYTES,
     RESULT_BINDING_PREFIX,
     ResultHash,
+    gpu_nonce,
     report_data,
 )
 from verifier.errors import (
@@ -55,6 +57,7 @@ from verifier.errors import (
     EventLogMismatch,
     EvidenceTooLarge,
     FmspcMismatch,
+    FwidMismatch,
     MalformedEvidence,
     NoMatchingTcbLevel,
     PcrDigestMismatch,
@@ -63,6 +66,8 @@ from verifier.errors import (
     QeBindingInvalid,
     QeIdentityMismatch,
     QeReportSignatureInvalid,
+    RimChainInvalid,
+    RimSignatureInvalid,
     SignatureInvalid,
     TcbTypeMismatch,
     TpmSignatureInvalid,
@@ -77,6 +82,15 @@ from verifier.nitro.document import AttestationDocument
 from verifier.nitro.policy import Policy, ReferenceImage, UnsafeAcceptAnyPolicy
 from verifier.nitro.trust import AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root_g1
 from verifier.nitro.verify import DOCUMENT_TIME, NitroVerifier, parse_evidence
+from verifier.nvidia import (
+    NVIDIA_DEVICE_ROOT_SHA256,
+    NVIDIA_RIM_ROOT_SHA256,
+    NvidiaClaims,
+    NvidiaImage,
+    NvidiaPolicy,
+    NvidiaVerifier,
+    UnsafeAcceptAnyNvidiaPolicy,
+)
 from verifier.policy import SchemePolicy, UnsafePolicyWarning
 from verifier.registry import detect_kind, kinds, policy_from_dict, policy_from_json, scheme_for
 from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement
@@ -117,6 +131,8 @@ __all__ = [
     "DOCUMENT_TIME",
     "INTEL_SGX_ROOT_CA_SHA256",
     "MAX_EVIDENCE_BYTES",
+    "NVIDIA_DEVICE_ROOT_SHA256",
+    "NVIDIA_RIM_ROOT_SHA256",
     "REPORT_DATA_BYTES",
     "RESULT_BINDING_PREFIX",
     "AkBindingInvalid",
@@ -147,10 +163,15 @@ __all__ = [
     "EvidenceKind",
     "EvidenceTooLarge",
     "FmspcMismatch",
+    "FwidMismatch",
     "MalformedEvidence",
     "NitroClaims",
     "NitroVerifier",
     "NoMatchingTcbLevel",
+    "NvidiaClaims",
+    "NvidiaImage",
+    "NvidiaPolicy",
+    "NvidiaVerifier",
     "PCRAppraisal",
     "PcrDigestMismatch",
     "Policy",
@@ -161,6 +182,8 @@ __all__ = [
     "QeReportSignatureInvalid",
     "ReferenceImage",
     "ResultHash",
+    "RimChainInvalid",
+    "RimSignatureInvalid",
     "Scheme",
     "SchemePolicy",
     "SgxPolicy",
@@ -182,6 +205,7 @@ __all__ = [
     "TpmSignatureInvalid",
     "TpmVerifier",
     "TrustAnchor",
+    "UnsafeAcceptAnyNvidiaPolicy",
     "UnsafeAcceptAnyPolicy",
     "UnsafeAcceptAnySgxPolicy",
     "UnsafeAcceptAnySnpPolicy",
@@ -196,6 +220,7 @@ __all__ = [
     "aws_nitro_root_g1",
     "detect_kind",
     "endorsements_from_dcap_qvl_json",
+    "gpu_nonce",
     "kinds",
     "parse_evidence",
     "parse_quote",

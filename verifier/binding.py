@@ -24,6 +24,17 @@ the challenge as is in the first half, and in the second the SHA-256 of exactly 
 Nitro puts in ``user_data``: one definition of the binding for every scheme, and the nonce
 readable in the evidence. Each half is checked on its own (a nonce or a result hash that is
 not given is not checked), in constant time. :func:`report_data` builds the 64 bytes.
+
+**NVIDIA GPUs** (the SPDM requester nonce, 32 bytes). A GPU's report has room for one nonce
+and nothing else, and it travels beside a CPU's evidence that carries the challenge and the
+result binding itself. Each GPU ``i`` (0, 1, ... in the order submitted) is asked for a
+report whose requester nonce is::
+
+    gpu_nonce = SHA-256(b"attestation-ledger:gpu-nonce:v1:" || challenge (32 bytes)
+                        || SHA-256(result binding user_data) (32 bytes) || i (one byte))
+
+so that a GPU report cannot be replayed under another CPU evidence (another challenge), for
+another result, or in another GPU's place. :func:`gpu_nonce` computes it.
 """
 
 from __future__ import annotations
@@ -35,14 +46,19 @@ from dataclasses import dataclass
 from verifier.errors import Violation
 
 __all__ = [
+    "GPU_NONCE_PREFIX",
     "REPORT_DATA_BYTES",
     "REPORT_DATA_NONCE_BYTES",
     "RESULT_BINDING_PREFIX",
     "ResultHash",
+    "gpu_nonce",
     "report_data",
 ]
 
 RESULT_BINDING_PREFIX = b"attestation-ledger:result:v1:"
+GPU_NONCE_PREFIX = b"attestation-ledger:gpu-nonce:v1:"
+#: A GPU's index is one byte: at most 256 GPUs and NVSwitches beside one CPU evidence.
+MAX_GPU_INDEX = 255
 REPORT_DATA_BYTES = 64
 #: The service's challenges are 32 random bytes: the first half of report_data.
 REPORT_DATA_NONCE_BYTES = 32
@@ -112,6 +128,24 @@ def report_data(nonce: bytes, result_hash: ResultHash) -> bytes:
             f"found {len(nonce)}"
         )
     return nonce + result_hash.report_data_half()
+
+
+def gpu_nonce(challenge: bytes, result_hash: ResultHash, index: int) -> bytes:
+    """The 32-byte SPDM requester nonce GPU ``index`` must use beside a CPU evidence that
+    binds ``challenge`` and ``result_hash`` (see the module docstring).
+
+    Raises ``ValueError`` for a challenge that is not 32 bytes or an index outside 0..255.
+    """
+    if len(challenge) != REPORT_DATA_NONCE_BYTES:
+        raise ValueError(
+            f"gpu nonce: the challenge must be {REPORT_DATA_NONCE_BYTES} bytes, "
+            f"found {len(challenge)}"
+        )
+    if isinstance(index, bool) or not 0 <= index <= MAX_GPU_INDEX:
+        raise ValueError(f"gpu nonce: the index must be 0..{MAX_GPU_INDEX}, found {index!r}")
+    return hashlib.sha256(
+        GPU_NONCE_PREFIX + challenge + result_hash.report_data_half() + bytes([index])
+    ).digest()
 
 
 def report_data_violations(

@@ -14,12 +14,14 @@ messages say what was expected and what was found, and never echo secrets.
     │   ├── TpmSignatureInvalid        tpm_signature_invalid  TPM: the AK did not sign the quote
     │   ├── QeReportSignatureInvalid   qe_report_signature_invalid   DCAP: not signed by the PCK
     │   ├── QeBindingInvalid           qe_binding_invalid     DCAP: QE report_data vs the key
-    │   └── CollateralSignatureInvalid collateral_signature_invalid  TCB info, QE identity
+    │   ├── CollateralSignatureInvalid collateral_signature_invalid  TCB info, QE identity
+    │   └── RimSignatureInvalid        rim_signature_invalid  NVIDIA: a RIM's XML-DSig fails
     ├── ChainInvalid                chain_invalid         a certificate link is broken
     │   ├── UntrustedRoot           untrusted_root        the path ends in no trusted root
     │   ├── CertificateExpired      expired               a certificate or CRL ended before `at`
     │   ├── CertificateNotYetValid  not_yet_valid         a certificate or CRL starts after `at`
-    │   └── CertificateRevoked      revoked               a CRL lists a certificate of the path
+    │   ├── CertificateRevoked      revoked               a CRL lists a certificate of the path
+    │   └── RimChainInvalid         rim_chain_invalid     NVIDIA: a RIM signer's path is broken
     ├── PcrDigestMismatch           pcr_digest_mismatch   TPM: the PCRs sent are not the quoted
     ├── EventLogMismatch            event_log_mismatch    TPM: the log does not replay to them
     ├── EndorsementMissing          endorsement_missing   the key that signed was not given
@@ -31,7 +33,8 @@ messages say what was expected and what was found, and never echo secrets.
     │   ├── NoMatchingTcbLevel      no_matching_tcb_level the platform is below every level
     │   ├── QeIdentityMismatch      qe_identity_mismatch  not the quoting enclave Intel names
     │   ├── AkBindingInvalid        ak_binding_invalid    TPM: the Nitro document is not the AK's
-    │   └── AkCertificateMismatch   ak_certificate_mismatch  TPM: the certificate's key is another
+    │   ├── AkCertificateMismatch   ak_certificate_mismatch  TPM: the certificate's key is another
+    │   └── FwidMismatch            fwid_mismatch         NVIDIA: report FWID != the leaf's FWID
     ├── PolicyViolation             policy_violation      reference values, freshness, binding
     └── PolicyInvalid               policy_invalid        the policy itself is unusable
 
@@ -64,6 +67,7 @@ __all__ = [
     "EventLogMismatch",
     "EvidenceTooLarge",
     "FmspcMismatch",
+    "FwidMismatch",
     "MalformedEvidence",
     "NoMatchingTcbLevel",
     "PcrDigestMismatch",
@@ -72,6 +76,8 @@ __all__ = [
     "QeBindingInvalid",
     "QeIdentityMismatch",
     "QeReportSignatureInvalid",
+    "RimChainInvalid",
+    "RimSignatureInvalid",
     "SignatureInvalid",
     "TcbTypeMismatch",
     "TpmSignatureInvalid",
@@ -143,6 +149,13 @@ class CollateralSignatureInvalid(SignatureInvalid):
     code = "collateral_signature_invalid"
 
 
+class RimSignatureInvalid(SignatureInvalid):
+    """NVIDIA: a reference integrity manifest's XML signature does not verify (the digest of
+    the canonicalised document, or the ECDSA signature over SignedInfo)."""
+
+    code = "rim_signature_invalid"
+
+
 class TpmSignatureInvalid(SignatureInvalid):
     """TPM: the quote (TPMS_ATTEST) is not signed by the attestation key that came with it."""
 
@@ -181,6 +194,14 @@ class CertificateRevoked(ChainInvalid):
     """A certificate revocation list given with the evidence lists a certificate of the path."""
 
     code = "revoked"
+
+
+class RimChainInvalid(ChainInvalid):
+    """NVIDIA: a RIM signer's certificate path (X509Data) does not chain to the pinned RIM
+    root: a broken link, a wrong profile, or another root. Expiry keeps the shared codes
+    (``expired``, ``not_yet_valid``), with the RIM named in the message."""
+
+    code = "rim_chain_invalid"
 
 
 class EndorsementMissing(VerifierError):
@@ -250,6 +271,13 @@ class AkCertificateMismatch(EndorsementMismatch):
     code = "ak_certificate_mismatch"
 
 
+class FwidMismatch(EndorsementMismatch):
+    """NVIDIA: the firmware ID in the report's opaque data (field 20) is not the one the
+    device's leaf certificate certifies (Hopper extension, Blackwell DICE TcbInfo)."""
+
+    code = "fwid_mismatch"
+
+
 class PolicyInvalid(VerifierError):
     """The policy (reference values) is unusable: empty, contradictory or badly encoded."""
 
@@ -269,7 +297,9 @@ class Violation:
     advisory_not_allowed, mrtd_mismatch, rtmr_mismatch, mrconfigid_mismatch, mrowner_mismatch,
     mrownerconfig_mismatch, xfam_not_allowed, tee_tcb_svn_too_old, mrenclave_mismatch,
     mrsigner_mismatch, isv_prod_id_mismatch, isv_svn_too_old. TPM: pcr_mismatch (naming the
-    bank), event_missing, event_log_missing, ak_path_not_allowed, pcrs_all_reset.
+    bank), event_missing, event_log_missing, ak_path_not_allowed, pcrs_all_reset. NVIDIA:
+    measurement_mismatch (one per index, naming it), driver_version_not_allowed,
+    vbios_version_not_allowed, arch_not_allowed, rim_missing, feature_flag_not_allowed.
     """
 
     code: str
@@ -277,6 +307,8 @@ class Violation:
     pcr_index: int | None = None
     #: The TCB component a ``tcb_too_old`` is about (bootloader, tee, snp, microcode, fmc).
     component: str | None = None
+    #: NVIDIA: the RIM index (measurement block index - 1) a ``measurement_mismatch`` names.
+    measurement_index: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"code": self.code, "message": self.message}
@@ -284,6 +316,8 @@ class Violation:
             out["pcr_index"] = self.pcr_index
         if self.component is not None:
             out["component"] = self.component
+        if self.measurement_index is not None:
+            out["measurement_index"] = self.measurement_index
         return out
 
 

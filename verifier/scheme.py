@@ -72,6 +72,10 @@ class EndorsementKind(enum.StrEnum):
     # TPM 2.0 quotes:
     AK_CERTIFICATE = "ak-certificate"  # a TPM attestation key's X.509 certificate (GCP)
     EK_CERTIFICATE = "ek-certificate"  # a TPM's endorsement key certificate (enrolment)
+    # NVIDIA GPUs and NVSwitches:
+    DEVICE_CERTIFICATE = "device-certificate"  # DER; the device chain, leaf first, in order
+    RIM = "rim"  # a signed reference integrity manifest (TCG SWID XML), its exact bytes
+    OCSP = "ocsp"  # a DER OCSP response (kept with the entry; never fetched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +116,14 @@ class Evidence:
     def of_kind(self, kind: EndorsementKind) -> tuple[Endorsement, ...]:
         return tuple(e for e in self.endorsements if e.kind is kind)
 
-    def check_endorsement_sizes(self, what: str) -> None:
-        """Raise EvidenceTooLarge if more than MAX_ENDORSEMENTS came with the evidence
-        (``what``: "report", "quote"...) or one is larger than MAX_ENDORSEMENT_BYTES: the work
-        per submission stays bounded."""
-        if len(self.endorsements) > MAX_ENDORSEMENTS:
+    def check_endorsement_sizes(self, what: str, *, limit: int = MAX_ENDORSEMENTS) -> None:
+        """Raise EvidenceTooLarge if more than ``limit`` (MAX_ENDORSEMENTS unless the scheme
+        says otherwise: 12 for NVIDIA, five certificates, two RIMs and OCSP responses) came
+        with the evidence (``what``: "report", "quote"...) or one is larger than
+        MAX_ENDORSEMENT_BYTES: the work per submission stays bounded."""
+        if len(self.endorsements) > limit:
             raise EvidenceTooLarge(
-                f"endorsements: at most {MAX_ENDORSEMENTS} may come with a {what}, found "
+                f"endorsements: at most {limit} may come with a {what}, found "
                 f"{len(self.endorsements)}"
             )
         for endorsement in self.endorsements:
