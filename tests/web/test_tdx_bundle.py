@@ -213,6 +213,7 @@ def test_a_verdict_a_quote_does_not_support_is_caught(mixed) -> None:
         )
     endorsements = [(e["kind"], kept[e["sha256"]]) for e in record.pop("endorsements")]
     record.pop("evidence_sha256")
+    record.pop("ear")  # as before EARs: tests/web/test_ear.py forges those
     forged = {**record, "verdict": "affirming", "error": None, "reasons": [],
               "image": TD_IMAGE, "worker": "worker-3"}  # fmt: skip
     with session_scope(mixed.runtime.sessions) as session:
