@@ -52,7 +52,8 @@ def export(service, selection=None, **kwargs) -> bytes:
     out = io.BytesIO()
     with service.runtime.sessions() as session:
         export_bundle(
-            session, out, signer=service.runtime.signer, ear_key=service.runtime.ear_signer.public_jwk(),
+            session, out, signer=service.runtime.signer,
+            ear_key=service.runtime.ear_signer.public_jwk(),
             trust_anchors=[service.runtime.trust_anchor], selection=selection, **kwargs,
         )  # fmt: skip
     return out.getvalue()
@@ -442,7 +443,8 @@ def test_a_bundle_carries_the_anchors_its_entries_name_and_only_those(ledger) ->
     assert "--trust-root" in str(caught.value)
     out = io.BytesIO()
     with ledger.runtime.sessions() as session:
-        export_bundle(session, out, signer=ledger.runtime.signer, ear_key=ledger.runtime.ear_signer.public_jwk(),
+        export_bundle(session, out, signer=ledger.runtime.signer,
+                      ear_key=ledger.runtime.ear_signer.public_jwk(),
                       trust_anchors=known_trust_anchors(ledger.runtime.trust_anchor,
                                                         anchor_for(other)))  # fmt: skip
     archive = out.getvalue()

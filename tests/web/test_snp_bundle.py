@@ -119,7 +119,8 @@ def export(service, anchors=None, **kwargs) -> bytes:
     out = io.BytesIO()
     anchors = known_trust_anchors(*service.runtime.trust_anchors) if anchors is None else anchors
     with service.runtime.sessions() as session:
-        export_bundle(session, out, signer=service.runtime.signer, trust_anchors=anchors, ear_key=service.runtime.ear_signer.public_jwk(),
+        export_bundle(session, out, signer=service.runtime.signer, trust_anchors=anchors,
+                      ear_key=service.runtime.ear_signer.public_jwk(),
                       **kwargs)  # fmt: skip
     return out.getvalue()
 
