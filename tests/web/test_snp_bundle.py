@@ -322,3 +322,15 @@ def test_real_amd_reports_are_judged_again_offline_with_the_packaged_intermediat
     dropped = [(n, d) for n, d in files if n != f"endorsements/{milan_ask}.der"]
     report = verify_bundle(io.BytesIO(repack(dropped)), real.runtime.log_key)
     assert "endorsements/" in {item for item, _ in report.failures}
+
+
+def test_every_verdict_of_the_snp_service_is_a_signed_ear(mixed) -> None:
+    from tests.web.ear_support import every_verdict_is_a_signed_ear
+
+    """Every verdict, of every kind and outcome, rejections included, is an EAR signed by
+    the key the API publishes, saying what its entry says."""
+    assert every_verdict_is_a_signed_ear(mixed) == {
+        "aws-nitro-enclave affirming": 2,
+        "amd-sev-snp affirming": 3,
+        "amd-sev-snp contraindicated": 7,
+    }
