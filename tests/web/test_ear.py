@@ -287,3 +287,30 @@ def test_arbitrary_key_files_raise_only_our_errors(data: bytes) -> None:
         load_public_keys(data)
     with contextlib.suppress(standalone.Bad):
         standalone.ear_keys(data)
+
+
+def test_the_entry_page_shows_the_ear_checked_by_the_service(portal) -> None:
+    from tests.web.conftest import page, publish
+
+    receipt = portal.fresh()
+    publish(portal)
+    index = receipt.json["entry"]["index"]
+    detail = page(portal, f"/portal/entries/{index}")
+    assert '<span class="badge ok">signature valid</span>' in detail
+    assert portal.runtime.ear_signer.kid in detail
+    assert "&#34;ear.status&#34;: &#34;affirming&#34;" in detail  # the decoded claims
+    download = portal.browser.get(f"/portal/entries/{index}/ear.jwt")
+    assert download.status_code == 200
+    assert download.mimetype == "application/jwt"
+    assert download.data.decode() == receipt.json["ear"]
+    # an entry whose EAR another key signed: the page says it does not hold
+    good = _record(portal, index)
+    forged = _append_with_ear(
+        portal, good, EarSigner.generate().sign(_payload(good["ear"])), b"\x0d"
+    )
+    detail = page(portal, f"/portal/entries/{forged}")
+    assert '<span class="badge bad">does not hold</span> signed by a key not given' in detail
+    # an entry without one: no EAR panel, and no download
+    plain = _append(portal, good, portal.document(nonce=b"\x0e" * 32))
+    assert 'id="ear"' not in page(portal, f"/portal/entries/{plain}")
+    assert portal.browser.get(f"/portal/entries/{plain}/ear.jwt").status_code == 404
