@@ -14,7 +14,10 @@ The verdict record (the entry's canonical JSON)::
      "result_hash": "sha256:...", "job": {...}, "verified_at": ISO-8601,
      "policy_revision": <ledger index of the policy in force>, "policy": <policy id>,
      "image": <matched image>, "evidence_kind", "module_id", "pcr0", "document_time",
-     "nonce", "trust_anchor_sha256", "evidence_sha256"}
+     "nonce", "trust_anchor_sha256", "evidence_sha256", "ear": <the signed EAR, a compact JWS>}
+
+Every verdict is also a signed EAR (:mod:`attest_ledger.ear`), built from the record and
+carried in it, so that the entry's leaf commits to it. Entries from before EARs have none.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from attest_ledger import challenges
 from attest_ledger.challenges import ChallengeState
 from attest_ledger.collateral import CollateralSource
+from attest_ledger.ear import EarSigner, build_ear
 from attest_ledger.policy_store import PolicyStore
 from ledger.append import Appended
 from ledger.batcher import AppendBatcher, FollowUp
@@ -468,8 +472,11 @@ class Intake:
         append_timeout: float = 30.0,
         schemes: Mapping[str, Scheme] | None = None,
         collateral: CollateralSource | None = None,
+        ear_signer: EarSigner,
     ) -> None:
         self.verifier = verifier
+        #: signs the EAR of every verdict
+        self.ear_signer = ear_signer
         #: completes a TDX or SGX quote's collateral from what the service keeps
         self.collateral = collateral
         #: evidence kind -> the scheme that judges it (Nitro's is ``verifier``)
@@ -541,6 +548,15 @@ class Intake:
             policy=policy,
             trust_anchors=anchors_of(scheme),
             nonce=nonce,
+        )
+        record["ear"] = self.ear_signer.sign(
+            build_ear(
+                record,
+                evidence_sha256=digest.hex(),
+                trustworthiness_vector=verdict.result.trustworthiness_vector()
+                if verdict.result is not None
+                else {},
+            )
         )
         entry = NewEntry.from_record(  # what judged it: as sent, and what the service added
             record,

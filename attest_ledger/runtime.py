@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger import database
 from attest_ledger.collateral import CollateralSource, PcsClient
+from attest_ledger.ear import EarSigner
 from attest_ledger.intake import Intake
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.publisher import CheckpointPublisher
@@ -62,6 +63,11 @@ class Runtime:
         self.intake.clock = lambda: self.clock()  # noqa: PLW0108 - late-bound: tests replace self.clock
 
     @property
+    def ear_signer(self) -> EarSigner:
+        """The key that signs every verdict's EAR."""
+        return self.intake.ear_signer
+
+    @property
     def log_key(self) -> NoteVerifier:
         return self.signer.verifier()
 
@@ -86,6 +92,10 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, publish: bool = True, pool_size: int = 10) -> Runtime:
         signer = load_signing_key(settings.ledger_key_path)
+        ear_signer, created = EarSigner.load_or_create(settings.ear_key_path)
+        if created:
+            log.warning("created the EAR-signing key %s (kid %s)", settings.ear_key_path,
+                        ear_signer.kid)  # fmt: skip
         engine = database.engine_for(
             settings, pool_size=pool_size, pre_ping=False, lock_timeout=LOCK_TIMEOUT
         )
@@ -113,6 +123,7 @@ class Runtime:
             collateral=CollateralSource(
                 sessions, PcsClient(settings.pccs_url) if settings.pccs_url else None
             ),
+            ear_signer=ear_signer,
         )
         publisher = (
             CheckpointPublisher(

@@ -9,6 +9,8 @@ once). Every variable is optional:
 ``ATTEST_LEDGER_DATA_DIR``             local state (default ``./var``)
 ``ATTEST_LEDGER_KEY``                  the checkpoint-signing key (``<data dir>/ledger.key``)
 ``ATTEST_LEDGER_ORIGIN``               the log's origin, used when a key is created
+``ATTEST_LEDGER_EAR_KEY``              the EAR-signing key, P-256 PEM
+                                       (``<data dir>/ear-key.pem``)
 ``ATTEST_LEDGER_TRUST_ROOT``           a PEM root to trust *instead of* AWS's (the simulated
                                        PKI of demos and tests; the service warns)
 ``ATTEST_LEDGER_SNP_TRUST_ROOT``       PEM ARK(s) to trust *instead of* AMD's (the simulated
@@ -59,6 +61,8 @@ class Settings:
     database_url: str | None
     ledger_key_path: Path
     ledger_origin: str = DEFAULT_ORIGIN
+    #: the verifier's EAR-signing key (None: ``<data dir>/ear-key.pem``)
+    ear_key: Path | None = None
     trust_root_path: Path | None = None
     snp_trust_root_path: Path | None = None
     #: Intel DCAP: a root to trust INSTEAD of the pinned Intel SGX Root CA (simulated PKI)
@@ -89,12 +93,18 @@ class Settings:
     body_timeout: float = 20.0
     connections_per_ip: int = 100
 
+    @property
+    def ear_key_path(self) -> Path:
+        """The EAR-signing key's file."""
+        return self.ear_key if self.ear_key is not None else self.data_dir / "ear-key.pem"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("ATTEST_LEDGER_DATA_DIR") or "var").resolve()
         url = env.get("DATABASE_URL") or None
         key = env.get("ATTEST_LEDGER_KEY")
+        ear_key = env.get("ATTEST_LEDGER_EAR_KEY")
         root = env.get("ATTEST_LEDGER_TRUST_ROOT")
         snp_root = env.get("ATTEST_LEDGER_SNP_TRUST_ROOT")
         intel_root = env.get("ATTEST_LEDGER_INTEL_TRUST_ROOT")
@@ -103,6 +113,7 @@ class Settings:
             database_url=normalise_database_url(url) if url else None,
             ledger_key_path=Path(key).resolve() if key else data_dir / "ledger.key",
             ledger_origin=env.get("ATTEST_LEDGER_ORIGIN") or DEFAULT_ORIGIN,
+            ear_key=Path(ear_key).resolve() if ear_key else None,
             trust_root_path=Path(root).resolve() if root else None,
             snp_trust_root_path=Path(snp_root).resolve() if snp_root else None,
             intel_trust_root_path=Path(intel_root).resolve() if intel_root else None,

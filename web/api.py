@@ -10,6 +10,7 @@ Anyone (checkpoints and proofs between them are public, as in any transparency l
     GET  /api/v1/checkpoint[?tree_size=N]     the signed checkpoint (text/plain)
     GET  /api/v1/checkpoints[?before=&limit=] the list of checkpoints
     GET  /api/v1/log-key                      the ledger's verifier key
+    GET  /api/v1/ear-keys                     the verifier's EAR-signing keys (JWKS)
     GET  /api/v1/consistency?first=&second=   a consistency proof between two sizes
     GET  /api/v1/tree                         the current (not yet checkpointed) size
     GET  /api/v1/openapi.json                 the OpenAPI 3.1 description of all of /api/v1
@@ -199,6 +200,7 @@ def _receipt_json(receipt: Receipt) -> dict[str, Any]:
             "verified_at": record.get("verified_at"),
         },
         "evidence_sha256": record.get("evidence_sha256"),
+        "ear": record.get("ear"),
         "duplicate": receipt.duplicate,
         "replayed": receipt.replayed,
         "checkpoint": checkpoint,
@@ -273,6 +275,14 @@ def get_log_key() -> Response:
             "format": "c2sp.org/signed-note",
         }
     )
+
+
+@bp.get("/ear-keys")
+def get_ear_keys() -> Response:
+    """The JWKS of the key that signs every verdict's EAR: public, and cacheable."""
+    response = jsonify(runtime().ear_signer.jwks())
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 @bp.get("/consistency")

@@ -171,7 +171,7 @@ def _build(
                     trust_anchors=known_trust_anchors(*runtime.trust_anchors),
                     selection=selection,
                     tree_size=tree_size, max_entries=settings.export_max_entries,
-                    progress=progress,
+                    progress=progress, ear_key=runtime.ear_signer.public_jwk(),
                 )  # fmt: skip
     except UnknownTrustAnchor as exc:
         spool.close()

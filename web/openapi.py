@@ -457,7 +457,7 @@ def _schemas() -> dict[str, Schema]:
             additionalProperties=False,
         ),
         "Receipt": _object(
-            ["entry", "verdict", "evidence_sha256", "duplicate", "replayed", "checkpoint"],
+            ["entry", "verdict", "evidence_sha256", "ear", "duplicate", "replayed", "checkpoint"],
             {
                 "entry": _object(
                     ["index", "leaf_hash", "url"],
@@ -465,6 +465,14 @@ def _schemas() -> dict[str, Schema]:
                 ),
                 "verdict": _ref("Verdict"),
                 "evidence_sha256": {"type": ["string", "null"]},
+                "ear": {
+                    "type": ["string", "null"],
+                    "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                    "description": "The verdict as a signed EAR (draft-ietf-rats-ear): a JWT, "
+                    "ES256, by the key GET /api/v1/ear-keys publishes (its kid). The entry "
+                    "carries the same EAR, so its inclusion proof proves it was logged. Null "
+                    "only for an entry recorded before EARs (a duplicate or replay of one)",
+                },
                 "duplicate": {"type": "boolean"},
                 "replayed": {"type": "boolean"},
                 "checkpoint": {"oneOf": [published, pending]},
@@ -482,6 +490,31 @@ def _schemas() -> dict[str, Schema]:
                 "algorithm": {"const": "ed25519"},
                 "format": {"const": "c2sp.org/signed-note"},
             },
+        ),
+        "EarKeys": _object(
+            ["keys"],
+            {
+                "keys": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _object(
+                        ["kty", "crv", "x", "y", "kid", "alg", "use"],
+                        {
+                            "kty": {"const": "EC"},
+                            "crv": {"const": "P-256"},
+                            "x": {"type": "string"},
+                            "y": {"type": "string"},
+                            "kid": {
+                                "type": "string",
+                                "description": "RFC 7638 JWK thumbprint (SHA-256, base64url)",
+                            },
+                            "alg": {"const": "ES256"},
+                            "use": {"const": "sig"},
+                        },
+                    ),
+                }
+            },
+            description="A JWK Set (RFC 7517) of the verifier's EAR-signing public key(s)",
         ),
         "ConsistencyProof": _object(
             ["first", "second", "hashes"],
@@ -890,6 +923,19 @@ def _paths() -> dict[str, Schema]:
                 {"200": _json(_ref("LogKey"), "The key")},
                 role=None,
                 tag="checkpoints",
+                database=False,
+            )
+        },
+        "/api/v1/ear-keys": {
+            "get": _operation(
+                "getEarKeys",
+                "The verifier's EAR-signing public keys (JWKS)",
+                {"200": _json(_ref("EarKeys"), "The JWK Set")},
+                role=None,
+                tag="checkpoints",
+                description="The keys that sign every verdict's EAR (a receipt's ear, an "
+                "entry's ear), each named by its kid, the RFC 7638 thumbprint. Public and "
+                "cacheable.",
                 database=False,
             )
         },

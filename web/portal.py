@@ -38,6 +38,7 @@ from sqlalchemy import text
 
 from attest_ledger.bundles.export import BundleSelection
 from attest_ledger.display import visible
+from attest_ledger.ear import EarError, ear_disagreements, verify_ear
 from attest_ledger.explain import EntryView, explain_entry, reverify
 from attest_ledger.explain_tdx import mimetype_of, suffix_of
 from attest_ledger.impact import revocation_impact
@@ -475,8 +476,39 @@ def _entry_page(index: int, reverification: Any = None) -> str:
         reverification=reverification,
         log_key=str(_runtime().log_key),
         json_text=json.dumps(view.record, indent=2, ensure_ascii=False),
+        ear=_ear_of(view.record),
         user_data_text=_printable(view.document.user_data if view.document else None),
     )
+
+
+def _ear_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry's EAR for the page: its claims, key id and whether its signature (by this
+    verifier's key) holds and it says what the entry says, checked here. None: no EAR (an
+    entry from before EARs, or not a verdict)."""
+    token = record.get("ear")
+    if token is None:
+        return None
+    signer = _runtime().ear_signer
+    try:
+        verified = verify_ear(token, signer.jwks()["keys"])
+    except EarError as exc:
+        return {"valid": False, "problem": exc.message, "kid": None, "claims_text": None}
+    differ = ear_disagreements(verified.claims, record)
+    return {
+        "valid": not differ,
+        "problem": "; ".join(differ) or None,
+        "kid": verified.kid,
+        "claims_text": json.dumps(verified.claims, indent=2, sort_keys=True, ensure_ascii=False),
+    }
+
+
+@bp.get(f"/entries/{_INDEX}/ear.jwt")
+def entry_ear(index: int) -> Response:
+    """The entry's EAR, the compact JWS exactly as the entry holds it."""
+    token = json.loads(get_entry(db(), index).data).get("ear")
+    if not isinstance(token, str):
+        raise Problem(404, "not_found", f"entry {index} has no EAR")
+    return _download(token.encode(), "application/jwt", f"entry-{index}-ear.jwt")
 
 
 def _printable(data: bytes | None) -> str | None:

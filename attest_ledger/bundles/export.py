@@ -10,6 +10,8 @@ are deterministic). Members, in this order::
     manifest.sig                   a signed note, by the ledger's key, over manifest.json
     log-key.txt                    the ledger's verifier key (check it against yours)
     checkpoint.txt                 the signed checkpoint every proof leads to
+    ear-key.jwk                    the verifier's EAR-signing public key (a JWK; the manifest
+                                     names its thumbprint), which signed each entry's "ear"
     consistency.json               optional: from a checkpoint the regulator already holds
     report.html                    a readable summary (its SHA-256 is in the manifest)
     verify_bundle.py               a standalone verifier: Python, cryptography, cbor2 (idem)
@@ -45,7 +47,7 @@ import re
 import ssl
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import IO, Any
@@ -71,6 +73,7 @@ from verifier.tdx import intel_sgx_root_ca
 from verifier.tpm import google_roots
 
 __all__ = [
+    "EAR_KEY_FILE",
     "FORMAT",
     "MANIFEST_NOTE",
     "BundleError",
@@ -84,6 +87,8 @@ __all__ = [
 ]
 
 FORMAT = "attestation-ledger-bundle/v1"
+#: the verifier's EAR public key, a JWK (canonical JSON)
+EAR_KEY_FILE = "ear-key.jwk"
 MANIFEST_NOTE = "attestation-ledger/bundle-manifest/v1"
 _PAD = 12
 _HEX64 = re.compile("[0-9a-f]{64}")
@@ -400,6 +405,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     known_checkpoint: str | None = None,
     max_entries: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ear_key: Mapping[str, Any] | None = None,
 ) -> ExportSummary:
     """Write the bundle for ``selection`` at the checkpoint of ``tree_size`` (default: the
     latest) to ``out``. ``trust_anchors``: the anchors the exporter holds (see
@@ -408,7 +414,8 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     checkpoint the regulator holds; the bundle then proves the new checkpoint consistent
     with it. Reads in one snapshot: call in a REPEATABLE READ transaction for a consistent
     view while the ledger grows. ``max_entries``: refuse (:class:`BundleTooLarge`) a larger
-    selection before writing."""
+    selection before writing. ``ear_key``: the verifier's EAR public key (a JWK with its
+    ``kid``), shipped as ear-key.jwk so that verifiers can check each entry's EAR."""
     selection = selection or BundleSelection()
     checkpoint = _checkpoint(session, tree_size)
     size = checkpoint.tree_size
@@ -445,6 +452,7 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
     endorsement_names = sorted(scan.endorsements | set(intermediates))
     readme = _readme(size, count).encode()
     standalone = standalone_verifier()
+    ear_jwk = canonical_json(dict(ear_key)) if ear_key is not None else None
     report = _report(checkpoint, checkpoint.body.origin, selection, count, first, last, verdicts,
                      anchors).encode()  # fmt: skip
     manifest = canonical_json(
@@ -464,10 +472,12 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
             "trust_anchors": [a.fingerprint for a in anchors],
             "endorsements": endorsement_names,
             "consistency_from": consistency["from_size"] if consistency else None,
-            "files": {  # the two unproven files, so that a changed byte anywhere shows
+            "ear_key": {"file": EAR_KEY_FILE, "kid": str(ear_key["kid"])} if ear_key else None,
+            "files": {  # the unproven files, so that a changed byte anywhere shows
                 "README.txt": hashlib.sha256(readme).hexdigest(),
                 "report.html": hashlib.sha256(report).hexdigest(),
                 "verify_bundle.py": hashlib.sha256(standalone).hexdigest(),
+                **({EAR_KEY_FILE: hashlib.sha256(ear_jwk).hexdigest()} if ear_jwk else {}),
             },
         }
     )
@@ -478,6 +488,8 @@ def export_bundle(  # noqa: PLR0915 - one pass, in archive order, reads best as 
         archive.add("manifest.sig", manifest_signature(manifest, signer).encode())
         archive.add("log-key.txt", f"{verifier}\n".encode())
         archive.add("checkpoint.txt", checkpoint.note.encode())
+        if ear_jwk is not None:
+            archive.add(EAR_KEY_FILE, ear_jwk)
         if consistency is not None:
             archive.add("consistency.json", canonical_json(consistency))
         archive.add("report.html", report)
@@ -538,11 +550,13 @@ or with only Python 3.11+, cryptography and cbor2 (the script is in this bundle)
 
 Both check the checkpoint signature, the signed manifest (so that no entry was dropped),
 every leaf hash and inclusion proof, the consistency proof if present, every evidence and
-endorsement digest, and judge all evidence again (AWS Nitro documents, AMD SEV-SNP reports)
-at the instant the service judged it (the entry's verified_at), against the trust anchors
-in trust/ and the endorsements in endorsements/ the entry names, under the policy revision
-it names, comparing the verdicts; rejections are judged again too. Only the challenge (the
-nonce) is not: it was the service's state. Pass --trust-root PEM (repeatable) to require
+endorsement digest, every entry's EAR (its ES256 signature by the key in ear-key.jwk, or
+the one you pass as --ear-key JWKS|PEM, and that it says what the entry says), and judge
+all evidence again (AWS Nitro documents, AMD SEV-SNP reports) at the instant the service
+judged it (the entry's verified_at), against the trust anchors in trust/ and the
+endorsements in endorsements/ the entry names, under the policy revision it names,
+comparing the verdicts; rejections are judged again too. Only the challenge (the nonce) is
+not: it was the service's state. Pass --trust-root PEM (repeatable) to require
 the roots you hold instead of those in trust/. Exit code 0 means every check passed;
 otherwise the failing item is named.
 """

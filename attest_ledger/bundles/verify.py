@@ -4,7 +4,8 @@ Reads the archive once, as a stream (see :mod:`attest_ledger.bundles.export` for
 names every item that fails. Trusts nothing in the archive on its own: the key is the
 caller's, the checkpoint and the manifest must be signed by it, every entry and policy must
 be proven into that checkpoint, every evidence file must have the digest its entry names,
-every endorsement the digest it is named by, and every attestation of every scheme,
+every endorsement the digest it is named by, every entry's EAR the signature of the bundle's
+EAR key (or the caller's) and the entry's own verdict, and every attestation of every scheme,
 rejections included, is judged again at the instant the service judged it (its
 ``verified_at``) against the anchors, endorsements and policy revision it names. The archive
 is read with every read bounded (:mod:`attest_ledger.bundles.archive`). The standalone
@@ -29,7 +30,8 @@ from typing import IO, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest_ledger.bundles.archive import ArchiveError, BoundedTar
-from attest_ledger.bundles.export import FORMAT, check_manifest_signature
+from attest_ledger.bundles.export import EAR_KEY_FILE, FORMAT, check_manifest_signature
+from attest_ledger.ear import EarError, ear_disagreements, load_public_keys, verify_ear
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
 from attest_ledger.policy_store import (
     SCHEMES,
@@ -121,6 +123,10 @@ class _State:
     known_checkpoint: str | None
     #: the roots the caller requires (SHA-256 of the DER); empty: those the bundle names
     trust_roots: frozenset[str]
+    #: the EAR keys the caller requires (JWKs with their kid); empty: the bundle's
+    given_ear_keys: list[dict[str, Any]] = field(default_factory=list)
+    #: the keys each entry's EAR is checked against
+    ear_keys: list[dict[str, Any]] = field(default_factory=list)
     header: dict[str, bytes] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     checkpoint: CheckpointBody | None = None
@@ -148,13 +154,16 @@ def verify_bundle(
     known_checkpoint: str | None = None,
     trust_roots: Sequence[TrustAnchor] = (),
     progress: Callable[[int], None] | None = None,
+    ear_keys: Sequence[dict[str, Any]] = (),
 ) -> BundleReport:
     """Check everything; the report lists every failure (item, message), empty if none.
     ``known_checkpoint``: a signed checkpoint the caller holds, which the bundle must prove
     consistent. ``trust_roots``: require the evidence to chain to these anchors, and the
-    bundle to carry no other."""
+    bundle to carry no other. ``ear_keys``: require every EAR to be signed by one of these
+    (JWKs with their ``kid``, :func:`attest_ledger.ear.load_public_keys`), and the bundle's
+    EAR key to be one of them."""
     roots = frozenset(a.fingerprint for a in trust_roots)
-    state = _State(key, BundleReport(), known_checkpoint, roots)
+    state = _State(key, BundleReport(), known_checkpoint, roots, list(ear_keys), list(ear_keys))
     try:
         archive = BoundedTar(archive_file)
         for full, size in archive:
@@ -188,7 +197,7 @@ def shown(text: str) -> str:
 
 
 def _member(state: _State, name: str, data: bytes, progress: Callable[[int], None] | None) -> None:
-    if name in (*_HEADER, "consistency.json"):
+    if name in (*_HEADER, "consistency.json", EAR_KEY_FILE):
         if state.manifest is not None:
             state.report.fail(name, "comes after the entries began")
         state.header[name] = data
@@ -263,7 +272,31 @@ def _check_header(state: _State) -> None:
     }
     if info.get("checkpoint") != expected or info.get("origin") != state.checkpoint.origin:
         report.fail("manifest.json", "names another checkpoint than checkpoint.txt")
+    _check_ear_key(state)
     _check_consistency(state)
+
+
+def _check_ear_key(state: _State) -> None:
+    """ear-key.jwk: the key the manifest names (by its thumbprint), one the caller gave if
+    any; then the key every entry's EAR is checked against."""
+    named, raw = (state.manifest or {}).get("ear_key"), state.header.get(EAR_KEY_FILE)
+    if named is None:
+        if raw is not None:
+            state.report.fail(EAR_KEY_FILE, "not named by the manifest")
+        return
+    if raw is None:
+        return  # the manifest's files loop named it missing
+    try:
+        keys = load_public_keys(raw)
+        if len(keys) != 1 or keys[0]["kid"] != named["kid"]:
+            raise EarError("its thumbprint is not the one the manifest names")
+        if state.given_ear_keys and keys[0]["kid"] not in {k["kid"] for k in state.given_ear_keys}:
+            raise EarError("is not an EAR key you gave")
+    except EarError as exc:
+        state.report.fail(EAR_KEY_FILE, exc.message)
+        return
+    if not state.given_ear_keys:
+        state.ear_keys = keys
 
 
 def _check_consistency(state: _State) -> None:
@@ -480,8 +513,25 @@ def _flush_entry(state: _State) -> None:
             report.fail(f"{item}/{expected}", "its SHA-256 is not the one the entry names")
             return
     report.verdicts[str(record.get("verdict") or record.get("kind"))] += 1
+    if "ear" in record:  # entries from before EARs have none
+        _check_ear(state, f"{item}/ear", record)
     if record.get("kind") == "attestation" and evidence is not None:
         _rejudge(state, item, record, evidence)
+
+
+def _check_ear(state: _State, item: str, record: dict[str, Any]) -> None:
+    """The entry's EAR: signed by the EAR key, and saying what the entry says."""
+    if not state.ear_keys:
+        state.report.fail(item, "the bundle carries no usable EAR key to check it with")
+        return
+    try:
+        claims = verify_ear(record["ear"], state.ear_keys).claims
+    except EarError as exc:
+        state.report.fail(item, exc.message)
+        return
+    differ = ear_disagreements(claims, record)
+    if differ:
+        state.report.fail(item, "; ".join(differ))
 
 
 def _evidence_of(state: _State, item: str, record: dict[str, Any], data: bytes) -> Evidence | None:
@@ -675,6 +725,8 @@ def _manifest_problem(info: Any) -> str | None:
         isinstance(anchors, list) and all(isinstance(a, str) for a in anchors),
         isinstance(info.get("endorsements", []), list)
         and all(isinstance(e, str) for e in info.get("endorsements", [])),
+        info.get("ear_key") is None
+        or (isinstance(info["ear_key"], dict) and isinstance(info["ear_key"].get("kid"), str)),
     )
     return None if all(checks) else "its fields are not of the bundle format"
 

@@ -40,6 +40,11 @@ entry names and under the policy revision it names:
 - for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
   was the service's state.
 
+And every entry's EAR (the verdict as a JWT, draft-ietf-rats-ear): its ES256 signature by
+the key in ear-key.jwk (whose thumbprint the signed manifest names), or by the key you give
+as --ear-key (a JWKS, a JWK or a PEM public key), and that it says what the entry says: its
+status, evidence SHA-256, result hash, worker, policy and instant.
+
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
 sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
@@ -74,6 +79,7 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
     load_der_public_key,
+    load_pem_public_key,
 )
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
@@ -214,6 +220,115 @@ def check_inclusion(
         fn, sn = fn >> 1, sn >> 1
     if sn != 0 or r != root:
         raise Bad("the inclusion proof does not lead to the checkpoint's root")
+
+
+# --- the EAR: a compact JWS, ES256, by a P-256 JWK (RFC 7515, 7517, 7518, 7638) -----------
+
+B64URL = re.compile(r"[A-Za-z0-9_-]*")
+MAX_EAR = 1 << 16
+
+
+def b64url(text: str) -> bytes:
+    if not B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise Bad("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64url_of(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def ear_keys(data: bytes) -> dict[str, ec.EllipticCurvePublicKey]:
+    """kid (the RFC 7638 thumbprint) -> key, of a JWKS, a JWK or a PEM public key."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            public = load_pem_public_key(data)
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise Bad("the EAR key is not an ECDSA key")
+            if public.curve.name != "secp256r1":
+                raise Bad("an EAR key must be P-256")
+            numbers = public.public_numbers()
+            x, y = (_b64url_of(n.to_bytes(32, "big")) for n in (numbers.x, numbers.y))
+            found: Any = [{"kty": "EC", "crv": "P-256", "x": x, "y": y}]
+        else:
+            found = json.loads(data)
+            found = found.get("keys") if isinstance(found, dict) and "keys" in found else [found]
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        raise Bad(f"not a PEM public key, a JWK or a JWKS ({str(exc)[:60]})") from None
+    if not isinstance(found, list) or not found:
+        raise Bad("not a JWK or a JWKS with keys")
+    out = {}
+    for jwk in found:
+        if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+            raise Bad("an EAR key must be an EC P-256 JWK")
+        coordinates = jwk.get("x"), jwk.get("y")
+        if not all(isinstance(c, str) for c in coordinates):
+            raise Bad("an EAR key must be an EC P-256 JWK")
+        x, y = str(coordinates[0]), str(coordinates[1])
+        raw_x, raw_y = b64url(x), b64url(y)
+        if len(raw_x) != 32 or len(raw_y) != 32:
+            raise Bad("an EAR key's coordinates are not 32 bytes")
+        try:
+            key = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(raw_x, "big"), int.from_bytes(raw_y, "big"), ec.SECP256R1()
+            ).public_key()
+        except ValueError:
+            raise Bad("an EAR key is not a point of P-256") from None
+        members = json.dumps({"crv": "P-256", "kty": "EC", "x": x, "y": y}, separators=(",", ":"),
+                             sort_keys=True)  # fmt: skip
+        out[_b64url_of(hashlib.sha256(members.encode()).digest())] = key
+    return out
+
+
+def ear_claims(token: Any, keys: dict[str, ec.EllipticCurvePublicKey]) -> dict[str, Any]:
+    """The claims of ``token`` if the key its kid names among ``keys`` signed it (ES256)."""
+    if not isinstance(token, str) or len(token) > MAX_EAR or token.count(".") != 2:
+        raise Bad("not a compact JWS")
+    head, body, signature = token.split(".")
+    try:
+        header = json.loads(b64url(head))
+        payload, raw = b64url(body), b64url(signature)
+    except (Bad, ValueError, RecursionError):
+        raise Bad("not a compact JWS") from None
+    if not isinstance(header, dict) or header.get("alg") != "ES256":
+        raise Bad("its header does not name ES256")
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise Bad(f"signed by a key not given (kid {str(header.get('kid'))[:60]})")
+    if len(raw) != 64:
+        raise Bad("its signature does not verify")
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        key.verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise Bad("its signature does not verify") from None
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError, UnicodeError):
+        raise Bad("its payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise Bad("its payload is not a JSON object")
+    return claims
+
+
+def ear_differs(claims: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """What the EAR says otherwise than the entry carrying it."""
+    submods = claims.get("submods")
+    cpu = submods.get("cpu0") if isinstance(submods, dict) else None
+    if not isinstance(cpu, dict):
+        return ["it has no cpu0 submod"]
+    said = {
+        "status": (claims.get("ear.status"), "verdict"),
+        "cpu0 status": (cpu.get("ear.status"), "verdict"),
+        "evidence SHA-256": (cpu.get("attestation-ledger.evidence-sha256"), "evidence_sha256"),
+        "result hash": (claims.get("attestation-ledger.result-hash"), "result_hash"),
+        "worker": (claims.get("attestation-ledger.worker"), "worker"),
+        "policy": (cpu.get("ear.appraisal-policy-id"), "policy"),
+        "verified_at": (claims.get("attestation-ledger.verified-at"), "verified_at"),
+    }
+    return [f"its {name} is {str(value)[:80]!r}, the entry's {str(record.get(field))[:80]!r}"
+            for name, (value, field) in said.items() if value != record.get(field)]  # fmt: skip
 
 
 def check_consistency(
@@ -3024,6 +3139,8 @@ def manifest_problem(info: Any) -> str | None:
         and all(isinstance(a, str) for a in info.get("endorsements", [])),
         isinstance(info.get("enrolments", []), list)
         and all(_is_int(i) for i in info.get("enrolments", [])),
+        info.get("ear_key") is None
+        or (isinstance(info["ear_key"], dict) and isinstance(info["ear_key"].get("kid"), str)),
     )
     return None if all(checks) else "its fields are not of the bundle format"
 
@@ -3051,9 +3168,15 @@ def consistency_of(raw: bytes) -> tuple[int, int, list[bytes], str]:
 
 
 class Checker:
-    def __init__(self, key: Key, trust_roots: frozenset[bytes]) -> None:
+    def __init__(
+        self, key: Key, trust_roots: frozenset[bytes],
+        given_ear_keys: dict[str, ec.EllipticCurvePublicKey] | None = None,
+    ) -> None:  # fmt: skip
         #: the roots you gave (DER); empty: those the bundle carries, on their names
         self.key, self.trust_roots = key, trust_roots
+        #: the EAR keys you gave (kid -> key); empty: the bundle's; then those EARs are checked by
+        self.given_ear_keys = dict(given_ear_keys or {})
+        self.ear_keys = dict(self.given_ear_keys)
         self.failures: list[tuple[str, str]] = []
         self.notes: list[tuple[str, str]] = []
         self.header: dict[str, bytes] = {}
@@ -3076,7 +3199,7 @@ class Checker:
         self.failures.append((item, message))
 
     def member(self, name: str, data: bytes) -> None:
-        if name in (*HEADER, "consistency.json"):
+        if name in (*HEADER, "consistency.json", "ear-key.jwk"):
             if self.manifest is not None:
                 self.fail(name, "comes after the entries began")
             self.header[name] = data
@@ -3152,6 +3275,7 @@ class Checker:
             info.get("origin") != origin
         ):
             self.fail("manifest.json", "names another checkpoint than checkpoint.txt")
+        self.check_ear_key()
         raw = self.header.get("consistency.json")
         if raw is None:
             if info.get("consistency_from") is not None:
@@ -3165,6 +3289,38 @@ class Checker:
             check_consistency(held_size, self.size, proof, held_root, self.root)
         except Bad as exc:
             self.fail("consistency.json", f"does not prove consistency: {exc}")
+
+    def check_ear_key(self) -> None:
+        named, raw = (self.manifest or {}).get("ear_key"), self.header.get("ear-key.jwk")
+        if named is None:
+            if raw is not None:
+                self.fail("ear-key.jwk", "not named by the manifest")
+            return
+        if raw is None:
+            return  # named missing with the manifest's files
+        try:
+            keys = ear_keys(raw)
+            if list(keys) != [named.get("kid")]:
+                raise Bad("its thumbprint is not the one the manifest names")
+            if self.given_ear_keys and not set(keys) <= set(self.given_ear_keys):
+                raise Bad("is not an EAR key you gave")
+        except Bad as exc:
+            self.fail("ear-key.jwk", str(exc))
+            return
+        if not self.given_ear_keys:
+            self.ear_keys = keys
+
+    def check_ear(self, item: str, record: dict[str, Any]) -> None:
+        if not self.ear_keys:
+            self.fail(item, "the bundle carries no usable EAR key to check it with")
+            return
+        try:
+            differ = ear_differs(ear_claims(record["ear"], self.ear_keys), record)
+        except Bad as exc:
+            self.fail(item, str(exc))
+            return
+        if differ:
+            self.fail(item, "; ".join(differ))
 
     def add_anchor(self, name: str, fingerprint: str, data: bytes) -> None:
         try:
@@ -3267,6 +3423,8 @@ class Checker:
                 return
         verdict = record.get("verdict") or record.get("kind")
         self.verdicts[str(verdict)] = self.verdicts.get(str(verdict), 0) + 1
+        if "ear" in record:  # entries from before EARs have none
+            self.check_ear(f"{item}/ear", record)
         if record.get("kind") == "attestation" and evidence is not None:
             self.rejudge(item, record, evidence, index)
 
@@ -3428,10 +3586,14 @@ class Checker:
             )
 
 
-def check(path: str | IO[bytes], key: Key, trust_roots: Iterable[bytes] = ()) -> Checker:
+def check(
+    path: str | IO[bytes], key: Key, trust_roots: Iterable[bytes] = (),
+    ear_key: dict[str, ec.EllipticCurvePublicKey] | None = None,
+) -> Checker:  # fmt: skip
     """Check the bundle at ``path`` against ``key``; ``trust_roots``: the DER of the roots
-    the evidence must chain to (empty: those in trust/)."""
-    checker = Checker(key, frozenset(trust_roots))
+    the evidence must chain to (empty: those in trust/); ``ear_key``: the EAR keys
+    (:func:`ear_keys`) every EAR must be signed by (None: the bundle's)."""
+    checker = Checker(key, frozenset(trust_roots), ear_key)
     seen: set[str] = set()
     try:
         with open(path, "rb") if isinstance(path, str) else path as raw:
@@ -3467,6 +3629,9 @@ def main() -> int:
         "--trust-root", action="append", default=[],
         help="repeatable: require the evidence to chain to these PEM roots (or files of several)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ear-key", help="require every EAR to be signed by this key (a JWKS, JWK or PEM file)"
+    )
     args = parser.parse_args()
     try:
         cbor2.CBORDecoder(io.BytesIO(b""), allow_duplicate_keys=False, semantic_decoders={})
@@ -3488,10 +3653,14 @@ def main() -> int:
             if not blocks:
                 raise Bad(f"{name}: no PEM certificate in it")
             roots += [ssl.PEM_cert_to_DER_cert("-----BEGIN CERTIFICATE-----" + b) for b in blocks]
+        given = None
+        if args.ear_key:
+            with open(args.ear_key, "rb") as binary:
+                given = ear_keys(binary.read())
     except (Bad, ValueError, OSError) as exc:
         print(f"verify_bundle: {exc}", file=sys.stderr)
         return 2
-    checker = check(args.archive, key, roots)
+    checker = check(args.archive, key, roots, given)
     print(f"entries     {checker.count} proven; {checker.rejudged} attestations re-verified")
     for verdict, n in sorted(checker.verdicts.items()):
         print(f"  {shown(verdict):<16}{n}")

@@ -20,6 +20,7 @@ from attest_ledger.bundles.export import (
     known_trust_anchors,
 )
 from attest_ledger.bundles.verify import verify_bundle
+from attest_ledger.ear import EarKeyError, EarSigner, load_public_keys
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from attest_ledger.runtime import intel_anchors_for, snp_anchors_for, trust_anchor_for
 from attest_ledger.settings import Settings
@@ -93,6 +94,13 @@ def register(commands: Any) -> None:
         help="repeatable: require the evidence to chain to these roots (a Nitro root, an AMD "
         "ARK...) instead of trusting those the bundle carries on their names",
     )
+    check.add_argument(
+        "--ear-key",
+        type=Path,
+        metavar="JWKS|PEM",
+        help="require every entry's EAR to be signed by this key (GET /api/v1/ear-keys), "
+        "and the bundle's ear-key.jwk to be it",
+    )
     check.set_defaults(handler=run_verify)
 
 
@@ -126,6 +134,11 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     try:
         selection = _selection(args)
         signer = load_signing_key(settings.ledger_key_path)
+        ear_key = (  # a ledger from before EARs may have none
+            EarSigner.load(settings.ear_key_path).public_jwk()
+            if settings.ear_key_path.exists()
+            else None
+        )
         configured = (
             trust_anchor_for(settings.trust_root_path) if settings.trust_root_path else None
         )
@@ -137,7 +150,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     except SearchError as exc:
         print(f"attest-ledger export: --{exc.parameter.replace('_', '-')}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (KeyFileError, OSError, ValueError) as exc:  # ValueError: not a root certificate
+    except (KeyFileError, EarKeyError, OSError, ValueError) as exc:  # ValueError: not a root
         print(f"attest-ledger export: {exc}", file=sys.stderr)
         return EXIT_USAGE
     last = [0.0]
@@ -166,6 +179,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
                 summary = export_bundle(
                     session, out, signer=signer, trust_anchors=anchors, selection=selection,
                     tree_size=args.tree_size, known_checkpoint=known, progress=progress,
+                    ear_key=ear_key,
                 )  # fmt: skip
         if temporary is not None and target is not None:
             temporary.close()
@@ -198,12 +212,15 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         key = NoteVerifier.parse(text)
         known = args.known_checkpoint.read_text() if args.known_checkpoint else None
         roots = [a for p in args.trust_root for a in _anchors_in(p)]
+        ear_keys = load_public_keys(args.ear_key.read_bytes()) if args.ear_key else []
         handle = args.archive.open("rb")
-    except (InvalidNote, OSError, ValueError, VerifierError) as exc:
+    except (InvalidNote, OSError, ValueError, VerifierError, EarKeyError) as exc:
         print(f"attest-ledger verify-bundle: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with handle:
-        report = verify_bundle(handle, key, known_checkpoint=known, trust_roots=roots)
+        report = verify_bundle(
+            handle, key, known_checkpoint=known, trust_roots=roots, ear_keys=ear_keys
+        )
     print(f"bundle      {args.archive}")
     print(f"ledger      {report.origin} at tree size {report.tree_size}")
     print(f"entries     {report.entries:,} proven; {report.rejudged:,} attestations re-verified")

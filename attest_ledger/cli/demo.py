@@ -42,6 +42,7 @@ from sqlalchemy import select
 
 from attest_ledger import database
 from attest_ledger.clients import authenticate, create_client
+from attest_ledger.ear import EarSigner
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
 from attest_ledger.policy_store import SNP, TDX, TPM, PolicyStore
@@ -163,6 +164,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "ATTEST_LEDGER_SNP_TRUST_ROOT": str(settings.snp_trust_root_path),
             "ATTEST_LEDGER_INTEL_TRUST_ROOT": str(settings.intel_trust_root_path),
             "ATTEST_LEDGER_KEY": str(settings.ledger_key_path),
+            "ATTEST_LEDGER_EAR_KEY": str(settings.ear_key_path),
             "ATTEST_LEDGER_CHECKPOINT_INTERVAL": str(min(settings.checkpoint_interval, 2.0)),
         }
     )
@@ -313,6 +315,9 @@ def _set_up(
     else:
         signer = create_signing_key(settings.ledger_key_path, settings.ledger_origin)
         say(f"signing key: {settings.ledger_key_path} (created, mode 0600)")
+    ear, created = EarSigner.load_or_create(settings.ear_key_path)
+    say(f"EAR key: {settings.ear_key_path} ({'created, mode 0600' if created else 'kept'}; "
+        f"kid {ear.kid})")  # fmt: skip
     now = datetime.now(UTC)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedNitroWarning)

@@ -21,6 +21,7 @@ from typing import Any
 
 from attest_ledger import database, watchdog
 from attest_ledger.cli.db import head_revision, schema_is_current
+from attest_ledger.ear import EarKeyError, EarSigner
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.front import FrontLimits
 from attest_ledger.settings import Settings
@@ -55,7 +56,13 @@ def serve(settings: Settings) -> int:
     )
     try:
         load_signing_key(settings.ledger_key_path)
-    except KeyFileError as exc:
+        # created here, once, if missing: not by each worker process at once
+        _, created = EarSigner.load_or_create(settings.ear_key_path)
+        if created:
+            logging.getLogger(__name__).warning(
+                "created the EAR-signing key %s", settings.ear_key_path
+            )
+    except (KeyFileError, EarKeyError) as exc:
         print(f"attest-ledger serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     url = database.database_url(settings)

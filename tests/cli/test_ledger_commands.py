@@ -54,6 +54,29 @@ def test_keys_init_creates_a_private_file_and_prints_the_verifier_key(capsys, se
     assert run(capsys, settings, "keys", "show")[1] == out
 
 
+def test_keys_init_creates_the_ear_key_once_and_show_names_its_thumbprint(capsys, settings) -> None:
+    from attest_ledger.ear import EarSigner
+
+    code, _, err = run(capsys, settings, "keys", "init")
+    assert code == 0
+    path = settings.ear_key_path
+    assert path == settings.data_dir / "ear-key.pem"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    kid = EarSigner.load(path).kid
+    assert kid in err
+    pem = path.read_bytes()
+    run(capsys, settings, "keys", "init", "--if-missing")
+    assert path.read_bytes() == pem  # kept: never replaced
+    code, out, err = run(capsys, settings, "keys", "show")
+    assert code == 0
+    assert f"EAR key id {kid}" in err
+    assert kid not in out  # stdout stays the verifier key alone
+    path.chmod(0o640)
+    code, _, err = run(capsys, settings, "keys", "show")
+    assert code == 2
+    assert "readable by others" in err
+
+
 def test_keys_refuse_an_open_key_file(capsys, settings) -> None:
     run(capsys, settings, "keys", "init")
     settings.ledger_key_path.chmod(0o644)

@@ -120,7 +120,7 @@ def test_the_roles_in_the_document_are_the_ones_the_service_enforces(service) ->
 
 def test_every_operation_on_the_database_may_answer_503_database_unavailable() -> None:
     """Which ones really do is checked against the service in tests/web/test_outage.py."""
-    without_database = {"/api/v1/log-key", "/api/v1/openapi.json"}
+    without_database = {"/api/v1/log-key", "/api/v1/ear-keys", "/api/v1/openapi.json"}
     for path, item in document()["paths"].items():
         for method, operation in item.items():
             unavailable = operation["responses"].get("503")

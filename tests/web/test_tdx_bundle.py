@@ -213,6 +213,7 @@ def test_a_verdict_a_quote_does_not_support_is_caught(mixed) -> None:
         )
     endorsements = [(e["kind"], kept[e["sha256"]]) for e in record.pop("endorsements")]
     record.pop("evidence_sha256")
+    record.pop("ear")  # as before EARs: tests/web/test_ear.py forges those
     forged = {**record, "verdict": "affirming", "error": None, "reasons": [],
               "image": TD_IMAGE, "worker": "worker-3"}  # fmt: skip
     with session_scope(mixed.runtime.sessions) as session:
@@ -301,3 +302,18 @@ def test_real_quotes_are_judged_again_offline_with_their_collateral(real) -> Non
     report, standalone = both(real, repack([(n, d) for n, d in files if n != crl]))
     assert "endorsements/" in {item for item, _ in report.failures}
     assert any(item.startswith("entries/") for item, _ in standalone.failures)
+
+
+def test_every_verdict_of_the_tdx_service_is_a_signed_ear(mixed) -> None:
+    from tests.web.ear_support import every_verdict_is_a_signed_ear
+
+    """Every verdict, of every kind and outcome, rejections included, is an EAR signed by
+    the key the API publishes, saying what its entry says."""
+    assert every_verdict_is_a_signed_ear(mixed) == {
+        "aws-nitro-enclave affirming": 2,
+        "intel-tdx affirming": 2,
+        "intel-sgx affirming": 2,
+        "intel-tdx contraindicated": 6,
+        "intel-sgx contraindicated": 2,
+        "intel-tdx warning": 1,
+    }

@@ -137,3 +137,15 @@ def test_an_ak_certificate_endorsement_kind_survives_the_round_trip() -> None:
     _, endorsements = from_json(GCP_SAMPLE.read_text())
     assert endorsements[0].kind is EndorsementKind.AK_CERTIFICATE
     assert all(isinstance(e, Endorsement) for e in endorsements)
+
+
+def test_every_verdict_of_the_tpm_service_is_a_signed_ear(mixed) -> None:
+    from tests.web.ear_support import every_verdict_is_a_signed_ear
+
+    """Every verdict, of every kind and outcome, rejections included, is an EAR signed by
+    the key the API publishes, saying what its entry says."""
+    assert every_verdict_is_a_signed_ear(mixed) == {
+        "aws-nitro-enclave affirming": 1,
+        "tpm2-quote contraindicated": 5,
+        "tpm2-quote affirming": 2,
+    }
