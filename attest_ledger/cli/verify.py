@@ -17,6 +17,18 @@ from typing import Any, TextIO
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attest_ledger.cli.verify_nvidia import (
+    ENDORSEMENT_KINDS as NVIDIA_ENDORSEMENT_KINDS,
+)
+from attest_ledger.cli.verify_nvidia import (
+    NVIDIA,
+    NvidiaDevice,
+    is_json_list,
+    nvidia_devices,
+    read_rims,
+    write_nvidia_claims,
+    write_rims,
+)
 from attest_ledger.cli.verify_tpm import (
     JSON_FORM,
     TpmInput,
@@ -65,6 +77,7 @@ from verifier import (
     parse_evidence,
     policy_from_json,
 )
+from verifier.nvidia import NvidiaClaims, NvidiaPolicy, NvidiaVerifier, UnsafeAcceptAnyNvidiaPolicy
 from verifier.snp import endorsement_kind_of
 from verifier.timefmt import iso_utc
 from verifier.tpm import parse_container
@@ -81,6 +94,9 @@ _DOCUMENT_KINDS = (EndorsementKind.TCB_INFO, EndorsementKind.QE_IDENTITY)
 #: What a TPM quote's endorsements may be named: its AK certificate and intermediates.
 _TPM_KINDS = (EndorsementKind.AK_CERTIFICATE, EndorsementKind.CERTIFICATE)
 _TPM = EvidenceKind.TPM2_QUOTE
+#: The kinds --type offers: those the service takes, and NVIDIA GPUs, which only this
+#: command verifies yet (registry.PENDING_KINDS).
+_CHOICES = (*kinds(), NVIDIA)
 Write = Callable[[str], None]
 
 
@@ -92,7 +108,7 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "verify",
         help="verify attestation evidence (Nitro document, SEV-SNP report, TDX/SGX quote, "
-        "TPM 2.0 quote)",
+        "TPM 2.0 quote, NVIDIA GPU report)",
         description=(
             "Verify attestation evidence (raw, hex or base64; '-' reads stdin): an AWS Nitro "
             "document (COSE signature, certificate chain to the pinned AWS root), an AMD "
@@ -101,8 +117,11 @@ def register(commands: Any) -> None:
             "judged with Intel's collateral) or a TPM 2.0 quote (a tpm2-quote/v1 container, "
             "or a vaportpm or trustee JSON sample: the AK's signature, the PCRs, the event "
             "log replayed, and its AK vouched for by a NitroTPM document, a Google AK "
-            "certificate or --enrolled-ak), then the policy. Exit 0 verified, 1 rejected, "
-            "2 usage or I/O error."
+            "certificate or --enrolled-ak) or NVIDIA GPU evidence (NVIDIA's evidence JSON, "
+            "every device in it, or one SPDM report with --type nvidia-gpu: the device chain "
+            "to the pinned NVIDIA Device Identity CA, the signature, the FWID, the nonce, and "
+            "the measurements against the RIMs given), then the policy. Exit 0 verified, 1 "
+            "rejected, 2 usage or I/O error."
         ),
     )
     parser.add_argument("file", metavar="FILE", help="the evidence, or - for stdin")
@@ -110,8 +129,8 @@ def register(commands: Any) -> None:
         "--type",
         dest="evidence_type",
         metavar="TYPE",
-        choices=[str(k) for k in kinds()],
-        help=f"the evidence kind ({', '.join(map(str, kinds()))}); detected when unambiguous",
+        choices=[str(k) for k in _CHOICES],
+        help=f"the evidence kind ({', '.join(map(str, _CHOICES))}); detected when unambiguous",
     )
     parser.add_argument(
         "--endorsement",
@@ -122,10 +141,11 @@ def register(commands: Any) -> None:
         "and optionally the ASK/ASVK, ARK, CRL; TDX/SGX: Intel collateral, tcb-info= and "
         "qe-identity= PCS bodies, crl=, certificate=; TPM: the AK certificate, then its "
         "intermediates: the first certificate given is the AK's unless one is named "
-        "ak-certificate=), DER or PEM (several in one PEM file are fine); the kind is "
+        "ak-certificate=; NVIDIA report: its device chain, leaf first, and ocsp= responses), "
+        "DER or PEM (several in one PEM file are fine); the kind is "
         "recognised unless given as vcek=, vlek=, ask=, asvk=, ark=, crl=, certificate=, "
-        "tcb-info=, qe-identity=, ak-certificate=. Repeatable. Nothing is ever fetched from the "
-        "network.",
+        "tcb-info=, qe-identity=, ak-certificate=, device-certificate=, ocsp=. Repeatable. "
+        "Nothing is ever fetched from the network.",
     )
     parser.add_argument(
         "--collateral",
@@ -175,6 +195,21 @@ def register(commands: Any) -> None:
         help="TPM: the AWS Nitro root a NitroTPM document must chain to, instead of the pinned "
         "AWS Nitro Enclaves Root-G1",
     )
+    parser.add_argument(
+        "--rim",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="NVIDIA: a signed RIM (the driver's or the VBIOS's, as NVIDIA publishes it) to "
+        "compare the measurements with; for evidence JSON, every device is compared with it. "
+        "Repeatable.",
+    )
+    parser.add_argument(
+        "--rim-root",
+        metavar="PEM",
+        help="NVIDIA: the root RIM signers must chain to, instead of the pinned NVIDIA CoRIM "
+        "signing Root CA",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
 
@@ -184,11 +219,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         evidence = read_input(args.file)
         kind = _kind(args.evidence_type, evidence, args.file, err)
+        if kind is NVIDIA:
+            return _run_nvidia(args, evidence, err)
         snp = kind is EvidenceKind.AMD_SEV_SNP
         dcap = kind in _DCAP_KINDS
         tpm = kind is _TPM
-        if not tpm and (args.enrolled_ak or args.nitro_root):
-            raise UsageError("--enrolled-ak and --nitro-root are for TPM quotes (tpm2-quote)")
         at = _parse_at(args.at, kind=kind)
         nonce = _parse_hex(args.nonce, "--nonce")
         result_hash = _parse_result_hash(args.result_hash)
@@ -286,7 +321,12 @@ def _verifier(
 
 
 def _endorsements(args: argparse.Namespace, kind: EvidenceKind) -> tuple[Endorsement, ...]:
-    """The endorsements of --endorsement and --collateral."""
+    """The endorsements of --endorsement and --collateral (--rim: NVIDIA's, read apart);
+    refuses the options of another kind."""
+    if kind is not _TPM and (args.enrolled_ak or args.nitro_root):
+        raise UsageError("--enrolled-ak and --nitro-root are for TPM quotes (tpm2-quote)")
+    if kind is not NVIDIA and (args.rim or args.rim_root):
+        raise UsageError("--rim and --rim-root are for NVIDIA GPU reports (nvidia-gpu)")
     endorsements = tuple(
         e for spec in args.endorsement for e in _read_endorsements(spec, kind=kind)
     )
@@ -338,8 +378,10 @@ def _kind(given: str | None, evidence: bytes, name: str, err: TextIO) -> Evidenc
     detected = detect_kind(evidence)
     if detected is not None:
         return detected
-    if is_json(evidence):  # the only JSON evidence: the TPM samples of other verifiers
+    if is_json(evidence):  # a JSON object: the TPM samples of other verifiers
         return _TPM
+    if is_json_list(evidence):  # a JSON list: NVIDIA's evidence, one object per device
+        return NVIDIA
     print(
         f"attest-ledger verify: cannot tell what kind of evidence {name} is; verifying it as "
         f"{EvidenceKind.AWS_NITRO_ENCLAVE} (give --type to choose)",
@@ -365,6 +407,8 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
                 return UnsafeAcceptAnySgxPolicy()
             if kind is _TPM:
                 return UnsafeAcceptAnyTpmPolicy()
+            if kind is NVIDIA:
+                return UnsafeAcceptAnyNvidiaPolicy()
             return UnsafeAcceptAnyPolicy(evidence_kind=kind)
     try:
         text = Path(path).read_bytes()
@@ -381,7 +425,13 @@ def _load_policy(path: str | None, kind: EvidenceKind, err: TextIO) -> SchemePol
         policy.evidence_kind is not kind
     )
     tpm_mismatch = isinstance(policy, TpmPolicy) != (kind is _TPM)
-    if snp_policy != (kind is EvidenceKind.AMD_SEV_SNP) or dcap_mismatch or tpm_mismatch:
+    nvidia_mismatch = isinstance(policy, NvidiaPolicy) != (kind is NVIDIA)
+    if (
+        snp_policy != (kind is EvidenceKind.AMD_SEV_SNP)
+        or dcap_mismatch
+        or tpm_mismatch
+        or nvidia_mismatch
+    ):
         raise UsageError(
             f"policy {path} judges {policy.evidence_kind} evidence; this evidence is {kind}"
         )
@@ -412,6 +462,8 @@ def _load_anchor(path: str | None, kind: EvidenceKind, err: TextIO) -> TrustAnch
         if kind in _DCAP_KINDS
         else "Google AK CA roots"
         if kind is _TPM
+        else "NVIDIA Device Identity CA"
+        if kind is NVIDIA
         else "AWS Nitro root"
     )
     print(
@@ -464,6 +516,8 @@ def _read_endorsements(spec: str, *, kind: EvidenceKind) -> list[Endorsement]:
         raise UsageError(f"endorsement {path}: {len(ders)} certificates in it; a kind= names one")
     if kind is _TPM:
         return [_tpm_endorsement(given, der, path) for der in ders]
+    if kind is NVIDIA:
+        return [_nvidia_endorsement(given, der, path) for der in ders]
     out = []
     for der in ders:
         found = given or (_dcap_kind_of(der) if dcap else endorsement_kind_of(der))
@@ -490,6 +544,24 @@ def _tpm_endorsement(given: EndorsementKind | None, der: bytes, path: str) -> En
             "certificate and intermediates)"
         ) from None
     return Endorsement(given or EndorsementKind.CERTIFICATE, der)
+
+
+def _nvidia_endorsement(given: EndorsementKind | None, der: bytes, path: str) -> Endorsement:
+    if given is not None and given not in NVIDIA_ENDORSEMENT_KINDS:
+        raise UsageError(
+            f"endorsement {path}: an NVIDIA report's endorsements are its device chain "
+            f"(device-certificate=) and OCSP responses (ocsp=), not {given}; RIMs: --rim"
+        )
+    if given is EndorsementKind.OCSP:
+        return Endorsement(given, der)
+    try:
+        load_der_certificate(der)
+    except CERTIFICATE_PARSE_ERRORS:
+        raise UsageError(
+            f"endorsement {path}: not a certificate (an NVIDIA report's device chain, leaf "
+            "first, as PEM or DER)"
+        ) from None
+    return Endorsement(EndorsementKind.DEVICE_CERTIFICATE, der)
 
 
 def _dcap_kind_of(der: bytes) -> EndorsementKind | None:
@@ -525,12 +597,14 @@ def _parse_at(text: str, *, kind: EvidenceKind) -> Any:
     if text == "now":
         return datetime.now(UTC)
     if text == "doc":
-        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS or kind is _TPM:
+        if kind is EvidenceKind.AMD_SEV_SNP or kind in _DCAP_KINDS or kind in (_TPM, NVIDIA):
             what = (
                 "an SEV-SNP report"
                 if kind is EvidenceKind.AMD_SEV_SNP
                 else "a TPM quote (its clock counts from the TPM's reset)"
                 if kind is _TPM
+                else "an NVIDIA report"
+                if kind is NVIDIA
                 else "an Intel quote"
             )
             raise UsageError(
@@ -984,3 +1058,146 @@ def _nitro_document_certificates(container: bytes) -> list[tuple[str, bytes]]:
     return [(f"cabundle[{i}]", der) for i, der in enumerate(document.cabundle)] + [
         ("certificate", document.certificate)
     ]
+
+
+# --- NVIDIA GPU evidence ---------------------------------------------------------------------
+
+Outcome = tuple[AttestationResult | None, VerifierError | None]
+
+
+def _run_nvidia(args: argparse.Namespace, data: bytes, err: TextIO) -> int:
+    """Every device of NVIDIA's evidence JSON, or the one report given, verified in turn:
+    one verdict per device, exit 0 only if all pass."""
+    if args.collateral is not None or args.enrolled_ak or args.nitro_root:
+        raise UsageError("--collateral, --enrolled-ak and --nitro-root are not for NVIDIA reports")
+    if args.result_hash is not None:
+        raise UsageError(
+            "--result-hash: a GPU report binds the result only through its nonce: give "
+            "--nonce (gpu_nonce of the CPU evidence's challenge, the result and the GPU's index)"
+        )
+    at = _parse_at(args.at, kind=NVIDIA)
+    nonce = _parse_hex(args.nonce, "--nonce")
+    endorsements = _endorsements(args, NVIDIA)
+    try:
+        rims = read_rims(args.rim)
+        devices, unreadable = nvidia_devices(data, endorsements=endorsements, nonce=nonce)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    policy = _load_policy(args.policy, NVIDIA, err)
+    anchor = _load_anchor(args.trust_root, NVIDIA, err)
+    rim_anchor = None
+    if args.rim_root is not None:
+        rim_anchor = _read_anchor(args.rim_root, "RIM root")
+        print(
+            f"attest-ledger verify: trusting {args.rim_root} (SHA-256 {rim_anchor.fingerprint}) "
+            "instead of the NVIDIA CoRIM signing Root CA for RIM signers",
+            file=err,
+        )
+    try:
+        scheme = NvidiaVerifier(
+            trust_anchors=None if anchor is None else [anchor],
+            rim_anchors=None if rim_anchor is None else [rim_anchor],
+        )
+    except ValueError as exc:
+        raise UsageError(f"--trust-root: {exc}") from None
+
+    outcomes: list[tuple[NvidiaDevice | None, Outcome]] = []
+    if unreadable is not None:
+        outcomes.append((None, (None, unreadable)))
+    for device in devices:
+        item = Evidence(NVIDIA, device.report, (*device.endorsements, *rims))
+        result: AttestationResult | None = None
+        error: VerifierError | None = None
+        try:
+            result = scheme.verify(item, at=at, policy=policy, nonce=device.nonce)
+        except PolicyViolation as exc:
+            error, result = exc, exc.result
+        except VerifierError as exc:
+            error = exc
+        outcomes.append((device, (result, error)))
+
+    if args.json:
+        _print_nvidia_json(data, outcomes, from_json=is_json_list(data))
+    else:
+        for number, (judged, outcome) in enumerate(outcomes):
+            if number:
+                _writer()("\n" + "-" * 78 + "\n\n")
+            _print_nvidia_report(
+                args.file, data, judged, count=len(outcomes), rims=rims, at=at, outcome=outcome
+            )
+    return EXIT_REJECTED if any(error is not None for _, (_, error) in outcomes) else EXIT_OK
+
+
+def _print_nvidia_json(
+    data: bytes,
+    outcomes: list[tuple[NvidiaDevice | None, Outcome]],
+    *,
+    from_json: bool,
+) -> None:
+    devices = []
+    for judged, (result, error) in outcomes:
+        report = judged.report if judged is not None else data
+        devices.append(
+            {
+                "index": judged.index if judged is not None else None,
+                "arch_claimed": judged.claimed_arch if judged is not None else None,
+                "nonce_source": judged.nonce_source if judged is not None else None,
+                "verified": error is None,
+                "status": str(result.status) if result is not None else "contraindicated",
+                "evidence_sha256": hashlib.sha256(report).hexdigest(),
+                "error": error.to_dict() if error is not None else None,
+                "result": result.to_ear() if result is not None else None,
+            }
+        )
+    out = {
+        "verified": all(d["verified"] for d in devices),
+        "evidence_kind": str(NVIDIA),
+        "input": "nvidia-evidence-json" if from_json else "spdm-report",
+        "devices": devices,
+    }
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _print_nvidia_report(
+    name: str,
+    data: bytes,
+    device: NvidiaDevice | None,
+    *,
+    count: int,
+    rims: tuple[Endorsement, ...],
+    at: datetime,
+    outcome: Outcome,
+) -> None:
+    result, error = outcome
+    write = _writer()
+    claims = result.claims if result is not None else error.claims if error else None
+    report = device.report if device is not None else data
+    write(f"Attestation evidence  {name}\n")
+    write(f"  {'kind':<18} {NVIDIA}\n")
+    if device is not None and device.claimed_arch is not None:
+        write(
+            f"  {'input':<18} NVIDIA evidence JSON, device {device.index} of {count} "
+            f"(arch {device.claimed_arch!r}, as the JSON says)\n"
+        )
+    digest = hashlib.sha256(report).hexdigest()
+    write(f"  {'size':<18} {len(report)} bytes, SHA-256 {digest}\n")
+    nvidia = claims if isinstance(claims, NvidiaClaims) else None
+    if nvidia is not None and device is not None:
+        write_nvidia_claims(nvidia, device, result=result, error=error, write=write)
+    if result is not None:
+        rows = [(c.position, c.subject, c.not_before, c.not_after) for c in result.certificates]
+    else:
+        chain = device.endorsements if device is not None else ()
+        rows = _unverified_rows(
+            [
+                (f"device[{i}]", e.data)
+                for i, e in enumerate(chain)
+                if e.kind is EndorsementKind.DEVICE_CERTIFICATE
+            ]
+        )
+    if rows:
+        _write_rows(rows, at, "the given time", verified=result is not None, write=write)
+    if device is not None:
+        write_rims(rims, nvidia, at, write)
+    _write_verdict(result, error, write)

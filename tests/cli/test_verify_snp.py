@@ -162,7 +162,7 @@ def test_detection_and_type(capsys, tmp_path) -> None:
             "judges aws-nitro-enclave evidence; this evidence is amd-sev-snp",
         ),
         (["--trust-root", "NITRO_ROOT"], "an AMD ARK has an RSA key"),
-        (["--type", "nvidia-gpu"], "invalid choice"),
+        (["--type", "arm-cca"], "invalid choice"),  # (nvidia-gpu is a choice now)
     ],
 )
 def test_usage_errors_exit_2(capsys, tmp_path, argv, message) -> None:
