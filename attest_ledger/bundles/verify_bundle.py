@@ -37,6 +37,12 @@ entry names and under the policy revision it names:
   the entry names, or the enrolment entries of the AK the bundle carries (each proven in
   the log: enrolled, and not revoked, at that instant); then the reference images (PCRs
   and expected events), the event log required, the AK paths allowed, all-reset PCRs;
+- an NVIDIA GPU or NVSwitch SPDM report (nvidia_judge; bundles do not carry GPU evidence
+  yet): its fields by their lengths; the device chain (five P-384 certificates, leaf first,
+  to the NVIDIA root by its bytes); the report's raw r || s signature; the leaf's FWID
+  against the report's; each RIM's XML signature (Canonical XML 1.1, written here on
+  expat) and signer chain; every RIM measurement, versions, architecture, feature flag and
+  nonce against the NvidiaPolicy;
 - for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
   was the service's state.
 
@@ -48,7 +54,8 @@ status, evidence SHA-256, result hash, worker, policy and instant.
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
 sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
-judge, the Intel DCAP judge, the TPM 2.0 quote judge, what the judges share, the bundle.
+judge, the Intel DCAP judge, the TPM 2.0 quote judge, the NVIDIA GPU judge, what the judges
+share, the bundle.
 """
 
 from __future__ import annotations
