@@ -37,6 +37,12 @@ entry names and under the policy revision it names:
   the entry names, or the enrolment entries of the AK the bundle carries (each proven in
   the log: enrolled, and not revoked, at that instant); then the reference images (PCRs
   and expected events), the event log required, the AK paths allowed, all-reset PCRs;
+- an NVIDIA GPU or NVSwitch SPDM report (nvidia_judge; bundles do not carry GPU evidence
+  yet): its fields by their lengths; the device chain (five P-384 certificates, leaf first,
+  to the NVIDIA root by its bytes); the report's raw r || s signature; the leaf's FWID
+  against the report's; each RIM's XML signature (Canonical XML 1.1, written here on
+  expat) and signer chain; every RIM measurement, versions, architecture, feature flag and
+  nonce against the NvidiaPolicy;
 - for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
   was the service's state.
 
@@ -48,7 +54,8 @@ status, evidence SHA-256, result hash, worker, policy and instant.
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
 sections: output, signed notes and proofs, the archive, the AWS Nitro judge, the AMD SEV-SNP
-judge, the Intel DCAP judge, the TPM 2.0 quote judge, what the judges share, the bundle.
+judge, the Intel DCAP judge, the TPM 2.0 quote judge, the NVIDIA GPU judge, what the judges
+share, the bundle.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ import base64
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import re
 import ssl
@@ -68,6 +76,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
+from xml.parsers import expat
 
 import cbor2
 from cryptography import x509
@@ -2701,6 +2710,829 @@ def tpm_appraisal(  # noqa: PLR0917 - one caller
     values = [value for bank in quoted.values() for value in bank.values()]
     if policy["reject_all_reset"] and all(not any(v) or v == b"\xff" * len(v) for v in values):
         codes.add("pcrs_all_reset")
+    return codes
+
+
+# --- the NVIDIA GPU judge --------------------------------------------------------------------
+# The same rules, in the same order, as the project's verifier (verifier/nvidia/), written
+# again here from DMTF's SPDM 1.1 (GET_MEASUREMENTS || MEASUREMENTS), NVIDIA's opaque data,
+# TCG DICE (the leaf's FWID), W3C XML Signature and Canonical XML 1.1 (the RIMs): the report,
+# by its lengths (oversize, malformed, unsupported); the endorsements (oversize,
+# endorsement_mismatch, endorsement_missing); the device chain (malformed, untrusted_root,
+# chain_invalid, not_yet_valid, expired); the report's signature (signature_invalid); the
+# FWID (fwid_mismatch); the chip (unsupported); each RIM (oversize, malformed,
+# rim_chain_invalid, not_yet_valid, expired, rim_signature_invalid) and the pair
+# (endorsement_mismatch); then every policy violation. The RIMs' XML is read with expat,
+# namespace processing off (the declarations are seen as written), and canonicalised here.
+
+NVIDIA = "nvidia-gpu"
+MAX_NV_REPORT, MAX_NV_ENDORSEMENTS, MAX_RIM = 16 * 1024, 12, 64 * 1024
+NV_ENDORSEMENTS = ("device-certificate", "rim", "ocsp")
+NV_CHIPS = {"GH100": "HOPPER", "GB100": "BLACKWELL", "LS_10": "LS10"}
+NV_ARCHS = {"HOPPER": True, "BLACKWELL": True, "LS10": False}  # whether they report a driver
+NV_FLAGS = {0: "SPT", 1: "MPT", 2: "PPCIE"}
+NV_NVDEC_INDEX, NV_NVDEC_DISABLED = 35, 0x55
+NV_UNDERSTOOD_CRITICAL = (
+    ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
+)  # fmt: skip
+FWID_OID, TCB_INFO_OID = "2.23.133.5.4.1", "2.23.133.5.4.1.1"
+SHA384_OID = bytes.fromhex("608648016503040202")  # 2.16.840.1.101.3.4.2.2, content bytes
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+SWID_NS = "http://standards.iso.org/iso/19770/-2/2015/schema.xsd"
+HASH_NS = "http://www.w3.org/2001/04/xmlenc#sha384"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+C14N11 = "http://www.w3.org/2006/12/xml-c14n11"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+ECDSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"
+SHA384_DIGEST = "http://www.w3.org/2001/04/xmldsig-more#sha384"
+VBIOS_VERSION = re.compile(r"[0-9a-fA-F]{2}(\.[0-9a-fA-F]{2}){4}")
+DRIVER_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}")
+MAX_XML_DEPTH = 256  # libxml2's limit without XML_PARSE_HUGE
+NV_POLICY_KEYS = {
+    "name", "evidence_kind", "images", "require_rims", "feature_flags", "clock_skew_seconds",
+    "unsafe_accept_any",
+}  # fmt: skip
+
+
+def spdm_report(data: bytes) -> dict[str, Any]:
+    """GET_MEASUREMENTS request || MEASUREMENTS response, every field by its length: the
+    blocks by number (1-based), the opaque fields by type, the signature where the lengths put
+    it (bytes after it are trailing: reported, never signed)."""
+    if len(data) > MAX_NV_REPORT:
+        raise Reject("oversize")
+    read = _Reader(data, "<")
+
+    def header(code: int) -> None:
+        version, found = read.uint(1), read.uint(1)
+        if found != code:
+            raise Reject("malformed")
+        if version != 0x11:
+            raise Reject("unsupported")  # SPDM 1.1 only
+
+    header(0xE0)
+    if not read.uint(1) & 0x01 or read.uint(1) != 0xFF:
+        raise Reject("unsupported")  # an unsigned report, or not of all blocks
+    nonce = read.take(32)
+    if read.uint(1) & 0xF0:
+        raise Reject("malformed")  # slot id 0..15
+    header(0x60)
+    read.take(2)
+    count = read.uint(1)
+    blocks = _spdm_blocks(read.take(read.uint(3)), count)
+    read.take(32)  # the responder nonce
+    opaque = _Reader(read.take(read.uint(2)), "<")
+    fields: dict[int, bytes] = {}
+    while opaque.at < len(opaque.data):
+        kind = opaque.uint(2)
+        value = opaque.take(opaque.uint(2))
+        if kind in fields:
+            raise Reject("malformed")
+        fields[kind] = value
+    signed = read.at
+    signature = read.take(96)
+    vbios = fields.get(6)
+    fwid, flag, nvdec = fields.get(20), fields.get(36), fields.get(11)
+    report: dict[str, Any] = {
+        "nonce": nonce, "blocks": blocks, "signed": data[:signed], "signature": signature,
+        "trailing": data[read.at :], "driver": _nv_text(fields.get(3)),
+        "vbios": None if vbios is None else (
+            ".".join(f"{vbios[i]:02x}" for i in (3, 2, 1, 0, 4)) if len(vbios) == 8
+            else str(_nv_text(vbios)).lower()
+        ),
+    }  # fmt: skip
+    if fwid is not None and len(fwid) != 48:
+        raise Reject("malformed")
+    report["fwid"], report["chip"] = fwid, _nv_text(fields.get(35))
+    if flag is not None and not 1 <= len(flag) <= 4:
+        raise Reject("malformed")
+    if flag is not None and int.from_bytes(flag, "little") not in NV_FLAGS:
+        raise Reject("unsupported")
+    report["flag"] = None if flag is None else NV_FLAGS[int.from_bytes(flag, "little")]
+    if nvdec is not None and (len(nvdec) != 1 or nvdec[0] not in (0xAA, 0x55)):
+        raise Reject("malformed")
+    report["nvdec_disabled"] = nvdec == bytes([NV_NVDEC_DISABLED])
+    return report
+
+
+def _spdm_blocks(record: bytes, count: int) -> dict[int, bytes]:
+    """DMTF measurement blocks filling the record exactly: number -> value."""
+    read, blocks = _Reader(record, "<"), {}
+    while read.at < len(record):
+        index, specification, size = read.uint(1), read.uint(1), read.uint(2)
+        body = read.take(size)
+        if specification != 0x01:
+            raise Reject("unsupported")  # not DMTF
+        if size < 3 or int.from_bytes(body[1:3], "little") + 3 != size:
+            raise Reject("malformed")
+        if index == 0 or index in blocks:
+            raise Reject("malformed")
+        blocks[index] = body[3:]
+    if len(blocks) != count:
+        raise Reject("malformed")
+    return blocks
+
+
+def _nv_text(value: bytes | None) -> str | None:
+    """An opaque ASCII field, up to its first NUL, printable."""
+    if value is None:
+        return None
+    try:
+        text = value.split(b"\x00", 1)[0].decode("ascii")
+    except UnicodeDecodeError:
+        raise Reject("malformed") from None
+    if not text.isprintable():
+        raise Reject("malformed")
+    return text
+
+
+def _nv_load(der: bytes, link: str) -> tuple[x509.Certificate, ec.EllipticCurvePublicKey]:
+    """A certificate of an NVIDIA path and its P-384 key (else ``link``)."""
+    try:
+        cert = certificate(der)
+        _ = cert.extensions
+        key = cert.public_key()
+    except Exception:  # anything cryptography raises for a certificate that is not one
+        raise Reject("malformed") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
+        raise Reject(link)
+    return cert, key
+
+
+def _nv_self_issued(der: bytes) -> bool:
+    try:
+        cert = certificate(der)
+        return bool(cert.issuer == cert.subject)
+    except Exception:  # not a certificate: not a root either
+        return False
+
+
+def _nv_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _nv_link(child: x509.Certificate, parent: tuple[x509.Certificate, Any], link: str) -> None:
+    """``parent`` issued ``child``: names, CA, no unknown critical extension, ECDSA SHA-384."""
+    issuer, key = parent
+    for cert in (child, issuer):
+        if any(e.critical and e.oid not in NV_UNDERSTOOD_CRITICAL for e in cert.extensions):
+            raise Reject(link)
+    if child.issuer != issuer.subject:
+        raise Reject(link)
+    try:
+        basic = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise Reject(link) from None
+    usage = _nv_usage(issuer)
+    if not basic.ca or usage is None or not usage.key_cert_sign:
+        raise Reject(link)
+    if child.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA384:
+        raise Reject(link)
+    try:
+        key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        raise Reject(link) from None
+
+
+def nv_path(  # noqa: PLR0917 - two callers, read beside its docstring
+    ders: list[bytes], anchors: list[Anchor], at: datetime, skew: timedelta,
+    length: int | None, link: str, untrusted: str,
+) -> tuple[x509.Certificate, ec.EllipticCurvePublicKey]:  # fmt: skip
+    """The leaf and its key of a path given leaf first to one of ``anchors``: the last
+    certificate is an anchor (by its bytes), or is issued by one (by name); ``length``
+    certificates with the root (None: 2 to 6); every link as :func:`_nv_link`; the leaf may
+    sign; every certificate valid at ``at`` (root first). A device path fails with
+    chain_invalid or untrusted_root, a RIM signer's with rim_chain_invalid."""
+    if not ders:
+        raise Reject(link)
+    anchor = next((a for a in anchors if a[1] == ders[-1]), None)
+    given = anchor is not None
+    if anchor is None:
+        if _nv_self_issued(ders[-1]):
+            raise Reject(untrusted)
+        issuer = _nv_load(ders[-1], link)[0].issuer
+        anchor = next((a for a in anchors if a[0].subject == issuer), None)
+        if anchor is None:
+            raise Reject(untrusted)
+    count = len(ders) + (0 if given else 1)
+    if count != length if length is not None else not 2 <= count <= 6:
+        raise Reject(link)
+    loaded = [_nv_load(der, link) for der in ders[: count - 1]]
+    root_key = anchor[0].public_key()
+    if not isinstance(root_key, ec.EllipticCurvePublicKey) or root_key.curve.name != "secp384r1":
+        raise Reject(link)
+    path = [*loaded, (anchor[0], root_key)]
+    for (child, _), parent in itertools.pairwise(path):
+        _nv_link(child, parent, link)
+    usage = _nv_usage(loaded[0][0])
+    if usage is not None and not usage.digital_signature:
+        raise Reject(link)
+    for cert, _ in reversed(path):
+        _valid(cert, at, skew)
+    return loaded[0]
+
+
+def _der_children(data: bytes, depth: int = 0) -> list[tuple[int, bytes]]:
+    """The DER elements filling ``data`` exactly, (tag, content): one-byte tags, definite
+    minimal lengths of at most three bytes."""
+    out, at = [], 0
+    if depth > 8:
+        raise Reject("malformed")
+    while at < len(data):
+        if at + 2 > len(data) or data[at] & 0x1F == 0x1F or data[at + 1] == 0x80:
+            raise Reject("malformed")
+        tag, first, start = data[at], data[at + 1], at + 2
+        length = first
+        if first & 0x80:
+            count = first & 0x7F
+            raw = data[start : start + count]
+            if count > 3 or len(raw) != count or raw[0] == 0:
+                raise Reject("malformed")
+            length, start = int.from_bytes(raw, "big"), start + count
+            if length < 0x80:
+                raise Reject("malformed")
+        if start + length > len(data):
+            raise Reject("malformed")
+        content = data[start : start + length]
+        if tag & 0x20:
+            _der_children(content, depth + 1)  # a constructed element: its children are DER
+        out.append((tag, content))
+        at = start + length
+    return out
+
+
+def _der_one(data: bytes) -> tuple[int, bytes]:
+    items = _der_children(data)
+    if len(items) != 1:
+        raise Reject("malformed")
+    return items[0]
+
+
+def _fwid_digest(element: tuple[int, bytes]) -> bytes:
+    """FWID ::= SEQUENCE { hashAlg OBJECT IDENTIFIER (SHA-384), digest OCTET STRING (48) }"""
+    tag, content = element
+    parts = _der_children(content) if tag == 0x30 else []
+    if len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != 0x04:
+        raise Reject("malformed")
+    if parts[0][1] != SHA384_OID or len(parts[1][1]) != 48:
+        raise Reject("malformed")
+    return parts[1][1]
+
+
+def leaf_fwid(leaf: x509.Certificate) -> bytes | None:
+    """The FWID the leaf certifies: the DICE TcbInfo's fwids[0] (Blackwell), else extension
+    2.23.133.5.4.1's FWID (Hopper, LS10: NVIDIA's "last 48 bytes"); None if neither."""
+    values = {
+        e.oid.dotted_string: e.value.value for e in leaf.extensions
+        if e.oid.dotted_string in (FWID_OID, TCB_INFO_OID)
+        and isinstance(e.value, x509.UnrecognizedExtension)
+    }  # fmt: skip
+    if TCB_INFO_OID in values:
+        tag, content = _der_one(values[TCB_INFO_OID])
+        if tag != 0x30:
+            raise Reject("malformed")
+        last, fwids = -1, None
+        for field, value in _der_children(content):
+            number = field & 0x1F
+            if field & 0xC0 != 0x80 or number > 10 or number <= last:
+                raise Reject("malformed")  # context fields [0]..[10], in order, once
+            last = number
+            if number == 6:
+                if field != 0xA6:
+                    raise Reject("malformed")
+                fwids = _der_children(value)
+        if not fwids:
+            raise Reject("malformed")
+        return _fwid_digest(fwids[0])
+    if FWID_OID in values:
+        tag, content = _der_one(values[FWID_OID])
+        parts = _der_children(content) if tag == 0x30 else []
+        if len(parts) != 3 or parts[0][0] != 0x02 or parts[1][0] != 0x30:
+            raise Reject("malformed")
+        return _fwid_digest(parts[2])
+    return None
+
+
+# Canonical XML 1.1 (inclusive, without comments), on a tree read with expat.
+
+
+class XmlElement:
+    """An element as written: its qualified name, its attributes (not the namespace
+    declarations) in order, the namespaces in scope, its children (elements, text, and
+    processing instructions as ("?", target, data); comments as ("!", text))."""
+
+    def __init__(
+        self, name: str, attributes: list[tuple[str, str]], scope: dict[str, str],
+        parent: XmlElement | None,
+    ) -> None:  # fmt: skip
+        self.name, self.attributes, self.scope, self.parent = name, attributes, scope, parent
+        self.children: list[Any] = []
+
+    def resolved(self, name: str, *, attribute: bool = False) -> tuple[str, str]:
+        """(namespace, local name) of a qualified name here (unprefixed attributes: none)."""
+        prefix, colon, local = name.rpartition(":")
+        if not colon:
+            return ("" if attribute else self.scope.get("", "")), name
+        if not prefix or not local or ":" in prefix:
+            raise Reject("malformed")
+        if prefix == "xml":
+            return XML_NS, local
+        if prefix not in self.scope:
+            raise Reject("malformed")  # an unbound prefix
+        return self.scope[prefix], local
+
+    def is_(self, namespace: str, local: str) -> bool:
+        return self.resolved(self.name) == (namespace, local)
+
+    def get(self, namespace: str, local: str) -> str | None:
+        for name, value in self.attributes:
+            if self.resolved(name, attribute=True) == (namespace, local):
+                return value
+        return None
+
+    def elements(self, namespace: str, local: str) -> list[XmlElement]:
+        return [c for c in self.children if isinstance(c, XmlElement) and c.is_(namespace, local)]
+
+    def text(self) -> str:
+        """The text before the first child node (what lxml calls ``.text``)."""
+        out = []
+        for child in self.children:
+            if not isinstance(child, str):
+                break
+            out.append(child)
+        return "".join(out)
+
+
+def xml_document(data: bytes) -> tuple[XmlElement, list[Any], list[Any]]:  # noqa: PLR0915 - handlers
+    """(root, nodes before it, nodes after it) of a well-formed document with no DTD and no
+    entity but XML's own; namespaces checked as XML Namespaces 1.0 asks (declarations not
+    empty for a prefix, every prefix bound, no attribute twice once resolved)."""
+    parser = expat.ParserCreate()  # namespace processing OFF: declarations as written
+    parser.ordered_attributes = True
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    state: dict[str, Any] = {"open": None, "root": None, "before": [], "after": [], "depth": 0}
+
+    def refuse(*_: Any) -> Any:
+        raise Reject("malformed")  # a DTD, an entity declaration or an external entity
+
+    def start(name: str, flat: list[str]) -> None:
+        parent = state["open"]
+        if parent is None and state["root"] is not None:
+            raise Reject("malformed")
+        state["depth"] += 1
+        if state["depth"] > MAX_XML_DEPTH:
+            raise Reject("malformed")
+        scope = dict(parent.scope) if parent is not None else {}
+        attributes = []
+        for name_, value in zip(flat[::2], flat[1::2], strict=True):
+            if name_ == "xmlns":
+                scope[""] = value
+            elif name_.startswith("xmlns:"):
+                prefix = name_[6:]
+                if (
+                    not value
+                    or not prefix
+                    or ":" in prefix
+                    or prefix == "xmlns"
+                    or ((prefix == "xml") != (value == XML_NS))
+                ):
+                    raise Reject("malformed")
+                scope[prefix] = value
+            else:
+                attributes.append((name_, value))
+        element = XmlElement(name, attributes, scope, parent)
+        element.resolved(name)
+        keys = [element.resolved(n, attribute=True) for n, _ in attributes]
+        if len(set(keys)) != len(keys):
+            raise Reject("malformed")
+        if parent is None:
+            state["root"] = element
+        else:
+            parent.children.append(element)
+        state["open"] = element
+
+    def end(_: str) -> None:
+        state["depth"] -= 1
+        state["open"] = state["open"].parent
+
+    def node(item: Any) -> None:
+        if state["open"] is not None:
+            state["open"].children.append(item)
+        elif not isinstance(item, str):
+            state["before" if state["root"] is None else "after"].append(item)
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = node
+    parser.ProcessingInstructionHandler = lambda target, data: node(("?", target, data))
+    parser.CommentHandler = lambda text: node(("!", text))
+    try:
+        parser.Parse(data, True)
+    except (expat.ExpatError, ValueError, RecursionError):
+        raise Reject("malformed") from None
+    if state["root"] is None:
+        raise Reject("malformed")
+    return state["root"], state["before"], state["after"]
+
+
+def _c14n_text(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
+    )
+
+
+def _c14n_attribute(value: str) -> str:
+    for raw, escaped in (("&", "&amp;"), ("<", "&lt;"), ('"', "&quot;"), ("\t", "&#x9;"),
+                         ("\n", "&#xA;"), ("\r", "&#xD;")):  # fmt: skip
+        value = value.replace(raw, escaped)
+    return value
+
+
+def _c14n_pi(item: tuple[str, str, str]) -> str:
+    return f"<?{item[1]}{' ' + item[2] if item[2] else ''}?>"
+
+
+def c14n(
+    element: XmlElement, out: list[str], rendered: dict[str, str], leave_out: Any = None,
+    inherited: list[tuple[str, str]] | None = None,
+) -> None:  # fmt: skip
+    """Canonical XML 1.1 of ``element`` (without comments) appended to ``out``; ``rendered``:
+    the namespaces the nearest rendered ancestor declared (an apex: none, so every namespace
+    in scope is rendered on it); ``leave_out``: an element left out with its subtree (the
+    enveloped signature); ``inherited``: the xml:lang and xml:space an apex takes from its
+    ancestors."""
+    namespaces = sorted(
+        (prefix, uri) for prefix, uri in element.scope.items()
+        if uri != rendered.get(prefix, "")
+    )  # fmt: skip
+    attributes = sorted(
+        (element.resolved(name, attribute=True), name, value)
+        for name, value in [*element.attributes, *(inherited or [])]
+    )  # fmt: skip
+    out.append("<" + element.name)
+    out.extend(
+        f' xmlns{":" + prefix if prefix else ""}="{_c14n_attribute(uri)}"'
+        for prefix, uri in namespaces
+    )
+    out.extend(f' {name}="{_c14n_attribute(value)}"' for _, name, value in attributes)
+    out.append(">")
+    scope = {prefix: uri for prefix, uri in element.scope.items() if uri}
+    for child in element.children:
+        if isinstance(child, XmlElement):
+            if child is not leave_out:
+                c14n(child, out, scope, leave_out)
+        elif isinstance(child, str):
+            out.append(_c14n_text(child))
+        elif child[0] == "?":
+            out.append(_c14n_pi(child))
+    out.append(f"</{element.name}>")
+
+
+def c14n_document(
+    root: XmlElement, before: list[Any], after: list[Any], leave_out: Any = None
+) -> bytes:
+    """The canonical form of a whole document (its processing instructions outside the root,
+    each on its line; no comments), ``leave_out`` left out."""
+    out = [_c14n_pi(item) + "\n" for item in before if item[0] == "?"]
+    c14n(root, out, {}, leave_out)
+    out.extend("\n" + _c14n_pi(item) for item in after if item[0] == "?")
+    return "".join(out).encode()
+
+
+def c14n_subset(element: XmlElement) -> bytes:
+    """The canonical form of the document subset that is ``element`` and its descendants:
+    every namespace in scope is rendered on it, and the xml:lang and xml:space of its
+    ancestors are inherited (Canonical XML 1.1, 2.4); an ancestor's xml:base, which 1.1
+    would join, is refused."""
+    inherited: list[tuple[str, str]] = []
+    names = {element.resolved(n, attribute=True) for n, _ in element.attributes}
+    ancestor = element.parent
+    while ancestor is not None:
+        for name, value in ancestor.attributes:
+            key = ancestor.resolved(name, attribute=True)
+            if key == (XML_NS, "base"):
+                raise Reject("malformed")
+            if key in ((XML_NS, "lang"), (XML_NS, "space")) and key not in names:
+                names.add(key)
+                inherited.append((name, value))
+        ancestor = ancestor.parent
+    out: list[str] = []
+    c14n(element, out, {}, None, inherited)
+    return "".join(out).encode()
+
+
+def _only(element: XmlElement, local: str) -> XmlElement:
+    found = element.elements(DS_NS, local)
+    if not found:
+        raise Reject("malformed")
+    return found[0]
+
+
+def rim_document(data: bytes) -> dict[str, Any]:  # noqa: PLR0915 - one list of rules
+    """A RIM read (nothing verified yet): its signature's certificates, its kind and version,
+    its active measurements by index (each alternative of its size)."""
+    if len(data) > MAX_RIM:
+        raise Reject("oversize")
+    root, before, after = xml_document(data)
+    signatures = root.elements(DS_NS, "Signature")
+    if len(signatures) != 1:
+        raise Reject("malformed")
+    certificates = []
+    pending = [signatures[0]]
+    while pending:  # the X509Certificate elements in document order
+        element = pending.pop(0)
+        if element.is_(DS_NS, "X509Certificate"):
+            try:
+                certificates.append(
+                    base64.b64decode("".join(element.text().split()), validate=True)
+                )
+            except ValueError:
+                raise Reject("malformed") from None
+        pending[:0] = [c for c in element.children if isinstance(c, XmlElement)]
+    if not certificates:
+        raise Reject("malformed")
+    if not root.is_(SWID_NS, "SoftwareIdentity"):
+        raise Reject("malformed")
+    metas, payloads = root.elements(SWID_NS, "Meta"), root.elements(SWID_NS, "Payload")
+    version = metas[0].get("", "colloquialVersion") if len(metas) == 1 else None
+    if not version:
+        raise Reject("malformed")
+    if VBIOS_VERSION.fullmatch(version):
+        kind = "vbios"
+    elif DRIVER_VERSION.fullmatch(version):
+        kind = "driver"
+    else:
+        raise Reject("malformed")
+    if len(payloads) != 1:
+        raise Reject("malformed")
+    resources = payloads[0].elements(SWID_NS, "Resource")
+    if len(resources) > 256:
+        raise Reject("malformed")
+    measurements: dict[int, tuple[int, list[bytes]]] = {}
+    seen: set[int] = set()
+    for resource in resources:
+        if resource.get("", "type") != "Measurement":
+            continue
+        index = _rim_integer(resource, "index", 0, 255)
+        if index in seen:
+            raise Reject("malformed")
+        seen.add(index)
+        active = resource.get("", "active")
+        if active not in ("True", "False"):
+            raise Reject("malformed")
+        if active == "False":
+            continue
+        size = _rim_integer(resource, "size", 1, 64)
+        alternatives = []
+        for n in range(_rim_integer(resource, "alternatives", 1, 16)):
+            text = resource.get(HASH_NS, f"Hash{n}")
+            try:
+                value = bytes.fromhex(text if text is not None else "-")
+            except ValueError:
+                raise Reject("malformed") from None
+            if len(value) != size:
+                raise Reject("malformed")
+            alternatives.append(value)
+        measurements[index] = (size, alternatives)
+    return {
+        "root": root, "before": before, "after": after, "signature": signatures[0],
+        "certificates": certificates, "kind": kind, "version": version.lower(),
+        "measurements": measurements,
+    }  # fmt: skip
+
+
+def _rim_integer(element: XmlElement, name: str, low: int, high: int) -> int:
+    text = element.get("", name)
+    if text is None or not text.isdigit() or len(text) > 4:
+        raise Reject("malformed")
+    try:
+        value = int(text)
+    except ValueError:  # a digit that is not ASCII
+        raise Reject("malformed") from None
+    if not low <= value <= high:
+        raise Reject("malformed")
+    return value
+
+
+def rim_signed(rim: dict[str, Any], key: ec.EllipticCurvePublicKey) -> None:
+    """The enveloped XML signature, as XML-DSig says: ecdsa-sha384 (raw r || s) by ``key``
+    over the canonical SignedInfo (a document subset), then its one Reference (URI "", the
+    document without its Signature, canonicalised) by its SHA-384. The methods: C14N 1.1,
+    ecdsa-sha384 and sha384 only (malformed otherwise)."""
+    signature = rim["signature"]
+    signed_info = _only(signature, "SignedInfo")
+    method = _only(signed_info, "CanonicalizationMethod").get("", "Algorithm")
+    if method != C14N11 or _only(signed_info, "SignatureMethod").get("", "Algorithm") != (
+        ECDSA_SHA384
+    ):
+        raise Reject("malformed")
+    try:
+        raw = base64.b64decode(_only(signature, "SignatureValue").text())
+    except ValueError:
+        raise Reject("malformed") from None
+    r, s = int.from_bytes(raw[:48], "big"), int.from_bytes(raw[48:], "big")
+    try:
+        if len(raw) != 96:
+            raise InvalidSignature
+        key.verify(encode_dss_signature(r, s), c14n_subset(signed_info), ec.ECDSA(hashes.SHA384()))
+    except (InvalidSignature, ValueError):
+        raise Reject("rim_signature_invalid") from None
+    references = signed_info.elements(DS_NS, "Reference")
+    for reference in references:
+        if reference.get("", "URI") != "":
+            raise Reject("malformed")  # only the enveloping document is signed
+        transforms = [
+            t.get("", "Algorithm") for group in reference.elements(DS_NS, "Transforms")
+            for t in group.elements(DS_NS, "Transform")
+        ]  # fmt: skip
+        if any(t not in (ENVELOPED, C14N11) for t in transforms):
+            raise Reject("malformed")
+        leave_out = signature if ENVELOPED in transforms else None
+        canonical = c14n_document(rim["root"], rim["before"], rim["after"], leave_out)
+        if _only(reference, "DigestMethod").get("", "Algorithm") != SHA384_DIGEST:
+            raise Reject("malformed")
+        try:
+            value = base64.b64decode(_only(reference, "DigestValue").text())
+        except ValueError:
+            raise Reject("malformed") from None
+        if value != hashlib.sha384(canonical).digest():
+            raise Reject("rim_signature_invalid")
+    if len(references) != 1:
+        raise Reject("rim_signature_invalid")
+
+
+def nvidia_policy(data: Any) -> dict[str, Any]:
+    """The NvidiaPolicy JSON (a dict) as this judge uses it; policy_invalid if it is not
+    one (the project's rules: images unique by name, of a known arch, VBIOS versions always,
+    driver versions on GPUs only; no images only for unsafe_accept_any; require_rims both
+    unless it says otherwise, even under unsafe_accept_any)."""
+    if not isinstance(data, dict) or set(data) - NV_POLICY_KEYS:
+        raise Reject("policy_invalid")
+    accept_any = data.get("unsafe_accept_any", False)
+    rims = data.get("require_rims", ["driver", "vbios"])  # accept-any too, as the project reads it
+    flags, images = data.get("feature_flags"), data.get("images", [])
+    skew = data.get("clock_skew_seconds", 60)
+    if (
+        data.get("evidence_kind") != NVIDIA or not isinstance(accept_any, bool)
+        or not isinstance(rims, list) or not set(rims) <= {"driver", "vbios"}
+        or not (flags is None or (isinstance(flags, list) and set(flags) <= {*NV_FLAGS.values()}))
+        or not isinstance(images, list) or bool(images) == accept_any
+        or not (_is_int(skew) or isinstance(skew, float)) or not 0 <= skew <= 86400
+        or not isinstance(data.get("name", "unsafe-accept-any"), str)
+        or not (accept_any or data.get("name"))
+    ):  # fmt: skip
+        raise Reject("policy_invalid")
+    chosen = []
+    for image in images:
+        if not isinstance(image, dict) or set(image) - {
+            "name", "arch", "driver_versions", "vbios_versions",
+        } or not image.get("name") or image.get("arch") not in NV_ARCHS:  # fmt: skip
+            raise Reject("policy_invalid")
+        versions = {}
+        for key in ("driver_versions", "vbios_versions"):
+            values = image.get(key, [])
+            if not isinstance(values, list) or not all(
+                isinstance(v, str) and 0 < len(v) <= 40 and v.isprintable() for v in values
+            ):
+                raise Reject("policy_invalid")
+            versions[key] = [v.lower() for v in values]
+        if (
+            not versions["vbios_versions"]
+            or bool(versions["driver_versions"]) != NV_ARCHS[image["arch"]]
+        ):
+            raise Reject("policy_invalid")
+        chosen.append({"name": image["name"], "arch": image["arch"], **versions})
+    if len({image["name"] for image in chosen}) != len(chosen):
+        raise Reject("policy_invalid")
+    return {
+        "images": None if accept_any else chosen, "require_rims": sorted(set(rims)),
+        "feature_flags": None if flags is None else set(flags),
+        "skew": timedelta(seconds=skew),
+    }  # fmt: skip
+
+
+NV_ACCEPT_ANY: dict[str, Any] = {"images": None, "require_rims": [], "feature_flags": None,
+                 "skew": timedelta(seconds=60)}  # fmt: skip
+
+
+def nvidia_judge(  # noqa: PLR0917 - the judges' shape, read beside its docstring
+    report: bytes, endorsements: list[tuple[str, bytes]], anchors: list[Anchor],
+    rim_anchors: list[Anchor], policy: dict[str, Any] | None, at: datetime,
+    nonce: bytes | None,
+) -> tuple[str, set[str]]:  # fmt: skip
+    """(status, reason codes) of an NVIDIA GPU's or NVSwitch's SPDM report at ``at``: its
+    device chain (``endorsements`` of kind device-certificate, leaf first) to one of
+    ``anchors`` (the NVIDIA Device Identity CA), its RIMs (kind rim, the exact XML) signed
+    under one of ``rim_anchors`` (the NVIDIA CoRIM signing Root CA), appraised under
+    ``policy`` (the NvidiaPolicy JSON; None: accept any, at best warning); ``nonce`` the
+    SPDM requester nonce expected (None: not judged). OCSP responses are kept, not judged."""
+    try:
+        return _nvidia_judge(report, endorsements, anchors, rim_anchors, policy, at, nonce)
+    except Reject as rejected:
+        return "contraindicated", {rejected.code}
+
+
+def _nvidia_judge(  # noqa: PLR0917 - one caller
+    data: bytes, endorsements: list[tuple[str, bytes]], anchors: list[Anchor],
+    rim_anchors: list[Anchor], recorded: dict[str, Any] | None, at: datetime,
+    nonce: bytes | None,
+) -> tuple[str, set[str]]:  # fmt: skip
+    policy = NV_ACCEPT_ANY if recorded is None else nvidia_policy(recorded)
+    skew = policy["skew"]
+    report = spdm_report(data)
+    if len(endorsements) > MAX_NV_ENDORSEMENTS or any(
+        len(der) > MAX_ENDORSEMENT_BYTES for _, der in endorsements
+    ):
+        raise Reject("oversize")
+    if any(kind not in NV_ENDORSEMENTS for kind, _ in endorsements):
+        raise Reject("endorsement_mismatch")
+    chain = [der for kind, der in endorsements if kind == "device-certificate"]
+    if not chain:
+        raise Reject("endorsement_missing")
+    leaf, key = nv_path(chain, anchors, at, skew, 5, "chain_invalid", "untrusted_root")
+    signature = report["signature"]
+    r, s = int.from_bytes(signature[:48], "big"), int.from_bytes(signature[48:], "big")
+    if not (0 < r < P384_ORDER and 0 < s < P384_ORDER):
+        raise Reject("signature_invalid")
+    try:
+        key.verify(encode_dss_signature(r, s), report["signed"], ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        raise Reject("signature_invalid") from None
+    if report["fwid"] is not None and leaf_fwid(leaf) != report["fwid"]:
+        raise Reject("fwid_mismatch")
+    names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = names[0].value if names else ""
+    arch = NV_CHIPS.get(str(common_name).split(" ", 1)[0])
+    if arch is None:
+        raise Reject("unsupported")
+    rims: dict[str, dict[str, Any]] = {}
+    for kind, xml in endorsements:
+        if kind != "rim":
+            continue
+        rim = rim_document(xml)
+        signer = nv_path(
+            rim["certificates"], rim_anchors, at, skew, None, "rim_chain_invalid",
+            "rim_chain_invalid",
+        )  # fmt: skip
+        rim_signed(rim, signer[1])
+        if rim["kind"] in rims:
+            raise Reject("endorsement_mismatch")  # two of a kind
+        rims[rim["kind"]] = rim
+    if len(rims) == 2 and set(rims["driver"]["measurements"]) & set(rims["vbios"]["measurements"]):
+        raise Reject("endorsement_mismatch")  # not a pair: both measure an index
+    codes = nvidia_appraisal(report, arch, rims, policy, nonce)
+    if codes:
+        return "contraindicated", codes
+    return ("warning" if policy["images"] is None or not rims else "affirming"), codes
+
+
+def nvidia_appraisal(
+    report: dict[str, Any], arch: str, rims: dict[str, dict[str, Any]], policy: dict[str, Any],
+    nonce: bytes | None,
+) -> set[str]:  # fmt: skip
+    """Every way the authentic report falls short: the images (arch, then the closest image's
+    driver and VBIOS versions), the RIMs required, every active RIM index i against block
+    i + 1 (index 35 not when NVDEC0 is disabled), each RIM's version against the report's,
+    the feature flag, the nonce."""
+    codes: set[str] = set()
+    if policy["images"] is not None:
+        same = [image for image in policy["images"] if image["arch"] == arch]
+        if not same:
+            codes.add("arch_not_allowed")
+        closest: list[str] | None = None
+        for image in same:
+            driver = None if report["driver"] is None else report["driver"].lower()
+            misses = [
+                *(["driver_version_not_allowed"] if image["driver_versions"]
+                  and driver not in image["driver_versions"] else []),
+                *(["vbios_version_not_allowed"] if report["vbios"] not in image["vbios_versions"]
+                  else []),
+            ]  # fmt: skip
+            if closest is None or len(misses) < len(closest):
+                closest = misses
+        codes.update(closest or [])
+    codes.update("rim_missing" for kind in policy["require_rims"] if kind not in rims)
+    for kind, rim in rims.items():
+        for index, (size, alternatives) in rim["measurements"].items():
+            if index == NV_NVDEC_INDEX and report["nvdec_disabled"]:
+                continue
+            value = report["blocks"].get(index + 1)
+            if value is None or len(value) != size or value not in alternatives:
+                codes.add("measurement_mismatch")
+        reported = report["driver"] if kind == "driver" else report["vbios"]
+        if reported is None or reported.lower() != rim["version"]:
+            codes.add("rim_version_mismatch")
+    flags = policy["feature_flags"]
+    if flags is not None and report["flag"] not in flags:
+        codes.add("feature_flag_not_allowed")
+    if nonce is not None and report["nonce"] != nonce:
+        codes.add("nonce_mismatch")
     return codes
 
 
