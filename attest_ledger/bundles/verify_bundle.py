@@ -3371,11 +3371,11 @@ def nvidia_policy(data: Any) -> dict[str, Any]:
     """The NvidiaPolicy JSON (a dict) as this judge uses it; policy_invalid if it is not
     one (the project's rules: images unique by name, of a known arch, VBIOS versions always,
     driver versions on GPUs only; no images only for unsafe_accept_any; require_rims both
-    unless it says otherwise, even under unsafe_accept_any)."""
+    unless it says otherwise, and none under unsafe_accept_any unless it says so)."""
     if not isinstance(data, dict) or set(data) - NV_POLICY_KEYS:
         raise Reject("policy_invalid")
     accept_any = data.get("unsafe_accept_any", False)
-    rims = data.get("require_rims", ["driver", "vbios"])  # accept-any too, as the project reads it
+    rims = data.get("require_rims", [] if accept_any is True else ["driver", "vbios"])
     flags, images = data.get("feature_flags"), data.get("images", [])
     skew = data.get("clock_skew_seconds", 60)
     if (

@@ -198,7 +198,9 @@ class NvidiaPolicy(SchemePolicy):
         images = data.get("images", [])
         if not isinstance(images, list):
             raise PolicyInvalid("policy: 'images' must be a list")
-        rims = data.get("require_rims", ["driver", "vbios"])
+        unsafe = policy_bool(data, "unsafe_accept_any", False)
+        # accept-any requires no RIM unless it says so, as UnsafeAcceptAnyNvidiaPolicy() does
+        rims = data.get("require_rims", [] if unsafe else ["driver", "vbios"])
         flags = data.get("feature_flags")
         if not isinstance(rims, list) or not (flags is None or isinstance(flags, list)):
             raise PolicyInvalid(
@@ -215,7 +217,7 @@ class NvidiaPolicy(SchemePolicy):
         name = data.get("name", UnsafeAcceptAnyNvidiaPolicy.name)
         if not isinstance(name, str):
             raise PolicyInvalid("policy: 'name' must be a string")
-        if policy_bool(data, "unsafe_accept_any", False):
+        if unsafe:
             return UnsafeAcceptAnyNvidiaPolicy(name=name, **arguments)
         if "name" not in data:
             raise PolicyInvalid("policy: 'name' is required")

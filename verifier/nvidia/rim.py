@@ -291,7 +291,8 @@ def _read(data: bytes, root: Any, certificates: tuple[bytes, ...]) -> Rim:
 
 def _integer(element: Any, name: str, low: int, high: int) -> int:
     text = element.get(name)
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 4:
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses
+    if not isinstance(text, str) or not (text.isascii() and text.isdigit()) or len(text) > 4:
         raise MalformedEvidence(f"rim: Resource {name} must be a decimal integer")
     value = int(text)
     if not low <= value <= high:
