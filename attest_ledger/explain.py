@@ -213,7 +213,8 @@ def explain_entry(
             view.policy = policy_at(session, revision if isinstance(revision, int) else None)
         except (PolicyError, EntryNotFound, ValueError) as exc:
             view.policy_problem = str(exc)
-        view.endorsements = _stored_endorsements(session, record)
+    # what the entry rests on, whatever its kind (a TPM enrolment names the EK certificate)
+    view.endorsements = _stored_endorsements(session, record)
     if view.evidence is not None and view.evidence_kind == _SNP:
         scheme = (schemes or {}).get(_SNP)
         try:

@@ -7,6 +7,7 @@ shows as one, on its page and in the list. Records are appended as the service w
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -299,3 +300,16 @@ def test_a_swtpm_quote_judged_by_the_service_shows_on_its_page(real) -> None:
         f"/portal/entries/{index}/reverify", data={"csrf": csrf_of(body)}
     ).get_data(as_text=True)
     assert "The verdicts agree." in again
+
+
+def test_an_enrolment_page_offers_the_ek_certificate_it_names(seeded) -> None:
+    """The EK certificate an enrolment entry names is downloadable from its page, by the
+    digest the entry commits to (before, only attestation entries listed their endorsements)."""
+    record = enrolment_record(HOSTILE, ak_sha256(3))
+    digest = record["ek_certificate_sha256"]
+    body = page(seeded, f"/portal/entries/{seeded.enrolment}")
+    link = f"/portal/entries/{seeded.enrolment}/endorsements/{digest}.der"
+    assert f'href="{link}"' in body
+    reply = seeded.browser.get(link)
+    assert reply.status_code == 200
+    assert hashlib.sha256(reply.data).hexdigest() == digest
