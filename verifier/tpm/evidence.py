@@ -204,7 +204,7 @@ def from_json(text: str | bytes) -> tuple[bytes, tuple[Endorsement, ...]]:
         return _from_vaportpm(data)
     except VerifierError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, RecursionError) as exc:
         raise MalformedEvidence(
             f"TPM JSON evidence: unexpected shape ({type(exc).__name__})"
         ) from exc
@@ -247,6 +247,11 @@ def _from_trustee(data: dict[str, Any]) -> bytes:
     if len(selection) != 1:
         raise MalformedEvidence("trustee TPM evidence: expected a quote of one PCR bank")
     values = [bytes.fromhex(v) for v in quote["pcrs"]]
+    if max(selection[0].indexes, default=-1) >= len(values):
+        raise MalformedEvidence(
+            f"trustee TPM evidence: the quote selects PCR {max(selection[0].indexes)}, but "
+            f"only {len(values)} PCR values came with it"
+        )
     return encode(
         attest=attest,
         signature=base64.b64decode(quote["signature"], validate=True),
