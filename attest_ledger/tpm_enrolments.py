@@ -13,7 +13,8 @@ like a worker token::
      "at": <ISO UTC>}
 
 The entry is the record (a proof bundle carries the entries its quotes relied on); the
-``tpm_enrolments`` table is their index, which :func:`enrolment_book` reads for the verifier.
+``tpm_enrolments`` table is their index, which :class:`LedgerEnrolments` reads for the
+service's verifier, at each quote on the ``enrolled`` path.
 An EK certificate identifies the TPM; it does not by itself prove that the AK lives in that
 TPM (credential activation would): the operator's enrolment is what vouches for the AK.
 """
