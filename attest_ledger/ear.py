@@ -29,6 +29,7 @@ JWK thumbprint. JOSE is joserfc's (see the README's dependency table).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import stat
@@ -90,6 +91,7 @@ class EarKeyError(EarError):
     code = "ear_key_invalid"
 
 
+@functools.cache  # metadata.version scans sys.path: ~2 ms, once per process, not per EAR
 def _version() -> str:
     try:
         return f"attestation-ledger {metadata.version('attestation-ledger')}"
@@ -176,7 +178,7 @@ class EarSigner:
                     raise
         return cls.load(path), False
 
-    @property
+    @functools.cached_property  # every EAR's header names it; the key never changes
     def kid(self) -> str:
         """The key's RFC 7638 JWK thumbprint (SHA-256, base64url)."""
         return str(self.key.thumbprint())

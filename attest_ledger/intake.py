@@ -58,6 +58,7 @@ from verifier import (
     SchemePolicy,
     SnpVerifier,
     Status,
+    TrustAnchor,
     UnsafeAcceptAnyPolicy,
     UnsafeAcceptAnySnpPolicy,
     UnsafePolicyWarning,
@@ -88,6 +89,7 @@ __all__ = [
     "Verdict",
     "judge",
     "to_milliseconds",
+    "trust_anchors_of",
 ]
 
 RECORD_VERSION = 1
@@ -216,17 +218,22 @@ def judge(
     return Verdict(status, error, tuple(reasons), claims, result)
 
 
+def trust_anchors_of(scheme: Scheme) -> list[TrustAnchor]:
+    """Every trust anchor ``scheme`` holds, each scheme keeping them its own way."""
+    if isinstance(scheme, NitroVerifier):
+        return [scheme.trust_anchor]
+    if isinstance(scheme, SnpVerifier):
+        return [a.anchor for a in scheme.trust_store.all_anchors()]
+    if isinstance(scheme, DcapVerifier):
+        return list(scheme.trust_anchors)
+    if isinstance(scheme, TpmVerifier):
+        return list(scheme.all_trust_anchors)
+    raise TypeError(f"no trust anchors known for {type(scheme).__name__}")
+
+
 def anchors_of(scheme: Scheme) -> list[str]:
     """The SHA-256 of every trust anchor ``scheme`` holds (what a bundle must carry)."""
-    if isinstance(scheme, NitroVerifier):
-        return [scheme.trust_anchor.fingerprint]
-    if isinstance(scheme, SnpVerifier):
-        return sorted({a.anchor.fingerprint for a in scheme.trust_store.all_anchors()})
-    if isinstance(scheme, DcapVerifier):
-        return sorted({a.fingerprint for a in scheme.trust_anchors})
-    if isinstance(scheme, TpmVerifier):
-        return sorted({a.fingerprint for a in scheme.all_trust_anchors})
-    raise TypeError(f"no trust anchors known for {type(scheme).__name__}")
+    return sorted({a.fingerprint for a in trust_anchors_of(scheme)})
 
 
 def _accept_any(kind: str) -> SchemePolicy:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from attest_ledger import database
 from attest_ledger.collateral import CollateralSource, PcsClient
 from attest_ledger.ear import EarSigner
-from attest_ledger.intake import Intake
+from attest_ledger.intake import Intake, trust_anchors_of
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.publisher import CheckpointPublisher
 from attest_ledger.settings import Settings
@@ -81,12 +81,7 @@ class Runtime:
         have to ship)."""
         anchors = [self.verifier.trust_anchor]
         for scheme in self.intake.schemes.values():
-            if isinstance(scheme, SnpVerifier):
-                anchors.extend(a.anchor for a in scheme.trust_store.all_anchors())
-            if isinstance(scheme, DcapVerifier):
-                anchors.extend(scheme.trust_anchors)
-            if isinstance(scheme, TpmVerifier):
-                anchors.extend(scheme.all_trust_anchors)
+            anchors.extend(trust_anchors_of(scheme))
         return list({a.fingerprint: a for a in anchors}.values())
 
     @classmethod

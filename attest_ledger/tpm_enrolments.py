@@ -13,7 +13,8 @@ like a worker token::
      "at": <ISO UTC>}
 
 The entry is the record (a proof bundle carries the entries its quotes relied on); the
-``tpm_enrolments`` table is their index, which :func:`enrolment_book` reads for the verifier.
+``tpm_enrolments`` table is their index, which :class:`LedgerEnrolments` reads for the
+service's verifier, at each quote on the ``enrolled`` path.
 An EK certificate identifies the TPM; it does not by itself prove that the AK lives in that
 TPM (credential activation would): the operator's enrolment is what vouches for the AK.
 """
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest_ledger.intake import to_milliseconds
 from attest_ledger.models import TpmEnrolment
 from ledger.append import append
 from ledger.entry import NewEntry
@@ -153,7 +155,7 @@ def enroll(
     ``ek_cas`` (the TPM vendor's CA certificates), ``ek_certificate`` must chain to one of
     them at ``now``; an EK certificate without CA certificates is refused (it would be
     recorded without meaning anything)."""
-    now = _milliseconds(now)
+    now = to_milliseconds(now)  # as the entry writes it: the table and a bundle agree
     if not _NAME.fullmatch(name):
         raise EnrolmentError("an enrolment name is 1-64 letters, digits, '.', '_' or '-'")
     spki = ak_public_der(ak)
@@ -209,7 +211,7 @@ def enroll(
 
 def revoke(session: Session, name: str, *, now: datetime) -> int:
     """Revoke the AK enrolled as ``name`` for good; return the ``revoked`` entry's index."""
-    now = _milliseconds(now)
+    now = to_milliseconds(now)  # as the entry writes it: the table and a bundle agree
     row = session.execute(
         select(TpmEnrolment).where(TpmEnrolment.name == name).with_for_update()
     ).scalar_one_or_none()
@@ -230,12 +232,6 @@ def revoke(session: Session, name: str, *, now: datetime) -> int:
         .values(revoked_at=now, revoked_index=appended.index)
     )
     return appended.index
-
-
-def _milliseconds(moment: datetime) -> datetime:
-    """The instant as the entry writes it (whole milliseconds), so that the table and the
-    entry a bundle carries give the verifier the same time."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def list_enrolments(session: Session) -> list[TpmEnrolment]:

@@ -250,12 +250,9 @@ class _Attesters:
 
 
 def _simulated_nitro(directory: Path, image: str) -> _Attesters:
-    now = datetime.now(UTC)
-    if not (directory / "root.pem").exists():
-        _creating(directory / "root.pem", "--simulated-pki <its data dir>/simulated-pki")
+    pki = _simulated_nitro_pki(directory)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedNitroWarning)
-        pki = SimulatedNitroPki.generate(at=now, root=load_or_create_root(directory, at=now))
         return _Attesters(
             NitroAttester(SimulatedNsm(pki, image=image)),
             NitroAttester(SimulatedNsm(pki, image=image + "-unapproved")),
