@@ -217,6 +217,11 @@ def _member(state: _State, name: str, data: bytes, progress: Callable[[int], Non
         if len(state.policy_files[index]) == 2:
             _add_policy(state, index)
     elif found := _ENROLMENT.fullmatch(name):
+        if state.current is not None or state.last_index >= 0:
+            # the quotes judged so far could not have seen it (the exporter writes every
+            # enrolment before the entries): named, not used
+            state.report.fail(name, "comes after the entries began")
+            return
         index = int(found.group(1))
         state.enrolment_files.setdefault(index, {})[found.group(2)] = data
         if len(state.enrolment_files[index]) == 2:

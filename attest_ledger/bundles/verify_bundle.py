@@ -4056,6 +4056,9 @@ class Checker:
             if len(self.pending_policies[index]) == 2:
                 self.add_policy(index)
         elif found := ENROLMENT.fullmatch(name):
+            if self.current is not None or self.last >= 0:  # quotes judged could not see it
+                self.fail(name, "comes after the entries began")
+                return
             index = int(found.group(1))
             self.pending_enrolments.setdefault(index, {})[found.group(2)] = data
             if len(self.pending_enrolments[index]) == 2:

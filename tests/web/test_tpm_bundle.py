@@ -149,3 +149,18 @@ def test_every_verdict_of_the_tpm_service_is_a_signed_ear(mixed) -> None:
         "tpm2-quote contraindicated": 5,
         "tpm2-quote affirming": 2,
     }
+
+
+def test_enrolments_moved_after_the_entries_are_named_by_both(mixed) -> None:
+    """The exporter writes every enrolment before the entries; an archive reordered so that
+    they come after the quotes that rely on them is named, the same way, by both verifiers
+    (before, the project's verifier judged with the enrolments it had seen when it first
+    built its TPM scheme, the standalone one with those it had seen at each entry)."""
+    files = members(export(mixed))
+    enrolments = [(n, d) for n, d in files if n.startswith("enrolments/")]
+    assert enrolments
+    reordered = [(n, d) for n, d in files if not n.startswith("enrolments/")] + enrolments
+    report, standalone = both(mixed, repack(reordered))
+    failed = {item for item, _ in report.failures}
+    assert {name for name, _ in enrolments} <= failed
+    assert failed == {item for item, _ in standalone.failures}
