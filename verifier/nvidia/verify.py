@@ -52,7 +52,14 @@ from verifier.nvidia.report import SpdmReport
 from verifier.nvidia.rim import RimKind, VerifiedRim, verify_rim
 from verifier.nvidia.roots import nvidia_device_root, nvidia_rim_root
 from verifier.policy import SchemePolicy
-from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement, evidence_digest
+from verifier.result import (
+    AttestationResult,
+    TimeBasis,
+    UsedEndorsement,
+    evidence_digest,
+    judged,
+    status_of,
+)
 from verifier.scheme import Endorsement, EndorsementKind, Evidence, EvidenceKind
 from verifier.x509 import (
     CERTIFICATE_PARSE_ERRORS,
@@ -244,12 +251,7 @@ class NvidiaVerifier:
             path.leaf.subject.rfc4514_string(),
             chain[0].data,
         )
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif policy.accepts_any_measurement or not rims:
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
+        status = status_of(appraisal.violations, warning=policy.accepts_any_measurement or not rims)
         result = AttestationResult(
             status=status,
             evidence_kind=EvidenceKind.NVIDIA_GPU,
@@ -274,9 +276,7 @@ class NvidiaVerifier:
                 nonce_checked=nonce is not None,
             ),
         )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return judged(result)
 
     def _rims(self, evidence: Evidence, at: datetime, policy: NvidiaPolicy) -> list[VerifiedRim]:
         out: list[VerifiedRim] = []
