@@ -131,17 +131,7 @@ class NvidiaVerifier:
 
     def describe(self, evidence: Evidence) -> NvidiaClaims:
         """Parse without verifying: the report, and the leaf's subject if one is given."""
-        report = parse_report(evidence.data)
-        leaf_subject, leaf_der, arch = None, None, None
-        given = evidence.of_kind(EndorsementKind.DEVICE_CERTIFICATE)
-        if given:
-            try:
-                leaf = load_der_certificate(given[0].data)
-                leaf_subject, leaf_der = leaf.subject.rfc4514_string(), given[0].data
-                arch = arch_of(_common_name(leaf))
-            except CERTIFICATE_PARSE_ERRORS:
-                pass
-        return NvidiaClaims(report, arch, False, (), leaf_subject, leaf_der)
+        return _described(evidence, parse_report(evidence.data))
 
     def verify(
         self,
@@ -187,7 +177,7 @@ class NvidiaVerifier:
             raise
         except VerifierError as exc:
             if exc.claims is None:
-                exc.claims = self.describe(evidence)
+                exc.claims = _described(evidence, report)
             raise
 
     # --- the steps ------------------------------------------------------------------------
@@ -343,6 +333,20 @@ def check_fwid(report: SpdmReport, path: VerifiedPath) -> bool:
             f"{certified.hex()[:16]}...: the report is not this device's firmware"
         )
     return True
+
+
+def _described(evidence: Evidence, report: SpdmReport) -> NvidiaClaims:
+    """The claims of a parsed report without verifying: the leaf's subject if one is given."""
+    leaf_subject, leaf_der, arch = None, None, None
+    given = evidence.of_kind(EndorsementKind.DEVICE_CERTIFICATE)
+    if given:
+        try:
+            leaf = load_der_certificate(given[0].data)
+            leaf_subject, leaf_der = leaf.subject.rfc4514_string(), given[0].data
+            arch = arch_of(_common_name(leaf))
+        except CERTIFICATE_PARSE_ERRORS:
+            pass
+    return NvidiaClaims(report, arch, False, (), leaf_subject, leaf_der)
 
 
 def _common_name(certificate: x509.Certificate) -> str:
