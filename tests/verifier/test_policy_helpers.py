@@ -87,3 +87,21 @@ def test_status_of_and_judged() -> None:
     assert status_of((violation,), warning=True) is Status.CONTRAINDICATED
     assert status_of((), warning=True) is Status.WARNING
     assert status_of((), warning=False) is Status.AFFIRMING
+
+
+@pytest.mark.parametrize(
+    ("scheme", "kind"),
+    [
+        (Policy, "aws-nitro-enclave"),
+        (SnpPolicy, "amd-sev-snp"),
+        (TdxPolicy, "intel-tdx"),
+        (SgxPolicy, "intel-sgx"),
+        (TpmPolicy, "tpm2-quote"),
+        (NvidiaPolicy, "nvidia-gpu"),
+    ],
+)
+def test_every_scheme_refuses_an_unsafe_policy_whose_name_is_not_a_string(
+    scheme: type, kind: str
+) -> None:
+    with pytest.raises(PolicyInvalid, match="'name' must be a string"):
+        scheme.from_dict({"evidence_kind": kind, "unsafe_accept_any": True, "name": 5})

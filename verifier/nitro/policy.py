@@ -185,7 +185,7 @@ class Policy(SchemePolicy):
         parsed = tuple(_image(item) for item in policy_images(data))
         if unsafe:
             return UnsafeAcceptAnyPolicy(
-                name=data.get("name", UnsafeAcceptAnyPolicy.name),
+                name=policy_name(data, UnsafeAcceptAnyPolicy.name),
                 images=parsed,
                 evidence_kind=kind,
                 allow_debug=allow_debug,
