@@ -28,8 +28,15 @@ __all__ = [
     "SchemePolicy",
     "UnsafePolicyWarning",
     "canonical_digest",
+    "check_images",
+    "json_seconds",
     "policy_bool",
     "policy_hex",
+    "policy_image_object",
+    "policy_images",
+    "policy_loads",
+    "policy_name",
+    "policy_object",
     "policy_seconds",
 ]
 
@@ -103,3 +110,81 @@ def policy_hex(value: Any, size: int, what: str) -> bytes:
             f"policy: {what} must be {size} bytes ({2 * size} hex digits), found {len(raw)}"
         )
     return raw
+
+
+def json_seconds(value: timedelta) -> int | float:
+    """A duration as the JSON number of seconds: an integer when it is whole."""
+    seconds = value.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def policy_loads(text: str | bytes) -> Any:
+    """The JSON text of a policy, or :class:`PolicyInvalid` saying why it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
+
+
+def policy_object(data: Any, keys: frozenset[str] | set[str]) -> dict[str, Any]:
+    """``data`` as a policy object holding no key outside ``keys``."""
+    if not isinstance(data, dict):
+        raise PolicyInvalid("policy: expected a JSON object")
+    unknown = sorted(str(k) for k in set(data) - keys)
+    if unknown:
+        raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
+    return data
+
+
+def policy_images(data: dict[str, Any]) -> list[Any]:
+    """The policy's ``images`` list (empty when absent), each item still to be parsed."""
+    images = data.get("images", [])
+    if not isinstance(images, list):
+        raise PolicyInvalid("policy: 'images' must be a list")
+    return images
+
+
+def policy_image_object(item: Any, keys: frozenset[str] | set[str]) -> tuple[dict[str, Any], str]:
+    """One item of the ``images`` list as an object holding no key outside ``keys``, and
+    its name."""
+    if not isinstance(item, dict):
+        raise PolicyInvalid("policy: each image must be an object")
+    unknown = sorted(str(k) for k in set(item) - keys)
+    if unknown:
+        raise PolicyInvalid(f"policy: image: unknown key(s) {', '.join(map(repr, unknown))}")
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise PolicyInvalid("policy: image 'name' must be a string")
+    return item, name
+
+
+def policy_name(data: dict[str, Any], default: str | None) -> str:
+    """The policy's ``name``, or ``default`` when absent; a non-string is refused."""
+    name = data.get("name", default)
+    if not isinstance(name, str):
+        raise PolicyInvalid("policy: 'name' must be a string")
+    return name
+
+
+def check_images(
+    policy: Any, *, images: str = "reference images", accepts: str, unsafe: str
+) -> None:
+    """The rules every scheme's policy keeps for its images, run from ``__post_init__``.
+
+    The images become a tuple; an accept-any policy takes none and any other policy needs at
+    least one (``accepts`` names what an empty one would accept, ``unsafe`` the class to use
+    if that is really meant); image names are unique. ``images`` is how the scheme calls
+    them in its messages.
+    """
+    object.__setattr__(policy, "images", tuple(policy.images))
+    if policy.accepts_any_measurement:
+        if policy.images:
+            raise PolicyInvalid(f"an accept-any policy takes no {images}")
+    elif not policy.images:
+        raise PolicyInvalid(
+            f"policy {policy.name!r} lists no {images}; an empty policy would accept "
+            f"{accepts}. Use {unsafe} if that is really meant."
+        )
+    names = [image.name for image in policy.images]
+    if len(set(names)) != len(names):
+        raise PolicyInvalid(f"policy {policy.name!r}: {images[:-1]} names must be unique")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from verifier.errors import Violation
+from verifier.errors import PolicyViolation, Violation
 from verifier.policy import SchemePolicy
 from verifier.scheme import Claims, EvidenceKind
 from verifier.timefmt import iso_utc
@@ -43,6 +43,8 @@ __all__ = [
     "TimeBasis",
     "UsedEndorsement",
     "evidence_digest",
+    "judged",
+    "status_of",
 ]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
@@ -180,3 +182,20 @@ class AttestationResult:
 
 def evidence_digest(evidence: bytes) -> str:
     return hashlib.sha256(evidence).hexdigest()
+
+
+def status_of(violations: tuple[Violation, ...], *, warning: bool) -> Status:
+    """The EAR tier of an appraisal: ``contraindicated`` with any violation, else
+    ``warning`` when the scheme says something was not appraised or was allowed by exception
+    (an accept-any policy, a debug guest the policy allows, ...), else ``affirming``."""
+    if violations:
+        return Status.CONTRAINDICATED
+    return Status.WARNING if warning else Status.AFFIRMING
+
+
+def judged(result: AttestationResult) -> AttestationResult:
+    """``result`` to return, or the :class:`~verifier.errors.PolicyViolation` carrying it
+    raised when it is contraindicated: no scheme returns such a result."""
+    if result.status is Status.CONTRAINDICATED:
+        raise PolicyViolation(result)
+    return result

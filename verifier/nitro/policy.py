@@ -28,7 +28,6 @@ The JSON form (``--policy FILE``, and what the ledger records)::
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +42,12 @@ from verifier.policy import (
     SchemePolicy,
     UnsafePolicyWarning,
     canonical_digest,
+    check_images,
+    policy_bool,
+    policy_images,
+    policy_loads,
+    policy_name,
+    policy_object,
     policy_seconds,
 )
 from verifier.scheme import EvidenceKind
@@ -122,24 +127,13 @@ class Policy(SchemePolicy):
     def __post_init__(self) -> None:
         if not self.name:
             raise PolicyInvalid("policy: a non-empty name is required")
-        object.__setattr__(self, "images", tuple(self.images))
         object.__setattr__(self, "evidence_kind", EvidenceKind(self.evidence_kind))
         if self.evidence_kind not in NITRO_KINDS:
             raise PolicyInvalid(
                 f"policy {self.name!r}: a Nitro policy judges "
                 f"{' or '.join(NITRO_KINDS)}, not {self.evidence_kind}"
             )
-        if self.accepts_any_measurement:
-            if self.images:
-                raise PolicyInvalid("an accept-any policy takes no reference images")
-        elif not self.images:
-            raise PolicyInvalid(
-                f"policy {self.name!r} lists no reference images; an empty policy would accept "
-                "any enclave. Use UnsafeAcceptAnyPolicy if that is really meant."
-            )
-        names = [image.name for image in self.images]
-        if len(set(names)) != len(names):
-            raise PolicyInvalid(f"policy {self.name!r}: reference image names must be unique")
+        check_images(self, accepts="any enclave", unsafe="UnsafeAcceptAnyPolicy")
         if self.max_age is not None and self.max_age <= timedelta(0):
             raise PolicyInvalid(f"policy {self.name!r}: max_age must be positive")
         if self.clock_skew < timedelta(0):
@@ -167,22 +161,12 @@ class Policy(SchemePolicy):
     @classmethod
     def from_json(cls, text: str | bytes) -> Policy:
         """Parse the JSON form; raises :class:`PolicyInvalid` with the reason."""
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(policy_loads(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> Policy:
-        if not isinstance(data, dict):
-            raise PolicyInvalid("policy: expected a JSON object")
-        unknown = sorted(set(data) - _POLICY_KEYS)
-        if unknown:
-            raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
-        unsafe = data.get("unsafe_accept_any", False)
-        if not isinstance(unsafe, bool):
-            raise PolicyInvalid("policy: 'unsafe_accept_any' must be true or false")
+        data = policy_object(data, _POLICY_KEYS)
+        unsafe = policy_bool(data, "unsafe_accept_any", False)
         kind_text = data.get("evidence_kind", str(EvidenceKind.AWS_NITRO_ENCLAVE))
         try:
             kind = EvidenceKind(kind_text)
@@ -191,33 +175,25 @@ class Policy(SchemePolicy):
         if kind not in NITRO_KINDS:
             choices = ", ".join(NITRO_KINDS)
             raise PolicyInvalid(f"policy: evidence_kind must be one of {choices}") from None
-        allow_debug = data.get("allow_debug", False)
-        if not isinstance(allow_debug, bool):
-            raise PolicyInvalid("policy: 'allow_debug' must be true or false")
+        allow_debug = policy_bool(data, "allow_debug", False)
         max_age = (
             None
             if data.get("max_age_seconds", 0) is None
             else policy_seconds(data, "max_age_seconds", DEFAULT_MAX_AGE)
         )
         clock_skew = policy_seconds(data, "clock_skew_seconds", DEFAULT_CLOCK_SKEW)
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
-        parsed = tuple(_image(item) for item in images)
+        parsed = tuple(_image(item) for item in policy_images(data))
         if unsafe:
             return UnsafeAcceptAnyPolicy(
-                name=data.get("name", UnsafeAcceptAnyPolicy.name),
+                name=policy_name(data, UnsafeAcceptAnyPolicy.name),
                 images=parsed,
                 evidence_kind=kind,
                 allow_debug=allow_debug,
                 max_age=max_age,
                 clock_skew=clock_skew,
             )
-        name = data.get("name")
-        if not isinstance(name, str):
-            raise PolicyInvalid("policy: 'name' must be a string")
         return cls(
-            name=name,
+            name=policy_name(data, None),
             images=parsed,
             evidence_kind=kind,
             allow_debug=allow_debug,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from verifier.binding import ResultHash
-from verifier.errors import PolicyInvalid, PolicyViolation, VerifierError
+from verifier.errors import PolicyInvalid, VerifierError
 from verifier.nitro.appraisal import appraise, trustworthiness
 from verifier.nitro.chain import LinkCache, NitroLinkCache, verify_chain
 from verifier.nitro.claims import NitroClaims
@@ -33,7 +33,7 @@ from verifier.nitro.document import AttestationDocument
 from verifier.nitro.policy import NITRO_KINDS, Policy
 from verifier.nitro.trust import aws_nitro_root_g1, require_p384
 from verifier.policy import SchemePolicy
-from verifier.result import AttestationResult, Status, TimeBasis, evidence_digest
+from verifier.result import AttestationResult, TimeBasis, evidence_digest, judged, status_of
 from verifier.scheme import Evidence, EvidenceKind
 from verifier.x509 import TrustAnchor
 
@@ -160,12 +160,11 @@ class NitroVerifier:
         appraisal = appraise(
             document, policy, at=moment, time_basis=basis, nonce=nonce, result_hash=result_hash
         )
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif policy.accepts_any_measurement or document.is_debug:  # debug allowed, or unappraised
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
+        status = status_of(
+            appraisal.violations,
+            # debug allowed, or unappraised
+            warning=policy.accepts_any_measurement or document.is_debug,
+        )
         result = AttestationResult(
             status=status,
             evidence_kind=document.kind,
@@ -191,6 +190,4 @@ class NitroVerifier:
                 result_binding_checked=result_hash is not None,
             ),
         )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return judged(result)

@@ -27,7 +27,6 @@ makes every result at best ``warning`` (RIMs given are still compared).
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,7 +40,13 @@ from verifier.policy import (
     SchemePolicy,
     UnsafePolicyWarning,
     canonical_digest,
+    check_images,
+    json_seconds,
     policy_bool,
+    policy_images,
+    policy_loads,
+    policy_name,
+    policy_object,
     policy_seconds,
 )
 from verifier.scheme import EvidenceKind
@@ -129,18 +134,9 @@ class NvidiaPolicy(SchemePolicy):
         if EvidenceKind(self.evidence_kind) is not EvidenceKind.NVIDIA_GPU:
             raise PolicyInvalid(f"policy {self.name!r}: an NVIDIA policy judges nvidia-gpu")
         object.__setattr__(self, "evidence_kind", EvidenceKind.NVIDIA_GPU)
-        object.__setattr__(self, "images", tuple(self.images))
-        if self.accepts_any_measurement:
-            if self.images:
-                raise PolicyInvalid("an accept-any policy takes no images")
-        elif not self.images:
-            raise PolicyInvalid(
-                f"policy {self.name!r} lists no images; an empty policy would accept any "
-                "device. Use UnsafeAcceptAnyNvidiaPolicy if that is really meant."
-            )
-        names = [image.name for image in self.images]
-        if len(set(names)) != len(names):
-            raise PolicyInvalid(f"policy {self.name!r}: image names must be unique")
+        check_images(
+            self, images="images", accepts="any device", unsafe="UnsafeAcceptAnyNvidiaPolicy"
+        )
         try:
             rims = tuple(sorted({RimKind(k) for k in self.require_rims}))
             flags = (
@@ -172,7 +168,7 @@ class NvidiaPolicy(SchemePolicy):
             "feature_flags": None
             if self.feature_flags is None
             else [str(f) for f in self.feature_flags],
-            "clock_skew_seconds": _seconds(self.clock_skew),
+            "clock_skew_seconds": json_seconds(self.clock_skew),
         }
         if self.accepts_any_measurement:
             out["unsafe_accept_any"] = True
@@ -180,24 +176,14 @@ class NvidiaPolicy(SchemePolicy):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> NvidiaPolicy:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(policy_loads(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> NvidiaPolicy:
-        if not isinstance(data, dict):
-            raise PolicyInvalid("policy: expected a JSON object")
-        unknown = sorted(set(data) - _POLICY_KEYS)
-        if unknown:
-            raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
+        data = policy_object(data, _POLICY_KEYS)
         if data.get("evidence_kind") != str(EvidenceKind.NVIDIA_GPU):
             raise PolicyInvalid("policy: an NVIDIA policy needs evidence_kind 'nvidia-gpu'")
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
+        images = policy_images(data)
         unsafe = policy_bool(data, "unsafe_accept_any", False)
         # accept-any requires no RIM unless it says so, as UnsafeAcceptAnyNvidiaPolicy() does
         rims = data.get("require_rims", [] if unsafe else ["driver", "vbios"])
@@ -214,9 +200,7 @@ class NvidiaPolicy(SchemePolicy):
             "feature_flags": None if flags is None else tuple(flags),
             "clock_skew": policy_seconds(data, "clock_skew_seconds", DEFAULT_CLOCK_SKEW),
         }
-        name = data.get("name", UnsafeAcceptAnyNvidiaPolicy.name)
-        if not isinstance(name, str):
-            raise PolicyInvalid("policy: 'name' must be a string")
+        name = policy_name(data, UnsafeAcceptAnyNvidiaPolicy.name)
         if unsafe:
             return UnsafeAcceptAnyNvidiaPolicy(name=name, **arguments)
         if "name" not in data:
@@ -244,11 +228,6 @@ class UnsafeAcceptAnyNvidiaPolicy(NvidiaPolicy):
             stacklevel=3,
         )
         super().__post_init__()
-
-
-def _seconds(value: timedelta) -> int | float:
-    seconds = value.total_seconds()
-    return int(seconds) if seconds.is_integer() else seconds
 
 
 def _image(item: Any) -> NvidiaImage:

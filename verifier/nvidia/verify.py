@@ -52,7 +52,14 @@ from verifier.nvidia.report import SpdmReport
 from verifier.nvidia.rim import RimKind, VerifiedRim, verify_rim
 from verifier.nvidia.roots import nvidia_device_root, nvidia_rim_root
 from verifier.policy import SchemePolicy
-from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement, evidence_digest
+from verifier.result import (
+    AttestationResult,
+    TimeBasis,
+    UsedEndorsement,
+    evidence_digest,
+    judged,
+    status_of,
+)
 from verifier.scheme import Endorsement, EndorsementKind, Evidence, EvidenceKind
 from verifier.x509 import (
     CERTIFICATE_PARSE_ERRORS,
@@ -124,17 +131,7 @@ class NvidiaVerifier:
 
     def describe(self, evidence: Evidence) -> NvidiaClaims:
         """Parse without verifying: the report, and the leaf's subject if one is given."""
-        report = parse_report(evidence.data)
-        leaf_subject, leaf_der, arch = None, None, None
-        given = evidence.of_kind(EndorsementKind.DEVICE_CERTIFICATE)
-        if given:
-            try:
-                leaf = load_der_certificate(given[0].data)
-                leaf_subject, leaf_der = leaf.subject.rfc4514_string(), given[0].data
-                arch = arch_of(_common_name(leaf))
-            except CERTIFICATE_PARSE_ERRORS:
-                pass
-        return NvidiaClaims(report, arch, False, (), leaf_subject, leaf_der)
+        return _described(evidence, parse_report(evidence.data))
 
     def verify(
         self,
@@ -180,7 +177,7 @@ class NvidiaVerifier:
             raise
         except VerifierError as exc:
             if exc.claims is None:
-                exc.claims = self.describe(evidence)
+                exc.claims = _described(evidence, report)
             raise
 
     # --- the steps ------------------------------------------------------------------------
@@ -244,12 +241,7 @@ class NvidiaVerifier:
             path.leaf.subject.rfc4514_string(),
             chain[0].data,
         )
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif policy.accepts_any_measurement or not rims:
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
+        status = status_of(appraisal.violations, warning=policy.accepts_any_measurement or not rims)
         result = AttestationResult(
             status=status,
             evidence_kind=EvidenceKind.NVIDIA_GPU,
@@ -274,9 +266,7 @@ class NvidiaVerifier:
                 nonce_checked=nonce is not None,
             ),
         )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return judged(result)
 
     def _rims(self, evidence: Evidence, at: datetime, policy: NvidiaPolicy) -> list[VerifiedRim]:
         out: list[VerifiedRim] = []
@@ -343,6 +333,20 @@ def check_fwid(report: SpdmReport, path: VerifiedPath) -> bool:
             f"{certified.hex()[:16]}...: the report is not this device's firmware"
         )
     return True
+
+
+def _described(evidence: Evidence, report: SpdmReport) -> NvidiaClaims:
+    """The claims of a parsed report without verifying: the leaf's subject if one is given."""
+    leaf_subject, leaf_der, arch = None, None, None
+    given = evidence.of_kind(EndorsementKind.DEVICE_CERTIFICATE)
+    if given:
+        try:
+            leaf = load_der_certificate(given[0].data)
+            leaf_subject, leaf_der = leaf.subject.rfc4514_string(), given[0].data
+            arch = arch_of(_common_name(leaf))
+        except CERTIFICATE_PARSE_ERRORS:
+            pass
+    return NvidiaClaims(report, arch, False, (), leaf_subject, leaf_der)
 
 
 def _common_name(certificate: x509.Certificate) -> str:

@@ -32,7 +32,6 @@ best ``warning``.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,8 +45,15 @@ from verifier.policy import (
     SchemePolicy,
     UnsafePolicyWarning,
     canonical_digest,
+    check_images,
+    json_seconds,
     policy_bool,
     policy_hex,
+    policy_image_object,
+    policy_images,
+    policy_loads,
+    policy_name,
+    policy_object,
     policy_seconds,
 )
 from verifier.scheme import EvidenceKind
@@ -148,18 +154,7 @@ class SnpPolicy(SchemePolicy):
         if EvidenceKind(self.evidence_kind) is not EvidenceKind.AMD_SEV_SNP:
             raise PolicyInvalid(f"policy {self.name!r}: an SEV-SNP policy judges amd-sev-snp")
         object.__setattr__(self, "evidence_kind", EvidenceKind.AMD_SEV_SNP)
-        object.__setattr__(self, "images", tuple(self.images))
-        if self.accepts_any_measurement:
-            if self.images:
-                raise PolicyInvalid("an accept-any policy takes no reference images")
-        elif not self.images:
-            raise PolicyInvalid(
-                f"policy {self.name!r} lists no reference images; an empty policy would accept "
-                "any guest. Use UnsafeAcceptAnySnpPolicy if that is really meant."
-            )
-        names = [image.name for image in self.images]
-        if len(set(names)) != len(names):
-            raise PolicyInvalid(f"policy {self.name!r}: reference image names must be unique")
+        check_images(self, accepts="any guest", unsafe="UnsafeAcceptAnySnpPolicy")
         if isinstance(self.max_vmpl, bool) or not 0 <= self.max_vmpl <= _MAX_VMPL:
             raise PolicyInvalid(f"policy {self.name!r}: max_vmpl must be 0..3")
         for component, minimum in self.min_tcb.items():
@@ -193,7 +188,7 @@ class SnpPolicy(SchemePolicy):
             "allow_migration_agent": self.allow_migration_agent,
             "max_vmpl": self.max_vmpl,
             "min_tcb": dict(self.min_tcb),
-            "clock_skew_seconds": _seconds(self.clock_skew),
+            "clock_skew_seconds": json_seconds(self.clock_skew),
         }
         if self.accepts_any_measurement:
             out["unsafe_accept_any"] = True
@@ -202,19 +197,11 @@ class SnpPolicy(SchemePolicy):
     @classmethod
     def from_json(cls, text: str | bytes) -> SnpPolicy:
         """Parse the JSON form; raises :class:`PolicyInvalid` with the reason."""
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(policy_loads(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> SnpPolicy:
-        if not isinstance(data, dict):
-            raise PolicyInvalid("policy: expected a JSON object")
-        unknown = sorted(set(data) - _POLICY_KEYS)
-        if unknown:
-            raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
+        data = policy_object(data, _POLICY_KEYS)
         if data.get("evidence_kind") != str(EvidenceKind.AMD_SEV_SNP):
             raise PolicyInvalid("policy: an SEV-SNP policy needs evidence_kind 'amd-sev-snp'")
         unsafe = policy_bool(data, "unsafe_accept_any", False)
@@ -224,9 +211,7 @@ class SnpPolicy(SchemePolicy):
         min_tcb = data.get("min_tcb", {})
         if not isinstance(min_tcb, dict):
             raise PolicyInvalid("policy: 'min_tcb' must be an object")
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
+        images = policy_images(data)
         arguments: dict[str, Any] = {
             "images": tuple(_image(item) for item in images),
             "allow_debug": policy_bool(data, "allow_debug", False),
@@ -237,14 +222,9 @@ class SnpPolicy(SchemePolicy):
             "clock_skew": policy_seconds(data, "clock_skew_seconds", DEFAULT_CLOCK_SKEW),
         }
         if unsafe:
-            name = data.get("name", UnsafeAcceptAnySnpPolicy.name)
-            if not isinstance(name, str):
-                raise PolicyInvalid("policy: 'name' must be a string")
+            name = policy_name(data, UnsafeAcceptAnySnpPolicy.name)
             return UnsafeAcceptAnySnpPolicy(name=name, **arguments)
-        name = data.get("name")
-        if not isinstance(name, str):
-            raise PolicyInvalid("policy: 'name' must be a string")
-        return cls(name=name, **arguments)
+        return cls(name=policy_name(data, None), **arguments)
 
 
 @dataclass(frozen=True)
@@ -268,21 +248,8 @@ class UnsafeAcceptAnySnpPolicy(SnpPolicy):
         super().__post_init__()
 
 
-def _seconds(value: timedelta) -> int | float:
-    """Whole seconds as an integer: the ledger's canonical JSON has no floating point."""
-    seconds = value.total_seconds()
-    return int(seconds) if seconds.is_integer() else seconds
-
-
 def _image(item: Any) -> SnpReferenceImage:
-    if not isinstance(item, dict):
-        raise PolicyInvalid("policy: each image must be an object")
-    unknown = sorted(set(item) - {"name", "measurement", *IMAGE_FIELDS})
-    if unknown:
-        raise PolicyInvalid(f"policy: image: unknown key(s) {', '.join(map(repr, unknown))}")
-    name = item.get("name")
-    if not isinstance(name, str):
-        raise PolicyInvalid("policy: image 'name' must be a string")
+    item, name = policy_image_object(item, {"name", "measurement", *IMAGE_FIELDS})
     if "measurement" not in item:
         raise PolicyInvalid(f"policy: image {name!r}: 'measurement' is required")
     values = {

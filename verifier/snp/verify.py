@@ -41,7 +41,7 @@ from verifier.errors import (
     VerifierError,
 )
 from verifier.policy import SchemePolicy
-from verifier.result import AttestationResult, Status, TimeBasis, evidence_digest
+from verifier.result import AttestationResult, TimeBasis, evidence_digest, judged, status_of
 from verifier.scheme import (
     Endorsement,
     EndorsementKind,
@@ -187,12 +187,9 @@ class SnpVerifier:
 
         appraisal = appraise(claims, policy, nonce=nonce, result_hash=result_hash)
         notes.extend(appraisal.notes)
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif policy.accepts_any_measurement or report.policy.debug:
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
+        status = status_of(
+            appraisal.violations, warning=policy.accepts_any_measurement or report.policy.debug
+        )
         result = AttestationResult(
             status=status,
             evidence_kind=EvidenceKind.AMD_SEV_SNP,
@@ -218,9 +215,7 @@ class SnpVerifier:
                 result_binding_checked=result_hash is not None,
             ),
         )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return judged(result)
 
     def _signing_key(self, report: AttestationReport, evidence: Evidence) -> Vek:
         if report.signing_key is SigningKey.NONE:

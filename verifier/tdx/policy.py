@@ -38,7 +38,6 @@ measurement, warns, and makes every result at best ``warning``.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Mapping
@@ -53,8 +52,15 @@ from verifier.policy import (
     SchemePolicy,
     UnsafePolicyWarning,
     canonical_digest,
+    check_images,
+    json_seconds,
     policy_bool,
     policy_hex,
+    policy_image_object,
+    policy_images,
+    policy_loads,
+    policy_name,
+    policy_object,
     policy_seconds,
 )
 from verifier.scheme import EvidenceKind
@@ -143,11 +149,6 @@ def _advisories(name: str, value: tuple[str, ...] | None) -> tuple[str, ...] | N
     return tuple(sorted({str(a) for a in out}))
 
 
-def _seconds(value: timedelta) -> int | float:
-    seconds = value.total_seconds()
-    return int(seconds) if seconds.is_integer() else seconds
-
-
 def _common_arguments(data: dict[str, Any]) -> dict[str, Any]:
     tcb_status = data.get("tcb_status", {})
     if not isinstance(tcb_status, dict):
@@ -169,18 +170,7 @@ def _check_common(policy: TdxPolicy | SgxPolicy, kind: EvidenceKind) -> None:
     if EvidenceKind(policy.evidence_kind) is not kind:
         raise PolicyInvalid(f"policy {policy.name!r}: this policy judges {kind}")
     object.__setattr__(policy, "evidence_kind", kind)
-    object.__setattr__(policy, "images", tuple(policy.images))
-    if policy.accepts_any_measurement:
-        if policy.images:
-            raise PolicyInvalid("an accept-any policy takes no reference images")
-    elif not policy.images:
-        raise PolicyInvalid(
-            f"policy {policy.name!r} lists no reference images; an empty policy would accept "
-            "anything. Use the UnsafeAcceptAny policy if that is really meant."
-        )
-    names = [image.name for image in policy.images]
-    if len(set(names)) != len(names):
-        raise PolicyInvalid(f"policy {policy.name!r}: reference image names must be unique")
+    check_images(policy, accepts="anything", unsafe="the UnsafeAcceptAny policy")
     object.__setattr__(policy, "tcb_status", _status_map(policy.name, policy.tcb_status))
     object.__setattr__(
         policy, "allowed_advisories", _advisories(policy.name, policy.allowed_advisories)
@@ -199,45 +189,15 @@ def _common_dict(policy: TdxPolicy | SgxPolicy) -> dict[str, object]:
         "allowed_advisories": None
         if policy.allowed_advisories is None
         else list(policy.allowed_advisories),
-        "clock_skew_seconds": _seconds(policy.clock_skew),
+        "clock_skew_seconds": json_seconds(policy.clock_skew),
     }
 
 
-def _loads(text: str | bytes) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
-
-
 def _object(data: Any, keys: frozenset[str], kind: EvidenceKind) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise PolicyInvalid("policy: expected a JSON object")
-    unknown = sorted(set(data) - keys)
-    if unknown:
-        raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
-    if data.get("evidence_kind") != str(kind):
+    checked = policy_object(data, keys)
+    if checked.get("evidence_kind") != str(kind):
         raise PolicyInvalid(f"policy: this policy needs evidence_kind {str(kind)!r}")
-    return data
-
-
-def _name(data: dict[str, Any], default: str | None) -> str:
-    name = data.get("name", default)
-    if not isinstance(name, str):
-        raise PolicyInvalid("policy: 'name' must be a string")
-    return name
-
-
-def _image_object(item: Any, keys: set[str]) -> tuple[dict[str, Any], str]:
-    if not isinstance(item, dict):
-        raise PolicyInvalid("policy: each image must be an object")
-    unknown = sorted(set(item) - keys)
-    if unknown:
-        raise PolicyInvalid(f"policy: image: unknown key(s) {', '.join(map(repr, unknown))}")
-    name = item.get("name")
-    if not isinstance(name, str):
-        raise PolicyInvalid("policy: image 'name' must be a string")
-    return item, name
+    return checked
 
 
 # --- TDX ---------------------------------------------------------------------------------
@@ -331,7 +291,7 @@ class TdxPolicy(SchemePolicy):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TdxPolicy:
-        return cls.from_dict(_loads(text))
+        return cls.from_dict(policy_loads(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> TdxPolicy:
@@ -339,9 +299,7 @@ class TdxPolicy(SchemePolicy):
             data, _COMMON_KEYS | {"xfam_allowed", "min_tee_tcb_svn"}, EvidenceKind.INTEL_TDX
         )
         unsafe = policy_bool(data, "unsafe_accept_any", False)
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
+        images = policy_images(data)
         xfam = data.get("xfam_allowed")
         if xfam is not None and not isinstance(xfam, list):
             raise PolicyInvalid("policy: 'xfam_allowed' must be a list or null")
@@ -358,13 +316,13 @@ class TdxPolicy(SchemePolicy):
         }
         if unsafe:
             return UnsafeAcceptAnyTdxPolicy(
-                name=_name(data, UnsafeAcceptAnyTdxPolicy.name), **arguments
+                name=policy_name(data, UnsafeAcceptAnyTdxPolicy.name), **arguments
             )
-        return cls(name=_name(data, None), **arguments)
+        return cls(name=policy_name(data, None), **arguments)
 
 
 def _td_image(item: Any) -> TdxReferenceImage:
-    item, name = _image_object(item, {"name", "mr_td", *TD_IMAGE_FIELDS})
+    item, name = policy_image_object(item, {"name", "mr_td", *TD_IMAGE_FIELDS})
     if "mr_td" not in item:
         raise PolicyInvalid(f"policy: image {name!r}: 'mr_td' is required")
     values = {
@@ -472,28 +430,26 @@ class SgxPolicy(SchemePolicy):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> SgxPolicy:
-        return cls.from_dict(_loads(text))
+        return cls.from_dict(policy_loads(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> SgxPolicy:
         data = _object(data, _COMMON_KEYS, EvidenceKind.INTEL_SGX)
         unsafe = policy_bool(data, "unsafe_accept_any", False)
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
+        images = policy_images(data)
         arguments: dict[str, Any] = {
             "images": tuple(_sgx_image(item) for item in images),
             **_common_arguments(data),
         }
         if unsafe:
             return UnsafeAcceptAnySgxPolicy(
-                name=_name(data, UnsafeAcceptAnySgxPolicy.name), **arguments
+                name=policy_name(data, UnsafeAcceptAnySgxPolicy.name), **arguments
             )
-        return cls(name=_name(data, None), **arguments)
+        return cls(name=policy_name(data, None), **arguments)
 
 
 def _sgx_image(item: Any) -> SgxReferenceImage:
-    item, name = _image_object(
+    item, name = policy_image_object(
         item, {"name", "mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn"}
     )
     values: dict[str, Any] = {

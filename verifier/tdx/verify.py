@@ -55,7 +55,14 @@ from verifier.errors import (
     VerifierError,
 )
 from verifier.policy import SchemePolicy
-from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement, evidence_digest
+from verifier.result import (
+    AttestationResult,
+    TimeBasis,
+    UsedEndorsement,
+    evidence_digest,
+    judged,
+    status_of,
+)
 from verifier.scheme import (
     Endorsement,
     EndorsementKind,
@@ -328,14 +335,12 @@ class DcapVerifier:
 
         appraisal = appraise(claims, policy, nonce=nonce, result_hash=result_hash)
         notes = list(appraisal.notes)
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif (
-            policy.accepts_any_measurement or quote.body.debug or appraisal.tcb_tier != "affirming"
-        ):
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
+        status = status_of(
+            appraisal.violations,
+            warning=policy.accepts_any_measurement
+            or quote.body.debug
+            or appraisal.tcb_tier != "affirming",
+        )
         result = AttestationResult(
             status=status,
             evidence_kind=claims.evidence_kind,
@@ -361,9 +366,7 @@ class DcapVerifier:
                 result_binding_checked=result_hash is not None,
             ),
         )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return judged(result)
 
     def _used_endorsements(
         self,

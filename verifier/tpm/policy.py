@@ -16,7 +16,6 @@ policy without images is refused, ``unendorsed`` is never an accepted path, and 
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +29,15 @@ from verifier.policy import (
     SchemePolicy,
     UnsafePolicyWarning,
     canonical_digest,
+    check_images,
+    json_seconds,
     policy_bool,
     policy_hex,
+    policy_image_object,
+    policy_images,
+    policy_loads,
+    policy_name,
+    policy_object,
     policy_seconds,
 )
 from verifier.scheme import EvidenceKind
@@ -164,18 +170,7 @@ class TpmPolicy(SchemePolicy):
         if EvidenceKind(self.evidence_kind) is not EvidenceKind.TPM2_QUOTE:
             raise PolicyInvalid(f"policy {self.name!r}: a TPM policy judges tpm2-quote")
         object.__setattr__(self, "evidence_kind", EvidenceKind.TPM2_QUOTE)
-        object.__setattr__(self, "images", tuple(self.images))
-        if self.accepts_any_measurement:
-            if self.images:
-                raise PolicyInvalid("an accept-any policy takes no reference images")
-        elif not self.images:
-            raise PolicyInvalid(
-                f"policy {self.name!r} lists no reference images; an empty policy would accept "
-                "any platform. Use UnsafeAcceptAnyTpmPolicy if that is really meant."
-            )
-        names = [image.name for image in self.images]
-        if len(set(names)) != len(names):
-            raise PolicyInvalid(f"policy {self.name!r}: reference image names must be unique")
+        check_images(self, accepts="any platform", unsafe="UnsafeAcceptAnyTpmPolicy")
         paths = tuple(self.ak_paths)
         if not paths or len(set(paths)) != len(paths) or not set(paths) <= set(AK_PATHS):
             raise PolicyInvalid(
@@ -199,7 +194,7 @@ class TpmPolicy(SchemePolicy):
             "ak_paths": list(self.ak_paths),
             "require_event_log": self.require_event_log,
             "reject_all_reset": self.reject_all_reset,
-            "clock_skew_seconds": _seconds(self.clock_skew),
+            "clock_skew_seconds": json_seconds(self.clock_skew),
         }
         if self.accepts_any_measurement:
             out["unsafe_accept_any"] = True
@@ -207,24 +202,14 @@ class TpmPolicy(SchemePolicy):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TpmPolicy:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PolicyInvalid(f"policy: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(policy_loads(text))
 
     @classmethod
     def from_dict(cls, data: Any) -> TpmPolicy:
-        if not isinstance(data, dict):
-            raise PolicyInvalid("policy: expected a JSON object")
-        unknown = sorted(str(k) for k in set(data) - _POLICY_KEYS)
-        if unknown:
-            raise PolicyInvalid(f"policy: unknown key(s) {', '.join(map(repr, unknown))}")
+        data = policy_object(data, _POLICY_KEYS)
         if data.get("evidence_kind") != str(EvidenceKind.TPM2_QUOTE):
             raise PolicyInvalid("policy: a TPM policy needs evidence_kind 'tpm2-quote'")
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise PolicyInvalid("policy: 'images' must be a list")
+        images = policy_images(data)
         paths = data.get("ak_paths", list(AK_PATHS))
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise PolicyInvalid("policy: 'ak_paths' must be a list of names")
@@ -236,9 +221,7 @@ class TpmPolicy(SchemePolicy):
             "clock_skew": policy_seconds(data, "clock_skew_seconds", DEFAULT_CLOCK_SKEW),
         }
         unsafe = policy_bool(data, "unsafe_accept_any", False)
-        name = data.get("name", UnsafeAcceptAnyTpmPolicy.name if unsafe else None)
-        if not isinstance(name, str):
-            raise PolicyInvalid("policy: 'name' must be a string")
+        name = policy_name(data, UnsafeAcceptAnyTpmPolicy.name if unsafe else None)
         if unsafe:
             return UnsafeAcceptAnyTpmPolicy(name=name, **arguments)
         return cls(name=name, **arguments)
@@ -264,11 +247,6 @@ class UnsafeAcceptAnyTpmPolicy(TpmPolicy):
         super().__post_init__()
 
 
-def _seconds(value: timedelta) -> int | float:
-    seconds = value.total_seconds()
-    return int(seconds) if seconds.is_integer() else seconds
-
-
 def _bank_values(value: Any, what: str) -> dict[str, bytes]:
     if not isinstance(value, dict) or not value:
         raise PolicyInvalid(f"policy: {what} must be a non-empty object of bank -> hex")
@@ -282,14 +260,7 @@ def _bank_values(value: Any, what: str) -> dict[str, bytes]:
 
 
 def _image(item: Any) -> TpmReferenceImage:
-    if not isinstance(item, dict):
-        raise PolicyInvalid("policy: each image must be an object")
-    unknown = sorted(str(k) for k in set(item) - {"name", "pcrs", "events"})
-    if unknown:
-        raise PolicyInvalid(f"policy: image: unknown key(s) {', '.join(map(repr, unknown))}")
-    name = item.get("name")
-    if not isinstance(name, str):
-        raise PolicyInvalid("policy: image 'name' must be a string")
+    item, name = policy_image_object(item, {"name", "pcrs", "events"})
     pcrs = item.get("pcrs", {})
     if not isinstance(pcrs, dict):
         raise PolicyInvalid(f"policy: image {name!r}: 'pcrs' must be an object")

@@ -35,7 +35,14 @@ from verifier.errors import (
 )
 from verifier.nitro.trust import aws_nitro_root_g1, require_p384
 from verifier.policy import SchemePolicy
-from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement, evidence_digest
+from verifier.result import (
+    AttestationResult,
+    TimeBasis,
+    UsedEndorsement,
+    evidence_digest,
+    judged,
+    status_of,
+)
 from verifier.scheme import EndorsementKind, Evidence, EvidenceKind
 from verifier.tpm.ak import AttestationKey, parse_ak
 from verifier.tpm.appraisal import appraise, trustworthiness
@@ -266,12 +273,7 @@ class TpmVerifier:
 
         appraisal = appraise(claims, policy, nonce=nonce, result_hash=result_hash)
         notes.extend(appraisal.notes)
-        if appraisal.violations:
-            status = Status.CONTRAINDICATED
-        elif policy.accepts_any_measurement:
-            status = Status.WARNING
-        else:
-            status = Status.AFFIRMING
+        status = status_of(appraisal.violations, warning=policy.accepts_any_measurement)
         result = AttestationResult(
             status=status,
             evidence_kind=EvidenceKind.TPM2_QUOTE,
@@ -297,6 +299,4 @@ class TpmVerifier:
                 result_binding_checked=result_hash is not None,
             ),
         )
-        if status is Status.CONTRAINDICATED:
-            raise PolicyViolation(result)
-        return result
+        return judged(result)
