@@ -224,7 +224,7 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
             if not isinstance(listed, list) or not listed:
                 raise EarKeyError("not a JWK or a JWKS with keys")
             keys = [ECKey.import_key(dict(k)) for k in listed]
-    except (ValueError, TypeError, AttributeError, JoseError, RecursionError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, JoseError, RecursionError) as exc:
         raise EarKeyError(f"not a PEM public key, a JWK or a JWKS: {str(exc)[:80]}") from None
     out = []
     for key in keys:
