@@ -223,7 +223,9 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
             listed = found.get("keys") if isinstance(found, dict) and "keys" in found else [found]
             if not isinstance(listed, list) or not listed:
                 raise EarKeyError("not a JWK or a JWKS with keys")
-            keys = [ECKey.import_key(dict(k)) for k in listed]
+            # the key material alone, as the thumbprint and the standalone verifier read it:
+            # an ill-typed "alg", "use" or "kid" does not change which key this is
+            keys = [ECKey.import_key(_key_material(dict(k))) for k in listed]
     except (ValueError, TypeError, KeyError, AttributeError, JoseError, RecursionError) as exc:
         raise EarKeyError(f"not a PEM public key, a JWK or a JWKS: {str(exc)[:80]}") from None
     out = []
@@ -233,6 +235,10 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
             raise EarKeyError(f"an EAR key must be P-256, found {str(jwk.get('crv'))[:20]}")
         out.append({k: jwk[k] for k in ("kty", "crv", "x", "y")} | {"kid": str(key.thumbprint())})
     return out
+
+
+def _key_material(jwk: dict[str, Any]) -> dict[str, Any]:
+    return {member: jwk[member] for member in ("kty", "crv", "x", "y") if member in jwk}
 
 
 def verify_ear(token: object, keys: Iterable[Mapping[str, Any]]) -> VerifiedEar:
