@@ -211,15 +211,14 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
     """Public EAR keys from a JWKS, a single JWK or a PEM public key (what ``--ear-key`` and
     a bundle's ``ear-key.jwk`` give), each a JWK with its ``kid``. Raises
     :class:`EarKeyError`."""
-    text = data.decode("utf-8", errors="replace").strip()
     try:
-        if text.startswith("-----BEGIN"):
+        if data.lstrip().startswith(b"-----BEGIN"):
             public = serialization.load_pem_public_key(data)
             if not isinstance(public, ec.EllipticCurvePublicKey):
                 raise EarKeyError("the EAR key is not an ECDSA key")
             keys = [ECKey.import_key(public)]
         else:
-            found = json.loads(text)
+            found = json.loads(data)  # as the standalone verifier reads it: not UTF-8 fails
             listed = found.get("keys") if isinstance(found, dict) and "keys" in found else [found]
             if not isinstance(listed, list) or not listed:
                 raise EarKeyError("not a JWK or a JWKS with keys")
