@@ -237,6 +237,8 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
 
 
 def _key_material(jwk: dict[str, Any]) -> dict[str, Any]:
+    if jwk.get("kty") != "EC":  # joserfc's ECKey takes any kty and answers "EC"
+        raise EarKeyError("an EAR key must be an EC P-256 JWK")
     return {member: jwk[member] for member in ("kty", "crv", "x", "y") if member in jwk}
 
 
