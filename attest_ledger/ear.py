@@ -213,20 +213,21 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
     """Public EAR keys from a JWKS, a single JWK or a PEM public key (what ``--ear-key`` and
     a bundle's ``ear-key.jwk`` give), each a JWK with its ``kid``. Raises
     :class:`EarKeyError`."""
-    text = data.decode("utf-8", errors="replace").strip()
     try:
-        if text.startswith("-----BEGIN"):
+        if data.lstrip().startswith(b"-----BEGIN"):
             public = serialization.load_pem_public_key(data)
             if not isinstance(public, ec.EllipticCurvePublicKey):
                 raise EarKeyError("the EAR key is not an ECDSA key")
             keys = [ECKey.import_key(public)]
         else:
-            found = json.loads(text)
+            found = json.loads(data)  # as the standalone verifier reads it: not UTF-8 fails
             listed = found.get("keys") if isinstance(found, dict) and "keys" in found else [found]
             if not isinstance(listed, list) or not listed:
                 raise EarKeyError("not a JWK or a JWKS with keys")
-            keys = [ECKey.import_key(dict(k)) for k in listed]
-    except (ValueError, TypeError, AttributeError, JoseError, RecursionError) as exc:
+            # the key material alone, as the thumbprint and the standalone verifier read it:
+            # an ill-typed "alg", "use" or "kid" does not change which key this is
+            keys = [ECKey.import_key(_key_material(dict(k))) for k in listed]
+    except (ValueError, TypeError, KeyError, AttributeError, JoseError, RecursionError) as exc:
         raise EarKeyError(f"not a PEM public key, a JWK or a JWKS: {str(exc)[:80]}") from None
     out = []
     for key in keys:
@@ -235,6 +236,12 @@ def load_public_keys(data: bytes) -> list[dict[str, Any]]:
             raise EarKeyError(f"an EAR key must be P-256, found {str(jwk.get('crv'))[:20]}")
         out.append({k: jwk[k] for k in ("kty", "crv", "x", "y")} | {"kid": str(key.thumbprint())})
     return out
+
+
+def _key_material(jwk: dict[str, Any]) -> dict[str, Any]:
+    if jwk.get("kty") != "EC":  # joserfc's ECKey takes any kty and answers "EC"
+        raise EarKeyError("an EAR key must be an EC P-256 JWK")
+    return {member: jwk[member] for member in ("kty", "crv", "x", "y") if member in jwk}
 
 
 def verify_ear(token: object, keys: Iterable[Mapping[str, Any]]) -> VerifiedEar:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -85,6 +85,8 @@ def ak_public_der(data: bytes) -> bytes:
         raise EnrolmentError(
             "--ak: not a public key in PEM or DER (SubjectPublicKeyInfo)"
         ) from None
+    except UnsupportedAlgorithm:  # a key type or curve OID the library does not know
+        raise EnrolmentError("--ak: a TPM AK is an EC (P-256, P-384) or RSA key") from None
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in ("secp256r1", "secp384r1"):
             raise EnrolmentError(f"--ak: EC keys must be P-256 or P-384, found {key.curve.name}")
@@ -97,12 +99,20 @@ def ak_public_der(data: bytes) -> bytes:
 
 
 def _certificate(data: bytes, what: str) -> x509.Certificate:
+    """The certificate, with the fields the chain check reads parsed now: the library parses
+    names and validity lazily, so a malformed one would otherwise raise ValueError or
+    TypeError in the middle of the check."""
     try:
         if data.lstrip().startswith(b"-----"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError:
+            certificate = x509.load_pem_x509_certificate(data)
+        else:
+            certificate = x509.load_der_x509_certificate(data)
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    except (ValueError, TypeError, x509.InvalidVersion):
         raise EnrolmentError(f"{what}: not an X.509 certificate in PEM or DER") from None
+    return certificate
 
 
 def check_ek_chain(ek: x509.Certificate, cas: Sequence[x509.Certificate], now: datetime) -> None:
@@ -128,8 +138,8 @@ def check_ek_chain(ek: x509.Certificate, cas: Sequence[x509.Certificate], now: d
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False  # UnsupportedAlgorithm: an issuer key type or curve unknown to the library
     return True
 
 

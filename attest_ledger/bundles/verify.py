@@ -89,6 +89,8 @@ _VENDOR_ROOTS = {
     GCP_VTPM_ROOT_2018_SHA256: "Google vTPM EK root (2018)",
 }
 _SMALL = 1 << 20
+#: an enrolment entry or its proof: a few hundred bytes; the standalone verifier's bound too
+_ENROLMENT_MEMBER = 64 * 1024
 
 
 @dataclass
@@ -171,6 +173,8 @@ def verify_bundle(
             if not full.startswith("bundle/"):
                 raise _Abort(f"{shown(full)[:200]}: not a regular file under bundle/")
             limit = MAX_EVIDENCE_BYTES if name.endswith((".cbor", ".bin")) else _SMALL
+            if name.startswith("enrolments/"):
+                limit = _ENROLMENT_MEMBER
             if name in state.seen or size > limit:
                 state.report.fail(
                     name,

@@ -314,3 +314,35 @@ def test_the_entry_page_shows_the_ear_checked_by_the_service(portal) -> None:
     plain = _append(portal, good, portal.document(nonce=b"\x0e" * 32))
     assert 'id="ear"' not in page(portal, f"/portal/entries/{plain}")
     assert portal.browser.get(f"/portal/entries/{plain}/ear.jwt").status_code == 404
+
+
+_GOOD_JWK = _SIGNER.public_jwk()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    edits=st.dictionaries(
+        st.sampled_from(["kty", "crv", "x", "y", "alg", "use", "kid", "d", "key_ops"]),
+        st.none() | st.integers() | st.sampled_from(["EC", "P-256", "P-384", "Pm256", "RSA", "",
+                                                     _GOOD_JWK["x"], _GOOD_JWK["y"], "AA"]),
+        max_size=3,
+    ),
+    dropped=st.sets(st.sampled_from(["kty", "crv", "x", "y", "alg", "use", "kid"]), max_size=2),
+    encoding=st.sampled_from(["utf-8", "utf-16", "latin-1"]),
+)  # fmt: skip
+def test_both_key_loaders_take_the_same_jwks(edits, dropped, encoding) -> None:
+    """The project's and the standalone verifier's EAR key loaders accept the same key files
+    and name the same keys (a bundle's ear-key.jwk is read by both)."""
+    jwk = {k: v for k, v in {**_GOOD_JWK, **edits}.items() if k not in dropped}
+    if encoding == "latin-1":
+        jwk["alg"] = "ES256\xe9"
+    data = json.dumps(jwk, ensure_ascii=False).encode(encoding)
+    try:
+        ours = [k["kid"] for k in load_public_keys(data)]
+    except EarKeyError:
+        ours = None
+    try:
+        theirs = list(standalone.ear_keys(data))
+    except standalone.Bad:
+        theirs = None
+    assert ours == theirs, (jwk, ours, theirs)

@@ -164,3 +164,78 @@ def test_enrolments_moved_after_the_entries_are_named_by_both(mixed) -> None:
     failed = {item for item, _ in report.failures}
     assert {name for name, _ in enrolments} <= failed
     assert failed == {item for item, _ in standalone.failures}
+
+
+_JUNK = [b"", b"{}", b"[]", b"null", b"5", b'"x"', b"\xff\xfe", b"{" * 5000, b"[" * 100_000,
+         b'{"v": 1, "kind": "tpm_enrolment"}', b'{"kty": "EC"}', b'{"keys": []}',
+         b'{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}',
+         b'{"kty": "EC", "crv": "P-521", "x": "", "y": ""}', b'{"kty": "RSA", "n": 5}',
+         b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+         b"c2sp.org/tlog-proof@v1\nindex 0\n\n", b"\x00" * 64]  # fmt: skip
+
+
+def _json_edits(data: bytes, rng) -> bytes:
+    """``data`` (JSON) with one field swapped for a value of another type, dropped or added."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(value, dict) or not value:
+        return data
+    key = rng.choice(sorted(value))
+    move = rng.randrange(3)
+    if move == 0:
+        value[key] = rng.choice([None, 5, -1, 2**70, "", "x", [], {}, True, "zz" * 32, "00" * 32])
+    elif move == 1:
+        del value[key]
+    else:
+        value[rng.choice(["extra", "keys", "kid", "action", "at", "ak_public"])] = rng.choice(
+            [None, 5, "x", [dict(value)], {"k": 1}]
+        )
+    return json.dumps(value).encode()
+
+
+def test_both_verifiers_name_the_same_items_on_mutated_tpm_bundles(mixed) -> None:
+    """Differential fuzzing of a TPM bundle with an enrolment and an EAR key: its
+    ``enrolments/*.json`` and ``.tlog-proof``, ``ear-key.jwk`` and the manifest changed a bit,
+    a field, to junk, dropped or duplicated, and any member changed as in the bundle-level
+    fuzz. Both verifiers must name the same failing items and never raise.
+    ``ATTEST_LEDGER_FUZZ_CASES`` runs more."""
+    import os
+    import random
+
+    from tests.web.test_bundle import _ours, _standalone
+
+    files = members(export(mixed))
+    targets = [n for n, _ in files if n.startswith("enrolments/")] + ["ear-key.jwk"]
+    assert "ear-key.jwk" in dict(files)
+    assert len(targets) == 3, targets
+    targets.append("manifest.json")
+    rng = random.Random(1413)
+    cases = max(80, int(os.environ.get("ATTEST_LEDGER_FUZZ_CASES", "0")) // 20)
+    for n in range(cases):
+        mutated = list(files)
+        for _ in range(rng.choice([1, 1, 2])):
+            name = rng.choice(targets) if rng.random() < 0.8 else rng.choice(mutated)[0]
+            at = next((i for i, (m, _) in enumerate(mutated) if m == name), None)
+            if at is None:
+                continue
+            data = mutated[at][1]
+            move = rng.randrange(6)
+            if move == 0 and data:
+                changed = bytearray(data)
+                changed[rng.randrange(len(changed))] ^= 1 << rng.randrange(8)
+                mutated[at] = (name, bytes(changed))
+            elif move == 1:
+                mutated[at] = (name, _json_edits(data, rng))
+            elif move == 2:
+                mutated[at] = (name, rng.choice(_JUNK))
+            elif move == 3:
+                del mutated[at]
+            elif move == 4:
+                mutated.insert(rng.randrange(len(mutated) + 1), (name, rng.choice([data, b"{}"])))
+            else:
+                mutated[at] = (name, data[: rng.randrange(len(data) + 1)])
+        archive = repack(mutated)
+        ours, theirs = _ours(mixed, archive), _standalone(mixed, archive)
+        assert sorted({i for i, _ in ours}) == sorted({i for i, _ in theirs}), (n, ours, theirs)
