@@ -15,7 +15,6 @@ with its own code and must name the same failing items.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -139,7 +138,8 @@ class _State:
     policies: dict[int, PolicyConfig] = field(default_factory=dict)
     policy_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
     #: TPM attestation keys enrolled, by the SHA-256 of the key, from enrolments/
-    enrolments: dict[str, Enrolment] = field(default_factory=dict)
+    #: AK SHA-256 -> its first "enrolled" and "revoked" entries seen ({at, index, name, ek})
+    enrolments: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     enrolment_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
     enrolment_entries: set[int] = field(default_factory=set)
     current: int | None = None
@@ -395,7 +395,7 @@ def _scheme(state: _State, kind: str, fingerprints: frozenset[str]) -> Scheme:
             state.schemes[key] = TpmVerifier(
                 trust_anchors=[a for a in anchors if not _is_p384(a)],
                 nitro_anchor=nitro[0] if nitro else None,
-                enrolments=StaticEnrolments(state.enrolments.values()),
+                enrolments=StaticEnrolments(_enrolments(state)),
             )
         else:
             state.schemes[key] = NitroVerifier(trust_anchor=anchors[0])
@@ -441,28 +441,63 @@ def _add_enrolment(state: _State, index: int) -> None:
         return
     try:
         record = parse_entry(files["json"])
-        if record.get("kind") != "tpm_enrolment":
+        name = record.get("name")
+        if (
+            record.get("v") != 1
+            or record.get("kind") != "tpm_enrolment"
+            or not isinstance(name, str)
+            or not name
+        ):
             raise ValueError("not a TPM enrolment entry")
+        if index not in ((state.manifest or {}).get("enrolments") or []):
+            raise ValueError("not named by the manifest")
         ak, at = str(record.get("ak_sha256")), recorded_instant({"verified_at": record.get("at")})
         if not _HEX64.fullmatch(ak):
             raise ValueError("its ak_sha256 is not a SHA-256")
-        known = state.enrolments.get(ak)
-        if record.get("action") == "enrolled":
-            if known is not None:
-                raise ValueError("enrols an AK enrolled already")
-            state.enrolments[ak] = Enrolment(
-                name=str(record.get("name")), ak_sha256=ak, enrolled_at=at, revoked_at=None,
-                entry_index=index, ek_certificate_sha256=record.get("ek_certificate_sha256"),
-            )  # fmt: skip
-        elif record.get("action") == "revoked":
-            if known is None or known.revoked_at is not None:
-                raise ValueError("revokes an AK that enrolments/ does not show enrolled before")
-            state.enrolments[ak] = dataclasses.replace(known, revoked_at=at)
-        else:
+        if record.get("action") == "enrolled" and _sha256_hex(record.get("ak_public")) != ak:
+            raise ValueError("its ak_public is not the key its ak_sha256 names")
+        action = record.get("action")
+        if action not in ("enrolled", "revoked"):
             raise ValueError("its action is neither enrolled nor revoked")
+        ek = record.get("ek_certificate_sha256")
+        seen = state.enrolments.setdefault(ak, {})
+        if action not in seen or at < seen[action]["at"]:
+            seen[action] = {"at": at, "index": index, "name": str(name),
+                            "ek": ek if isinstance(ek, str) else None}  # fmt: skip
         state.enrolment_entries.add(index)
     except (LedgerError, ValueError, UnicodeError) as exc:
         state.report.fail(item, str(exc))
+
+
+def _enrolments(state: _State) -> list[Enrolment]:
+    """Each AK's enrolment from its entries in enrolments/: its first enrolment and its first
+    revocation count, whatever order they come in (as the standalone verifier reads them); an
+    AK with a revocation and no enrolment has none. A revocation before the enrolment counts
+    from the enrolment on (the same verdicts: nothing vouched before, revoked after)."""
+    out = []
+    for ak, seen in state.enrolments.items():
+        enrolled = seen.get("enrolled")
+        if enrolled is None:
+            continue
+        revoked = seen.get("revoked")
+        out.append(
+            Enrolment(
+                name=enrolled["name"], ak_sha256=ak, enrolled_at=enrolled["at"],
+                revoked_at=None if revoked is None else max(revoked["at"], enrolled["at"]),
+                entry_index=enrolled["index"], ek_certificate_sha256=enrolled["ek"],
+            )
+        )  # fmt: skip
+    return out
+
+
+def _sha256_hex(public: object) -> str | None:
+    """SHA-256 of a hex string's bytes, or None if it is not hex."""
+    try:
+        return (
+            hashlib.sha256(bytes.fromhex(public)).hexdigest() if isinstance(public, str) else None
+        )
+    except ValueError:
+        return None
 
 
 def _add_policy(state: _State, index: int) -> None:
