@@ -18,8 +18,10 @@ The claims::
      "attestation-ledger.result-hash", "attestation-ledger.worker",
      "attestation-ledger.verified-at"}
 
-One submod per device: a Nitro enclave, an SEV-SNP or TDX guest, a TPM is ``cpu0``; a GPU's
-verdict will be ``gpu0``. The EAR never holds the entry's index (unknown before the append).
+One submod per device: a Nitro enclave, an SEV-SNP or TDX guest, a TPM is ``cpu0``; the
+devices judged beside it are named as the record's ``devices`` name them (``gpu0``,
+``switch4``...), each with its own status, vector and reasons; ``ear.status`` is the
+record's composed verdict. The EAR never holds the entry's index (unknown before the append).
 
 The key: ECDSA P-256, PEM (PKCS #8) with mode 0600 at ``ATTEST_LEDGER_EAR_KEY`` (default
 ``<data dir>/ear-key.pem``), created once and never replaced; its ``kid`` is its RFC 7638
@@ -292,27 +294,38 @@ def build_ear(
     evidence_sha256: str,
     trustworthiness_vector: Mapping[str, int],
     build: str | None = None,
+    device_vectors: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The EAR claims of a verdict record (as :func:`attest_ledger.intake.build_record`
-    writes it): what it says, nothing else (no entry index)."""
+    writes it, with its devices composed in): what it says, nothing else (no entry index).
+    ``device_vectors``: each device's trustworthiness vector, by submod."""
     verified_at = str(record["verified_at"])
-    appraisal: dict[str, Any] = {
-        "ear.status": record["verdict"],
-        "ear.trustworthiness-vector": {
-            claim: tier for claim, tier in trustworthiness_vector.items() if tier in _TIERS
-        },
-        "attestation-ledger.evidence-kind": record.get("evidence_kind"),
-        "attestation-ledger.evidence-sha256": evidence_sha256,
-        "attestation-ledger.reasons": [str(r.get("code")) for r in record.get("reasons", [])],
+    reasons = [r for r in record.get("reasons", []) if isinstance(r, dict)]
+    submods = {
+        CPU: _appraisal(
+            str(record.get("cpu_verdict", record["verdict"])),
+            trustworthiness_vector,
+            record.get("evidence_kind"),
+            evidence_sha256,
+            [str(r.get("code")) for r in reasons if "submod" not in r],
+            record.get("policy"),
+        )
     }
-    if record.get("policy") is not None:
-        appraisal["ear.appraisal-policy-id"] = record["policy"]
-    submods = {CPU: appraisal}
+    for device in _devices(record):
+        name = str(device.get("submod"))
+        submods[name] = _appraisal(
+            str(device.get("verdict")),
+            (device_vectors or {}).get(name, {}),
+            device.get("evidence_kind"),
+            device.get("evidence_sha256"),
+            [str(r.get("code")) for r in reasons if r.get("submod") == name],
+            device.get("policy"),
+        )
     claims: dict[str, Any] = {
         "eat_profile": EAR_PROFILE,
         "iat": _seconds(verified_at),
         "ear.verifier-id": {"developer": DEVELOPER, "build": build or _version()},
-        "ear.status": compose_status([s["ear.status"] for s in submods.values()]),
+        "ear.status": record["verdict"],
         "submods": submods,
         "attestation-ledger.result-hash": record.get("result_hash"),
         "attestation-ledger.worker": record.get("worker"),
@@ -325,6 +338,31 @@ def build_ear(
 
 
 _TIERS = frozenset(AR4SI_TIERS.values())
+
+
+def _appraisal(  # noqa: PLR0917 - one submod's fields
+    status: str,
+    vector: Mapping[str, int],
+    kind: object,
+    evidence_sha256: object,
+    codes: list[str],
+    policy: object,
+) -> dict[str, Any]:
+    appraisal: dict[str, Any] = {
+        "ear.status": status,
+        "ear.trustworthiness-vector": {c: t for c, t in vector.items() if t in _TIERS},
+        "attestation-ledger.evidence-kind": kind,
+        "attestation-ledger.evidence-sha256": evidence_sha256,
+        "attestation-ledger.reasons": codes,
+    }
+    if policy is not None:
+        appraisal["ear.appraisal-policy-id"] = policy
+    return appraisal
+
+
+def _devices(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    devices = record.get("devices")
+    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
 
 
 def _seconds(instant: str) -> int:
@@ -343,22 +381,38 @@ def _nonce(value: object) -> bytes | None:
 
 def ear_disagreements(claims: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
     """What ``claims`` (a verified EAR) says otherwise than ``record`` (the entry carrying
-    it): its status, evidence digest, result hash, worker, policy id, instant. Empty if it
-    says the same. The standalone bundle verifier makes the same comparison."""
+    it): its status, each submod's status, evidence digest and policy id, the submods
+    themselves, the result hash, worker, instant. Empty if it says the same. The standalone
+    bundle verifier makes the same comparison."""
     submods = claims.get("submods")
     cpu = submods.get(CPU) if isinstance(submods, dict) else None
-    if not isinstance(cpu, dict):
+    if not isinstance(submods, dict) or not isinstance(cpu, dict):
         return [f"it has no {CPU} submod"]
-    pairs = (
+    devices = {str(d.get("submod")): d for d in _devices(record)}
+    named = sorted(str(name) for name in submods)
+    if named != sorted([CPU, *devices]):
+        return [f"its submods are {', '.join(named)[:120]}, the entry's "
+                f"{', '.join(sorted([CPU, *devices]))[:120]}"]  # fmt: skip
+    pairs = [
         ("status", claims.get("ear.status"), record.get("verdict")),
-        (f"{CPU} status", cpu.get("ear.status"), record.get("verdict")),
+        (f"{CPU} status", cpu.get("ear.status"), record.get("cpu_verdict", record.get("verdict"))),
         ("evidence SHA-256", cpu.get("attestation-ledger.evidence-sha256"),
          record.get("evidence_sha256")),
         ("result hash", claims.get("attestation-ledger.result-hash"), record.get("result_hash")),
         ("worker", claims.get("attestation-ledger.worker"), record.get("worker")),
         ("policy", cpu.get("ear.appraisal-policy-id"), record.get("policy")),
         ("verified_at", claims.get("attestation-ledger.verified-at"), record.get("verified_at")),
-    )  # fmt: skip
+    ]  # fmt: skip
+    for name, device in devices.items():
+        said = submods[name] if isinstance(submods[name], dict) else {}
+        pairs.extend(
+            [
+                (f"{name} status", said.get("ear.status"), device.get("verdict")),
+                (f"{name} evidence SHA-256", said.get("attestation-ledger.evidence-sha256"),
+                 device.get("evidence_sha256")),
+                (f"{name} policy", said.get("ear.appraisal-policy-id"), device.get("policy")),
+            ]
+        )  # fmt: skip
     return [
         f"its {name} is {str(said)[:80]!r}, the entry's {str(recorded)[:80]!r}"
         for name, said, recorded in pairs

@@ -418,7 +418,7 @@ def judge_again(
         now=at,
         nonce_state=ChallengeState.OPEN,
         nonce=None,  # an open challenge and no nonce to compare: the nonce is not judged
-        result_hash=result_hash,  # type: ignore[arg-type]  # None: no binding to check
+        result_hash=result_hash,  # None: no binding to check
     )
     reasons = tuple((r["code"], r["message"]) for r in verdict.reasons)
     return str(verdict.status), verdict.error, reasons

@@ -18,6 +18,23 @@ The verdict record (the entry's canonical JSON)::
 
 Every verdict is also a signed EAR (:mod:`attest_ledger.ear`), built from the record and
 carried in it, so that the entry's leaf commits to it. Entries from before EARs have none.
+
+One inference, one verdict: a submission may carry, beside the CPU TEE's evidence, the
+evidence of its devices (NVIDIA GPUs and NVSwitches, ``devices``). Device ``i``'s SPDM nonce
+must be :func:`verifier.binding.gpu_nonce` of the challenge the CPU evidence carries, the
+result hash and ``i``, so that a device's report cannot be replayed beside another CPU's
+evidence or another result. Each device is judged alone under the worker's ``nvidia-gpu``
+policy, and the record adds::
+
+    "cpu_verdict": <the CPU evidence's own status>, "verdict": <the worst of all, and
+     contraindicated if a device the policy requires is missing>,
+    "reasons": [<the CPU's, as before>, {"code", "message", "submod": "composite" | "gpu0"...}],
+    "devices": [{"submod": "gpu0" | "switch<i>", "index", "evidence_kind", "verdict", "error",
+                 "image", "policy", "nonce", "claims", "trust_anchors", "evidence_sha256",
+                 "endorsements"}]
+
+Each device's report and endorsements are stored content-addressed beside the entry
+(:func:`ledger.entry.endorsement_digests` names them). The EAR has a submod per device.
 """
 
 from __future__ import annotations
@@ -29,14 +46,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger import challenges
 from attest_ledger.challenges import ChallengeState
 from attest_ledger.collateral import CollateralSource
-from attest_ledger.ear import EarSigner, build_ear
+from attest_ledger.ear import EarSigner, build_ear, compose_status
 from attest_ledger.policy_store import PolicyStore
 from ledger.append import Appended
 from ledger.batcher import AppendBatcher, FollowUp
@@ -65,7 +82,9 @@ from verifier import (
     VerifierError,
     parse_report,
 )
+from verifier.binding import gpu_nonce
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.nvidia import NvidiaPolicy, NvidiaVerifier, UnsafeAcceptAnyNvidiaPolicy
 from verifier.tdx import (
     DcapVerifier,
     UnsafeAcceptAnySgxPolicy,
@@ -79,6 +98,7 @@ from verifier.tpm import parse_quote as parse_tpm_quote
 __all__ = [
     "RECORD_VERSION",
     "Client",
+    "DeviceSubmission",
     "IdempotencyConflict",
     "Intake",
     "IntakeError",
@@ -88,6 +108,7 @@ __all__ = [
     "UnsupportedKind",
     "Verdict",
     "judge",
+    "judge_devices",
     "to_milliseconds",
     "trust_anchors_of",
 ]
@@ -126,6 +147,21 @@ class Client:
 
 
 @dataclass(frozen=True)
+class DeviceSubmission:
+    """A device's evidence beside the CPU evidence (an NVIDIA GPU's SPDM report)."""
+
+    kind: str
+    data: bytes
+    endorsements: tuple[tuple[str, bytes], ...] = ()
+
+
+class DeviceCollateral(Protocol):
+    """Completes a device's evidence with kept collateral (its RIMs) before it is judged."""
+
+    def complete(self, evidence: Evidence, at: datetime) -> Evidence: ...
+
+
+@dataclass(frozen=True)
 class Submission:
     #: the evidence itself (a Nitro document, an SNP report...)
     document: bytes
@@ -138,6 +174,8 @@ class Submission:
     kind: str = "aws-nitro-enclave"
     #: (kind, bytes) of what came with the evidence: certificates, CRLs...
     endorsements: tuple[tuple[str, bytes], ...] = ()
+    #: the devices (GPUs, NVSwitches) of the same inference, in nonce-index order
+    devices: tuple[DeviceSubmission, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,11 +215,13 @@ def judge(
     now: datetime,
     nonce_state: ChallengeState,
     nonce: bytes | None,
-    result_hash: ResultHash,
+    result_hash: ResultHash | None,
+    unbound_message: str = "the document carries no nonce; ask for a challenge",
 ) -> Verdict:
     """Verify ``evidence`` (of any kind; bytes: a Nitro document) with ``scheme`` as of
     ``now`` and collect every reason it falls short. ``policy`` None: the worker may attest
-    no image of this kind, which fails closed (and what else is wrong is still reported)."""
+    no image of this kind, which fails closed (and what else is wrong is still reported).
+    ``unbound_message`` says why a missing nonce matters (``nonce_missing``)."""
     if isinstance(evidence, bytes):
         evidence = Evidence(EvidenceKind.AWS_NITRO_ENCLAVE, evidence)
     reasons: list[dict[str, str]] = []
@@ -213,7 +253,7 @@ def judge(
         claims, error = exc.claims, exc.code
         reasons.append({"code": exc.code, "message": exc.message})
     if nonce_state is not ChallengeState.OPEN and (claims is not None or error is None):
-        reasons.append(_nonce_reason(nonce_state, nonce))
+        reasons.append(_nonce_reason(nonce_state, nonce, unbound_message))
     status = result.status if result is not None and not reasons else Status.CONTRAINDICATED
     return Verdict(status, error, tuple(reasons), claims, result)
 
@@ -228,12 +268,135 @@ def trust_anchors_of(scheme: Scheme) -> list[TrustAnchor]:
         return list(scheme.trust_anchors)
     if isinstance(scheme, TpmVerifier):
         return list(scheme.all_trust_anchors)
+    if isinstance(scheme, NvidiaVerifier):  # device roots, and the RIM roots
+        return [*scheme.trust_anchors, *scheme.rim_anchors]
     raise TypeError(f"no trust anchors known for {type(scheme).__name__}")
 
 
 def anchors_of(scheme: Scheme) -> list[str]:
     """The SHA-256 of every trust anchor ``scheme`` holds (what a bundle must carry)."""
     return sorted({a.fingerprint for a in trust_anchors_of(scheme)})
+
+
+#: what a device's claims ``arch`` makes it: a GPU or an NVSwitch (LS10)
+_GPU_ARCHS, _SWITCH_ARCHS = frozenset({"HOPPER", "BLACKWELL"}), frozenset({"LS10"})
+
+
+@dataclass(frozen=True)
+class JudgedDevice:
+    """One device's verdict beside the CPU evidence, and what it was judged with."""
+
+    index: int
+    submod: str
+    evidence: Evidence
+    verdict: Verdict
+    policy: SchemePolicy | None
+    nonce: bytes | None
+    trust_anchors: tuple[str, ...]
+
+    @property
+    def arch(self) -> str | None:
+        arch = getattr(self.verdict.claims, "arch", None)
+        return arch if isinstance(arch, str) else None
+
+
+def judge_devices(
+    schemes: Mapping[str, Scheme],
+    policy: SchemePolicy | None,
+    devices: Sequence[Evidence],
+    *,
+    now: datetime,
+    challenge: bytes | None,
+    result_hash: ResultHash,
+) -> list[JudgedDevice]:
+    """Judge each device's evidence as of ``now`` under the worker's device ``policy``, its
+    nonce expected to be ``gpu_nonce(challenge, result_hash, index)``. ``challenge``: the
+    32-byte challenge the CPU evidence carries (None if it carries none: no device can then
+    be bound to it, and each says so)."""
+    out = []
+    for index, evidence in enumerate(devices):
+        scheme = schemes[str(evidence.kind)]
+        expected = gpu_nonce(challenge, result_hash, index) if challenge is not None else None
+        verdict = judge(
+            scheme,
+            policy,
+            evidence,
+            now=now,
+            nonce_state=ChallengeState.OPEN if expected is not None else ChallengeState.UNKNOWN,
+            nonce=expected,
+            result_hash=None,  # a device binds the result through its nonce only
+            unbound_message="the CPU evidence carries no 32-byte challenge to bind this "
+            "device's report to",
+        )
+        arch = getattr(verdict.claims, "arch", None)
+        submod = f"{'switch' if arch in _SWITCH_ARCHS else 'gpu'}{index}"
+        anchors = tuple(anchors_of(scheme))
+        out.append(JudgedDevice(index, submod, evidence, verdict, policy, expected, anchors))
+    return out
+
+
+def composition_reasons(
+    policy: SchemePolicy | None, devices: Sequence[JudgedDevice]
+) -> list[dict[str, str]]:
+    """What the devices as a whole lack under the worker's device ``policy``: the GPUs and
+    NVSwitches it requires, counted by what each device's certificate says it is."""
+    if not isinstance(policy, NvidiaPolicy):
+        return []
+    gpus = sum(1 for d in devices if d.arch in _GPU_ARCHS)
+    switches = sum(1 for d in devices if d.arch in _SWITCH_ARCHS)
+    missing = []
+    if gpus < policy.min_gpus:
+        missing.append(f"{policy.min_gpus} GPU(s) required, {gpus} given")
+    if switches < policy.min_switches:
+        missing.append(f"{policy.min_switches} NVSwitch(es) required, {switches} given")
+    if not missing:
+        return []
+    return [
+        {
+            "code": "devices_missing",
+            "message": f"policy {policy.policy_id}: {'; '.join(missing)}",
+            "submod": "composite",
+        }
+    ]
+
+
+def compose_record(
+    record: dict[str, Any],
+    devices: Sequence[JudgedDevice],
+    composition: Sequence[Mapping[str, str]],
+) -> None:
+    """Add the devices to a CPU verdict's ``record``: ``cpu_verdict`` keeps the CPU's own
+    status, ``verdict`` becomes the worst of all (contraindicated if ``composition`` gives a
+    reason), and every device's reasons join the record's, each naming its submod."""
+    record["cpu_verdict"] = record["verdict"]
+    reasons = list(record["reasons"])
+    reasons.extend(dict(reason) for reason in composition)
+    listed = []
+    for device in devices:
+        verdict, policy = device.verdict, device.policy
+        reasons.extend({**reason, "submod": device.submod} for reason in verdict.reasons)
+        listed.append(
+            {
+                "submod": device.submod,
+                "index": device.index,
+                "evidence_kind": str(device.evidence.kind),
+                "verdict": str(verdict.status),
+                "error": verdict.error,
+                "image": verdict.result.matched_reference if verdict.result is not None else None,
+                "policy": policy.policy_id if policy is not None else None,
+                "nonce": device.nonce.hex() if device.nonce is not None else None,
+                "claims": verdict.claims.to_dict() if verdict.claims is not None else None,
+                "trust_anchors": sorted(device.trust_anchors),
+                "evidence_sha256": hashlib.sha256(device.evidence.data).hexdigest(),
+                "endorsements": [
+                    {"kind": str(e.kind), "sha256": e.sha256} for e in device.evidence.endorsements
+                ],
+            }
+        )
+    statuses = [str(record["cpu_verdict"]), *(str(d["verdict"]) for d in listed)]
+    record["verdict"] = str(Status.CONTRAINDICATED) if composition else compose_status(statuses)
+    record["reasons"] = reasons
+    record["devices"] = listed
 
 
 def _accept_any(kind: str) -> SchemePolicy:
@@ -245,6 +408,8 @@ def _accept_any(kind: str) -> SchemePolicy:
         return UnsafeAcceptAnySgxPolicy()
     if kind == EvidenceKind.TPM2_QUOTE:
         return UnsafeAcceptAnyTpmPolicy()
+    if kind == EvidenceKind.NVIDIA_GPU:
+        return UnsafeAcceptAnyNvidiaPolicy()
     return UnsafeAcceptAnyPolicy()
 
 
@@ -267,17 +432,18 @@ def carried_nonce(evidence: Evidence, scheme: Scheme) -> bytes | None:
     return None
 
 
+def _vector(verdict: Verdict) -> dict[str, int]:
+    return verdict.result.trustworthiness_vector() if verdict.result is not None else {}
+
+
 def _record_of(entry: NewEntry) -> dict[str, Any]:
     """The record as stored: with the evidence digest the entry commits to."""
     return dict(json.loads(entry.data))
 
 
-def _nonce_reason(state: ChallengeState, nonce: bytes | None) -> dict[str, str]:
+def _nonce_reason(state: ChallengeState, nonce: bytes | None, unbound: str) -> dict[str, str]:
     if nonce is None:
-        return {
-            "code": "nonce_missing",
-            "message": "the document carries no nonce; ask for a challenge",
-        }
+        return {"code": "nonce_missing", "message": unbound}
     return {
         ChallengeState.UNKNOWN: {
             "code": "nonce_unknown",
@@ -480,8 +646,14 @@ class Intake:
         schemes: Mapping[str, Scheme] | None = None,
         collateral: CollateralSource | None = None,
         ear_signer: EarSigner,
+        device_schemes: Mapping[str, Scheme] | None = None,
+        device_collateral: DeviceCollateral | None = None,
     ) -> None:
         self.verifier = verifier
+        #: device kind -> the scheme that judges a device's evidence beside the CPU's
+        self.device_schemes: dict[str, Scheme] = dict(device_schemes or {})
+        #: completes a device's evidence with its RIMs from what the service keeps
+        self.device_collateral = device_collateral
         #: signs the EAR of every verdict
         self.ear_signer = ear_signer
         #: completes a TDX or SGX quote's collateral from what the service keeps
@@ -522,6 +694,7 @@ class Intake:
         )
         if self.collateral is not None and isinstance(scheme, DcapVerifier):
             evidence = self.collateral.complete(evidence, now)
+        devices = self._device_evidence(submission, now)
         nonce = carried_nonce(evidence, scheme)
         own_session = session is None
         reads = self.sessions() if session is None else session
@@ -556,19 +729,24 @@ class Intake:
             trust_anchors=anchors_of(scheme),
             nonce=nonce,
         )
+        judged = self._judge_devices(client, config, devices, now, nonce, submission, record)
         record["ear"] = self.ear_signer.sign(
             build_ear(
                 record,
                 evidence_sha256=digest.hex(),
-                trustworthiness_vector=verdict.result.trustworthiness_vector()
-                if verdict.result is not None
-                else {},
+                trustworthiness_vector=_vector(verdict),
+                device_vectors={d.submod: _vector(d.verdict) for d in judged},
             )
         )
         entry = NewEntry.from_record(  # what judged it: as sent, and what the service added
             record,
             evidence=submission.document,
             endorsements=[(str(e.kind), e.data) for e in evidence.endorsements],
+            blobs=[
+                blob
+                for d in judged
+                for blob in (d.evidence.data, *(e.data for e in d.evidence.endorsements))
+            ],
         )
         verified = time.perf_counter()
 
@@ -592,6 +770,49 @@ class Intake:
             verify_seconds=verified - started,
             append_seconds=time.perf_counter() - verified,
         )
+
+    def _device_evidence(self, submission: Submission, now: datetime) -> list[Evidence]:
+        """The devices' evidence as judged: as sent, completed with kept collateral."""
+        devices = []
+        for device in submission.devices:
+            if device.kind not in self.device_schemes:
+                raise UnsupportedKind(f"this service judges no device of kind {device.kind!r}")
+            evidence = Evidence(
+                EvidenceKind(device.kind),
+                device.data,
+                tuple(Endorsement(EndorsementKind(k), d) for k, d in device.endorsements),
+            )
+            if self.device_collateral is not None:
+                evidence = self.device_collateral.complete(evidence, now)
+            devices.append(evidence)
+        return devices
+
+    def _judge_devices(  # noqa: PLR0917 - private, one caller
+        self,
+        client: Client,
+        config: Any,
+        devices: list[Evidence],
+        now: datetime,
+        nonce: bytes | None,
+        submission: Submission,
+        record: dict[str, Any],
+    ) -> list[JudgedDevice]:
+        """Judge the devices and compose them into ``record``; a worker whose device policy
+        requires devices gets a composite record (and its verdict) even without any."""
+        policy = config.for_worker(client.name, str(EvidenceKind.NVIDIA_GPU))
+        required = isinstance(policy, NvidiaPolicy) and (policy.min_gpus or policy.min_switches)
+        if not devices and not required:
+            return []
+        judged = judge_devices(
+            self.device_schemes,
+            policy,
+            devices,
+            now=now,
+            challenge=nonce if nonce is not None and len(nonce) == CHALLENGE_BYTES else None,
+            result_hash=submission.result_hash,
+        )
+        compose_record(record, judged, composition_reasons(policy, judged))
+        return judged
 
     @staticmethod
     def _what_is_known(

@@ -35,6 +35,7 @@ from verifier import (
     SchemePolicy,
     SnpPolicy,
 )
+from verifier.nvidia import NvidiaPolicy
 from verifier.tdx import SgxPolicy, TdxPolicy
 from verifier.tdx.policy import TD_IMAGE_FIELDS
 from verifier.tpm import TpmPolicy
@@ -76,6 +77,15 @@ TPM_DEFAULTS: Mapping[str, Any] = {
     "require_event_log": False,
     "reject_all_reset": True,
 }
+NVIDIA = str(EvidenceKind.NVIDIA_GPU)
+#: The devices' settings: the RIMs that must judge each, the CC modes accepted, and which
+#: devices must be beside the CPU evidence of one inference.
+NVIDIA_DEFAULTS: Mapping[str, Any] = {
+    "require_rims": ["driver", "vbios"],
+    "feature_flags": None,
+    "min_gpus": 1,
+    "min_switches": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,9 @@ class SchemeRules:
     required, save for SGX, which needs MRENCLAVE or MRSIGNER) and the settings' defaults."""
 
     title: str
-    policy: type[SnpPolicy] | type[TdxPolicy] | type[SgxPolicy] | type[TpmPolicy]
+    policy: (
+        type[SnpPolicy] | type[TdxPolicy] | type[SgxPolicy] | type[TpmPolicy] | type[NvidiaPolicy]
+    )
     image_fields: tuple[str, ...]
     defaults: Mapping[str, Any]
     #: a placeholder image that passes the verifier's rules, to check settings alone
@@ -125,6 +137,14 @@ SCHEMES: Mapping[str, SchemeRules] = {
         TPM_DEFAULTS,
         {"pcrs": {"sha256": {"0": "00" * 32}}},
         one_of=("pcrs", "events"),
+    ),
+    NVIDIA: SchemeRules(
+        "NVIDIA GPU",
+        NvidiaPolicy,
+        ("arch", "driver_versions", "vbios_versions"),
+        NVIDIA_DEFAULTS,
+        {"arch": "LS10", "vbios_versions": ["00.00.00.00.00"]},
+        ("arch",),
     ),
 }  # fmt: skip
 

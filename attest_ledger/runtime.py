@@ -31,6 +31,7 @@ from ledger.db import make_session_factory
 from ledger.keys import load_signing_key
 from ledger.note import NoteSigner, NoteVerifier
 from verifier import EvidenceKind, NitroVerifier, SnpVerifier, TrustAnchor, aws_nitro_root_g1
+from verifier.nvidia import NvidiaVerifier
 from verifier.tdx import DcapVerifier
 from verifier.tpm import TpmVerifier
 
@@ -80,7 +81,7 @@ class Runtime:
         """Every anchor the service judges against, of every scheme (what an export may
         have to ship)."""
         anchors = [self.verifier.trust_anchor]
-        for scheme in self.intake.schemes.values():
+        for scheme in (*self.intake.schemes.values(), *self.intake.device_schemes.values()):
             anchors.extend(trust_anchors_of(scheme))
         return list({a.fingerprint: a for a in anchors}.values())
 
@@ -102,6 +103,10 @@ class Runtime:
         # NitroTPM documents chain to the Nitro root the Nitro scheme trusts; Google's AK
         # roots are pinned; enrolled AKs are read from the ledger's index at each quote
         tpm = TpmVerifier(nitro_anchor=verifier.trust_anchor, enrolments=LedgerEnrolments(reads))
+        nvidia = NvidiaVerifier(
+            trust_anchors=nvidia_anchors_for(settings.nvidia_trust_root_path, "device root"),
+            rim_anchors=nvidia_anchors_for(settings.nvidia_rim_root_path, "RIM root"),
+        )
         batcher = AppendBatcher(sessions, lock_timeout=None)  # the connections carry it
         policies = PolicyStore()
         intake = Intake(
@@ -119,6 +124,7 @@ class Runtime:
                 sessions, PcsClient(settings.pccs_url) if settings.pccs_url else None
             ),
             ear_signer=ear_signer,
+            device_schemes={str(EvidenceKind.NVIDIA_GPU): nvidia},
         )
         publisher = (
             CheckpointPublisher(
@@ -170,6 +176,25 @@ def intel_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
     ]
     log.warning(
         "trusting the root(s) in %s (SHA-256 %s) INSTEAD of Intel's: for simulated TDX/SGX only",
+        path,
+        ", ".join(a.fingerprint for a in anchors),
+    )
+    return anchors
+
+
+def nvidia_anchors_for(path: Path | None, role: str) -> list[TrustAnchor] | None:
+    """NVIDIA's pinned ``role`` (None: the device root or the RIM root), unless a file of
+    roots is configured explicitly (and then say so): the simulated GPUs', for demos and
+    tests."""
+    if path is None:
+        return None
+    anchors = [
+        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured {role} {n}")
+        for n, certificate in enumerate(x509.load_pem_x509_certificates(path.read_bytes()))
+    ]
+    log.warning(
+        "trusting the %s(s) in %s (SHA-256 %s) INSTEAD of NVIDIA's: for simulated GPUs only",
+        role,
         path,
         ", ".join(a.fingerprint for a in anchors),
     )

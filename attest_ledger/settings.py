@@ -67,6 +67,9 @@ class Settings:
     snp_trust_root_path: Path | None = None
     #: Intel DCAP: a root to trust INSTEAD of the pinned Intel SGX Root CA (simulated PKI)
     intel_trust_root_path: Path | None = None
+    #: PEM NVIDIA device root(s) / RIM root(s) trusted INSTEAD of NVIDIA's (simulated GPUs)
+    nvidia_trust_root_path: Path | None = None
+    nvidia_rim_root_path: Path | None = None
     #: Intel DCAP: a PCCS or Intel PCS to fetch collateral from (None: nothing is fetched)
     pccs_url: str | None = None
     bind: str = "127.0.0.1:8000"
@@ -77,7 +80,8 @@ class Settings:
     challenge_ttl: float = 300.0
     max_open_challenges: int = 1000
     rate_limit: float = 200.0
-    max_request_bytes: int = 64 * 1024
+    #: a composite submission: CPU evidence and up to 16 devices' reports and chains
+    max_request_bytes: int = 512 * 1024
     worker_token: str | None = None
     #: How stale the latest checkpoint named in receipts may be (saves a query per receipt).
     receipt_checkpoint_ttl: float = 0.25
@@ -108,6 +112,8 @@ class Settings:
         root = env.get("ATTEST_LEDGER_TRUST_ROOT")
         snp_root = env.get("ATTEST_LEDGER_SNP_TRUST_ROOT")
         intel_root = env.get("ATTEST_LEDGER_INTEL_TRUST_ROOT")
+        nvidia_root = env.get("ATTEST_LEDGER_NVIDIA_TRUST_ROOT")
+        nvidia_rim_root = env.get("ATTEST_LEDGER_NVIDIA_RIM_ROOT")
         return cls(
             data_dir=data_dir,
             database_url=normalise_database_url(url) if url else None,
@@ -117,6 +123,8 @@ class Settings:
             trust_root_path=Path(root).resolve() if root else None,
             snp_trust_root_path=Path(snp_root).resolve() if snp_root else None,
             intel_trust_root_path=Path(intel_root).resolve() if intel_root else None,
+            nvidia_trust_root_path=Path(nvidia_root).resolve() if nvidia_root else None,
+            nvidia_rim_root_path=Path(nvidia_rim_root).resolve() if nvidia_rim_root else None,
             pccs_url=env.get("ATTEST_LEDGER_PCCS_URL") or None,
             bind=env.get("ATTEST_LEDGER_BIND") or "127.0.0.1:8000",
             workers=_number(env, "ATTEST_LEDGER_WORKERS", 0, int),

@@ -11,6 +11,10 @@ The ledger does not interpret entries beyond this contract:
   (certificates, CRLs, TCB documents): ``"endorsements": [{"kind": ..., "sha256": <hex>}]``.
   Each is stored once, content-addressed (``ledger_endorsements``), however many entries
   name it; the leaf commits to the digests, so anyone holding the bytes can check them;
+* an entry may name devices judged beside its evidence (GPUs of the same inference):
+  ``"devices": [{"evidence_sha256": <hex>, "endorsements": [{"kind", "sha256"}], ...}]``;
+  each device's evidence and endorsements are stored like the entry's endorsements,
+  content-addressed, and the leaf commits to their digests the same way;
 * a few optional top-level keys (:data:`INDEX_KEYS`) are copied into indexed columns for
   queries. They are derived from the bytes, never supplied separately, so they cannot
   disagree with what the tree commits to, and the audit re-derives them.
@@ -50,7 +54,9 @@ __all__ = [
 MAX_ENTRY_BYTES = 64 * 1024
 MAX_EVIDENCE_BYTES = 64 * 1024
 MAX_ENDORSEMENT_BYTES = 64 * 1024
-MAX_ENDORSEMENTS = 32
+#: every blob an entry names: its endorsements, and its devices' evidence and endorsements
+MAX_ENDORSEMENTS = 256
+MAX_DEVICES = 64
 #: Top-level keys copied into indexed text columns (document_time is parsed as a timestamp).
 INDEX_KEYS = (
     "kind",
@@ -119,9 +125,12 @@ class NewEntry:
         *,
         evidence: bytes | None = None,
         endorsements: Sequence[tuple[str, bytes]] = (),
+        blobs: Sequence[bytes] = (),
     ) -> NewEntry:
         """Build the canonical bytes of ``record``, adding ``evidence_sha256`` if evidence,
-        and ``endorsements`` (kind and SHA-256 of each, in the order given) if any."""
+        and ``endorsements`` (kind and SHA-256 of each, in the order given) if any.
+        ``blobs``: what ``record`` names elsewhere (its devices' evidence and endorsements),
+        stored beside the endorsements."""
         body = dict(record)
         if evidence is not None:
             body["evidence_sha256"] = hashlib.sha256(evidence).hexdigest()
@@ -133,7 +142,7 @@ class NewEntry:
         entry = cls(
             data=canonical_json(body),
             evidence=evidence,
-            endorsements=tuple(data for _, data in endorsements),
+            endorsements=(*(data for _, data in endorsements), *blobs),
         )
         object.__setattr__(entry, "_record", body)
         return entry
@@ -213,9 +222,30 @@ def parse_entry(data: bytes) -> dict[str, Any]:
 
 
 def endorsement_digests(record: Mapping[str, Any]) -> list[str]:
-    """The SHA-256 (hex) of each endorsement ``record`` names; raises :class:`InvalidEntry`
-    if ``endorsements`` is not a list of ``{"kind": str, "sha256": <64 lowercase hex>}``."""
-    named = record.get("endorsements")
+    """The SHA-256 (hex) of each blob ``record`` names: its endorsements, then each device's
+    evidence and endorsements. Raises :class:`InvalidEntry` if ``endorsements`` (top-level
+    or a device's) is not a list of ``{"kind": str, "sha256": <64 lowercase hex>}``, or
+    ``devices`` not a list of objects whose ``evidence_sha256`` is such a digest."""
+    out = _named(record.get("endorsements"))
+    devices = record.get("devices")
+    if devices is not None:
+        if not isinstance(devices, list) or len(devices) > MAX_DEVICES:
+            raise InvalidEntry(f"entry: devices must be a list of at most {MAX_DEVICES}")
+        for device in devices:
+            digest = device.get("evidence_sha256") if isinstance(device, dict) else None
+            if not isinstance(device, dict) or not (
+                digest is None or (isinstance(digest, str) and _HEX64.fullmatch(digest))
+            ):
+                raise InvalidEntry("entry: each device is an object naming its evidence_sha256")
+            if digest is not None:
+                out.append(digest)
+            out.extend(_named(device.get("endorsements")))
+    if len(out) > MAX_ENDORSEMENTS:
+        raise InvalidEntry(f"entry: names more than {MAX_ENDORSEMENTS} endorsements")
+    return out
+
+
+def _named(named: object) -> list[str]:
     if named is None:
         return []
     if not isinstance(named, list) or len(named) > MAX_ENDORSEMENTS:

@@ -92,7 +92,14 @@ from verifier.nvidia import (
     UnsafeAcceptAnyNvidiaPolicy,
 )
 from verifier.policy import SchemePolicy, UnsafePolicyWarning
-from verifier.registry import detect_kind, kinds, policy_from_dict, policy_from_json, scheme_for
+from verifier.registry import (
+    detect_kind,
+    device_kinds,
+    kinds,
+    policy_from_dict,
+    policy_from_json,
+    scheme_for,
+)
 from verifier.result import AttestationResult, Status, TimeBasis, UsedEndorsement
 from verifier.scheme import Claims, Endorsement, EndorsementKind, Evidence, EvidenceKind, Scheme
 from verifier.snp.claims import SnpClaims
@@ -219,6 +226,7 @@ __all__ = [
     "Violation",
     "aws_nitro_root_g1",
     "detect_kind",
+    "device_kinds",
     "endorsements_from_dcap_qvl_json",
     "gpu_nonce",
     "kinds",

@@ -38,8 +38,8 @@ from verifier.tpm.verify import TpmVerifier
 from verifier.x509 import TrustAnchor
 
 __all__ = [
-    "PENDING_KINDS",
     "detect_kind",
+    "device_kinds",
     "kinds",
     "policy_from_dict",
     "policy_from_json",
@@ -53,18 +53,22 @@ _KINDS = (
     EvidenceKind.INTEL_SGX,
     EvidenceKind.TPM2_QUOTE,
 )
-#: Kinds whose scheme is here (scheme_for, policy_from_dict) but which the product does not
-#: accept yet: they join _KINDS (and detect_kind) when the service and CLI take them, so
-#: that the API, the CLI's choices and the portal change together (issue #14).
-PENDING_KINDS = (EvidenceKind.NVIDIA_GPU,)
+#: Devices attached to a CPU TEE's evidence (a submission's ``devices``): judged beside it,
+#: never alone, since their nonce is derived from the challenge the CPU evidence carries.
+_DEVICE_KINDS = (EvidenceKind.NVIDIA_GPU,)
 #: A COSE_Sign1 starts with an array of four (0x84) or tag 18 (0xD2); an SEV-SNP report's
 #: first byte is its version's low byte (2, 3 or 5).
 _COSE_FIRST_BYTES = (0x84, 0xD2)
 
 
 def kinds() -> tuple[EvidenceKind, ...]:
-    """The evidence kinds this verifier can verify today."""
+    """The kinds of a CPU TEE's (or TPM's) evidence this verifier can verify today."""
     return _KINDS
+
+
+def device_kinds() -> tuple[EvidenceKind, ...]:
+    """The kinds of device evidence (GPUs, NVSwitches) judged beside a CPU TEE's."""
+    return _DEVICE_KINDS
 
 
 def scheme_for(
@@ -128,8 +132,8 @@ def detect_kind(data: bytes) -> EvidenceKind | None:
     Nitro document (its payload says enclave or NitroTPM), 1184 bytes an SEV-SNP report, a
     DCAP quote header (version 3 with TEE type 0 for SGX, 4 or 5 with 0x81 for TDX, ECDSA
     P-256 key type, Intel's QE vendor id) an Intel quote, a CBOR map whose first entry is
-    ``"format": "tpm2-quote/v1"`` a TPM quote. (An NVIDIA report starts with an SPDM 1.1
-    GET_MEASUREMENTS request, ``11 E0``: detected once the kind leaves PENDING_KINDS.)"""
+    ``"format": "tpm2-quote/v1"`` a TPM quote. (An NVIDIA report, a device kind, is never
+    detected here: tools read NVIDIA's evidence JSON or are told the kind.)"""
     if is_container(data):
         return EvidenceKind.TPM2_QUOTE
     if len(data) >= 28 and data[12:28] == INTEL_QE_VENDOR_ID and data[2:4] == b"\x02\x00":

@@ -184,21 +184,29 @@ def _receipt_json(receipt: Receipt) -> dict[str, Any]:
             "or_after_entries": settings.checkpoint_entries,
             "url": "/api/v1/checkpoint",
         }
+    verdict: dict[str, Any] = {
+        "status": record.get("verdict"),
+        "error": record.get("error"),
+        "reasons": record.get("reasons", []),
+        "image": record.get("image"),
+        "policy": record.get("policy"),
+        "policy_revision": record.get("policy_revision"),
+        "verified_at": record.get("verified_at"),
+    }
+    if isinstance(record.get("devices"), list):
+        verdict["cpu_status"] = record.get("cpu_verdict")
+        verdict["devices"] = [
+            {"submod": d.get("submod"), "evidence_kind": d.get("evidence_kind"),
+             "status": d.get("verdict")}
+            for d in record["devices"]
+        ]  # fmt: skip
     return {
         "entry": {
             "index": receipt.index,
             "leaf_hash": receipt.leaf_hash.hex(),
             "url": f"/api/v1/entries/{receipt.index}",
         },
-        "verdict": {
-            "status": record.get("verdict"),
-            "error": record.get("error"),
-            "reasons": record.get("reasons", []),
-            "image": record.get("image"),
-            "policy": record.get("policy"),
-            "policy_revision": record.get("policy_revision"),
-            "verified_at": record.get("verified_at"),
-        },
+        "verdict": verdict,
         "evidence_sha256": record.get("evidence_sha256"),
         "ear": record.get("ear"),
         "duplicate": receipt.duplicate,

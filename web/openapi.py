@@ -21,6 +21,7 @@ from attest_ledger.settings import Settings
 from ledger.search import KINDS, MAX_PAGE, SORTS, VERDICTS
 from ledger.stats import BUCKETS
 from verifier import MAX_EVIDENCE_BYTES, EvidenceKind
+from verifier.nvidia import MAX_NVIDIA_ENDORSEMENTS
 from web.collateral_api import (
     DEFAULT_IMPACT_PAGE,
     FMSPC_PATTERN,
@@ -39,9 +40,13 @@ from web.compliance import (
     STATS_GROUPS,
 )
 from web.submission import (
+    DEVICE_ENDORSEMENT_KINDS,
+    DEVICE_KINDS,
     ENDORSEMENT_KINDS,
     EVIDENCE_KINDS,
     IDEMPOTENCY_KEY_CHARS,
+    MAX_DEVICE_EVIDENCE,
+    MAX_DEVICES,
     MAX_ENDORSEMENT_BYTES,
     MAX_JOB_BYTES,
     MAX_SUBMITTED_ENDORSEMENTS,
@@ -224,7 +229,16 @@ def _operation(
 def _schemas() -> dict[str, Schema]:
     reason = _object(
         ["code", "message"],
-        {"code": {"type": "string"}, "message": {"type": "string"}},
+        {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "submod": {
+                "type": "string",
+                "description": "Whose reason, in a verdict with devices: a device's submod "
+                "(gpu0, switch8...) or composite (the devices as a whole); absent: the CPU "
+                "evidence's",
+            },
+        },
         description="Why a verdict is not affirming: a stable code and a message for people",
     )
     verdict = _object(
@@ -237,6 +251,23 @@ def _schemas() -> dict[str, Schema]:
             "policy": _NULLABLE_STRING,
             "policy_revision": {"type": ["integer", "null"]},
             "verified_at": _NULLABLE_STRING,
+            "cpu_status": {
+                "enum": list(VERDICTS),
+                "description": "With devices: the CPU evidence's own status (status is the "
+                "composed one)",
+            },
+            "devices": {
+                "type": "array",
+                "description": "With devices: each device's submod, kind and status",
+                "items": _object(
+                    ["submod", "evidence_kind", "status"],
+                    {
+                        "submod": {"type": "string"},
+                        "evidence_kind": {"type": "string"},
+                        "status": {"enum": list(VERDICTS)},
+                    },
+                ),
+            },
         },
     )
     record = {
@@ -401,6 +432,17 @@ def _schemas() -> dict[str, Schema]:
                         f"most {MAX_EVIDENCE_BYTES} bytes, in base64: the original form",
                     },
                     "evidence": _ref("Evidence"),
+                    "devices": {
+                        "type": "array",
+                        "maxItems": MAX_DEVICES,
+                        "description": "The devices of the same inference (NVIDIA GPUs and "
+                        "NVSwitches), beside the CPU TEE's evidence. Device i's SPDM requester "
+                        "nonce must be SHA-256('attestation-ledger:gpu-nonce:v1:' || challenge "
+                        "|| SHA-256(result binding) || i), the challenge being the one the CPU "
+                        "evidence carries: one verdict for the inference, an EAR submod per "
+                        "device (gpu<i>, switch<i>)",
+                        "items": _ref("DeviceEvidence"),
+                    },
                     "result_hash": {"type": "string", "pattern": RESULT_HASH_PATTERN},
                     "job": {
                         "type": "object",
@@ -449,6 +491,35 @@ def _schemas() -> dict[str, Schema]:
                                 "description": "DER (tcb-info, qe-identity: JSON), at most "
                                 f"{MAX_ENDORSEMENT_BYTES} bytes",
                             },
+                        },
+                        additionalProperties=False,
+                    ),
+                },
+            },
+            additionalProperties=False,
+        ),
+        "DeviceEvidence": _object(
+            ["kind", "data"],
+            {
+                "kind": {"enum": list(DEVICE_KINDS), "description": "The device's kind"},
+                "data": {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "description": "The SPDM GET_MEASUREMENTS request and signed response, at "
+                    f"most {MAX_DEVICE_EVIDENCE} bytes, in base64",
+                },
+                "endorsements": {
+                    "type": "array",
+                    "maxItems": MAX_NVIDIA_ENDORSEMENTS,
+                    "description": "The device's certificate chain (device-certificate, leaf "
+                    "first, DER), and optionally its driver and VBIOS RIMs (rim, the SWID XML) "
+                    "and OCSP responses (ocsp); RIMs not given are taken from the service's "
+                    "RIM collateral",
+                    "items": _object(
+                        ["kind", "data"],
+                        {
+                            "kind": {"enum": list(DEVICE_ENDORSEMENT_KINDS)},
+                            "data": {"type": "string", "contentEncoding": "base64"},
                         },
                         additionalProperties=False,
                     ),

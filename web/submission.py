@@ -1,7 +1,9 @@
 """A submission's body, parsed once at the edge into :class:`attest_ledger.intake.Submission`:
 today's Nitro form (``attestation_document``) or evidence of any kind (``evidence``: kind,
-data, endorsements). Every problem is a 400 ``malformed_request`` (or 413) naming the field;
-nothing about the evidence itself is judged here. The limits are the OpenAPI document's.
+data, endorsements), and the devices of the same inference (``devices``: a list of the same
+shape, of a device kind: NVIDIA GPUs and NVSwitches). Every problem is a 400
+``malformed_request`` (or 413) naming the field; nothing about the evidence itself is judged
+here. The limits are the OpenAPI document's.
 """
 
 from __future__ import annotations
@@ -11,14 +13,25 @@ import binascii
 import hashlib
 from typing import Any
 
-from attest_ledger.intake import Submission
+from attest_ledger.intake import DeviceSubmission, Submission
 from ledger.entry import canonical_json
 from ledger.errors import InvalidEntry
-from verifier import MAX_EVIDENCE_BYTES, EndorsementKind, EvidenceKind, ResultHash, kinds
+from verifier import (
+    MAX_EVIDENCE_BYTES,
+    EndorsementKind,
+    EvidenceKind,
+    ResultHash,
+    device_kinds,
+    kinds,
+)
+from verifier.nvidia import MAX_NVIDIA_ENDORSEMENTS
 from web.problems import Problem
 
 __all__ = [
+    "DEVICE_KINDS",
     "EVIDENCE_KINDS",
+    "MAX_DEVICES",
+    "MAX_DEVICE_EVIDENCE",
     "MAX_ENDORSEMENT_BYTES",
     "MAX_JOB_BYTES",
     "MAX_SUBMITTED_ENDORSEMENTS",
@@ -28,16 +41,24 @@ __all__ = [
 
 MAX_JOB_BYTES = 4096
 #: evidence of any kind as submitted (an SNP report is 1184 bytes, a Nitro document 16 KiB, a
-#: TPM quote with its event log tens of KiB): in base64 it stays inside the 64 KiB body limit
-MAX_SUBMITTED_EVIDENCE = 44 * 1024
+#: TPM quote with its event log tens of KiB): as much as the ledger keeps
+MAX_SUBMITTED_EVIDENCE = 64 * 1024
 MAX_SUBMITTED_ENDORSEMENTS = 8
-MAX_ENDORSEMENT_BYTES = 16 * 1024
+#: a certificate, a CRL, a TCB document, a RIM (an NVIDIA RIM is ~20 KB)
+MAX_ENDORSEMENT_BYTES = 32 * 1024
+#: devices of one inference: an HGX board's 8 GPUs and 4 NVSwitches, and room to spare
+MAX_DEVICES = 16
+#: one device's report (a Hopper SPDM report is ~4 KB)
+MAX_DEVICE_EVIDENCE = 16 * 1024
 #: The endorsement kinds a submission may carry (verifier.EndorsementKind's stable names).
 ENDORSEMENT_KINDS = tuple(str(kind) for kind in EndorsementKind)
 IDEMPOTENCY_KEY_CHARS = 200
 NITRO_ENCLAVE = str(EvidenceKind.AWS_NITRO_ENCLAVE)
 #: the evidence kinds a submission may carry: those a scheme verifies
 EVIDENCE_KINDS = tuple(str(kind) for kind in kinds())
+#: the kinds a submission's devices may be, and what may come with them
+DEVICE_KINDS = tuple(str(kind) for kind in device_kinds())
+DEVICE_ENDORSEMENT_KINDS = ("device-certificate", "rim", "ocsp")
 
 
 def _base64_field(name: str, value: Any, limit: int) -> bytes:
@@ -81,21 +102,61 @@ def _parse_evidence(body: dict[str, Any]) -> tuple[str, bytes, tuple[tuple[str, 
             "malformed_request",
             f"evidence.endorsements must be a list of at most {MAX_SUBMITTED_ENDORSEMENTS}",
         )
+    return kind, data, _endorsements("evidence", listed)
+
+
+def _endorsements(
+    name: str, listed: list[Any], allowed: tuple[str, ...] = ENDORSEMENT_KINDS
+) -> tuple[tuple[str, bytes], ...]:
     endorsements = []
     for n, item in enumerate(listed):
-        name = f"evidence.endorsements[{n}]"
+        field = f"{name}.endorsements[{n}]"
         if not isinstance(item, dict) or set(item) != {"kind", "data"}:
-            raise Problem(400, "malformed_request", f"{name} must be an object: kind, data")
-        if item["kind"] not in ENDORSEMENT_KINDS:
+            raise Problem(400, "malformed_request", f"{field} must be an object: kind, data")
+        if item["kind"] not in allowed:
+            raise Problem(
+                400, "malformed_request", f"{field}.kind must be one of {', '.join(allowed)}"
+            )
+        endorsements.append(
+            (item["kind"], _base64_field(f"{field}.data", item["data"], MAX_ENDORSEMENT_BYTES))
+        )
+    return tuple(endorsements)
+
+
+def _parse_devices(body: dict[str, Any]) -> tuple[DeviceSubmission, ...]:
+    """The devices of the inference (``devices``), in nonce-index order."""
+    listed = body.get("devices", [])
+    if not isinstance(listed, list) or len(listed) > MAX_DEVICES:
+        raise Problem(400, "malformed_request", f"devices must be a list of at most {MAX_DEVICES}")
+    if listed and "evidence" not in body:
+        raise Problem(
+            400, "malformed_request", "devices go with evidence (the CPU TEE's), not alone"
+        )
+    devices = []
+    for n, device in enumerate(listed):
+        name = f"devices[{n}]"
+        if not isinstance(device, dict) or set(device) - {"kind", "data", "endorsements"}:
+            raise Problem(
+                400, "malformed_request", f"{name} must be an object: kind, data, endorsements"
+            )
+        if device.get("kind") not in DEVICE_KINDS:
+            raise Problem(
+                400, "malformed_request", f"{name}.kind must be one of {', '.join(DEVICE_KINDS)}"
+            )
+        data = _base64_field(f"{name}.data", device.get("data"), MAX_DEVICE_EVIDENCE)
+        endorsements = device.get("endorsements", [])
+        if not isinstance(endorsements, list) or len(endorsements) > MAX_NVIDIA_ENDORSEMENTS:
             raise Problem(
                 400,
                 "malformed_request",
-                f"{name}.kind must be one of {', '.join(ENDORSEMENT_KINDS)}",
+                f"{name}.endorsements must be a list of at most {MAX_NVIDIA_ENDORSEMENTS}",
             )
-        endorsements.append(
-            (item["kind"], _base64_field(f"{name}.data", item["data"], MAX_ENDORSEMENT_BYTES))
+        devices.append(
+            DeviceSubmission(
+                device["kind"], data, _endorsements(name, endorsements, DEVICE_ENDORSEMENT_KINDS)
+            )
         )
-    return kind, data, tuple(endorsements)
+    return tuple(devices)
 
 
 def parse_submission(body: dict[str, Any], idempotency_key: str | None) -> Submission:
@@ -106,12 +167,14 @@ def parse_submission(body: dict[str, Any], idempotency_key: str | None) -> Submi
         "result_hash",
         "job",
         "idempotency_key",
+        "devices",
     }
     if unknown:
         raise Problem(
             400, "malformed_request", f"unknown field(s): {', '.join(sorted(unknown))[:100]}"
         )
     kind, document, endorsements = _parse_evidence(body)
+    devices = _parse_devices(body)
     hash_text = body.get("result_hash")
     if not isinstance(hash_text, str):
         raise Problem(400, "malformed_request", "result_hash must be a string like 'sha256:<hex>'")
@@ -146,7 +209,16 @@ def parse_submission(body: dict[str, Any], idempotency_key: str | None) -> Submi
         sent["document"] = body["attestation_document"]
     else:
         sent["evidence"] = body["evidence"]
+    if "devices" in body:
+        sent["devices"] = body["devices"]
     request_digest = hashlib.sha256(canonical_json(sent)).digest()
     return Submission(
-        document, result_hash, job, key, request_digest, kind=kind, endorsements=endorsements
+        document,
+        result_hash,
+        job,
+        key,
+        request_digest,
+        kind=kind,
+        endorsements=endorsements,
+        devices=devices,
     )

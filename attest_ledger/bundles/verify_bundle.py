@@ -3517,7 +3517,11 @@ def nvidia_appraisal(
             if closest is None or len(misses) < len(closest):
                 closest = misses
         codes.update(closest or [])
-    codes.update("rim_missing" for kind in policy["require_rims"] if kind not in rims)
+    codes.update(
+        "rim_missing"
+        for kind in policy["require_rims"]  # a switch has no driver RIM
+        if kind not in rims and (kind != "driver" or NV_ARCHS.get(arch, True))
+    )
     for kind, rim in rims.items():
         for index, (size, alternatives) in rim["measurements"].items():
             if index == NV_NVDEC_INDEX and report["nvdec_disabled"]:

@@ -94,8 +94,8 @@ _DOCUMENT_KINDS = (EndorsementKind.TCB_INFO, EndorsementKind.QE_IDENTITY)
 #: What a TPM quote's endorsements may be named: its AK certificate and intermediates.
 _TPM_KINDS = (EndorsementKind.AK_CERTIFICATE, EndorsementKind.CERTIFICATE)
 _TPM = EvidenceKind.TPM2_QUOTE
-#: The kinds --type offers: those the service takes, and NVIDIA GPUs, which only this
-#: command verifies yet (registry.PENDING_KINDS).
+#: The kinds --type offers: a CPU TEE's, and NVIDIA devices' (judged alone here, without
+#: the CPU evidence whose challenge their nonce binds).
 _CHOICES = (*kinds(), NVIDIA)
 Write = Callable[[str], None]
 

@@ -28,7 +28,7 @@ from verifier import (
     policy_from_json,
     scheme_for,
 )
-from verifier.registry import PENDING_KINDS
+from verifier.registry import device_kinds
 
 MILAN_ARK = (SNP / "amd_milan_ark.pem").read_bytes()
 
@@ -42,9 +42,9 @@ def test_the_kinds_that_can_be_verified_today() -> None:
         "intel-sgx",
         "tpm2-quote",
     ]
-    # The reserved names are stable too; nvidia-gpu has its scheme, not yet the product's.
+    # nvidia-gpu is a device's kind: judged beside a CPU TEE's evidence, never alone
     assert {str(k) for k in EvidenceKind} - {str(k) for k in kinds()} == {"nvidia-gpu"}
-    assert [str(k) for k in PENDING_KINDS] == ["nvidia-gpu"]
+    assert [str(k) for k in device_kinds()] == ["nvidia-gpu"]
     assert isinstance(scheme_for("nvidia-gpu"), NvidiaVerifier)
     with pytest.raises(ValueError, match="unknown evidence kind"):
         scheme_for("amd-sev")

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from verifier.errors import Violation
 from verifier.nvidia.claims import RimComparison
-from verifier.nvidia.policy import NvidiaImage, NvidiaPolicy
+from verifier.nvidia.policy import ARCHITECTURES, NvidiaImage, NvidiaPolicy
 from verifier.nvidia.report import NvdecStatus, SpdmReport
 from verifier.nvidia.rim import Rim, RimKind
 
@@ -104,6 +104,8 @@ def appraise(
     comparisons = []
     given = {rim.kind: rim for rim in rims}
     for kind in policy.require_rims:
+        if kind is RimKind.DRIVER and not ARCHITECTURES.get(arch, True):
+            continue  # an NVSwitch has no driver, and no driver RIM: its BIOS RIM judges it
         if kind not in given:
             violations.append(
                 Violation(

@@ -15,10 +15,14 @@ policy; ``null`` does not look at the flag. The JSON form::
                   "vbios_versions": ["96.00.a5.00.01"]}],
       "require_rims": ["driver", "vbios"],
       "feature_flags": ["SPT", "MPT", "PPCIE"],
+      "min_gpus": 1, "min_switches": 0,
       "clock_skew_seconds": 60
     }
 
-Defaults: ``require_rims`` both, ``feature_flags`` null. Versions are compared lowercased.
+Defaults: ``require_rims`` both, ``feature_flags`` null, ``min_gpus`` 1, ``min_switches`` 0.
+``min_gpus`` and ``min_switches`` say which devices must be beside the CPU evidence of one
+inference (GPUs: Hopper and Blackwell; NVSwitches for protected PCIe): they are checked
+where a submission's devices are composed, not per report. Versions are compared lowercased.
 Fail closed: a policy without images is refused, and an image of a GPU architecture must
 list driver versions; ``{"evidence_kind": "nvidia-gpu", "unsafe_accept_any": true}`` (in
 code :class:`UnsafeAcceptAnyNvidiaPolicy`) accepts any architecture and version, warns, and
@@ -64,8 +68,12 @@ _POLICY_KEYS = frozenset(
         "feature_flags",
         "clock_skew_seconds",
         "unsafe_accept_any",
+        "min_gpus",
+        "min_switches",
     }
 )
+#: the most devices a policy may require (a submission carries at most 16)
+MAX_REQUIRED_DEVICES = 16
 _IMAGE_KEYS = frozenset({"name", "arch", "driver_versions", "vbios_versions"})
 _MAX_VERSION = 40
 
@@ -80,6 +88,8 @@ class NvidiaImage:
     def __post_init__(self) -> None:
         if not self.name:
             raise PolicyInvalid("image: a non-empty name is required")
+        if isinstance(self.arch, str):  # as NVIDIA writes it, or as a policy store keeps it
+            object.__setattr__(self, "arch", self.arch.upper())
         if self.arch not in ARCHITECTURES:
             raise PolicyInvalid(
                 f"image {self.name!r}: arch must be one of {', '.join(ARCHITECTURES)}"
@@ -124,6 +134,9 @@ class NvidiaPolicy(SchemePolicy):
     feature_flags: tuple[FeatureFlag, ...] | None = None
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW
     evidence_kind: EvidenceKind = field(default=EvidenceKind.NVIDIA_GPU)
+    #: devices that must be beside the CPU evidence (checked where devices are composed)
+    min_gpus: int = 1
+    min_switches: int = 0
     _digest: str = field(init=False, repr=False, compare=False)
 
     accepts_any_measurement: ClassVar[bool] = False
@@ -153,6 +166,12 @@ class NvidiaPolicy(SchemePolicy):
         object.__setattr__(self, "feature_flags", flags)
         if self.clock_skew < timedelta(0):
             raise PolicyInvalid(f"policy {self.name!r}: clock_skew must not be negative")
+        for count in (self.min_gpus, self.min_switches):
+            if type(count) is not int or not 0 <= count <= MAX_REQUIRED_DEVICES:
+                raise PolicyInvalid(
+                    f"policy {self.name!r}: min_gpus and min_switches are whole numbers, "
+                    f"0 to {MAX_REQUIRED_DEVICES}"
+                )
         object.__setattr__(self, "_digest", canonical_digest(self.to_dict()))
 
     @property
@@ -169,6 +188,8 @@ class NvidiaPolicy(SchemePolicy):
             if self.feature_flags is None
             else [str(f) for f in self.feature_flags],
             "clock_skew_seconds": json_seconds(self.clock_skew),
+            "min_gpus": self.min_gpus,
+            "min_switches": self.min_switches,
         }
         if self.accepts_any_measurement:
             out["unsafe_accept_any"] = True
@@ -199,6 +220,8 @@ class NvidiaPolicy(SchemePolicy):
             "require_rims": tuple(rims),
             "feature_flags": None if flags is None else tuple(flags),
             "clock_skew": policy_seconds(data, "clock_skew_seconds", DEFAULT_CLOCK_SKEW),
+            "min_gpus": data.get("min_gpus", 1),
+            "min_switches": data.get("min_switches", 0),
         }
         name = policy_name(data, UnsafeAcceptAnyNvidiaPolicy.name)
         if unsafe:

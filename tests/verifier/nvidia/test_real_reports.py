@@ -255,7 +255,7 @@ def test_leaf_and_chain_of_another_device_fail_the_signature() -> None:
         VERIFIER.verify(evidence(hex_report(), *blackwell_chain), at=AT, policy=accept_any())
 
 
-def test_registry_builds_the_scheme_while_the_product_does_not_list_the_kind() -> None:
+def test_registry_builds_the_scheme_of_a_device_kind() -> None:
     assert isinstance(scheme_for("nvidia-gpu"), NvidiaVerifier)
     assert EvidenceKind.NVIDIA_GPU not in kinds()
     assert detect_kind(hex_report()) is None
