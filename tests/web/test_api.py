@@ -498,7 +498,7 @@ class TestBadRequests:
             (b'{"count": ', "application/json", 400, "malformed_request"),
             (b"[3]", "application/json", 400, "malformed_request"),
             (b"count=3", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
-            (b'{"count": 1, "pad": "' + b"x" * 70000 + b'"}', "application/json", 413,
+            (b'{"count": 1, "pad": "' + b"x" * 600_000 + b'"}', "application/json", 413,
              "payload_too_large"),
         ],
     )  # fmt: skip
