@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enclave_worker import GpuAttester, GpuBadMode, SimulatedNvidiaWarning
 from enclave_worker.attester import Endorsement as WorkerEndorsement
@@ -232,6 +234,25 @@ def test_another_challenge_is_a_fresh_one_each_time() -> None:
 def test_device_counts_and_architectures_are_checked(options: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         simulated_devices(nvidia_pki(), **options)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gpus=st.integers(-2, 18),
+    switches=st.integers(-2, 18),
+    arch=st.sampled_from(["HOPPER", "BLACKWELL", "LS10", "hopper", ""]),
+)
+def test_any_counts_give_the_devices_in_order_or_a_value_error(
+    gpus: int, switches: int, arch: str
+) -> None:
+    try:
+        made = devices(arch, gpus=gpus, switches=switches)
+    except ValueError:
+        assert (
+            arch not in {"HOPPER", "BLACKWELL"} or gpus < 1 or switches < 0 or gpus + switches > 16
+        )
+        return
+    assert [device.arch for device in made] == [arch] * gpus + ["LS10"] * switches
 
 
 def test_an_attester_has_one_to_sixteen_devices_and_a_32_byte_challenge() -> None:

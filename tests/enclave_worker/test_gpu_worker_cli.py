@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from attest_ledger.cli import main
 from enclave_worker.binding import ResultDigest, gpu_nonce
@@ -260,3 +263,32 @@ def test_no_hint_when_only_the_cpu_evidence_is_untrusted(
     )  # fmt: skip
     assert code == 0, err
     assert "devices judged untrusted_root" not in err
+
+
+@hypothesis_settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    gpus=st.one_of(st.integers(-3, 20), st.integers()),
+    switches=st.one_of(st.none(), st.integers(-3, 20), st.integers()),
+)
+def test_any_device_counts_run_or_are_refused_with_a_reason(
+    capsys,
+    settings,  # noqa: F811
+    nvidia_dir,
+    gpus,
+    switches,
+) -> None:
+    """``--count 0``: the devices are made, no job is run (no service is needed)."""
+    argv = ["worker", "run", "--token", "t", "--count", "0", "--gpus", str(gpus)]
+    argv += ["--simulated-nvidia", str(nvidia_dir)]
+    if switches is not None:
+        argv += ["--switches", str(switches)]
+    code, out, err = run(capsys, settings, *argv)
+    fits = gpus >= 1 and (switches or 0) >= 0 and gpus + (switches or 0) <= 16
+    assert code == (0 if fits else 2), err
+    assert "Traceback" not in err
+    if not fits:
+        assert out == ""
+        assert err.startswith("attest-ledger worker run: ")
+        assert "--gpus" in err or "--switches" in err
