@@ -5,7 +5,8 @@ It talks to the service over HTTP only and imports nothing from ``verifier``, ``
 build evidence with their own code, an independent cross-check of the verifier; so do its
 simulated Intel PKI, TDX trust domains and SGX enclaves (quotes and collateral), its
 simulated NitroTPM (a software TPM's quote with a NitroTPM document for its AK), and its
-simulated NVIDIA device PKI, GPUs and NVSwitches (SPDM reports) and RIMs.
+simulated NVIDIA device PKI, GPUs and NVSwitches (SPDM reports) and RIMs, which a
+:class:`GpuAttester` attaches to a job's CPU evidence.
 """
 
 from enclave_worker.attester import (
@@ -18,6 +19,7 @@ from enclave_worker.attester import (
     Evidence,
     NitroAttester,
 )
+from enclave_worker.gpu import GpuAttester, GpuBadMode
 from enclave_worker.intel_collateral import TcbStanding
 from enclave_worker.simulated_amd import SimulatedAmdPki, SimulatedAmdWarning
 from enclave_worker.simulated_dcap import (
@@ -54,6 +56,8 @@ __all__ = [
     "Attester",
     "Endorsement",
     "Evidence",
+    "GpuAttester",
+    "GpuBadMode",
     "NitroAttester",
     "SimulatedAmdPki",
     "SimulatedAmdWarning",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -97,17 +97,23 @@ class LedgerClient:
         *,
         job: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        devices: Sequence[Evidence] | None = None,
     ) -> dict[str, Any]:
-        """Submit evidence of any kind.
+        """Submit evidence of any kind, with the evidence of the devices beside it.
 
         The body is ``{"evidence": {"kind", "data", "endorsements": [{"kind", "data"}]},
         "result_hash", "job", "idempotency_key"}`` (data base64 with padding); the key goes in
         the ``Idempotency-Key`` header too, as :meth:`submit` sends it. Nitro documents without
         endorsements go in today's body (:meth:`submit`) unless ``nitro_evidence_body`` is set,
         so a worker feeds a service of either generation.
+
+        ``devices`` (GPUs and NVSwitches, ``nvidia-gpu`` evidence in the order of their
+        gpu_nonce index) go in the body as ``"devices": [{"kind", "data", "endorsements"}]``;
+        a submission with devices always takes the ``evidence`` form, a Nitro document's too.
         """
         if (
-            evidence.kind == AWS_NITRO_ENCLAVE
+            devices is None
+            and evidence.kind == AWS_NITRO_ENCLAVE
             and not evidence.endorsements
             and not self.nitro_evidence_body
         ):
@@ -117,6 +123,8 @@ class LedgerClient:
             "result_hash": result_hash,
             "job": job or {},
         }
+        if devices is not None:
+            body["devices"] = [device.to_json() for device in devices]
         headers: dict[str, str] = {}
         if idempotency_key:
             body["idempotency_key"] = idempotency_key

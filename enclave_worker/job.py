@@ -32,6 +32,7 @@ from enclave_worker.attester import (
 )
 from enclave_worker.binding import NONCE_SIZE, ResultDigest
 from enclave_worker.client import LedgerClient
+from enclave_worker.gpu import GpuAttester, GpuBadMode
 from enclave_worker.tpm import TPM2_QUOTE, encode_container
 
 __all__ = ["BadMode", "Job", "JobRunner", "bad_modes", "compute", "not_applicable", "tamper"]
@@ -128,12 +129,16 @@ class JobRunner:
         *,
         other_image: Attester | None = None,
         debug: Attester | None = None,
+        gpus: GpuAttester | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``other_image`` and ``debug`` attest for the bad modes wrong-image and debug (a
-        simulated attester of the same kind: real hardware cannot be told to lie)."""
+        simulated attester of the same kind: real hardware cannot be told to lie). ``gpus``
+        attests the job's devices after the CPU attester, with the same challenge and result
+        hash, and their evidence goes in the submission's ``devices``."""
         self.client = client
         self.attester = attester
+        self.gpus = gpus
         self.other_image = other_image
         self.debug = debug
         self.clock = clock
@@ -143,10 +148,18 @@ class JobRunner:
     def kind(self) -> str:
         return self.attester.kind
 
-    def run(self, job: Job, bad: BadMode | None = None) -> dict[str, Any]:
-        """Run ``job`` and return the service's receipt."""
+    def run(
+        self, job: Job, bad: BadMode | None = None, *, gpu_bad: GpuBadMode | None = None
+    ) -> dict[str, Any]:
+        """Run ``job`` and return the service's receipt. ``bad`` makes the CPU evidence
+        wrong, ``gpu_bad`` the first device's (:class:`~enclave_worker.gpu.GpuBadMode`). The
+        devices attest what the CPU evidence does (its challenge, the result it binds), so
+        a CPU bad mode changes their nonces with it: ``unbound`` makes them bind the other
+        result too, ``wrong-nonce`` and ``replay`` bind them to the CPU evidence's challenge."""
         if bad is not None and bad in not_applicable(self.kind):
             raise ValueError(f"bad mode {bad} does not apply: {not_applicable(self.kind)[bad]}")
+        if gpu_bad is not None and self.gpus is None:
+            raise ValueError(f"bad mode {gpu_bad} needs GPUs")
         result = compute(job.input)
         nonce = self.client.challenges(1)[0]
         if bad is BadMode.WRONG_NONCE:
@@ -169,12 +182,16 @@ class JobRunner:
             evidence = attester.attest(nonce=nonce, result=bound)
         if bad is BadMode.TAMPERED:
             evidence = tamper(evidence)
+        devices = (
+            None if self.gpus is None else self.gpus.attest(nonce=nonce, result=bound, bad=gpu_bad)
+        )
         self._last_nonce = nonce
         return self.client.submit_evidence(
             evidence,
             ResultDigest.of(result).text(),
             job={"id": job.id, "input_sha256": hashlib.sha256(job.input).hexdigest()},
             idempotency_key=job.id,
+            devices=devices,
         )
 
     def _need(self, attester: Attester | None, bad: BadMode) -> Attester:

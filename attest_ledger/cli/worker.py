@@ -14,6 +14,13 @@ vouches for swtpm's ECC AK: the ``aws-nitrotpm`` path without EC2).
 Bad modes produce wrong evidence on purpose: ``--bad MODE`` for
 every job, ``--mix`` for every fourth; ``stale`` does not apply to SEV-SNP, TDX or SGX (a
 report or quote has no timestamp), nor ``debug`` to a TPM quote.
+
+``--gpus N`` (with ``--switches M``, ``--gpu-arch``) attaches the evidence of N SIMULATED
+NVIDIA GPUs and M NVSwitches to every job's CPU evidence, each report bound to the CPU
+evidence's challenge and the result (``gpu_nonce``), under the simulated NVIDIA PKI in
+``--simulated-nvidia DIR``. There is no real GPU path here. ``worker nvidia-pki DIR`` creates
+that directory (its roots, and the RIMs of the simulated devices' firmware in ``DIR/rims/``)
+and prints the settings a service needs to trust it.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ import argparse
 import contextlib
 import hashlib
 import json
+import shlex
 import ssl
 import sys
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,16 +57,28 @@ from enclave_worker import (
     SimulatedNitroTpm,
     SimulatedNitroWarning,
     SimulatedNsm,
+    SimulatedNvidiaPki,
+    SimulatedNvidiaWarning,
     SimulatedSgxEnclave,
     SimulatedSnpChip,
     SimulatedSnpPlatform,
     SimulatedTdxPlatform,
 )
 from enclave_worker.client import LedgerClient, ServiceError
+from enclave_worker.gpu import (
+    GPU_ARCHS,
+    MAX_DEVICES,
+    RIMS_DIR,
+    GpuAttester,
+    GpuBadMode,
+    simulated_devices,
+    write_simulated_rims,
+)
 from enclave_worker.job import BadMode, Job, JobRunner, bad_modes, not_applicable
 from enclave_worker.nsm import DeviceNsm, NsmUnavailable
 from enclave_worker.simulated_amd import ARK_FILE
 from enclave_worker.simulated_intel import ROOT_FILE as INTEL_ROOT_FILE
+from enclave_worker.simulated_nvidia import DEVICE_ROOT_FILE, RIM_ROOT_FILE
 from enclave_worker.simulated_pki import load_or_create_root
 from enclave_worker.swtpm import Swtpm, SwtpmError
 from enclave_worker.tpm import AK_TYPES, JOB_PCR, TPM2_QUOTE, TpmAttester, TpmError
@@ -112,6 +132,14 @@ def register(commands: Any) -> None:
         "(TDX, SGX)",
     )
     pki.set_defaults(handler=run_pki)
+
+    nvidia = actions.add_parser(
+        "nvidia-pki",
+        help="create the persisted SIMULATED NVIDIA device and RIM roots (not NVIDIA) and the "
+        "RIMs of the simulated devices, and print the settings a service needs to trust them",
+    )
+    nvidia.add_argument("dir", type=Path, metavar="DIR", help="what --simulated-nvidia takes")
+    nvidia.set_defaults(handler=run_nvidia_pki)
 
     ak = actions.add_parser(
         "tpm-ak",
@@ -178,6 +206,35 @@ def register(commands: Any) -> None:
         help="SIMULATED NitroTPM: a NitroTPM document (signed under --simulated-pki's root, not "
         "AWS) vouches for the AK of swtpm's quotes (ECC AK; the sha384 bank is quoted)",
     )
+    gpu = run.add_argument_group(
+        "NVIDIA GPUs beside the CPU TEE (SIMULATED only: there is no real GPU path here)"
+    )
+    gpu.add_argument(
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="attach N simulated GPU reports to every job, each bound to the CPU evidence's "
+        "challenge and the result; needs --simulated-nvidia",
+    )
+    gpu.add_argument(
+        "--switches",
+        type=int,
+        metavar="M",
+        help="and M simulated NVSwitch (LS10) reports after the GPUs (default 0)",
+    )
+    gpu.add_argument("--gpu-arch", choices=GPU_ARCHS, help="the GPUs' architecture (HOPPER)")
+    gpu.add_argument(
+        "--simulated-nvidia",
+        type=Path,
+        metavar="DIR",
+        help="the simulated NVIDIA PKI (created if missing, with its RIMs in DIR/rims/; see "
+        "`worker nvidia-pki`)",
+    )
+    gpu.add_argument(
+        "--gpu-bad",
+        choices=[m.value for m in GpuBadMode],
+        help="make every job's first device report bad this way",
+    )
     run.set_defaults(handler=run_worker)
 
 
@@ -203,6 +260,44 @@ def run_pki(args: argparse.Namespace, settings: Settings) -> int:
         load_or_create_root(directory, at=now)
     print(directory / "root.pem")
     return EXIT_OK
+
+
+def run_nvidia_pki(args: argparse.Namespace, settings: Settings) -> int:
+    """Create (or keep) the simulated NVIDIA PKI in DIR and its RIMs; print the settings."""
+    try:
+        _nvidia_pki(args.dir)
+    except (OSError, ValueError) as exc:
+        print(f"attest-ledger worker nvidia-pki: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(_nvidia_settings(args.dir))
+    print(
+        "attest-ledger worker nvidia-pki: a SIMULATED NVIDIA PKI (not NVIDIA): set the lines "
+        "above in the service's environment and import its RIMs with `attest-ledger "
+        f"collateral import {shlex.quote(str(args.dir / RIMS_DIR))}/*.xml`",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _nvidia_pki(directory: Path) -> SimulatedNvidiaPki:
+    """The PKI in ``directory`` (created if missing) with the RIMs of its devices written."""
+    now = datetime.now(UTC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        pki = SimulatedNvidiaPki.load_or_create(directory, at=now)
+    write_simulated_rims(pki, directory)
+    return pki
+
+
+def _nvidia_settings(directory: Path) -> str:
+    """The environment lines that make a service trust ``directory``'s roots."""
+    directory = directory.absolute()
+    return "\n".join(
+        [
+            f"ATTEST_LEDGER_NVIDIA_TRUST_ROOT={shlex.quote(str(directory / DEVICE_ROOT_FILE))}",
+            f"ATTEST_LEDGER_NVIDIA_RIM_ROOT={shlex.quote(str(directory / RIM_ROOT_FILE))}",
+        ]
+    )
 
 
 def run_tpm_ak(args: argparse.Namespace, settings: Settings) -> int:
@@ -247,6 +342,8 @@ class _Attesters:
     option: str
     #: What must be stopped when the run ends (a swtpm started for it).
     resources: contextlib.ExitStack | None = None
+    #: The simulated devices beside the CPU TEE.
+    gpus: GpuAttester | None = None
 
 
 def _simulated_nitro(directory: Path, image: str) -> _Attesters:
@@ -394,6 +491,9 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with this combination of options, if anything."""
     if args.count < 0:
         return "--count must not be negative"
+    problem = _gpu_usage_problem(args)
+    if problem:
+        return problem
     if args.tee != TPM2_QUOTE:
         tpm_options = [option for option in ("tpm_tcti", "tpm_state") if getattr(args, option)]
         if (
@@ -429,6 +529,37 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return f"--bad {bad} does not apply to {args.tee}: {not_applicable(args.tee)[bad]}"
     if args.device and bad in _NEEDS_SIMULATION:
         return f"--bad {bad} needs simulated hardware: a real device cannot be told to lie"
+    return None
+
+
+def _gpu_usage_problem(args: argparse.Namespace) -> str | None:
+    if args.gpus is None:
+        given = [
+            option
+            for option, value in (
+                ("--switches", args.switches),
+                ("--gpu-arch", args.gpu_arch),
+                ("--simulated-nvidia", args.simulated_nvidia),
+                ("--gpu-bad", args.gpu_bad),
+            )
+            if value is not None
+        ]
+        return f"{', '.join(given)}: only with --gpus N" if given else None
+    if args.simulated_nvidia is None:
+        return (
+            "--gpus needs --simulated-nvidia DIR: the GPUs are simulated (there is no real GPU "
+            "path here)"
+        )
+    if args.gpus < 1:
+        return f"--gpus is at least 1, not {args.gpus}"
+    switches = args.switches or 0
+    if switches < 0:
+        return f"--switches must not be negative, not {switches}"
+    if args.gpus + switches > MAX_DEVICES:
+        return (
+            f"at most {MAX_DEVICES} devices per submission: --gpus + --switches is "
+            f"{args.gpus + switches}"
+        )
     return None
 
 
@@ -473,12 +604,41 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         print(f"attest-ledger worker run: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        gpus = _gpus(args) if args.gpus is not None else None
+    except (OSError, ValueError) as exc:
+        print(f"attest-ledger worker run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         attesters = _attesters(args, settings)
     except _DEVICE_ERRORS as exc:
         print(f"attest-ledger worker run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with attesters.resources or contextlib.nullcontext():
-        return _run(args, token, attesters)
+        return _run(args, token, replace(attesters, gpus=gpus))
+
+
+def _gpus(args: argparse.Namespace) -> GpuAttester:
+    directory: Path = args.simulated_nvidia
+    if not (directory / DEVICE_ROOT_FILE).exists():
+        print(
+            f"attest-ledger worker: no simulated NVIDIA PKI in {directory}: creating a NEW one. "
+            "A service judges these GPUs untrusted_root unless it trusts it:\n"
+            f"{_nvidia_settings(directory)}\nand completes their RIMs once they are imported: "
+            f"`attest-ledger collateral import {shlex.quote(str(directory / RIMS_DIR))}/*.xml`",
+            file=sys.stderr,
+        )
+    pki = _nvidia_pki(directory)
+    arch = args.gpu_arch or "HOPPER"
+    switches = args.switches or 0
+    print(
+        f"attest-ledger worker: SIMULATED NVIDIA {arch} GPUs x{args.gpus}"
+        + (f" and LS10 NVSwitches x{switches}" if switches else "")
+        + " (not NVIDIA hardware)",
+        file=sys.stderr,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        return GpuAttester(simulated_devices(pki, gpus=args.gpus, switches=switches, arch=arch))
 
 
 def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
@@ -488,10 +648,15 @@ def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
         mix = [mode for mode in mix if mode not in _NEEDS_SIMULATION]
     client = LedgerClient(args.server, token)
     runner = JobRunner(
-        client, attesters.main, other_image=attesters.other_image, debug=attesters.debug
+        client,
+        attesters.main,
+        other_image=attesters.other_image,
+        debug=attesters.debug,
+        gpus=attesters.gpus,
     )
+    gpu_bad = GpuBadMode(args.gpu_bad) if args.gpu_bad else None
     verdicts: Counter[str] = Counter()
-    failures = untrusted = 0
+    failures = untrusted = untrusted_devices = 0
     started = time.monotonic()
     try:
         for n in range(args.count):
@@ -506,7 +671,7 @@ def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
             )
             job = Job(id=f"{args.name}-{started:.0f}-{n}", input=f"{args.name} input {n}".encode())
             try:
-                receipt = runner.run(job, bad)
+                receipt = runner.run(job, bad, gpu_bad=gpu_bad)
             except ServiceError as exc:
                 failures += 1
                 print(
@@ -519,6 +684,11 @@ def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
             verdict = receipt["verdict"]
             verdicts[verdict["status"]] += 1
             untrusted += verdict.get("error") == "untrusted_root"
+            untrusted_devices += any(
+                reason.get("code") == "untrusted_root"
+                and str(reason.get("submod", "")).startswith(("gpu", "switch"))
+                for reason in verdict["reasons"]
+            )
             print(
                 json.dumps(
                     {
@@ -548,6 +718,13 @@ def _run(args: argparse.Namespace, token: str, attesters: _Attesters) -> int:
             f"worker: {untrusted} submissions were judged untrusted_root: the service does not "
             f"trust this worker's simulated root; pass {attesters.option} with the directory "
             f"whose root the service trusts (this worker's: {attesters.root})",
+            file=sys.stderr,
+        )
+    if untrusted_devices and args.simulated_nvidia is not None:
+        print(
+            f"worker: {untrusted_devices} submissions had devices judged untrusted_root: the "
+            "service does not trust this worker's simulated NVIDIA roots; set in its "
+            f"environment:\n{_nvidia_settings(args.simulated_nvidia)}",
             file=sys.stderr,
         )
     return EXIT_OK if failures == 0 else EXIT_REJECTED

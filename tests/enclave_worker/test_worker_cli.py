@@ -33,6 +33,8 @@ class Service:
         self.nonces: list[bytes] = []
         self.bodies: list[dict[str, Any]] = []
         self.untrusted = False
+        #: The reasons of every verdict (a composite's carry their submod).
+        self.reasons: list[dict[str, Any]] = []
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +46,7 @@ class Service:
                     self._answer({"challenges": [{"nonce": nonce.hex()}]})
                     return
                 service.bodies.append(body)
-                verdict: dict[str, Any] = {"status": "affirming", "reasons": []}
+                verdict: dict[str, Any] = {"status": "affirming", "reasons": service.reasons}
                 if service.untrusted:
                     verdict = {
                         "status": "contraindicated",
