@@ -51,6 +51,7 @@ from tests.verifier.nvidia.support import (
     json_device,
 )
 from verifier import Endorsement, EndorsementKind, Evidence, EvidenceKind, TrustAnchor
+from verifier.errors import PolicyViolation
 from verifier.nvidia import NvidiaImage, NvidiaPolicy, NvidiaVerifier, RimKind, parse_report
 
 pytestmark = pytest.mark.db
@@ -606,3 +607,22 @@ def test_nvidias_report_completed_from_the_service_passes_the_rim_checks(
     assert str(result.status) != "contraindicated", result.violations
     (vbios,) = result.claims.rims  # type: ignore[attr-defined]
     assert (vbios.kind, vbios.matched, vbios.mismatched) == ("vbios", 12, ())
+
+
+def test_with_nothing_kept_the_verdict_says_which_rims_are_missing(
+    session_factory, pki, devices
+) -> None:
+    """The negative of the above: nothing kept, nothing fetched, the verifier says so."""
+    verifier = NvidiaVerifier(
+        trust_anchors=[TrustAnchor.from_der(pki.device_root.der, name="simulated device root")],
+        rim_anchors=[TrustAnchor.from_der(pki.rim_root.der, name="simulated RIM root")],
+    )
+    gpu = devices["hopper"]
+    policy = NvidiaPolicy(
+        name="h", images=(NvidiaImage("h", "HOPPER", (gpu.driver,), (gpu.vbios,)),)
+    )
+    completed = RimSource(session_factory).complete(device(gpu), SIM_AT)
+    assert rims_of(completed) == []
+    with pytest.raises(PolicyViolation) as caught:
+        verifier.verify(completed, at=SIM_AT, policy=policy, nonce=NONCE)
+    assert {v.code for v in caught.value.violations} == {"rim_missing"}
