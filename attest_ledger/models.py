@@ -200,20 +200,24 @@ class LoginFailure(ServiceBase):
 
 
 class CollateralDocument(ServiceBase):
-    """One Intel collateral document, kept once by SHA-256; the other columns are read from
-    it (unverified) to choose it for a quote."""
+    """One collateral document (Intel DCAP, or an NVIDIA RIM), kept once by SHA-256; the other
+    columns are read from it (unverified) to choose it for a quote or a device report. RIMs:
+    ``tee`` is the RIM kind (driver or vbios), ``version`` its version, ``name`` its RIM id
+    (see :mod:`attest_ledger.rim_collateral`)."""
 
     __tablename__ = "collateral_documents"
 
     sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
-    #: tcb-info, qe-identity, crl or certificate (verifier EndorsementKind names)
+    #: tcb-info, qe-identity, crl, certificate or rim (verifier EndorsementKind names)
     kind: Mapped[str] = mapped_column(Text)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    #: TCB info: TDX or SGX; QE identity: TD_QE, QE or QVE
+    #: TCB info: TDX or SGX; QE identity: TD_QE, QE or QVE; RIM: driver or vbios
     tee: Mapped[str | None] = mapped_column(Text)
     fmspc: Mapped[str | None] = mapped_column(Text)
-    #: a CRL's issuer or a certificate's subject common name
+    #: a CRL's issuer or a certificate's subject common name; a RIM's id (NV_GPU_DRIVER_...)
     name: Mapped[str | None] = mapped_column(Text)
+    #: a RIM's driver or VBIOS version, lowercased (NULL for Intel documents)
+    version: Mapped[str | None] = mapped_column(Text)
     issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_update: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: who brought it first: worker, import or pccs
@@ -223,6 +227,7 @@ class CollateralDocument(ServiceBase):
     __table_args__ = (
         CheckConstraint("octet_length(sha256) = 32", name="sha256_size"),
         Index("ix_collateral_documents_choice", "kind", "tee", "fmspc", "name", "issued_at"),
+        Index("ix_collateral_documents_rim", "kind", "tee", "version", "issued_at"),
     )
 
 

@@ -72,6 +72,9 @@ class Settings:
     nvidia_rim_root_path: Path | None = None
     #: Intel DCAP: a PCCS or Intel PCS to fetch collateral from (None: nothing is fetched)
     pccs_url: str | None = None
+    #: NVIDIA: the RIM service (or a mirror) to fetch missing RIMs from (None: nothing is
+    #: fetched)
+    rim_url: str | None = None
     bind: str = "127.0.0.1:8000"
     workers: int = 0  # 0: the CPU count
     threads: int = 8
@@ -126,6 +129,7 @@ class Settings:
             nvidia_trust_root_path=Path(nvidia_root).resolve() if nvidia_root else None,
             nvidia_rim_root_path=Path(nvidia_rim_root).resolve() if nvidia_rim_root else None,
             pccs_url=env.get("ATTEST_LEDGER_PCCS_URL") or None,
+            rim_url=env.get("ATTEST_LEDGER_RIM_URL") or None,
             bind=env.get("ATTEST_LEDGER_BIND") or "127.0.0.1:8000",
             workers=_number(env, "ATTEST_LEDGER_WORKERS", 0, int),
             threads=_number(env, "ATTEST_LEDGER_THREADS", 8, int),

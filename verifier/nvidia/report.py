@@ -19,7 +19,10 @@ and their number must be NumberOfBlocks. The opaque data is a sequence of ``type
 length (2, LE) | value`` that must fill OpaqueLength exactly; each type at most once. The
 fields read here: 3 driver version (ASCII), 6 VBIOS version (8 binary bytes on GPUs, printed
 as bytes 3.2.1.0.4; ASCII on NVSwitches), 11 NVDEC0 status, 20 FWID (48 bytes), 35 chip
-info (ASCII), 36 feature flag (0 SPT, 1 MPT, 2 PPCIE). Every other field is kept, uninterpreted.
+info (ASCII), 36 feature flag (0 SPT, 1 MPT, 2 PPCIE). Every other field is kept, uninterpreted;
+15 chip SKU, 17 project and 18 project SKU (NUL-terminated ASCII, which name a GPU's VBIOS RIM
+``NV_GPU_VBIOS_<project>_<project SKU>_<chip SKU>_<version>``) have lenient accessors that
+the verifier never relies on.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class OpaqueField(enum.IntEnum):
     DRIVER_VERSION = 3
     VBIOS_VERSION = 6
     NVDEC0_STATUS = 11
+    CHIP_SKU = 15
+    CHIP_SKU_MOD = 16
+    PROJECT = 17
+    PROJECT_SKU = 18
+    PROJECT_SKU_MOD = 19
     FWID = 20
     PROTECTED_PCIE_STATUS = 21
     OPAQUE_DATA_VERSION = 34
@@ -142,6 +150,32 @@ class SpdmReport:
             if block.index == index:
                 return block
         return None  # (64 blocks at most: a scan is cheaper than building a map per report)
+
+    def opaque_text(self, field: int) -> str | None:
+        """An opaque field as NUL-terminated printable ASCII, stripped; None when the report
+        has no such field or it is not readable text (lenient: for naming, never judging)."""
+        value = self.opaque.get(field)
+        if value is None:
+            return None
+        text = value.split(b"\x00", 1)[0].strip()
+        if not text or not text.isascii() or not text.decode("ascii").isprintable():
+            return None
+        return text.decode("ascii")
+
+    @property
+    def project(self) -> str | None:
+        """Opaque field 17 (NVIDIA's OPAQUE_FIELD_ID_PROJECT, e.g. ``1010``)."""
+        return self.opaque_text(OpaqueField.PROJECT)
+
+    @property
+    def project_sku(self) -> str | None:
+        """Opaque field 18 (OPAQUE_FIELD_ID_PROJECT_SKU, e.g. ``0200``)."""
+        return self.opaque_text(OpaqueField.PROJECT_SKU)
+
+    @property
+    def chip_sku(self) -> str | None:
+        """Opaque field 15 (OPAQUE_FIELD_ID_CHIP_SKU, e.g. ``882``)."""
+        return self.opaque_text(OpaqueField.CHIP_SKU)
 
     @property
     def sha256_of_blocks(self) -> str:
