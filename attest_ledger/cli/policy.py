@@ -26,7 +26,7 @@ from attest_ledger.policy_store import (
 )
 from attest_ledger.settings import Settings
 from ledger.db import make_session_factory, session_scope
-from verifier import Evidence, VerifierError, parse_evidence, parse_report
+from verifier import Endorsement, Evidence, VerifierError, parse_evidence, parse_report
 from verifier.nvidia import NvidiaVerifier
 from verifier.tdx import EnclaveReport, TdReport, parse_quote
 from verifier.tdx.policy import TD_IMAGE_FIELDS
@@ -555,7 +555,7 @@ def _nvidia_image_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def nvidia_reference(
-    data: bytes, *, chain: tuple[Any, ...], arch: str | None
+    data: bytes, *, chain: tuple[Endorsement, ...], arch: str | None
 ) -> tuple[str, list[str], list[str]]:
     """(arch, driver versions, VBIOS versions) of NVIDIA evidence: every device of an
     evidence JSON (only those of ``arch`` if it is given), or the one SPDM report ``data``
