@@ -315,7 +315,7 @@ class PolicyStore:
         rules = SCHEMES.get(kind)
         if rules is None:
             raise PolicyError(f"reference images of kind {kind!r} cannot be kept yet")
-        values = {k: v.lower() if isinstance(v, str) else v for k, v in reference.items()}
+        values = {k: _canonical(k, v) for k, v in reference.items()}
         unknown = set(values) - set(rules.image_fields)
         if (
             unknown
@@ -424,6 +424,18 @@ class PolicyStore:
             )
         )
         return _record(session, {"action": "worker_denied", "worker": worker, "image": image})
+
+
+def _canonical(key: str, value: Any) -> Any:
+    """A reference value as it is kept: hex lowercased; an NVIDIA arch as NVIDIA writes it,
+    its versions lowercased (the verifier compares them so)."""
+    if key == "arch" and isinstance(value, str):
+        return value.upper()
+    if isinstance(value, str):
+        return value.lower()
+    if key in ("driver_versions", "vbios_versions") and isinstance(value, list):
+        return [v.lower() if isinstance(v, str) else v for v in value]
+    return value
 
 
 def _worker(session: Session, name: str) -> ApiClient:

@@ -8,10 +8,14 @@ import sys
 from typing import Any
 
 from attest_ledger import database
+from attest_ledger.cli.verify import UsageError, read_endorsements
+from attest_ledger.cli.verify_nvidia import NVIDIA as NVIDIA_KIND
+from attest_ledger.cli.verify_nvidia import nvidia_devices
 from attest_ledger.cli.verify_tpm import read_input, tpm_input
 from attest_ledger.evidence_input import read_evidence
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.policy_store import (
+    NVIDIA,
     SGX,
     SNP,
     SNP_IMAGE_FIELDS,
@@ -22,14 +26,15 @@ from attest_ledger.policy_store import (
 )
 from attest_ledger.settings import Settings
 from ledger.db import make_session_factory, session_scope
-from verifier import VerifierError, parse_evidence, parse_report
+from verifier import Endorsement, Evidence, VerifierError, parse_evidence, parse_report
+from verifier.nvidia import NvidiaVerifier
 from verifier.tdx import EnclaveReport, TdReport, parse_quote
 from verifier.tdx.policy import TD_IMAGE_FIELDS
 from verifier.tpm import parse_quote as parse_tpm_quote
 from verifier.tpm.replay import replay_logs
 
 #: The evidence kinds a reference image or settings can be given for.
-KINDS = ("aws-nitro-enclave", "amd-sev-snp", "intel-tdx", "intel-sgx", "tpm2-quote")
+KINDS = ("aws-nitro-enclave", "amd-sev-snp", "intel-tdx", "intel-sgx", "tpm2-quote", NVIDIA)
 #: TDX image values that, like the RTMRs, are taken from a quote only when they are not zero.
 _TD_OPTIONAL_FROM_QUOTE = ("mr_config_id", "mr_owner", "mr_owner_config")
 _SGX_IMAGE_FLAGS = ("mr_enclave", "mr_signer", "isv_prod_id", "min_isv_svn")
@@ -37,6 +42,7 @@ _DCAP_SET_FLAGS = ("tcb_status", "allowed_advisories")
 _TDX_SET_FLAGS = ("xfam_allowed", "min_tee_tcb_svn")
 _SNP_SET_FLAGS = ("allow_smt", "allow_migration_agent", "max_vmpl", "min_tcb")
 _TPM_SET_FLAGS = ("ak_paths", "require_event_log", "reject_all_reset")
+_NVIDIA_SET_FLAGS = ("require_rims", "feature_flags", "min_gpus", "min_switches")
 
 __all__ = ["register"]
 
@@ -55,7 +61,7 @@ def register(commands: Any) -> None:
         "image",
         help="add or remove a named reference image (Nitro: PCRs; SEV-SNP: a launch "
         "measurement; TDX: MRTD and RTMRs; SGX: MRENCLAVE and/or MRSIGNER; TPM: PCRs by bank "
-        "and expected events)",
+        "and expected events; NVIDIA: an arch, driver and VBIOS versions)",
     )
     image_actions = image.add_subparsers(dest="image_action", required=True, metavar="ACTION")
     _register_image_add(image_actions)
@@ -148,6 +154,40 @@ def _register_image_add(image_actions: Any) -> None:
         help="an event the quote's event log must hold: its PCR, and its digest in that bank "
         "(repeat)",
     )
+    nvidia = add.add_argument_group("nvidia-gpu")
+    nvidia.add_argument(
+        "--arch",
+        metavar="HOPPER|BLACKWELL|LS10",
+        help="the devices' architecture (GPUs: HOPPER, BLACKWELL; NVSwitch: LS10)",
+    )
+    nvidia.add_argument(
+        "--driver-version",
+        action="append",
+        default=[],
+        metavar="V",
+        help="a driver version accepted (repeat; GPUs only: an NVSwitch reports none)",
+    )
+    nvidia.add_argument(
+        "--vbios-version",
+        action="append",
+        default=[],
+        metavar="V",
+        help="a VBIOS version accepted (repeat)",
+    )
+    nvidia.add_argument(
+        "--from-evidence",
+        metavar="FILE",
+        help="take the arch (from each device's leaf certificate), driver and VBIOS versions "
+        "from NVIDIA evidence: NVIDIA's evidence JSON (every device in it; with --arch, those "
+        "of that arch), or one SPDM report (hex or binary) with its --chain; read, not "
+        "verified; versions given as options are accepted too",
+    )
+    nvidia.add_argument(
+        "--chain",
+        metavar="FILE",
+        help="--from-evidence with one SPDM report: the device's certificate chain, leaf first "
+        "(PEM or DER), whose leaf names the arch",
+    )
     add.add_argument_group("intel-tdx, intel-sgx and tpm2-quote").add_argument(
         "--from-quote",
         metavar="FILE",
@@ -163,15 +203,15 @@ def _register_image_add(image_actions: Any) -> None:
 def _register_set(actions: Any) -> None:
     options = actions.add_parser(
         "set",
-        help="set debug allowance, maximum age, clock skew (and SEV-SNP's, TDX's, SGX's or "
-        "TPM's settings with --type)",
+        help="set debug allowance, maximum age, clock skew (and SEV-SNP's, TDX's, SGX's, "
+        "TPM's or NVIDIA devices' settings with --type)",
     )
     options.add_argument(
         "--type",
         default="aws-nitro-enclave",
         choices=KINDS,
         help="whose settings: Nitro's (default, with the shared age and skew), or those of "
-        "SEV-SNP, TDX, SGX or TPM quotes",
+        "SEV-SNP, TDX, SGX or TPM quotes, or of NVIDIA GPUs and NVSwitches",
     )
     for flag, text in (
         ("debug", "debug-mode guests"),
@@ -232,6 +272,31 @@ def _register_set(actions: Any) -> None:
         dest = flag.replace("-", "_")
         pair.add_argument(f"--{flag}", dest=dest, action="store_true", default=None, help=text)
         pair.add_argument(f"--no-{flag}", dest=dest, action="store_false")
+    options.add_argument(
+        "--require-rims",
+        metavar="driver,vbios|none",
+        help="NVIDIA: the RIMs that must judge each device's measurements (default: both; an "
+        "NVSwitch has no driver RIM)",
+    )
+    options.add_argument(
+        "--feature-flags",
+        metavar="SPT,MPT,PPCIE|any",
+        help="NVIDIA: the CC modes accepted, as a report states them (a report stating none "
+        "fails); 'any' (the default) does not look at the mode",
+    )
+    options.add_argument(
+        "--min-gpus",
+        type=int,
+        metavar="N",
+        help="NVIDIA: the GPUs (Hopper, Blackwell) that must be beside the CPU evidence of one "
+        "inference (default 1, for a worker that may attest an NVIDIA image)",
+    )
+    options.add_argument(
+        "--min-switches",
+        type=int,
+        metavar="M",
+        help="NVIDIA: the NVSwitches (LS10) that must be beside it (default 0)",
+    )
     options.set_defaults(handler=run_set)
 
 
@@ -298,6 +363,7 @@ _IMAGE_FLAGS = {
     TDX: (*_TDX_IMAGE_FLAGS, "from_quote"),
     SGX: (*_SGX_IMAGE_FLAGS, "from_quote"),
     TPM: ("pcr", "event", "from_quote"),
+    NVIDIA: ("arch", "driver_version", "vbios_version", "from_evidence", "chain"),
 }
 
 
@@ -317,6 +383,8 @@ def run_image_add(args: argparse.Namespace, settings: Settings) -> int:
         return _tpm_image_add(args, settings)
     if args.type == "amd-sev-snp":
         return _snp_image_add(args, settings)
+    if args.type == NVIDIA:
+        return _nvidia_image_add(args, settings)
     pcrs: dict[int, bytes] = {}
     try:
         if args.from_document:
@@ -437,6 +505,99 @@ def _tpm_image_add(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         lambda store, session: store.add_reference(session, args.name, TPM, reference),
     )
+
+
+def _nvidia_image_add(args: argparse.Namespace, settings: Settings) -> int:
+    """An NVIDIA GPU or NVSwitch reference image: an arch, driver and VBIOS versions, from
+    NVIDIA evidence and/or given values (the verifier's own rules decide what is valid)."""
+    arch: str | None = None if args.arch is None else args.arch.upper()
+    drivers: list[str] = []
+    vbioses: list[str] = []
+    try:
+        if args.chain is not None and args.from_evidence is None:
+            raise ValueError("--chain is for --from-evidence with one SPDM report")
+        if args.from_evidence is not None:
+            arch, drivers, vbioses = nvidia_reference(
+                read_input(args.from_evidence),
+                chain=()
+                if args.chain is None
+                else tuple(read_endorsements(args.chain, kind=NVIDIA_KIND)),
+                arch=arch,
+            )
+    except (ValueError, UsageError, VerifierError) as exc:
+        print(f"attest-ledger policy image add: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(
+            f"attest-ledger policy image add: cannot read {args.from_evidence}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if arch is None:
+        print(
+            "attest-ledger policy image add: an NVIDIA image needs --arch HOPPER|BLACKWELL|LS10 "
+            "(with --driver-version V and --vbios-version V) or --from-evidence FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    reference: dict[str, Any] = {"arch": arch}
+    for field, values in (
+        ("driver_versions", [*drivers, *args.driver_version]),
+        ("vbios_versions", [*vbioses, *args.vbios_version]),
+    ):
+        if values:  # lowercased and deduplicated: the verifier compares versions lowercased
+            reference[field] = sorted({v.lower() for v in values})
+    return _change(
+        settings,
+        lambda store, session: store.add_reference(session, args.name, NVIDIA, reference),
+    )
+
+
+def nvidia_reference(
+    data: bytes, *, chain: tuple[Endorsement, ...], arch: str | None
+) -> tuple[str, list[str], list[str]]:
+    """(arch, driver versions, VBIOS versions) of NVIDIA evidence: every device of an
+    evidence JSON (only those of ``arch`` if it is given), or the one SPDM report ``data``
+    is, its arch from the leaf of ``chain`` (or ``arch``). The arch is the one the leaf
+    certificate's common name names, never the JSON's word; nothing is verified. Raises
+    ValueError or VerifierError."""
+    devices, unreadable = nvidia_devices(data, endorsements=chain, nonce=None)
+    if unreadable is not None:
+        raise unreadable
+    scheme = NvidiaVerifier()
+    found: list[tuple[str, str | None, str | None]] = []
+    for device in devices:
+        claims = scheme.describe(Evidence(NVIDIA_KIND, device.report, device.endorsements))
+        if claims.arch is None and arch is None:
+            where = f"device {device.index}" if len(devices) > 1 else "the report"
+            raise ValueError(
+                f"--from-evidence: {where}: no leaf certificate naming a known chip (GH100, "
+                "GB100, LS_10), so its arch is unknown; give the device's --chain or --arch"
+            )
+        found.append(
+            (claims.arch or str(arch), claims.report.driver_version, claims.report.vbios_version)
+        )
+    archs = sorted({device_arch for device_arch, _, _ in found})
+    if arch is not None:
+        found = [item for item in found if item[0] == arch]
+        if not found:
+            raise ValueError(f"--from-evidence: no {arch} device in it (found {', '.join(archs)})")
+    elif len(archs) > 1:
+        raise ValueError(
+            f"--from-evidence: devices of several architectures ({', '.join(archs)}): an image "
+            "is of one; give --arch to take those of one"
+        )
+    taken = found[0][0]
+    drivers = sorted({d for _, d, _ in found if d is not None})
+    vbioses = sorted({v for _, _, v in found if v is not None})
+    print(
+        f"attest-ledger policy image add: --from-evidence: {len(found)} {taken} device(s) "
+        f"(read, not verified): driver {', '.join(drivers) or 'none stated'}; VBIOS "
+        f"{', '.join(vbioses) or 'none stated'}",
+        file=sys.stderr,
+    )
+    return taken, drivers, vbioses
 
 
 def _tpm_pcr(item: str) -> tuple[str, int, str]:
@@ -561,6 +722,10 @@ def run_image_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_set(args: argparse.Namespace, settings: Settings) -> int:
+    if args.type == NVIDIA:
+        return _nvidia_set(args, settings)
+    if _refuse_foreign(args, "set", _NVIDIA_SET_FLAGS):
+        return EXIT_USAGE
     if args.type == TPM:
         return _tpm_set(args, settings)
     if _refuse_foreign(args, "set", _TPM_SET_FLAGS):
@@ -683,6 +848,32 @@ def _tpm_set(args: argparse.Namespace, settings: Settings) -> int:
             require_event_log=args.require_event_log,
             reject_all_reset=args.reject_all_reset,
         ),
+    )
+
+
+def _nvidia_set(args: argparse.Namespace, settings: Settings) -> int:
+    foreign = ("allow_debug", "max_age", "skew", *_SNP_SET_FLAGS, *_DCAP_SET_FLAGS)
+    if _refuse_foreign(args, "set", (*foreign, *_TDX_SET_FLAGS, *_TPM_SET_FLAGS)):
+        return EXIT_USAGE
+    values: dict[str, Any] = {"min_gpus": args.min_gpus, "min_switches": args.min_switches}
+    reset: list[str] = []
+    # sorted and deduplicated, as the verifier's policy holds them
+    if args.require_rims is not None:
+        values["require_rims"] = sorted(set(_listed(args.require_rims)))
+    if args.feature_flags == "any":
+        reset.append("feature_flags")
+    elif args.feature_flags is not None:
+        flags = sorted(set(_listed(args.feature_flags)))
+        if not flags:  # no mode accepted: every report would fail
+            print(
+                "attest-ledger policy set: --feature-flags: name SPT, MPT and/or PPCIE, or 'any'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        values["feature_flags"] = flags
+    return _change(
+        settings,
+        lambda store, session: store.set_scheme_options(session, NVIDIA, reset=reset, **values),
     )
 
 

@@ -83,7 +83,7 @@ from verifier.timefmt import iso_utc
 from verifier.tpm import parse_container
 from verifier.x509 import CERTIFICATE_PARSE_ERRORS, load_der_certificate
 
-__all__ = ["register", "run"]
+__all__ = ["UsageError", "read_endorsements", "register", "run"]
 
 #: An endorsement file: a certificate or CRL of a few KB, or a PEM bundle of a few; Intel
 #: collateral (dcap-qvl JSON) some 20 KB.
@@ -327,9 +327,7 @@ def _endorsements(args: argparse.Namespace, kind: EvidenceKind) -> tuple[Endorse
         raise UsageError("--enrolled-ak and --nitro-root are for TPM quotes (tpm2-quote)")
     if kind is not NVIDIA and (args.rim or args.rim_root):
         raise UsageError("--rim and --rim-root are for NVIDIA GPU reports (nvidia-gpu)")
-    endorsements = tuple(
-        e for spec in args.endorsement for e in _read_endorsements(spec, kind=kind)
-    )
+    endorsements = tuple(e for spec in args.endorsement for e in read_endorsements(spec, kind=kind))
     if args.collateral is not None:
         if kind not in _DCAP_KINDS:
             raise UsageError("--collateral: Intel collateral is for TDX and SGX quotes")
@@ -489,7 +487,7 @@ def _read_collateral(path: str) -> tuple[Endorsement, ...]:
         raise UsageError(f"collateral {path}: {exc.message}") from None
 
 
-def _read_endorsements(spec: str, *, kind: EvidenceKind) -> list[Endorsement]:
+def read_endorsements(spec: str, *, kind: EvidenceKind) -> list[Endorsement]:
     """``[KIND=]FILE``: every certificate and CRL in a DER or PEM file, or one Intel
     collateral document (``tcb-info=``, ``qe-identity=``), read as it is. A TPM quote's are
     certificates only (which is the AK's: :func:`assign_ak_certificate`)."""
