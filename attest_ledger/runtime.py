@@ -24,6 +24,7 @@ from attest_ledger.ear import EarSigner
 from attest_ledger.intake import Intake, trust_anchors_of
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.publisher import CheckpointPublisher
+from attest_ledger.rim_collateral import RimFetcher, RimSource
 from attest_ledger.settings import Settings
 from attest_ledger.tpm_enrolments import LedgerEnrolments
 from ledger.batcher import AppendBatcher
@@ -125,6 +126,9 @@ class Runtime:
             ),
             ear_signer=ear_signer,
             device_schemes={str(EvidenceKind.NVIDIA_GPU): nvidia},
+            device_collateral=RimSource(
+                sessions, RimFetcher(settings.rim_url) if settings.rim_url else None
+            ),
         )
         publisher = (
             CheckpointPublisher(

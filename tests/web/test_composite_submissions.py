@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from attest_ledger.ear import verify_ear
+from attest_ledger.rim_collateral import RimDocument, keep_rims
 from enclave_worker import SimulatedAmdWarning
 from enclave_worker.binding import ResultDigest, gpu_nonce
 from enclave_worker.simulated_nvidia import (
@@ -244,7 +245,6 @@ def test_a_worker_without_a_gpu_image_needs_no_device(composite) -> None:
     [
         ("tampered", "signature_invalid"),
         ("no-chain", "endorsement_missing"),
-        ("no-rims", "rim_missing"),
         ("garbage", "malformed"),
     ],
 )
@@ -260,8 +260,6 @@ def test_each_way_a_device_falls_short_is_recorded_under_its_submod(
         bad["data"] = base64.b64encode(bytes(data)).decode()
     elif how == "no-chain":
         bad["endorsements"] = [e for e in bad["endorsements"] if e["kind"] != "device-certificate"]
-    elif how == "no-rims":
-        bad["endorsements"] = [e for e in bad["endorsements"] if e["kind"] != "rim"]
     else:
         bad["data"] = base64.b64encode(b"not an SPDM report").decode()
     reply = submit(composite, cpu_evidence(composite, nonce), devices)
@@ -348,3 +346,47 @@ def test_an_idempotency_key_covers_the_devices_too(composite) -> None:
     assert again.json["entry"] == first.json["entry"]
     other = submit(composite, cpu, devices[:1], key="job-1")
     assert other.status_code == 409, other.json
+
+
+def test_rims_not_sent_are_taken_from_the_kept_collateral_and_named_in_the_entry(
+    composite,
+) -> None:
+    nonce = composite.challenge()
+    one, two = composite.gpus
+    bare = [encode(g.evidence(gpu_nonce(nonce, ResultDigest.of(RESULT), i))) for i, g in
+            enumerate(composite.gpus)]  # fmt: skip
+    reply = submit(composite, cpu_evidence(composite, nonce), bare)
+    assert codes(reply, "gpu0") == {"rim_missing"}  # nothing kept yet: the verdict says so
+    rims = SimulatedRim(one)
+    with session_scope(composite.runtime.sessions) as session:
+        kept = keep_rims(
+            session, [RimDocument(rims.driver()), RimDocument(rims.vbios())], source="import"
+        )
+    assert kept == 2
+    nonce = composite.challenge()
+    bare = [encode(g.evidence(gpu_nonce(nonce, ResultDigest.of(RESULT), i))) for i, g in
+            enumerate(composite.gpus)]  # fmt: skip
+    reply = submit(composite, cpu_evidence(composite, nonce), bare)
+    assert reply.json["verdict"]["status"] == "affirming", reply.json["verdict"]
+    record = stored(composite, reply.json["entry"]["index"])
+    named = {e["sha256"] for e in record["devices"][1]["endorsements"] if e["kind"] == "rim"}
+    assert named == {hashlib.sha256(rims.driver()).hexdigest(),
+                     hashlib.sha256(rims.vbios()).hexdigest()}  # fmt: skip
+    assert two.driver == one.driver
+
+
+def test_rims_one_device_brought_are_kept_and_complete_the_others(composite) -> None:
+    nonce = composite.challenge()
+    devices = [device_evidence(g, nonce, i) for i, g in enumerate(composite.gpus)]
+    devices[1]["endorsements"] = [
+        e for e in devices[1]["endorsements"] if e["kind"] != "rim"
+    ]  # only gpu0 brings its RIMs; gpu1 runs the same firmware
+    reply = submit(composite, cpu_evidence(composite, nonce), devices)
+    assert reply.json["verdict"]["status"] == "affirming", reply.json["verdict"]
+    record = stored(composite, reply.json["entry"]["index"])
+    assert [e["kind"] for e in record["devices"][1]["endorsements"]].count("rim") == 2
+    with composite.runtime.sessions() as session:
+        kept = session.execute(
+            text("SELECT count(*) FROM collateral_documents WHERE kind = 'rim'")
+        ).scalar_one()
+    assert kept == 2
