@@ -12,6 +12,8 @@ import json
 import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from attest_ledger.ear import verify_ear
@@ -390,3 +392,40 @@ def test_rims_one_device_brought_are_kept_and_complete_the_others(composite) -> 
             text("SELECT count(*) FROM collateral_documents WHERE kind = 'rim'")
         ).scalar_one()
     assert kept == 2
+
+
+_FUZZ = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_FUZZ, derandomize=True)
+@given(
+    data=st.binary(max_size=600) | st.binary(min_size=3000, max_size=5000),
+    flip=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4),
+    kinds=st.lists(st.sampled_from(["device-certificate", "rim", "ocsp"]), max_size=3),
+    junk=st.binary(max_size=200),
+)
+def test_any_device_bytes_are_judged_and_recorded_with_a_reason(
+    composite, data, flip, kinds, junk
+) -> None:
+    nonce = composite.challenge()
+    good = device_evidence(composite.gpus[0], nonce, 0)
+    report = bytearray(base64.b64decode(good["data"]))
+    for at, value in flip:
+        report[at % len(report)] = value
+    mutated = {**good, "data": base64.b64encode(bytes(report)).decode()}
+    arbitrary = {
+        "kind": "nvidia-gpu",
+        "data": base64.b64encode(data or b"\0").decode(),
+        "endorsements": [
+            {"kind": kind, "data": base64.b64encode(junk or b"\0").decode()} for kind in kinds
+        ],
+    }
+    reply = submit(composite, cpu_evidence(composite, nonce), [mutated, arbitrary])
+    assert reply.status_code == 201, reply.json
+    devices = stored(composite, reply.json["entry"]["index"])["devices"]
+    assert devices[1]["verdict"] == "contraindicated"
+    assert codes(reply, "gpu1")  # a stable code says why
+    if flip:
+        assert devices[0]["verdict"] in ("affirming", "contraindicated")
+    else:
+        assert devices[0]["verdict"] == "affirming"
