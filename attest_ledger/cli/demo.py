@@ -4,16 +4,19 @@
 2. create the ledger's signing key, a simulated Nitro root, a simulated AMD root (ARK) and a
    simulated Intel root (with its PCK CAs and TCB Signing key), unless they exist;
 3. add a demo Nitro worker, a demo SEV-SNP worker, a demo TDX worker, two demo TPM workers
-   (one on the enrolled path, one on the aws-nitrotpm path) and a demo auditor (tokens in
-   var/, mode 0600), a demo policy (a Nitro image, an SEV-SNP image, a TDX image and a TPM
-   image: the model event of the TPM workers' logs) and a portal account (password in var/,
+   (one on the enrolled path, one on the aws-nitrotpm path), a demo GPU worker (an SEV-SNP
+   guest with two simulated Hopper GPUs and an NVSwitch) and a demo auditor (tokens in var/,
+   mode 0600), a demo policy (a Nitro image, an SEV-SNP image, a TDX image, a TPM image: the
+   model event of the TPM workers' logs, and the GPUs' and NVSwitch's firmware), the
+   simulated devices' RIMs as collateral, and a portal account (password in var/,
    mode 0600); start a software TPM (swtpm, Debian's) once to make its attestation key and
    enrol it, with its EK certificate chained to swtpm's local CA;
 4. start the service under gunicorn on http://127.0.0.1:8000, trusting the simulated roots;
 5. run a simulated Nitro worker and, beside it, a simulated SEV-SNP worker, a simulated TDX
-   worker and two TPM workers quoting from their swtpms (the second's quotes carry a simulated
-   NitroTPM document that binds its AK, as on EC2), which submit a few dozen attestations
-   between them, some bad on purpose;
+   worker, two TPM workers quoting from their swtpms (the second's quotes carry a simulated
+   NitroTPM document that binds its AK, as on EC2) and the GPU worker (one verdict per
+   inference: CPU, GPUs, NVSwitch and result), which submit a few dozen attestations between
+   them, some bad on purpose;
 6. print where to look, and keep the service running until Ctrl-C.
 """
 
@@ -45,7 +48,8 @@ from attest_ledger.clients import authenticate, create_client
 from attest_ledger.ear import EarSigner
 from attest_ledger.exit_codes import EXIT_OK, EXIT_USAGE
 from attest_ledger.models import ApiClient, PolicyImage, PortalUser, WorkerImage
-from attest_ledger.policy_store import SNP, TDX, TPM, PolicyStore
+from attest_ledger.policy_store import NVIDIA, SNP, TDX, TPM, PolicyStore
+from attest_ledger.rim_collateral import RimDocument, keep_rims
 from attest_ledger.settings import Settings
 from attest_ledger.tpm_enrolments import enroll, enrolment_of
 from attest_ledger.users import add_user, set_password
@@ -62,8 +66,15 @@ from enclave_worker import (
     simulated_tdx_measurement,
 )
 from enclave_worker.binding import ResultDigest
+from enclave_worker.gpu import simulated_devices, write_simulated_rims
 from enclave_worker.simulated_amd import ARK_FILE
 from enclave_worker.simulated_intel import ROOT_FILE as INTEL_ROOT_FILE
+from enclave_worker.simulated_nvidia import (
+    DEVICE_ROOT_FILE,
+    RIM_ROOT_FILE,
+    SimulatedNvidiaPki,
+    SimulatedNvidiaWarning,
+)
 from enclave_worker.simulated_pki import load_or_create_root
 from enclave_worker.swtpm import Swtpm
 from enclave_worker.tpm import JOB_PCR, TPM2_QUOTE, TpmAttester, job_events
@@ -86,6 +97,12 @@ TPM_IMAGE = "demo-inference-tpm"
 TPM_WORKER = "demo-tpm-worker"
 #: A second swtpm, on the aws-nitrotpm path: a simulated NitroTPM document binds its AK.
 NITROTPM_WORKER = "demo-nitrotpm-worker"
+#: One inference, one verdict: an SEV-SNP guest (SNP_IMAGE) with simulated GPUs and an
+#: NVSwitch, whose firmware the policy's GPU and NVSwitch images hold.
+GPU_WORKER = "demo-gpu-worker"
+GPU_IMAGE = "demo-h100"
+SWITCH_IMAGE = "demo-nvswitch"
+DEMO_GPUS, DEMO_SWITCHES = 2, 1
 #: The name the swtpm's attestation key is enrolled under.
 TPM_MACHINE = "demo-swtpm"
 AUDITOR = "demo-auditor"
@@ -113,6 +130,13 @@ def register(commands: Any) -> None:
         help="attestations the demo TPM worker submits (quotes from swtpm; 0: no TPM)",
     )
     parser.add_argument(
+        "--gpu-jobs",
+        type=int,
+        default=8,
+        help=f"inferences the demo GPU worker submits (SEV-SNP with {DEMO_GPUS} simulated "
+        f"Hopper GPUs and {DEMO_SWITCHES} NVSwitch; 0: none)",
+    )
+    parser.add_argument(
         "--no-wait",
         action="store_true",
         help="stop the service once the demo has run (it says so; `make run` starts it again)",
@@ -130,10 +154,10 @@ def _stop(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
-    if min(args.jobs, args.snp_jobs, args.tdx_jobs, args.tpm_jobs) < 0:
+    if min(args.jobs, args.snp_jobs, args.tdx_jobs, args.tpm_jobs, args.gpu_jobs) < 0:
         print(
-            "attest-ledger demo: --jobs, --snp-jobs, --tdx-jobs and --tpm-jobs must not be "
-            "negative",
+            "attest-ledger demo: --jobs, --snp-jobs, --tdx-jobs, --tpm-jobs and --gpu-jobs "
+            "must not be negative",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -145,11 +169,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     root_dir = data / "simulated-pki"
     amd_dir = data / "simulated-amd"
     intel_dir = data / "simulated-intel"
+    nvidia_dir = data / "simulated-nvidia"
     settings = dataclasses.replace(
         settings,
         trust_root_path=settings.trust_root_path or root_dir / "root.pem",
         snp_trust_root_path=settings.snp_trust_root_path or amd_dir / ARK_FILE,
         intel_trust_root_path=settings.intel_trust_root_path or intel_dir / INTEL_ROOT_FILE,
+        nvidia_trust_root_path=settings.nvidia_trust_root_path or nvidia_dir / DEVICE_ROOT_FILE,
+        nvidia_rim_root_path=settings.nvidia_rim_root_path or nvidia_dir / RIM_ROOT_FILE,
     )
 
     url, signer, tokens = _set_up(
@@ -163,6 +190,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "ATTEST_LEDGER_TRUST_ROOT": str(settings.trust_root_path),
             "ATTEST_LEDGER_SNP_TRUST_ROOT": str(settings.snp_trust_root_path),
             "ATTEST_LEDGER_INTEL_TRUST_ROOT": str(settings.intel_trust_root_path),
+            "ATTEST_LEDGER_NVIDIA_TRUST_ROOT": str(settings.nvidia_trust_root_path),
+            "ATTEST_LEDGER_NVIDIA_RIM_ROOT": str(settings.nvidia_rim_root_path),
             "ATTEST_LEDGER_KEY": str(settings.ledger_key_path),
             "ATTEST_LEDGER_EAR_KEY": str(settings.ear_key_path),
             "ATTEST_LEDGER_CHECKPOINT_INTERVAL": str(min(settings.checkpoint_interval, 2.0)),
@@ -221,8 +250,9 @@ def _feed(
     say(
         f"a simulated Nitro worker submits {args.jobs} attestations and, beside it, a "
         f"simulated SEV-SNP worker {args.snp_jobs}, a simulated Intel TDX worker "
-        f"{args.tdx_jobs} and two TPM workers on swtpm (enrolled AK, NitroTPM) "
-        f"{args.tpm_jobs} each; every fourth of each is bad on purpose"
+        f"{args.tdx_jobs}, two TPM workers on swtpm (enrolled AK, NitroTPM) "
+        f"{args.tpm_jobs} each and a GPU worker (SEV-SNP, {DEMO_GPUS} Hopper GPUs, "
+        f"{DEMO_SWITCHES} NVSwitch) {args.gpu_jobs}; every fourth of each is bad on purpose"
     )
     root_dir, amd_dir, intel_dir = roots
     runs = {
@@ -245,6 +275,16 @@ def _feed(
             tokens[TDX_WORKER],
         ),
     }  # fmt: skip
+    if args.gpu_jobs:
+        runs["GPU"] = (
+            f"One verdict per inference (SEV-SNP + {DEMO_GPUS} GPUs + {DEMO_SWITCHES} "
+            f"NVSwitch + result): {args.gpu_jobs} inferences fed",
+            [*worker, "--count", str(args.gpu_jobs), "--tee", AMD_SEV_SNP,
+             "--image", SNP_IMAGE, "--name", "demo-gpu", "--simulated-amd", str(amd_dir),
+             "--gpus", str(DEMO_GPUS), "--switches", str(DEMO_SWITCHES),
+             "--simulated-nvidia", str(root_dir.parent / "simulated-nvidia")],
+            tokens[GPU_WORKER],
+        )  # fmt: skip
     if args.tpm_jobs:
         runs["TPM"] = (
             f"TPM 2.0 (swtpm, enrolled AK): {args.tpm_jobs} quotes fed",
@@ -331,6 +371,7 @@ def _set_up(
         warnings.simplefilter("ignore", SimulatedIntelWarning)
         SimulatedIntelPki.load_or_create(intel_dir, at=now)
     say(f"simulated Intel SGX root (NOT Intel): {settings.intel_trust_root_path}")
+    nvidia, rims = _simulated_nvidia(data / "simulated-nvidia", now)
     engine = database.engine_for(dataclasses.replace(settings, database_url=url), pool_size=1)
     try:
         with session_scope(make_session_factory(engine)) as session:
@@ -341,20 +382,37 @@ def _set_up(
             nitrotpm = _client(
                 session, NITROTPM_WORKER, "worker", data / "demo-nitrotpm-worker.token"
             )
+            gpu = _client(session, GPU_WORKER, "worker", data / "demo-gpu-worker.token")
             tokens = {WORKER: nitro[1], SNP_WORKER: snp[1], TDX_WORKER: tdx[1],
-                      TPM_WORKER: tpm_worker[1], NITROTPM_WORKER: nitrotpm[1]}  # fmt: skip
+                      TPM_WORKER: tpm_worker[1], NITROTPM_WORKER: nitrotpm[1],
+                      GPU_WORKER: gpu[1]}  # fmt: skip
             _client(session, AUDITOR, "reader", data / "demo-auditor.token")
             _policy(
                 session,
                 workers=[(IMAGE, nitro[0]), (SNP_IMAGE, snp[0]), (TDX_IMAGE, tdx[0]),
-                         (TPM_IMAGE, tpm_worker[0]), (TPM_IMAGE, nitrotpm[0])],
+                         (TPM_IMAGE, tpm_worker[0]), (TPM_IMAGE, nitrotpm[0]),
+                         (SNP_IMAGE, gpu[0]), (GPU_IMAGE, gpu[0]), (SWITCH_IMAGE, gpu[0])],
+                nvidia=nvidia,
             )  # fmt: skip
+            kept = keep_rims(session, [RimDocument(p.read_bytes()) for p in rims], source="import")
+            if kept:
+                say(f"collateral: the simulated GPUs' and NVSwitch's {kept} RIMs imported")
             if tpm:
                 _enrol_swtpm(session, data / "tpm")
             _portal_user(session, data / "demo-portal.password")
     finally:
         engine.dispose()
     return url, signer, tokens
+
+
+def _simulated_nvidia(directory: Path, now: datetime) -> tuple[SimulatedNvidiaPki, list[Path]]:
+    """The simulated NVIDIA device and RIM PKI, and the RIMs of its devices' firmware."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        nvidia = SimulatedNvidiaPki.load_or_create(directory, at=now)
+    rims = write_simulated_rims(nvidia, directory)
+    say(f"simulated NVIDIA device and RIM roots (NOT NVIDIA): {directory}")
+    return nvidia, rims
 
 
 def _client(session: Any, name: str, role: str, token_file: Path) -> tuple[str, str]:
@@ -430,7 +488,7 @@ def _enrol_swtpm(session: Any, state: Path) -> None:
     )
 
 
-def _policy(session: Any, *, workers: list[tuple[str, str]]) -> None:
+def _policy(session: Any, *, workers: list[tuple[str, str]], nvidia: SimulatedNvidiaPki) -> None:
     """The demo images, and the demo workers (by the names their tokens belong to: a client
     made again after its token was lost has another) allowed to attest them."""
     store = PolicyStore()
@@ -451,6 +509,22 @@ def _policy(session: Any, *, workers: list[tuple[str, str]]) -> None:
         event = {"pcr": JOB_PCR, "digest": {"sha256": model}, "label": "model"}
         store.add_reference(session, TPM_IMAGE, TPM, {"events": [event]})
         say(f"policy: TPM image {TPM_IMAGE!r} (the model event of PCR {JOB_PCR}'s log) added")
+    if session.get(PolicyImage, GPU_IMAGE) is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+            hopper, switch = simulated_devices(nvidia, gpus=1, switches=1)
+        store.add_reference(
+            session, GPU_IMAGE, NVIDIA,
+            {"arch": "HOPPER", "driver_versions": [hopper.driver],
+             "vbios_versions": [hopper.vbios]},
+        )  # fmt: skip
+        store.add_reference(
+            session, SWITCH_IMAGE, NVIDIA, {"arch": "LS10", "vbios_versions": [switch.vbios]}
+        )
+        say(
+            f"policy: GPU image {GPU_IMAGE!r} (Hopper, driver {hopper.driver}, VBIOS "
+            f"{hopper.vbios}) and NVSwitch image {SWITCH_IMAGE!r} added"
+        )
     for image, worker in workers:
         worker_id = session.execute(select(ApiClient.id).where(ApiClient.name == worker)).scalar()
         if worker_id is not None and session.get(WorkerImage, (worker_id, image)) is None:
@@ -511,10 +585,16 @@ def _where_to_look(
     snp_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-snp-worker.token)"
     tdx_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-tdx-worker.token)"
     tpm_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-tpm-worker.token)"
+    gpu_worker = f"ATTEST_LEDGER_WORKER_TOKEN=$(cat {data}/demo-gpu-worker.token)"
     roots = (
         f"--trust-root {data}/simulated-pki/root.pem --trust-root {data}/simulated-amd/{ARK_FILE}"
         f" --trust-root {data}/simulated-intel/{INTEL_ROOT_FILE}"
     )
+    if shown.get("GPU") is not None:  # a composite verdict names the device and RIM roots
+        roots += (
+            f" --trust-root {data}/simulated-nvidia/{DEVICE_ROOT_FILE}"
+            f" --trust-root {data}/simulated-nvidia/{RIM_ROOT_FILE}"
+        )
     if shown.get("TPM") is not None:  # a TPM verdict names the pinned Google AK roots too
         roots += "".join(f" --trust-root {path}" for path in _google_roots(data))
     head = (
@@ -532,6 +612,7 @@ def _where_to_look(
         ("an SEV-SNP one", shown.get("SEV-SNP")),
         ("a TDX one", shown.get("TDX")),
         ("a TPM quote", shown.get("TPM")),
+        ("an inference", shown.get("GPU")),
     ):
         if index is not None:
             examples.append(f"  {label:<16} curl {reader} {server}/api/v1/entries/{index}")
@@ -547,6 +628,7 @@ def _where_to_look(
         f"  TPM entries      {server}/portal/entries?evidence_kind={TPM2_QUOTE}",
         f"  NitroTPM quotes  {server}/portal/entries?evidence_kind={TPM2_QUOTE}"
         "&ak_path=aws-nitrotpm",
+        f"  CPU + GPUs       {server}/portal/entries?worker={GPU_WORKER}",
         f"  readiness        {server}/readyz",
         f"  metrics          {server}/metrics",
         f"  checkpoint       {server}/api/v1/checkpoint",
@@ -565,6 +647,10 @@ def _where_to_look(
         f" --tee {INTEL_TDX} --image {TDX_IMAGE} --simulated-intel {data}/simulated-intel",
         f"  more TPM         {tpm_worker} {cli} worker run --server {server} --count 20 --mix"
         f" --tee {TPM2_QUOTE} --image {TPM_IMAGE} --tpm-state {data}/tpm",
+        f"  more inferences  {gpu_worker} {cli} worker run --server {server} --count 8 --mix"
+        f" --tee {AMD_SEV_SNP} --image {SNP_IMAGE} --simulated-amd {data}/simulated-amd"
+        f" --gpus {DEMO_GPUS} --switches {DEMO_SWITCHES}"
+        f" --simulated-nvidia {data}/simulated-nvidia",
         f"  enrolled AKs     ATTEST_LEDGER_DATA_DIR={data} {cli} tpm list",
         f"Data lives in {data}; running `make run` again keeps it.",
     ]

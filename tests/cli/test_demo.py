@@ -27,7 +27,7 @@ def _port() -> int:
 
 
 #: A line the demo prints per receipt: its index, the kind of evidence, the verdict.
-ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX|TPM|NitroTPM)\s+(\S+)\s", re.M)
+ENTRY = re.compile(r"^\s+entry\s+(\d+)\s+(Nitro|SEV-SNP|TDX|TPM|NitroTPM|GPU)\s+(\S+)\s", re.M)
 #: every fourth bad on purpose, as each demo worker runs with --mix
 FOUR = ["affirming"] * 3 + ["contraindicated"]
 
@@ -36,7 +36,10 @@ def _entries(out: str, tee: str) -> list[tuple[int, str]]:
     return [(int(index), verdict) for index, kind, verdict in ENTRY.findall(out) if kind == tee]
 
 
-def _demo(env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int, tpm_jobs: int = 0) -> str:
+def _demo(  # noqa: PLR0917 - one count per demo worker
+    env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int, tpm_jobs: int = 0,
+    gpu_jobs: int = 0,
+) -> str:  # fmt: skip
     done = subprocess.run(
         [
             *CLI,
@@ -50,6 +53,8 @@ def _demo(env: dict[str, str], jobs: int, snp_jobs: int, tdx_jobs: int, tpm_jobs
             str(tdx_jobs),
             "--tpm-jobs",
             str(tpm_jobs),
+            "--gpu-jobs",
+            str(gpu_jobs),
             "--port",
             str(_port()),
         ],
@@ -69,7 +74,7 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the embedded one
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
 
-    first = _demo(env, jobs=8, snp_jobs=8, tdx_jobs=8, tpm_jobs=8)
+    first = _demo(env, jobs=8, snp_jobs=8, tdx_jobs=8, tpm_jobs=8, gpu_jobs=8)
     assert f"embedded PostgreSQL 18 in {data}/postgres" in first
     assert "(created, mode 0600)" in first
     assert "AWS Nitro Enclaves: 8 attestations fed" in first
@@ -77,10 +82,15 @@ def test_make_run_on_a_fresh_machine_and_again(tmp_path) -> None:
     assert "Intel TDX: 8 attestations fed" in first
     nitro, snp = _entries(first, "Nitro"), _entries(first, "SEV-SNP")
     tdx, tpm = _entries(first, "TDX"), _entries(first, "TPM")
-    nitrotpm = _entries(first, "NitroTPM")
-    entries = [index for index, _ in nitro + snp + tdx + tpm + nitrotpm]
-    assert len(entries) == len(set(entries)) == 40  # one entry each, none shared
-    assert len(re.findall(r"\(bad on purpose: ", first)) == 10  # every fourth of each
+    nitrotpm, gpu = _entries(first, "NitroTPM"), _entries(first, "GPU")
+    entries = [index for index, _ in nitro + snp + tdx + tpm + nitrotpm + gpu]
+    assert len(entries) == len(set(entries)) == 48  # one entry each, none shared
+    assert len(re.findall(r"\(bad on purpose: ", first)) == 12  # every fourth of each
+    # one verdict per inference: the SEV-SNP guest, its two GPUs and NVSwitch, the result
+    assert "One verdict per inference (SEV-SNP + 2 GPUs + 1 NVSwitch + result): 8" in first
+    assert "collateral: the simulated GPUs' and NVSwitch's 5 RIMs imported" in first
+    assert "policy: GPU image 'demo-h100' (Hopper" in first
+    assert [verdict for _, verdict in gpu] == [v for _, v in snp]  # the CPU's bad modes only
     # the second swtpm's quotes carry a simulated NitroTPM document that binds its AK
     assert [verdict for _, verdict in nitrotpm] == FOUR * 2
     # TPM: quotes from a real swtpm, its AK enrolled (EK certificate checked against swtpm's
@@ -199,7 +209,7 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["ATTEST_LEDGER_DATA_DIR"] = str(data)
-    stopped = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4, tpm_jobs=4)
+    stopped = _demo(env, jobs=4, snp_jobs=4, tdx_jobs=4, tpm_jobs=4, gpu_jobs=4)
     assert "the service is now STOPPED" in stopped
     assert "The service is running" not in stopped
 
@@ -215,6 +225,8 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             "--tdx-jobs",
             "4",
             "--tpm-jobs",
+            "4",
+            "--gpu-jobs",
             "4",
             "--port",
             str(port),
@@ -235,9 +247,9 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert "The service is running on" in printed, printed
         hints = dict(
             re.findall(
-                r"^  (an attestation|an SEV-SNP one|a TDX one|a TPM quote|SEV-SNP entries"
-                r"|TDX entries|TPM entries|counts by kind|more jobs|more SEV-SNP|more TDX"
-                r"|more TPM|export it|check the bundle)"
+                r"^  (an attestation|an SEV-SNP one|a TDX one|a TPM quote|an inference"
+                r"|SEV-SNP entries|TDX entries|TPM entries|CPU \+ GPUs|counts by kind|more jobs"
+                r"|more SEV-SNP|more TDX|more TPM|more inferences|export it|check the bundle)"
                 r"\s+(.+)$",
                 printed,
                 re.M,
@@ -251,8 +263,22 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             f" --trust-root {path}" for path in sorted((data / "google-roots").glob("*.pem"))
         )
         assert len(list((data / "google-roots").glob("*.pem"))) == 2
-        assert hints["export it"].endswith(roots + google), hints["export it"]
-        assert hints["check the bundle"].endswith(roots + google), hints["check the bundle"]
+        nvidia = (  # a composite verdict names the simulated device and RIM roots
+            f" --trust-root {data}/simulated-nvidia/device-root.pem"
+            f" --trust-root {data}/simulated-nvidia/rim-root.pem"
+        )
+        assert hints["export it"].endswith(roots + nvidia + google), hints["export it"]
+        assert hints["check the bundle"].endswith(roots + nvidia + google)
+        shown = subprocess.run(
+            ["/bin/bash", "-c", hints["an inference"]],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        inference = json.loads(shown.stdout)["entry"]
+        assert inference["verdict"] == "affirming", shown.stdout
+        assert inference["cpu_verdict"] == "affirming", shown.stdout
+        assert [(d["submod"], d["verdict"]) for d in inference["devices"]] == [
+            ("gpu0", "affirming"), ("gpu1", "affirming"), ("switch2", "affirming"),
+        ], shown.stdout  # fmt: skip
         shown = subprocess.run(
             ["/bin/bash", "-c", hints["an attestation"]],
             cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -293,8 +319,8 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             kind = count["group"]["evidence_kind"]
             by_kind[kind] = by_kind.get(kind, 0) + count["submissions"]
         # two runs of 4 each
-        assert by_kind == {  # two TPM workers: enrolled and aws-nitrotpm
-            "aws-nitro-enclave": 8, "amd-sev-snp": 8, "intel-tdx": 8, "tpm2-quote": 16
+        assert by_kind == {  # two TPM workers: enrolled and aws-nitrotpm; SEV-SNP with GPUs
+            "aws-nitro-enclave": 8, "amd-sev-snp": 16, "intel-tdx": 8, "tpm2-quote": 16
         }  # fmt: skip
         paths = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/entries",
@@ -308,7 +334,7 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         reader = {"Authorization": f"Bearer {(data / 'demo-auditor.token').read_text().strip()}"}
         found = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/entries",
-            params={"evidence_kind": "amd-sev-snp", "limit": "100"},
+            params={"evidence_kind": "amd-sev-snp", "worker": "demo-snp-worker", "limit": "100"},
             headers=reader,
         ).json()["entries"]
         assert (
@@ -383,6 +409,18 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
             timeout=120,
             check=False,
         )
+        more_gpu = subprocess.run(  # the simulated NVIDIA PKI under the data directory
+            ["/bin/bash", "-c", hints["more inferences"].replace("--count 8", "--count 4")],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert more_gpu.returncode == 0, more_gpu.stdout + more_gpu.stderr
+        assert "untrusted_root" not in more_gpu.stdout + more_gpu.stderr
+        assert more_gpu.stdout.count('"verdict": "affirming"') == 3, more_gpu.stdout
         assert more_tpm.returncode == 0, more_tpm.stdout + more_tpm.stderr
         assert more_tpm.stdout.count('"verdict": "affirming"') == 3, more_tpm.stdout
         assert '"reasons": ["event_missing"]' in more_tpm.stdout, more_tpm.stdout
