@@ -421,6 +421,17 @@ def test_the_printed_hints_work_as_printed_from_another_directory(tmp_path) -> N
         assert more_gpu.returncode == 0, more_gpu.stdout + more_gpu.stderr
         assert "untrusted_root" not in more_gpu.stdout + more_gpu.stderr
         assert more_gpu.stdout.count('"verdict": "affirming"') == 3, more_gpu.stdout
+        replayed = subprocess.run(  # GPU reports made for another challenge than the CPU's
+            ["/bin/bash", "-c", hints["more inferences"].replace("--count 8 --mix", "--count 2")
+             + " --gpu-bad gpu-other-challenge"],
+            cwd=elsewhere,
+            env={k: v for k, v in env.items() if k != "ATTEST_LEDGER_DATA_DIR"},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        verdicts = [json.loads(line) for line in replayed.stdout.splitlines() if '"job"' in line]
+        assert [v["verdict"] for v in verdicts] == ["contraindicated"] * 2, replayed.stdout
+        assert all(v["reasons"] == ["nonce_mismatch"] for v in verdicts), replayed.stdout
         assert more_tpm.returncode == 0, more_tpm.stdout + more_tpm.stderr
         assert more_tpm.stdout.count('"verdict": "affirming"') == 3, more_tpm.stdout
         assert '"reasons": ["event_missing"]' in more_tpm.stdout, more_tpm.stdout
