@@ -8,6 +8,7 @@ RIMs, and serves the report and each endorsement byte for byte."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import warnings
@@ -260,3 +261,31 @@ def test_what_no_device_names_is_not_found(portal, path) -> None:
     index, _ = composite_entry(portal)
     get(portal, f"/portal/entries/{index}/{path}", 404)
     get(portal, "/portal/entries/987654/devices/gpu0", 404)
+
+
+def test_a_report_or_rim_that_does_not_parse_is_shown_as_such(portal) -> None:
+    """Stored bytes the parsers refuse (a device's report, a RIM) leave a note on the device's
+    page, with the parser's code; the rest of the page is there."""
+    garbage = base64.b64encode(b"not an SPDM report").decode()
+    not_a_rim = base64.b64encode(b"<SoftwareIdentity>not a RIM</SoftwareIdentity>").decode()
+
+    def devices(nonce):
+        listed = [device_evidence(g, nonce, i) for i, g in enumerate(portal.gpus)]
+        listed[1]["data"] = garbage
+        rims = [e for e in listed[0]["endorsements"] if e["kind"] == "rim"]
+        rims[0]["data"] = not_a_rim
+        return listed
+
+    index, _ = composite_entry(portal, devices)
+    body = get(portal, f"/portal/entries/{index}/devices/gpu1")
+    report = text_of(section(body, "device-report"))
+    assert "The report could not be read: malformed" in report
+    assert "kept as submitted (18 bytes)" in report
+    assert "m-matched" not in body
+    assert "Device certificate chain" in body
+    assert status(portal, f"/portal/entries/{index}/devices/gpu1/report.bin") == 200
+    body = get(portal, f"/portal/entries/{index}/devices/gpu0")
+    report = section(body, "device-report")
+    assert "unreadable" in report
+    assert "malformed" in report
+    assert "m-matched" in report  # the other RIM still compares its indexes
