@@ -18,7 +18,7 @@ import pytest
 from attest_ledger.users import add_user
 from enclave_worker.simulated_nvidia import SimulatedGpu, SimulatedNvidiaWarning
 from ledger.db import session_scope
-from tests.web.conftest import PASSWORD, sign_in
+from tests.web.conftest import PASSWORD, csrf_of, sign_in
 from tests.web.test_composite_submissions import (  # noqa: F401 - fixtures, used by name
     composite,
     cpu_evidence,
@@ -56,6 +56,12 @@ def status(service, path: str) -> int:
 def section(body: str, ident: str) -> str:
     found = re.search(rf'<section class="panel" id="{ident}">.*?</section>', body, re.S)
     assert found, f"no section {ident}"
+    return found.group(0)
+
+
+def section_by(body: str, ident: str) -> str:
+    found = re.search(rf'<div class="compare" id="{ident}">.*?</p>\s*</div>', body, re.S)
+    assert found, f"no {ident}"
     return found.group(0)
 
 
@@ -289,3 +295,27 @@ def test_a_report_or_rim_that_does_not_parse_is_shown_as_such(portal) -> None:
     assert "unreadable" in report
     assert "malformed" in report
     assert "m-matched" in report  # the other RIM still compares its indexes
+
+
+def test_reverifying_a_composite_judges_its_cpu_evidence_against_the_cpus_own_verdict(
+    portal,
+) -> None:
+    """Re-verify judges the CPU evidence again (not the devices): it is compared with the
+    CPU's recorded status and reasons, so a device's rejection is not a disagreement."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        bad = SimulatedGpu(portal.gpus[0].pki, blocks={7: b"\x5a" * 48})
+
+    def devices(nonce):
+        return [device_evidence(portal.gpus[0], nonce, 0), device_evidence(bad, nonce, 1)]
+
+    index, _ = composite_entry(portal, devices)
+    body = get(portal, f"/portal/entries/{index}")
+    form = {"csrf": csrf_of(body)}
+    again = portal.browser.post(f"/portal/entries/{index}/reverify", data=form)
+    assert again.status_code == 200
+    compared = text_of(section_by(again.get_data(as_text=True), "reverification"))
+    assert "The verdicts agree." in compared, compared
+    assert "Recorded (the CPU evidence) affirming" in compared
+    assert "measurement_mismatch" not in compared
+    assert "the devices are not judged again here" in compared
