@@ -97,6 +97,7 @@ def _append(service, record: dict[str, Any], extra: list[bytes]) -> int:
     with session_scope(service.runtime.sessions) as session:
         (appended,) = append(session, prepare_all([entry]))
         publish_checkpoint(session, service.runtime.signer)
+    assert not appended.duplicate  # a new entry (the same evidence by one worker is a repeat)
     return appended.index
 
 
@@ -114,13 +115,18 @@ def _stored(draw, report: bytes, rim: bytes, leaf: bytes):
     return variant(report), draw(st.sampled_from([variant(rim), xml])), variant(leaf)
 
 
-def _render(service, record: dict[str, Any], extra: list[bytes]) -> None:
+def _render(service, record: dict[str, Any], extra: list[bytes]) -> str:
+    """The device page of ``record`` appended (empty if device 0 has no page)."""
     index = _append(service, record, extra)
     get(service, f"/portal/entries/{index}")  # asserts a 200
-    get(service, f"/portal/entries/{index}/devices/gpu0")
+    if record["devices"][0].get("submod") != "gpu0":  # renamed: no page under the old name
+        get(service, f"/portal/entries/{index}/devices/gpu0", 404)
+        return ""
+    body = get(service, f"/portal/entries/{index}/devices/gpu0")
     assert (
         service.browser.get(f"/portal/entries/{index}/devices/gpu0/report.bin").status_code == 200
     )
+    return body
 
 
 @given(data=st.data())
@@ -129,7 +135,8 @@ def test_any_stored_report_rim_or_certificate_renders_the_pages(base, data) -> N
     real = {kind: _real(base, kind) for kind in ("report", "rim", "device-certificate")}
     report, rim, leaf = data.draw(_stored(real["report"], real["rim"], real["device-certificate"]))
     record = copy.deepcopy(base.base[0])
-    record["job"] = {"id": f"fuzz-{next(_counter)}"}
+    n = next(_counter)
+    record["job"], record["worker"] = {"id": f"fuzz-{n}"}, f"fuzz-{n}"  # not a repeat
     device = record["devices"][0]
     device["evidence_sha256"] = hashlib.sha256(report).hexdigest()
     chain = [e for e in device["endorsements"] if e["kind"] == "device-certificate"]
@@ -140,7 +147,10 @@ def test_any_stored_report_rim_or_certificate_renders_the_pages(base, data) -> N
         {"kind": "rim", "sha256": hashlib.sha256(rim).hexdigest()},
         *rims[1:],
     ]
-    _render(base, record, [report, rim, leaf])
+    body = _render(base, record, [report, rim, leaf])
+    assert device["evidence_sha256"] in body  # this entry's device, whatever its bytes
+    if report != real["report"]:
+        assert "could not be read" in body or 'class="m-' in body
 
 
 @given(
@@ -200,10 +210,11 @@ def test_any_stored_report_rim_or_certificate_renders_the_pages(base, data) -> N
 @settings(max_examples=40, deadline=None, suppress_health_check=_FIXTURES)
 def test_any_recorded_device_fields_render_the_pages(base, fields, claims, top) -> None:
     record = copy.deepcopy(base.base[0])
-    record["job"] = {"id": f"fuzz-{next(_counter)}"}
+    n = next(_counter)
+    record["job"], record["worker"] = {"id": f"fuzz-{n}"}, f"fuzz-{n}"  # not a repeat
     record.update(top)
     device = record["devices"][0]
-    device.update({k: v for k, v in fields.items() if k != "submod"})
+    device.update(fields)
     if isinstance(device.get("claims"), dict):
         device["claims"].update(claims)
     _render(base, record, [])
