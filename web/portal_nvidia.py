@@ -32,6 +32,7 @@ from verifier import ResultHash, VerifierError
 from verifier.binding import GPU_NONCE_PREFIX, gpu_nonce
 from verifier.nvidia import Rim, SpdmReport, parse_report, parse_rim
 from verifier.nvidia.fwid import fwid_of
+from verifier.nvidia.report import NvdecStatus
 from verifier.x509 import (
     CERTIFICATE_PARSE_ERRORS,
     CertificateInfo,
@@ -53,6 +54,7 @@ __all__ = [
     "device_blob",
     "device_download",
     "explain_device",
+    "measurement_rows",
 ]
 
 #: a device's submod as the record names it: ``gpu<i>`` or ``switch<i>`` (MAX_DEVICES = 16)
@@ -61,7 +63,6 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 #: the RIM index NVIDIA's verifier does not compare when the report says NVDEC0 is disabled
 _NVDEC_INDEX = 35
-_NVDEC_DISABLED = 0x55
 #: what a device's endorsements are served as: (suffix, content type)
 _DOWNLOADS = {
     "device-certificate": ("der", "application/pkix-cert"),
@@ -380,9 +381,12 @@ def _rims(endorsements: list[StoredEndorsement], claims: Mapping[str, Any]) -> l
     return out
 
 
-def _measurements(report: SpdmReport, rims: list[RimView]) -> list[MeasurementRow]:
+def measurement_rows(report: SpdmReport, rims: list[RimView]) -> list[MeasurementRow]:
+    """Every block of ``report`` and every index a parsed RIM lists, in block order: block
+    ``n`` against each RIM measurement of index ``n - 1`` (as :mod:`verifier.nvidia.appraisal`
+    compares them, index 35 not compared when NVDEC0 is disabled)."""
     parsed = [view for view in rims if view.rim is not None]
-    nvdec_disabled = report.opaque.get(11) == bytes([_NVDEC_DISABLED])
+    nvdec_disabled = report.nvdec0_status is NvdecStatus.DISABLED
     listed: dict[int, list[tuple[RimView, Any]]] = {}
     for view in parsed:
         assert view.rim is not None  # noqa: S101 - filtered above
@@ -503,7 +507,7 @@ def explain_device(session: Session, record: Mapping[str, Any], submod: str) -> 
     view.chain = _chain(view.endorsements, anchor_set, view.moment)
     view.rims = _rims(view.endorsements, view.claims)
     if view.report is not None:
-        view.measurements = _measurements(view.report, view.rims)
+        view.measurements = measurement_rows(view.report, view.rims)
     _nonce(view)
     _fwid(view)
     return view
