@@ -375,7 +375,9 @@ def reverify(view: EntryView, verifier: Scheme) -> Reverification:
         else None
     )
     revision = view.policy.revision_entry if view.policy is not None else None
-    recorded = view.record.get("verdict")
+    # a composite (issue #14): the CPU evidence is judged again, not its devices, so it is
+    # compared with the CPU's own status and reasons (those naming no submod)
+    recorded = view.record.get("cpu_verdict", view.record.get("verdict"))
     result_hash = None
     text = view.record.get("result_hash")
     if isinstance(text, str):
@@ -387,7 +389,11 @@ def reverify(view: EntryView, verifier: Scheme) -> Reverification:
         view.evidence if view.is_nitro else stored_evidence(kind, view.evidence, view.endorsements)
     )
     status, error, reasons = judge_again(evidence, verifier, policy, result_hash, at=at)
-    codes = {str(r.get("code")) for r in _listed(view.record.get("reasons")) if isinstance(r, dict)}
+    codes = {
+        str(r.get("code"))
+        for r in _listed(view.record.get("reasons"))
+        if isinstance(r, dict) and "submod" not in r
+    }
     comparison = compare(
         recorded if isinstance(recorded, str) else None, codes, status, {c for c, _ in reasons}
     )

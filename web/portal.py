@@ -68,6 +68,14 @@ from web.api import MAX_INDEX
 from web.collateral_api import service_dcap_verifier
 from web.compliance import AK_PATHS, EntryQuery
 from web.exports import bundle_response
+from web.portal_nvidia import (
+    DERIVATION,
+    SUBMOD,
+    composite_of,
+    device_blob,
+    device_download,
+    explain_device,
+)
 from web.portal_tpm import ENROLMENT, TPM2_QUOTE, explain_enrolment, explain_tpm, summary_of
 from web.problems import Problem
 from web.sessions import db
@@ -470,6 +478,7 @@ def _entry_page(index: int, reverification: Any = None) -> str:
         view=view,
         tpm=tpm,
         enrolment=explain_enrolment(view.record) if kind == ENROLMENT else None,
+        composite=composite_of(view.record),
         record=view.record,
         index=index,
         latest=latest if covered else None,
@@ -499,7 +508,32 @@ def _ear_of(record: dict[str, Any]) -> dict[str, Any] | None:
         "problem": "; ".join(differ) or None,
         "kid": verified.kid,
         "claims_text": json.dumps(verified.claims, indent=2, sort_keys=True, ensure_ascii=False),
+        "submods": _submods(verified.claims),
     }
+
+
+def _submods(claims: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each submod of an EAR (``cpu0``, then the devices in the record's order: gpu0,
+    switch2...) with its status, evidence kind and reason codes, as the EAR says them."""
+    submods = claims.get("submods")
+    if not isinstance(submods, dict):
+        return []
+    out = []
+    for name, given in submods.items():
+        said = given if isinstance(given, dict) else {}
+        status = said.get("ear.status")
+        reasons = said.get("attestation-ledger.reasons")
+        out.append(
+            {
+                "name": str(name),
+                "status": status if isinstance(status, str) else None,
+                "kind": str(said.get("attestation-ledger.evidence-kind") or ""),
+                "policy": str(said.get("ear.appraisal-policy-id") or ""),
+                "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
+                "device": SUBMOD.fullmatch(str(name)) is not None,
+            }
+        )
+    return out
 
 
 @bp.get(f"/entries/{_INDEX}/ear.jwt")
@@ -617,6 +651,58 @@ def entry_endorsement_der(index: int, sha256: str) -> Response:
 def entry_endorsement_json(index: int, sha256: str) -> Response:
     """An Intel TCB info or QE identity the entry names, byte for byte as signed (JSON)."""
     return _endorsement(index, sha256, "json")
+
+
+def _device(index: int, submod: str) -> tuple[EntryView, Any]:
+    view = _explain(index)
+    device = explain_device(db(), view.record, submod) if SUBMOD.fullmatch(submod) else None
+    if device is None:
+        raise Problem(404, "not_found", f"entry {index} has no device {submod[:20]!r}")
+    return view, device
+
+
+@bp.get(f"/entries/{_INDEX}/devices/<submod>")
+def entry_device(index: int, submod: str) -> str:
+    """One device of a composite entry: its chain, nonce, FWID and measurements."""
+    view, device = _device(index, submod)
+    return render_template(
+        "portal/device.html", view=view, record=view.record, index=index, device=device,
+        derivation=DERIVATION,
+    )  # fmt: skip
+
+
+@bp.get(f"/entries/{_INDEX}/devices/<submod>/report.bin")
+def entry_device_report(index: int, submod: str) -> Response:
+    """A device's SPDM report (request || response), byte for byte as submitted."""
+    _, device = _device(index, submod)
+    if device.evidence is None:
+        raise Problem(404, "not_found", f"the ledger does not hold the report of {submod}")
+    return _download(
+        device.evidence, "application/octet-stream", f"entry-{index}-{submod}-report.bin"
+    )
+
+
+@bp.get(f"/entries/{_INDEX}/devices/<submod>/endorsements/<sha256>.<suffix>")
+def entry_device_endorsement(index: int, submod: str, sha256: str, suffix: str) -> Response:
+    """A certificate (DER), RIM (XML) or OCSP response (DER) the device names, by SHA-256."""
+    _, device = _device(index, submod)
+    named = device_blob(db(), device, sha256)
+    if named is None or named.kind == "nvidia-gpu":
+        raise Problem(404, "not_found", f"{submod} names no endorsement with that SHA-256")
+    if not named.holds:
+        raise Problem(404, "not_found", f"the ledger does not hold this {named.kind}")
+    expected, mimetype = device_download(named.kind)
+    if suffix != expected:
+        raise Problem(
+            404,
+            "not_found",
+            f"this {named.kind} is /portal/entries/{index}/devices/{submod}/endorsements/"
+            f"{sha256}.{expected}",
+        )
+    assert named.data is not None  # noqa: S101 - holds: the bytes are there
+    return _download(
+        named.data, mimetype, f"entry-{index}-{submod}-{named.kind}-{sha256[:16]}.{suffix}"
+    )
 
 
 @bp.get(f"/entries/{_INDEX}/entry.json")
@@ -925,6 +1011,7 @@ def init_portal(app: Flask) -> None:
     app.jinja_env.filters["collateral_url"] = lambda sha256: url_for(
         "portal.collateral_document", sha256=sha256, suffix="json"
     )
+    app.jinja_env.filters["device_suffix"] = lambda kind: device_download(kind)[0]
     app.jinja_env.filters["hexbytes"] = lambda b: b.hex() if b is not None else "-"
 
     @app.get("/")

@@ -2,13 +2,15 @@
 the real service under gunicorn on loopback: sign in, filter, open an entry, download its
 proof and check it offline, watch the in-browser check pass, and fail for a tampered proof;
 the same for an SEV-SNP entry from a simulated SNP guest, with its report and endorsements,
-and for an Intel TDX entry with its collateral, and the revocation impact page.
+and for an Intel TDX entry with its collateral, and the revocation impact page; and a
+composite entry (issue #14: a simulated SNP guest with two simulated GPUs) and its devices.
 
 Screenshots of every page go to ``test-artifacts/portal/`` (or $ATTEST_LEDGER_ARTIFACTS); CI
 keeps them, and a person should look at them when the pages change."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -23,22 +25,32 @@ from pathlib import Path
 import httpx
 import pytest
 
+from attest_ledger.policy_store import PolicyStore
 from enclave_worker import (
+    SimulatedAmdWarning,
     SimulatedIntelWarning,
     SimulatedTdxPlatform,
     TcbStanding,
     simulated_snp_measurement,
     simulated_tdx_measurement,
 )
-from enclave_worker.binding import ResultDigest
+from enclave_worker.binding import ResultDigest, gpu_nonce
 from enclave_worker.simulated_intel import SimulatedIntelPki
+from enclave_worker.simulated_nvidia import (
+    SimulatedGpu,
+    SimulatedNvidiaPki,
+    SimulatedNvidiaWarning,
+)
+from enclave_worker.simulated_rim import SimulatedRim
 from enclave_worker.tpm import job_events
 from ledger.checkpoint import CheckpointBody, parse_tlog_proof
+from ledger.db import make_engine, make_session_factory, session_scope
 from ledger.keys import load_signing_key
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import NoteSigner, open_note
 from tests.e2e.conftest import CLI, ROOT
-from tests.enclave_worker.snp_support import amd_pki
+from tests.enclave_worker.snp_support import amd_pki, snp_platform
+from verifier import ResultHash
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e]
 
@@ -75,9 +87,18 @@ def live_env(tmp_path) -> dict[str, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulatedIntelWarning)
         SimulatedIntelPki.load_or_create(tmp_path / "simulated-intel", at=datetime.now(UTC))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        nvidia = SimulatedNvidiaPki.load_or_create(
+            tmp_path / "simulated-nvidia", at=datetime.now(UTC)
+        )
+    (tmp_path / "nvidia-root.pem").write_bytes(nvidia.root_pem())
+    (tmp_path / "nvidia-rim-root.pem").write_bytes(nvidia.rim_root_pem())
     return {
         "ATTEST_LEDGER_SNP_TRUST_ROOT": str(tmp_path / "simulated-amd" / "ark.pem"),
         "ATTEST_LEDGER_INTEL_TRUST_ROOT": str(tmp_path / "simulated-intel" / "root.pem"),
+        "ATTEST_LEDGER_NVIDIA_TRUST_ROOT": str(tmp_path / "nvidia-root.pem"),
+        "ATTEST_LEDGER_NVIDIA_RIM_ROOT": str(tmp_path / "nvidia-rim-root.pem"),
     }
 
 
@@ -540,4 +561,119 @@ def test_an_auditor_opens_a_tpm_quote_from_swtpm_and_its_enrolment(portal, tmp_p
     check_reads(page, "Verified in your browser")
     missing = page.locator("#tpm-quote table.expected-events span.badge.bad", has_text="missing")
     assert missing.count() == 1
+    assert portal["problems"] == []  # no CSP violation, no script error on any page
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _encoded(evidence, extra=()) -> dict:
+    return {
+        "kind": evidence.kind,
+        "data": _b64(evidence.data),
+        "endorsements": [
+            {"kind": e.kind, "data": _b64(e.data)} for e in (*evidence.endorsements, *extra)
+        ],
+    }
+
+
+def test_an_auditor_opens_a_composite_entry_and_its_devices(portal, tmp_path) -> None:
+    """A simulated SEV-SNP guest with two simulated GPUs (issue #14) submits two composites
+    straight to the API (the worker's side of composites is another change): one affirmed,
+    one whose second GPU reports another value in measurement block 7. The auditor opens the
+    rejected one: the composite panel names the device and its reason, the EAR lists every
+    submod; the device's page marks block 7 (RIM index 6) mismatched against the VBIOS RIM,
+    shows its chain and its nonce bound; its report downloads byte for byte; the affirmed
+    one's devices are all matched."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        pki = SimulatedNvidiaPki.load_or_create(tmp_path / "simulated-nvidia", at=datetime.now(UTC))
+        gpus = [SimulatedGpu(pki), SimulatedGpu(pki)]
+        bad = gpus[1].variant(blocks={7: b"\x5a" * 48})
+    platform = snp_platform(image="e2e-composite")
+    engine = make_engine(portal["env"]["DATABASE_URL"])
+    with session_scope(make_session_factory(engine)) as session:
+        store = PolicyStore()
+        store.add_reference(
+            session, "e2e-composite", "amd-sev-snp", {"measurement": platform.measurement.hex()}
+        )
+        store.add_reference(
+            session, "e2e-h100", "nvidia-gpu",
+            {"arch": "HOPPER", "driver_versions": [gpus[0].driver],
+             "vbios_versions": [gpus[0].vbios]},
+        )  # fmt: skip
+        store.allow(session, "alpha", "e2e-composite")
+        store.allow(session, "alpha", "e2e-h100")
+    engine.dispose()
+    headers = {"Authorization": f"Bearer {portal['tokens']['alpha']}"}
+    result = b"the composite answer"
+    indexes = []
+    for devices in (gpus, [gpus[0], bad]):
+        challenge = httpx.post(f"{portal['base']}/api/v1/challenges", headers=headers)
+        nonce = bytes.fromhex(challenge.json()["challenges"][0]["nonce"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SimulatedAmdWarning)
+            cpu = platform.attest(nonce=nonce, result=ResultDigest.of(result))
+        body = {
+            "evidence": _encoded(cpu),
+            "devices": [
+                _encoded(
+                    gpu.evidence(gpu_nonce(nonce, ResultDigest.of(result), i)),
+                    SimulatedRim(gpu).endorsements(),  # the RIMs of the firmware
+                )
+                for i, gpu in enumerate(devices)
+            ],
+            "result_hash": str(ResultHash.of(result)),
+            "job": {"id": f"composite-{len(indexes)}"},
+        }  # fmt: skip
+        reply = httpx.post(f"{portal['base']}/api/v1/attestations", json=body, headers=headers)
+        assert reply.status_code == 201, reply.text
+        indexes.append(reply.json()["entry"]["index"])
+        expected = "affirming" if devices is gpus else "contraindicated"
+        assert reply.json()["verdict"]["status"] == expected, reply.json()["verdict"]
+    covered(portal["base"])
+    good, rejected = indexes
+
+    page = portal["page"]
+    sign_in(page)
+    portal["problems"].clear()  # the wrong password's 401 is expected
+    page.goto(f"/portal/entries/{rejected}")
+    check_reads(page, "Verified in your browser")
+    panel = page.locator("#composite")
+    assert "Composite verdict" in panel.inner_text()
+    row = panel.locator("table.devices tr[data-submod=gpu1]")
+    assert "contraindicated" in row.inner_text()
+    assert "measurement_mismatch" in row.inner_text()
+    assert "affirming" in panel.locator("table.devices tr[data-submod=gpu0]").inner_text()
+    submods = page.locator("#ear table.ear-submods tbody tr")
+    assert submods.all_inner_texts()[0].split()[:2] == ["cpu0", "affirming"]
+    assert [t.split()[0] for t in submods.all_inner_texts()] == ["cpu0", "gpu0", "gpu1"]
+    shot(page, "21-composite-entry")
+
+    row.locator("a", has_text="gpu1").click()
+    assert f"/portal/entries/{rejected}/devices/gpu1" in page.url
+    mismatched = page.locator("#device-report tr.m-mismatched")
+    assert mismatched.count() == 1
+    assert mismatched.get_attribute("data-block") == "7"
+    assert mismatched.get_attribute("data-index") == "6"
+    assert "vbios RIM" in mismatched.inner_text()
+    assert "holds" in page.inner_text("#device-nonce")
+    assert page.locator("#device-chain span.badge.ok", has_text="valid").count() == 5
+    assert "matches the leaf" in page.inner_text("#device-report")
+    shot(page, "22-composite-device-mismatch")
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('device report')")
+    report = Path(download.value.path()).read_bytes()
+    with page.expect_download() as download:
+        page.click("ul.downloads a:has-text('entry bytes')")
+    record = json.loads(Path(download.value.path()).read_bytes())
+    assert hashlib.sha256(report).hexdigest() == record["devices"][1]["evidence_sha256"]
+
+    page.goto(f"/portal/entries/{good}/devices/gpu0")
+    assert page.locator("#device-report tr.m-mismatched").count() == 0
+    assert page.locator("#device-report tr.m-matched").count() >= 30
+    shot(page, "23-composite-device")
+    page.click("text=the composite verdict of entry")
+    assert f"/portal/entries/{good}" in page.url
     assert portal["problems"] == []  # no CSP violation, no script error on any page
