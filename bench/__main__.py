@@ -12,6 +12,7 @@ import sys
 from bench import (
     api_bench,
     bundle_bench,
+    composite_bench,
     ledger_bench,
     nvidia_bench,
     portal_bench,
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "bundle": bundle_bench.main,
     "api": api_bench.main,
     "slow": slow_clients_bench.main,
+    "composite": composite_bench.main,
 }
 
 

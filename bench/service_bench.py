@@ -173,16 +173,22 @@ def print_latencies(
     )
 
 
+def fetch_challenges(base: str, token: str, count: int) -> list[bytes]:
+    """``count`` challenges of the worker whose token this is, a hundred per request."""
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
+        nonces: list[bytes] = []
+        while len(nonces) < count:
+            asked = min(100, count - len(nonces))
+            reply = http.post("/api/v1/challenges", json={"count": asked}).json()
+            nonces.extend(bytes.fromhex(c["nonce"]) for c in reply["challenges"])
+    return nonces
+
+
 def _prepare(base: str, tokens: list[str], nsm: SimulatedNsm, per_worker: int) -> Jobs:
     """Challenges fetched and documents signed before the clock starts."""
     prepared = []
     for token in tokens:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
-            nonces: list[bytes] = []
-            while len(nonces) < per_worker:
-                count = min(100, per_worker - len(nonces))
-                reply = http.post("/api/v1/challenges", json={"count": count}).json()
-                nonces.extend(bytes.fromhex(c["nonce"]) for c in reply["challenges"])
+        nonces = fetch_challenges(base, token, per_worker)
         jobs = []
         for i, nonce in enumerate(nonces):
             result = f"result {token[-6:]} {i}".encode()
