@@ -465,6 +465,9 @@ class RimFetcher:
 # --- completing a device's RIMs at intake ------------------------------------------------------
 
 _KEPT_MEMORY = 4096
+_CHOICE_MEMORY = 1024
+#: a RIM choice's question: kind, version, chip, RIM id
+_Choice = tuple[RimKind, str, str | None, str | None]
 
 
 def device_chip(evidence: Evidence, report: SpdmReport) -> str | None:
@@ -499,7 +502,10 @@ class RimSource:
     retry_seconds: float = 60.0
     _failed: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _kept: dict[bytes, None] = field(default_factory=dict)
+    #: how long a RIM choice is remembered (see :meth:`_choose`)
+    choice_seconds: float = 10.0
+    _kept: dict[bytes, RimKind] = field(default_factory=dict)
+    _chosen: dict[_Choice, tuple[float, bytes | None]] = field(default_factory=dict)
 
     def complete(self, evidence: Evidence, at: datetime) -> Evidence:
         if str(evidence.kind) != str(EvidenceKind.NVIDIA_GPU):
@@ -531,38 +537,56 @@ class RimSource:
 
     def _keep_attached(self, attached: Sequence[Endorsement]) -> set[RimKind]:
         """Keep the attached RIMs that read (the rest are left to the verifier); returns the
-        kinds they cover."""
+        kinds they cover. A RIM kept already is known by its digest: not read again."""
         kinds: set[RimKind] = set()
         readable = []
         for endorsement in attached:
+            digest = hashlib.sha256(endorsement.data).digest()
+            with self._lock:
+                known = self._kept.get(digest)
+            if known is not None:
+                kinds.add(known)
+                continue
             try:
                 info = describe_rim(endorsement.data)
             except CollateralError:
                 continue
             kinds.add(RimKind(info.kind))
-            digest = hashlib.sha256(endorsement.data).digest()
-            with self._lock:
-                if digest in self._kept:
-                    continue
-            readable.append(RimDocument(endorsement.data))
+            readable.append((digest, RimKind(info.kind), RimDocument(endorsement.data)))
         if readable:
             with self.sessions() as session, session.begin():
-                keep_rims(session, readable, source="worker")
+                keep_rims(session, [document for _, _, document in readable], source="worker")
             with self._lock:
-                for document in readable:
-                    self._kept[hashlib.sha256(document.data).digest()] = None
+                for digest, kind, _ in readable:
+                    self._kept[digest] = kind
                 while len(self._kept) > _KEPT_MEMORY:
                     del self._kept[next(iter(self._kept))]
+                self._chosen.clear()  # a newer RIM may now be the one to choose
         return kinds
 
     def _choose(
         self, kind: RimKind, version: str, chip: str | None, at: datetime, rim_id: str | None
     ) -> bytes | None:
+        """The kept RIM for this kind, version and chip. The choice is remembered for
+        ``choice_seconds`` (every GPU of a fleet asks the same question per report, and the
+        answer changes only when a RIM is kept: then it is forgotten at once here, and
+        within ``choice_seconds`` in the service's other processes)."""
+        key = (kind, version, chip, rim_id)
+        now = time.monotonic()
+        with self._lock:
+            remembered = self._chosen.get(key)
+        if remembered is not None and now - remembered[0] < self.choice_seconds:
+            return remembered[1]
         with self.sessions() as session:
             document = select_rim(
                 session, kind=str(kind), version=version, chip=chip, at=at, rim_id=rim_id
             )
-            return None if document is None else bytes(document.data)
+            chosen = None if document is None else bytes(document.data)
+        with self._lock:
+            self._chosen[key] = (now, chosen)
+            while len(self._chosen) > _CHOICE_MEMORY:
+                del self._chosen[next(iter(self._chosen))]
+        return chosen
 
     def _fetch(self, rim_id: str) -> bool:
         assert self.fetcher is not None  # noqa: S101 - the caller checked
@@ -580,4 +604,6 @@ class RimSource:
                 self._failed[rim_id] = now
             return False
         log.info("the RIM %s fetched from %s", rim_id, self.fetcher.base)
+        with self._lock:
+            self._chosen.clear()
         return True

@@ -26,7 +26,7 @@ batch well under 100 ms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +74,11 @@ def append(
     entries: Sequence[NewEntry | PreparedEntry],
     *,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    stored: Container[bytes] = (),
 ) -> list[Appended]:
     """Append ``entries`` in order; return one :class:`Appended` per entry, in the same order.
+    ``stored``: SHA-256 of endorsements known to be committed already (the table is
+    append-only), which are not sent again (a RIM of 20 KB named by every GPU's entry).
 
     Raises :class:`~ledger.errors.InvalidEntry` for an entry that breaks the contract of
     :mod:`ledger.entry` (nothing is written), :class:`LedgerBusy` if the sequencer lock is not
@@ -117,7 +120,7 @@ def append(
             )
             if entry.evidence is not None:
                 evidence_rows.append((index, entry.evidence))
-            endorsements.update(entry.endorsements)
+            endorsements.update((d, blob) for d, blob in entry.endorsements if d not in stored)
             if repeat is not None:
                 known[repeat] = Appended(index, entry.leaf_hash, duplicate=True)
             results.append(Appended(index, entry.leaf_hash, duplicate=False))

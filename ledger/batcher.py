@@ -57,6 +57,10 @@ class BatcherClosed(LedgerError):
     code = "ledger_busy"
 
 
+#: endorsement digests a batcher remembers as committed
+_STORED_MEMORY = 8192
+
+
 @dataclass
 class _Job:
     entry: PreparedEntry
@@ -82,6 +86,9 @@ class AppendBatcher:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._gate = threading.Lock()  # makes "closed?" and "enqueue" one step
+        #: SHA-256 of endorsements committed by this batcher (bounded; only its thread reads
+        #: and writes it): not sent to the database again
+        self._stored: dict[bytes, None] = {}
         self.batches = 0  # committed transactions
         self.split_batches = 0  # batches that failed and were retried entry by entry
         self._thread = threading.Thread(target=self._run, name="ledger-append-batcher", daemon=True)
@@ -177,10 +184,25 @@ class AppendBatcher:
         for job, result in zip(batch, results, strict=True):
             job.future.set_result(result)
 
+    def _remember_stored(self, batch: list[_Job], results: list[Appended]) -> None:
+        """The endorsements of the entries this batch appended (a duplicate appended none)."""
+        for job, result in zip(batch, results, strict=True):
+            if result.duplicate:
+                continue
+            for digest, _ in job.entry.endorsements:
+                self._stored[digest] = None
+        while len(self._stored) > _STORED_MEMORY:
+            del self._stored[next(iter(self._stored))]
+
     def _transaction(self, batch: list[_Job]) -> list[Appended]:
         session = self._factory()
         try:
-            results = append(session, [job.entry for job in batch], lock_timeout=self._lock_timeout)
+            results = append(
+                session,
+                [job.entry for job in batch],
+                lock_timeout=self._lock_timeout,
+                stored=self._stored,
+            )
             grouped: dict[Any, list[tuple[Appended, Any]]] = {}
             for job, result in zip(batch, results, strict=True):
                 if isinstance(job.after, FollowUp):
@@ -190,6 +212,7 @@ class AppendBatcher:
             for run, items in grouped.items():
                 run(session, items)
             session.commit()
+            self._remember_stored(batch, results)
             return results
         except BaseException:
             session.rollback()

@@ -497,6 +497,33 @@ def test_the_most_recently_signed_and_the_named_rim_come_first(session_factory, 
         assert row.name == REAL_VBIOS_ID
 
 
+def test_a_choice_is_remembered_until_a_rim_is_kept_here_or_it_expires(
+    session_factory, devices
+) -> None:
+    """Every GPU of a fleet asks the same question of each report: the answer is remembered
+    (no query, no RIM parsed again) for choice_seconds, and forgotten at once when this
+    source keeps a RIM; a RIM another process keeps is seen once the choice expires."""
+    hopper = devices["hopper"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        later = SimulatedNvidiaPki.generate(at=SIM_AT + timedelta(days=3))
+    old, new = SimulatedRim(hopper).driver(), SimulatedRim(hopper, pki=later).driver()
+    keep(session_factory, RimDocument(old))
+    source = RimSource(session_factory, choice_seconds=3600)
+    at = SIM_AT + timedelta(days=10)
+    first = source.complete(device(hopper), at)
+    assert old in rims_of(first)
+    keep(session_factory, RimDocument(new))  # by another process: an import
+    assert old in rims_of(source.complete(device(hopper), at))  # remembered
+    plain = device(hopper)
+    vbios = Endorsement(EndorsementKind.RIM, SimulatedRim(hopper, pki=later).vbios())
+    attached = Evidence(plain.kind, plain.data, (*plain.endorsements, vbios))
+    source.complete(attached, at)  # a RIM kept here: the choices are forgotten
+    assert new in rims_of(source.complete(device(hopper), at))
+    expiring = RimSource(session_factory, choice_seconds=0)
+    assert new in rims_of(expiring.complete(device(hopper), at))
+
+
 def test_attached_rims_are_kept_and_used_as_they_came(session_factory, devices) -> None:
     hopper = devices["hopper"]
     rims = _rims(hopper)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from attest_ledger.database import downgrade, upgrade
 from ledger.append import append
+from ledger.batcher import AppendBatcher
 from ledger.db import make_engine, make_session_factory, session_scope
 from ledger.entry import NewEntry, parse_entry
 from ledger.errors import InvalidEntry
@@ -46,6 +47,44 @@ def test_endorsements_are_named_by_digest_and_stored_once(session_factory) -> No
         assert get_endorsement(session, hashlib.sha256(ASK).digest()) == ASK
         kinds = session.execute(text("SELECT DISTINCT evidence_kind FROM ledger_entries")).all()
         assert kinds == [("amd-sev-snp",)]
+    assert run_audit(session_factory).ok
+
+
+def test_endorsements_known_stored_are_not_sent_again(session_factory) -> None:
+    """``stored`` names blobs committed already (the table is append-only): they are not
+    written again. Proven by naming one that is NOT stored: it stays absent (the audit, which
+    reads the table, then finds the entry names a missing endorsement)."""
+    with session_scope(session_factory) as session:
+        append(session, [snp_entry(1, ("vcek", VCEK))], stored={hashlib.sha256(VCEK).digest()})
+    with session_factory() as session:
+        assert session.execute(text("SELECT count(*) FROM ledger_endorsements")).scalar_one() == 0
+    assert not run_audit(session_factory).ok
+
+
+def test_a_batcher_sends_an_endorsement_once_and_remembers_only_what_it_committed(
+    session_factory,
+) -> None:
+    batcher = AppendBatcher(session_factory)
+    try:
+        first = batcher.append(snp_entry(1, ("vcek", VCEK), ("ask", ASK)))
+        assert not first.duplicate
+        assert set(batcher._stored) == {hashlib.sha256(VCEK).digest(), hashlib.sha256(ASK).digest()}
+        batcher.append(snp_entry(2, ("vcek", VCEK)))
+        # a duplicate of entry 1's evidence with a new blob: nothing appended, nothing remembered
+        other = b"0\x82 another chip's"
+        again = batcher.append(
+            NewEntry.from_record(
+                {"kind": "attestation", "evidence_kind": "amd-sev-snp", "n": 9},
+                evidence=b"report 1",
+                endorsements=[("vcek", other)],
+            )
+        )
+        assert again.duplicate
+        assert hashlib.sha256(other).digest() not in batcher._stored
+    finally:
+        batcher.close()
+    with session_factory() as session:
+        assert session.execute(text("SELECT count(*) FROM ledger_endorsements")).scalar_one() == 2
     assert run_audit(session_factory).ok
 
 

@@ -353,6 +353,9 @@ def test_an_idempotency_key_covers_the_devices_too(composite) -> None:
 def test_rims_not_sent_are_taken_from_the_kept_collateral_and_named_in_the_entry(
     composite,
 ) -> None:
+    # an import by another process is seen once the choice remembered expires (10 s): here
+    # at once (tests/cli/test_rim_collateral.py tests the remembering)
+    composite.runtime.intake.device_collateral.choice_seconds = 0
     nonce = composite.challenge()
     one, two = composite.gpus
     bare = [encode(g.evidence(gpu_nonce(nonce, ResultDigest.of(RESULT), i))) for i, g in
