@@ -39,7 +39,12 @@ from attest_ledger.ear import (
     verify_ear,
 )
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
-from attest_ledger.intake import CHALLENGE_BYTES, composition_reasons, judge_devices
+from attest_ledger.intake import (
+    CHALLENGE_BYTES,
+    carried_nonce,
+    composition_reasons,
+    judge_devices,
+)
 from attest_ledger.policy_store import (
     NVIDIA,
     SCHEMES,
@@ -657,7 +662,7 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], data: bytes) -> N
     was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
     report.rejudged += 1
     _rejudge_cpu(state, item, record, evidence, policy, result_hash, at, verdict, recorded, was)
-    _rejudge_devices(state, item, record, config, result_hash, at)
+    _rejudge_devices(state, item, record, evidence, config, result_hash, at)
 
 
 def _rejudge_cpu(  # noqa: PLR0917 - private, one caller
@@ -725,6 +730,11 @@ def _rejudge_unanchored(  # noqa: PLR0917 - private, one caller
     )  # fmt: skip
 
 
+#: what carried_nonce reads a challenge with: a Nitro document through a Nitro verifier's
+#: parser (which needs no anchor of the entry's), any other evidence by its kind alone
+_NITRO_PARSER, _BY_KIND = NitroVerifier(), NvidiaVerifier()
+
+
 def _composite(record: dict[str, Any]) -> bool:
     """Whether the entry composes devices with its CPU evidence (issue #14)."""
     return "devices" in record or "cpu_verdict" in record
@@ -741,14 +751,15 @@ def _challenge(nonce: Any) -> bytes | None:
 
 
 def _rejudge_devices(  # noqa: PLR0917 - private, one caller
-    state: _State, item: str, record: dict[str, Any], config: PolicyConfig | None,
-    result_hash: ResultHash | None, at: datetime,
+    state: _State, item: str, record: dict[str, Any], cpu: Evidence,
+    config: PolicyConfig | None, result_hash: ResultHash | None, at: datetime,
 ) -> None:  # fmt: skip
     """Judge each device of the entry again as the service judged it beside the CPU evidence
     (:func:`attest_ledger.intake.judge_devices`): its report and endorsements from
     endorsements/, by the NVIDIA verifier holding exactly the roots the device names, under
     the worker's ``nvidia-gpu`` policy of the recorded revision, with the nonce derived
-    again from the entry's challenge, result hash and its position; then the devices the
+    again from the entry's challenge (which must be the one the CPU evidence ``cpu``
+    carries), result hash and its position; then the devices the
     policy requires (:func:`attest_ledger.intake.composition_reasons`) and the composed
     verdict. Every difference fails the entry."""
     report, worker = state.report, record.get("worker")
@@ -766,10 +777,15 @@ def _rejudge_devices(  # noqa: PLR0917 - private, one caller
     if devices is None:
         return
     evidences, anchors = devices
-    challenge = _challenge(record.get("nonce"))
     if result_hash is None:
         report.fail(item, "names devices but no result hash to bind them to")
         return
+    carried = carried_nonce(cpu, _NITRO_PARSER if cpu.kind in NITRO_KINDS else _BY_KIND)
+    if carried is not None and record.get("nonce") != carried.hex():
+        report.fail(item, "its nonce is not the challenge its CPU evidence carries: its "
+                    "devices cannot be bound to it")  # fmt: skip
+        return
+    challenge = _challenge(record.get("nonce"))
     judged = judge_devices(
         {NVIDIA: _device_scheme(state, evidences, anchors)} if evidences else {},
         policy,

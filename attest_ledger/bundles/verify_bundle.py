@@ -3587,6 +3587,35 @@ def gpu_nonce(challenge: bytes, binding: bytes, index: int) -> bytes:
     ).digest()
 
 
+def carried_challenge(kind: Any, evidence: bytes) -> bytes | None:
+    """The challenge the CPU evidence carries, read without verifying it (what the service
+    records as the entry's nonce): a Nitro document's nonce, the first half of an SEV-SNP
+    report's or an Intel quote's report_data, the first 32 bytes of a TPM quote's
+    extraData. None if the evidence does not parse that far."""
+    try:
+        if kind == SNP:
+            return bytes(snp_report(evidence)["report_data"][:32])
+        if kind in (TDX, SGX):
+            quote = dcap_quote(evidence)
+            return bytes(quote["body"][520:552] if quote["tdx"] else quote["body"][320:352])
+        if kind == TPM:
+            extra = tpm_attest(tpm_container(evidence)["attest"])["extra_data"]
+            return bytes(extra[:32]) if len(extra) >= 32 else None
+        nonce = nitro_document(evidence)[2].get("nonce")
+        return bytes(nonce) if isinstance(nonce, bytes) else None
+    except Reject:
+        return None
+
+
+def recorded_challenge(nonce: Any) -> bytes | None:
+    """The 32-byte challenge an entry's nonce (hex) is, or None."""
+    try:
+        challenge = bytes.fromhex(nonce) if isinstance(nonce, str) else None
+    except ValueError:
+        return None
+    return challenge if challenge is not None and len(challenge) == 32 else None
+
+
 def device_judge(  # noqa: PLR0917 - the judges' shape, read beside its docstring
     report: bytes, endorsements: list[tuple[str, bytes]], anchors: list[Anchor],
     rim_anchors: list[Anchor], policy: dict[str, Any] | None, at: datetime,
@@ -4465,7 +4494,7 @@ class Checker:
         verdict = record.get("cpu_verdict") if composite else record.get("verdict")
         self.rejudged += 1
         self.rejudge_cpu(item, record, evidence, kind, policy, at, binding, verdict, recorded)
-        self.rejudge_devices(item, record, snapshot, at, binding)
+        self.rejudge_devices(item, record, evidence, snapshot, at, binding)
 
     def rejudge_cpu(  # noqa: PLR0917 - one caller
         self, item: str, record: dict[str, Any], evidence: bytes, kind: str,
@@ -4512,16 +4541,17 @@ class Checker:
         elif outcome == "other_reasons":
             self.notes.append((item, f"{judged}, {was}"))
 
-    def rejudge_devices(
-        self, item: str, record: dict[str, Any], snapshot: dict[str, Any] | None, at: datetime,
-        binding: bytes | None,
+    def rejudge_devices(  # noqa: PLR0917 - one caller, read beside its docstring
+        self, item: str, record: dict[str, Any], evidence: bytes,
+        snapshot: dict[str, Any] | None, at: datetime, binding: bytes | None,
     ) -> None:  # fmt: skip
         """An entry's devices judged again as the service judged them beside its CPU
         evidence: each report and its endorsements from endorsements/, against the roots it
         names (the device root its chain ends in, the RIM root), under the worker's NVIDIA
         policy of the recorded revision, with the nonce derived again from the entry's
-        challenge, result and the device's position; then the devices the policy requires
-        and the composed verdict. An entry without devices whose policy required some fails."""
+        challenge (which must be the one its CPU evidence carries), result and the device's
+        position; then the devices the policy requires and the composed verdict. An entry
+        without devices whose policy required some fails."""
         policy = worker_policy(snapshot, record.get("worker"), NVIDIA)
         try:
             required = composition(policy, [])
@@ -4546,13 +4576,12 @@ class Checker:
             return
         chains = [[d for k, d in e if k == "device-certificate"] for _, e in reports]
         roots, rims = device_roots(chains, [self.anchors[f] for f in fingerprints])
-        nonce = record.get("nonce")
-        try:
-            challenge = bytes.fromhex(nonce) if isinstance(nonce, str) else None
-        except ValueError:
-            challenge = None
-        if challenge is not None and len(challenge) != 32:
-            challenge = None
+        carried = carried_challenge(record.get("evidence_kind") or "aws-nitro-enclave", evidence)
+        if carried is not None and record.get("nonce") != carried.hex():
+            self.fail(item, "its nonce is not the challenge its CPU evidence carries: its "
+                      "devices cannot be bound to it")  # fmt: skip
+            return
+        challenge = recorded_challenge(record.get("nonce"))
         reasons = [r for r in _listed(record.get("reasons")) if isinstance(r, dict)]
         statuses, arches = [str(record.get("cpu_verdict"))], []
         for index, ((data, endorsements), device) in enumerate(zip(reports, listed, strict=True)):

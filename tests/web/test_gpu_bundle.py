@@ -228,7 +228,7 @@ def _forge(ledger, name: str, change) -> int:
         for device in record.get("devices", [])
         for digest in (device["evidence_sha256"], *(e["sha256"] for e in device["endorsements"]))
     ]
-    forged = change({**record, "worker": "idle-worker"})
+    forged = change({**record, "worker": "idle-worker"}, lambda n: _record(ledger, ledger.made[n]))
     with session_scope(ledger.runtime.sessions) as session:
         entry = NewEntry.from_record(
             forged, evidence=evidence, endorsements=endorsements, blobs=blobs
@@ -237,7 +237,7 @@ def _forge(ledger, name: str, change) -> int:
     return appended[0].index
 
 
-def _unsupported(record: dict[str, Any]) -> dict[str, Any]:
+def _unsupported(record: dict[str, Any], _: Any) -> dict[str, Any]:
     """The replayed GPUs' verdicts said affirming, and the composed verdict with them."""
     for device in record["devices"]:
         device["verdict"] = "affirming"
@@ -246,18 +246,18 @@ def _unsupported(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _other_nonce(record: dict[str, Any]) -> dict[str, Any]:
+def _other_nonce(record: dict[str, Any], _: Any) -> dict[str, Any]:
     record["devices"][1]["nonce"] = record["devices"][0]["nonce"]
     return record
 
 
-def _composed_better(record: dict[str, Any]) -> dict[str, Any]:
+def _composed_better(record: dict[str, Any], _: Any) -> dict[str, Any]:
     record["verdict"] = "affirming"  # the devices are missing; the composite says so
     record["reasons"] = [r for r in record["reasons"] if r.get("submod") != "composite"]
     return record
 
 
-def _not_composed(record: dict[str, Any]) -> dict[str, Any]:
+def _not_composed(record: dict[str, Any], _: Any) -> dict[str, Any]:
     """A worker whose policy requires GPUs, its entry without its devices composed."""
     record["verdict"] = record.pop("cpu_verdict")
     record.pop("devices")
@@ -265,9 +265,20 @@ def _not_composed(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _switch_called_a_gpu(record: dict[str, Any]) -> dict[str, Any]:
+def _switch_called_a_gpu(record: dict[str, Any], _: Any) -> dict[str, Any]:
     record["devices"][2]["submod"] = "gpu2"
     record["reasons"] = [r for r in record["reasons"] if "submod" not in r]
+    return record
+
+
+def _rebound(record: dict[str, Any], entry: Any) -> dict[str, Any]:
+    """The replayed GPU reports made to look bound: the entry names the challenge they were
+    made for (another CPU evidence's), their nonces and verdicts as they were there."""
+    original = entry("affirming")
+    record["nonce"] = original["nonce"]
+    record["devices"] = original["devices"]
+    record["reasons"] = [r for r in record["reasons"] if "submod" not in r]
+    record["verdict"] = "affirming"
     return record
 
 
@@ -279,6 +290,7 @@ def _switch_called_a_gpu(record: dict[str, Any]) -> dict[str, Any]:
         ("missing", _composed_better, "fall short by devices_missing"),
         ("missing", _not_composed, "its policy requires devices"),
         ("with_switch", _switch_called_a_gpu, "judged again it is switch2"),
+        ("replayed", _rebound, "not the challenge its CPU evidence carries"),
     ],
 )
 def test_a_device_verdict_the_evidence_does_not_support_is_named_by_both(
