@@ -306,7 +306,9 @@ def _scan(session: Session, selection: BundleSelection, size: int) -> _Scan:
                 anchor = record.get("trust_anchor_sha256")
                 scan.anchors.add(anchor if isinstance(anchor, str) else None)
             for device in record.get("devices") or ():  # its GPUs' device and RIM roots
-                scan.anchors.update(str(a) for a in device.get("trust_anchors") or ())
+                named = device.get("trust_anchors")
+                if isinstance(named, list):  # (verifiers fail a device naming them otherwise)
+                    scan.anchors.update(a for a in named if isinstance(a, str))
         # the entry's endorsements, and each device's report and endorsements
         scan.endorsements.update(endorsement_digests(record))
         if record.get("evidence_kind") == TPM2_QUOTE:

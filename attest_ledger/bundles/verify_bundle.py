@@ -4641,8 +4641,8 @@ class Checker:
             endorsements = []
             for one in _listed(device.get("endorsements")):
                 kind = one.get("kind") if isinstance(one, dict) else None
-                if kind not in every_kind:
-                    self.fail(item, "names an endorsement of no known kind")
+                if kind not in every_kind:  # (as the project's verifier names it)
+                    self.fail(f"{item}/entry.json", "names an endorsement of no known kind")
                     return None
                 found = self.endorsements.get(str(one.get("sha256")))
                 if found is None:
