@@ -562,3 +562,36 @@ def test_both_verifiers_name_the_same_items_on_mutated_composite_bundles(ledger)
         archive = repack(mutated)
         ours, theirs = _ours(ledger, archive), _standalone(ledger, archive)
         assert sorted({i for i, _ in ours}) == sorted({i for i, _ in theirs}), (n, ours, theirs)
+
+
+def test_the_shipped_script_alone_passes_a_composite_bundle(ledger, tmp_path) -> None:
+    """The standalone verifier as a regulator runs it: the script from the bundle, isolated
+    from the project (``-I``), on the composite bundle; and on one with a device's report
+    changed, naming it."""
+    import subprocess
+    import sys
+
+    archive = export(ledger)
+    files = members(archive)
+    script = tmp_path / "verify_bundle.py"
+    script.write_bytes(dict(files)["verify_bundle.py"])
+    good = tmp_path / "composite.tar.gz"
+    good.write_bytes(archive)
+    key = str(ledger.runtime.log_key)
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), str(good), "--log-key", key],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(ledger.made)} attestations re-verified" in done.stdout
+    _, blob = _device_files(ledger, archive, "affirming")
+    bad = tmp_path / "changed.tar.gz"
+    bad.write_bytes(repack([(n, d[:-1] + bytes([d[-1] ^ 1]) if n == blob else d)
+                            for n, d in files]))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), str(bad), "--log-key", key],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"FAIL {blob}" in done.stdout
+    assert f"FAIL entries/{ledger.made['affirming']:012d}" in done.stdout
