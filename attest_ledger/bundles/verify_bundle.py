@@ -2774,6 +2774,32 @@ SHA384_DIGEST = "http://www.w3.org/2001/04/xmldsig-more#sha384"
 VBIOS_VERSION = re.compile(r"[0-9a-fA-F]{2}(\.[0-9a-fA-F]{2}){4}")
 DRIVER_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}")
 MAX_XML_DEPTH = 256  # libxml2's limit without XML_PARSE_HUGE
+# A namespace name must be a URI reference (RFC 3986), as libxml2 (the project's lxml) checks
+# it: a fragment may hold [ and ], an IP literal anything but ], a port at most 2^31 - 1.
+_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+_AUTHORITY = (
+    r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
+    r"(?:\[[^\]]*\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]+)?"
+)
+NS_URI = re.compile(
+    rf"(?:[A-Za-z][A-Za-z0-9+.\-]*:(?://{_AUTHORITY}(?:/{_PCHAR}*)*|/(?:{_PCHAR}+(?:/{_PCHAR}*)*)?"
+    rf"|{_PCHAR}+(?:/{_PCHAR}*)*|)|(?://{_AUTHORITY}(?:/{_PCHAR}*)*|/(?:{_PCHAR}+(?:/{_PCHAR}*)*)?"
+    rf"|(?:[A-Za-z0-9\-._~!$&'()*+,;=@]|%[0-9A-Fa-f]{{2}})+(?:/{_PCHAR}*)*|))"
+    rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?\[\]])*)?"
+)
+_PORT = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//(?:[^/?#@]*@)?(?:\[[^\]]*\])?[^/?#:]*:([0-9]+)(?:[/?#]|$)"
+)
+
+
+def ns_uri_ok(value: str) -> bool:
+    """Whether a namespace declaration's value is a URI reference libxml2 takes."""
+    if not NS_URI.fullmatch(value):
+        return False
+    port = _PORT.match(value)
+    return port is None or int(port.group(1)) <= 2**31 - 1
+
+
 NV_POLICY_KEYS = {
     "name", "evidence_kind", "images", "require_rims", "feature_flags", "clock_skew_seconds",
     "unsafe_accept_any", "min_gpus", "min_switches",
@@ -3115,6 +3141,9 @@ def xml_document(data: bytes) -> tuple[XmlElement, list[Any], list[Any]]:  # noq
         scope = dict(parent.scope) if parent is not None else {}
         attributes = []
         for name_, value in zip(flat[::2], flat[1::2], strict=True):
+            declares = name_ == "xmlns" or name_.startswith("xmlns:")
+            if declares and value and not ns_uri_ok(value):
+                raise Reject("malformed")  # not a URI: lxml refuses the document
             if name_ == "xmlns":
                 scope[""] = value
             elif name_.startswith("xmlns:"):
@@ -3359,6 +3388,10 @@ def rim_signed(rim: dict[str, Any], key: ec.EllipticCurvePublicKey) -> None:
         ECDSA_SHA384
     ):
         raise Reject("malformed")
+    references = signed_info.elements(DS_NS, "Reference")
+    for reference in references:  # the schema first, as signxml validates it: each has both
+        _only(reference, "DigestMethod")
+        _only(reference, "DigestValue")
     try:
         raw = base64.b64decode(_only(signature, "SignatureValue").text())
     except ValueError:
@@ -3370,7 +3403,6 @@ def rim_signed(rim: dict[str, Any], key: ec.EllipticCurvePublicKey) -> None:
         key.verify(encode_dss_signature(r, s), c14n_subset(signed_info), ec.ECDSA(hashes.SHA384()))
     except (InvalidSignature, ValueError):
         raise Reject("rim_signature_invalid") from None
-    references = signed_info.elements(DS_NS, "Reference")
     for reference in references:
         if reference.get("", "URI") != "":
             raise Reject("malformed")  # only the enveloping document is signed
