@@ -18,7 +18,9 @@ are deterministic). Members, in this order::
     trust/<sha256>.pem             the trust anchors the evidence was checked against
     endorsements/<sha256>.der      what the verdicts rested on beside the evidence (VCEKs,
                                      ASKs, CRLs...), once each, and the AMD ASK and ASVK the
-                                     verifier holds for each pinned AMD root in trust/
+                                     verifier holds for each pinned AMD root in trust/; a
+                                     composite entry's devices (GPUs, NVSwitches): each
+                                     SPDM report and its chain, RIMs and OCSP responses
     policies/<index>.json          each policy revision the entries name, with
     policies/<index>.tlog-proof      its inclusion proof (policies are ledger entries too)
     enrolments/<index>.json        each TPM enrolment entry (enrolled, revoked) of an AK that a
@@ -58,7 +60,7 @@ from sqlalchemy.orm import Session
 from attest_ledger.models import TpmEnrolment
 from ledger.checkpoint import CheckpointBody, tlog_proof
 from ledger.checkpoints import SignedCheckpoint, checkpoint_at, latest_checkpoint
-from ledger.entry import canonical_json
+from ledger.entry import canonical_json, endorsement_digests
 from ledger.errors import InvalidNote
 from ledger.models import Endorsement as StoredEndorsement
 from ledger.models import Entry, Evidence
@@ -67,6 +69,7 @@ from ledger.reads import consistency_proof, inclusion_proof
 from ledger.search import EntryFilter
 from verifier import TrustAnchor, aws_nitro_root_g1
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.nvidia import nvidia_device_root, nvidia_rim_root
 from verifier.scheme import EvidenceKind
 from verifier.snp import AMD_ARK_SHA256, amd_trust_store
 from verifier.tdx import intel_sgx_root_ca
@@ -124,13 +127,15 @@ class UnknownTrustAnchor(BundleError):
 
 
 def known_trust_anchors(*configured: TrustAnchor | None) -> list[TrustAnchor]:
-    """The anchors an exporter can ship: the pinned AWS, AMD, Intel and Google (TPM AK)
-    roots and those ``configured``."""
+    """The anchors an exporter can ship: the pinned AWS, AMD, Intel, Google (TPM AK) and
+    NVIDIA (device identity, RIM signing) roots and those ``configured``."""
     pinned = [
         aws_nitro_root_g1(),
         *(a.anchor for a in amd_trust_store().all_anchors()),
         intel_sgx_root_ca(),
         *google_roots(),
+        nvidia_device_root(),
+        nvidia_rim_root(),
     ]
     found = {a.fingerprint: a for a in (*pinned, *configured) if a is not None}
     return list(found.values())
@@ -300,8 +305,12 @@ def _scan(session: Session, selection: BundleSelection, size: int) -> _Scan:
             else:
                 anchor = record.get("trust_anchor_sha256")
                 scan.anchors.add(anchor if isinstance(anchor, str) else None)
-        for endorsement in record.get("endorsements") or ():
-            scan.endorsements.add(str(endorsement["sha256"]))
+            for device in record.get("devices") or ():  # its GPUs' device and RIM roots
+                named = device.get("trust_anchors")
+                if isinstance(named, list):  # (verifiers fail a device naming them otherwise)
+                    scan.anchors.update(a for a in named if isinstance(a, str))
+        # the entry's endorsements, and each device's report and endorsements
+        scan.endorsements.update(endorsement_digests(record))
         if record.get("evidence_kind") == TPM2_QUOTE:
             ak = ((record.get("claims") or {}).get("ak") or {}).get("sha256")
             if isinstance(ak, str) and _HEX64.fullmatch(ak):
@@ -551,12 +560,18 @@ or with only Python 3.11+, cryptography and cbor2 (the script is in this bundle)
 Both check the checkpoint signature, the signed manifest (so that no entry was dropped),
 every leaf hash and inclusion proof, the consistency proof if present, every evidence and
 endorsement digest, every entry's EAR (its ES256 signature by the key in ear-key.jwk, or
-the one you pass as --ear-key JWKS|PEM, and that it says what the entry says), and judge
-all evidence again (AWS Nitro documents, AMD SEV-SNP reports) at the instant the service
-judged it (the entry's verified_at), against the trust anchors in trust/ and the
-endorsements in endorsements/ the entry names, under the policy revision it names,
-comparing the verdicts; rejections are judged again too. Only the challenge (the nonce) is
-not: it was the service's state. Pass --trust-root PEM (repeatable) to require
+the one you pass as --ear-key JWKS|PEM, and that it says what the entry says, a submod
+per device included), and judge all evidence again (AWS Nitro documents, AMD SEV-SNP
+reports, Intel TDX/SGX quotes, TPM 2.0 quotes) at the instant the service judged it (the
+entry's verified_at), against the trust anchors in trust/ and the endorsements in
+endorsements/ the entry names, under the policy revision it names, comparing the
+verdicts; rejections are judged again too. An entry with devices (NVIDIA GPUs and
+NVSwitches judged beside the CPU evidence of one inference) has each device's SPDM report
+judged again too, from endorsements/ (its device chain to the NVIDIA device root, its
+RIMs to the RIM root, both in trust/), with the nonce it must carry derived again from
+the entry's challenge, result hash and the device's position; then the devices the
+policy requires and the composed verdict. Only the CPU evidence's challenge (the nonce)
+is not judged again: it was the service's state. Pass --trust-root PEM (repeatable) to require
 the roots you hold instead of those in trust/. Exit code 0 means every check passed;
 otherwise the failing item is named.
 """
@@ -598,7 +613,8 @@ judged again.</p>
 the digest of the leaf hashes, so that none was dropped or added;</li>
 <li>the consistency proof from a checkpoint you already hold, if the bundle has one;</li>
 <li>every evidence and endorsement file against the SHA-256 it is named by;</li>
-<li>all evidence again (AWS Nitro documents, AMD SEV-SNP reports), at the instant the
+<li>all evidence again (AWS Nitro documents, AMD SEV-SNP reports, Intel quotes, TPM
+quotes, and the NVIDIA GPU and NVSwitch reports of an entry's devices), at the instant the
 service judged it, against the trust anchors in <code>trust/</code> it names
 ({", ".join(a.fingerprint for a in anchors)}), the endorsements in
 <code>endorsements/</code> it names, and the policy revision it names, and that the verdict

@@ -26,13 +26,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest_ledger.bundles.archive import ArchiveError, BoundedTar
 from attest_ledger.bundles.export import EAR_KEY_FILE, FORMAT, check_manifest_signature
-from attest_ledger.ear import EarError, ear_disagreements, load_public_keys, verify_ear
+from attest_ledger.ear import (
+    EarError,
+    compose_status,
+    ear_disagreements,
+    load_public_keys,
+    verify_ear,
+)
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
+from attest_ledger.intake import (
+    CHALLENGE_BYTES,
+    carried_nonce,
+    composition_reasons,
+    judge_devices,
+)
 from attest_ledger.policy_store import (
+    NVIDIA,
     SCHEMES,
     SGX,
     SNP,
@@ -63,6 +77,7 @@ from verifier import (
     VerifierError,
 )
 from verifier.nitro.policy import NITRO_KINDS
+from verifier.nvidia import NvidiaPolicy, NvidiaVerifier
 from verifier.tdx import INTEL_SGX_ROOT_CA_SHA256, DcapVerifier
 from verifier.tpm import (
     GCP_EKAK_ROOT_SHA256,
@@ -135,6 +150,10 @@ class _State:
     anchors: dict[str, TrustAnchor] = field(default_factory=dict)
     endorsements: dict[str, bytes] = field(default_factory=dict)
     schemes: dict[tuple[str, frozenset[str]], Scheme] = field(default_factory=dict)
+    #: NVIDIA verifiers by (device roots, RIM roots)
+    device_schemes: dict[tuple[frozenset[str], frozenset[str]], Scheme] = field(
+        default_factory=dict
+    )
     policies: dict[int, PolicyConfig] = field(default_factory=dict)
     policy_files: dict[int, dict[str, bytes]] = field(default_factory=dict)
     #: TPM attestation keys enrolled, by the SHA-256 of the key, from enrolments/
@@ -608,7 +627,8 @@ def _evidence_of(state: _State, item: str, record: dict[str, Any], data: bytes) 
 
 def _rejudge(state: _State, item: str, record: dict[str, Any], data: bytes) -> None:
     """Judge the evidence again at the instant the service judged it, against the anchors and
-    under the policy revision the entry names, and compare with the recorded verdict."""
+    under the policy revision the entry names, and compare with the recorded verdict; then
+    its devices, if it names any (or its policy required some)."""
     report = state.report
     evidence = _evidence_of(state, item, record, data)
     if evidence is None:
@@ -632,10 +652,25 @@ def _rejudge(state: _State, item: str, record: dict[str, Any], data: bytes) -> N
     except ValueError as exc:
         report.fail(f"{item}/entry.json", str(exc))
         return
-    recorded = {str(r.get("code")) for r in _listed(record.get("reasons")) if isinstance(r, dict)}
-    verdict = record.get("verdict")
+    # a composite entry's CPU verdict is its cpu_verdict, its reasons those of no submod
+    recorded = {
+        str(r.get("code"))
+        for r in _listed(record.get("reasons"))
+        if isinstance(r, dict) and "submod" not in r
+    }
+    verdict = record.get("cpu_verdict") if _composite(record) else record.get("verdict")
     was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
     report.rejudged += 1
+    _rejudge_cpu(state, item, record, evidence, policy, result_hash, at, verdict, recorded, was)
+    _rejudge_devices(state, item, record, evidence, config, result_hash, at)
+
+
+def _rejudge_cpu(  # noqa: PLR0917 - private, one caller
+    state: _State, item: str, record: dict[str, Any], evidence: Evidence,
+    policy: SchemePolicy | None, result_hash: ResultHash | None, at: datetime, verdict: Any,
+    recorded: set[str], was: str,
+) -> None:  # fmt: skip
+    report, kind = state.report, str(evidence.kind)
     if evidence.kind in NITRO_KINDS:
         named = record.get("trust_anchor_sha256")
         if named is None:
@@ -693,6 +728,184 @@ def _rejudge_unanchored(  # noqa: PLR0917 - private, one caller
         (item, "names no trust anchor (recorded before issue #10); no anchor in trust/ makes "
          "its evidence pass, so its rejection stands")
     )  # fmt: skip
+
+
+#: what carried_nonce reads a challenge with: a Nitro document through a Nitro verifier's
+#: parser (which needs no anchor of the entry's), any other evidence by its kind alone
+_NITRO_PARSER, _BY_KIND = NitroVerifier(), NvidiaVerifier()
+
+
+def _composite(record: dict[str, Any]) -> bool:
+    """Whether the entry composes devices with its CPU evidence (issue #14)."""
+    return "devices" in record or "cpu_verdict" in record
+
+
+def _challenge(nonce: Any) -> bytes | None:
+    """The 32-byte challenge the CPU evidence carried (the record's ``nonce``), which each
+    device's nonce derives from; None if it carried none of that size."""
+    try:
+        raw = bytes.fromhex(nonce) if isinstance(nonce, str) else None
+    except ValueError:
+        return None
+    return raw if raw is not None and len(raw) == CHALLENGE_BYTES else None
+
+
+def _rejudge_devices(  # noqa: PLR0917 - private, one caller
+    state: _State, item: str, record: dict[str, Any], cpu: Evidence,
+    config: PolicyConfig | None, result_hash: ResultHash | None, at: datetime,
+) -> None:  # fmt: skip
+    """Judge each device of the entry again as the service judged it beside the CPU evidence
+    (:func:`attest_ledger.intake.judge_devices`): its report and endorsements from
+    endorsements/, by the NVIDIA verifier holding exactly the roots the device names, under
+    the worker's ``nvidia-gpu`` policy of the recorded revision, with the nonce derived
+    again from the entry's challenge (which must be the one the CPU evidence ``cpu``
+    carries), result hash and its position; then the devices the
+    policy requires (:func:`attest_ledger.intake.composition_reasons`) and the composed
+    verdict. Every difference fails the entry."""
+    report, worker = state.report, record.get("worker")
+    policy = (
+        config.for_worker(worker, NVIDIA)
+        if config is not None and isinstance(worker, str)
+        else None
+    )
+    if not _composite(record):
+        if isinstance(policy, NvidiaPolicy) and (policy.min_gpus or policy.min_switches):
+            report.fail(item, "its policy requires devices beside the CPU evidence; the entry "
+                        "composes none")  # fmt: skip
+        return
+    devices = _device_evidence(state, item, record)
+    if devices is None:
+        return
+    evidences, anchors = devices
+    if result_hash is None:
+        report.fail(item, "names devices but no result hash to bind them to")
+        return
+    carried = carried_nonce(cpu, _NITRO_PARSER if cpu.kind in NITRO_KINDS else _BY_KIND)
+    if carried is not None and record.get("nonce") != carried.hex():
+        report.fail(item, "its nonce is not the challenge its CPU evidence carries: its "
+                    "devices cannot be bound to it")  # fmt: skip
+        return
+    challenge = _challenge(record.get("nonce"))
+    judged = judge_devices(
+        {NVIDIA: _device_scheme(state, evidences, anchors)} if evidences else {},
+        policy,
+        evidences,
+        now=at,
+        challenge=challenge,
+        result_hash=result_hash,
+    )
+    listed = [d for d in _listed(record.get("devices")) if isinstance(d, dict)]
+    reasons = [r for r in _listed(record.get("reasons")) if isinstance(r, dict)]
+    for device, again in zip(listed, judged, strict=True):
+        name = f"device {device.get('submod')!s:.20}"
+        expected = again.nonce.hex() if again.nonce is not None else None
+        if device.get("nonce") != expected:
+            report.fail(item, f"{name}: its nonce is {str(device.get('nonce'))[:70]}, the "
+                        f"one derived from the challenge, result and index {expected}")  # fmt: skip
+        if device.get("submod") != again.submod:
+            report.fail(item, f"{name}: judged again it is {again.submod}")
+        codes = {str(r["code"]) for r in again.verdict.reasons}
+        recorded = {str(r.get("code")) for r in reasons if r.get("submod") == device.get("submod")}
+        status = str(again.verdict.status)
+        if (status, codes) != (device.get("verdict"), recorded):
+            report.fail(item, f"{name}: re-verified as {status} "
+                        f"({', '.join(sorted(codes)) or 'no reasons'}), recorded "
+                        f"{str(device.get('verdict'))[:20]} "
+                        f"({', '.join(sorted(recorded)) or 'no reasons'})")  # fmt: skip
+    composition = {str(r["code"]) for r in composition_reasons(policy, judged)}
+    recorded = {str(r.get("code")) for r in reasons if r.get("submod") == "composite"}
+    if composition != recorded:
+        report.fail(item, f"its devices as a whole fall short by "
+                    f"{', '.join(sorted(composition)) or 'nothing'}, recorded "
+                    f"{', '.join(sorted(recorded)) or 'nothing'}")  # fmt: skip
+    statuses = [str(record.get("cpu_verdict")), *(str(d.verdict.status) for d in judged)]
+    unknown = [s for s in statuses if s not in _STATUSES]  # a proven entry may hold anything
+    composed = "contraindicated" if composition else (unknown or [compose_status(statuses)])[0]
+    if record.get("verdict") != composed:
+        report.fail(item, f"its composed verdict is {composed}, recorded "
+                    f"{str(record.get('verdict'))[:20]}")  # fmt: skip
+
+
+def _device_evidence(
+    state: _State, item: str, record: dict[str, Any]
+) -> tuple[list[Evidence], frozenset[str]] | None:
+    """Each device's evidence as the service judged it (its report and endorsements, each
+    from endorsements/) and the roots they name (all the same: the service holds one NVIDIA
+    verifier, each in trust/); None (and a failure) if one is not there."""
+    listed = record.get("devices")
+    if not isinstance(listed, list) or not all(isinstance(d, dict) for d in listed):
+        state.report.fail(item, "its devices are not a list of objects")
+        return None
+    evidences, named = [], set()
+    for index, device in enumerate(listed):
+        anchors = device.get("trust_anchors")
+        if (
+            device.get("index") != index
+            or device.get("evidence_kind") != NVIDIA
+            or not isinstance(anchors, list)
+            or not all(isinstance(a, str) for a in anchors)
+            or not anchors
+        ):
+            state.report.fail(item, f"its device {index} is not one the "
+                              "service records (index, nvidia-gpu, trust anchors)")  # fmt: skip
+            return None
+        named.add(frozenset(anchors))
+        data = state.endorsements.get(str(device.get("evidence_sha256")))
+        if data is None:
+            state.report.fail(item, f"the report of its device {index} is not in endorsements/")
+            return None
+        evidence = _evidence_of(
+            state, item, {"evidence_kind": NVIDIA, "endorsements": device.get("endorsements")},
+            data,
+        )  # fmt: skip
+        if evidence is None:
+            return None
+        evidences.append(evidence)
+    if len(named) > 1:
+        state.report.fail(item, "its devices name different trust anchors")
+        return None
+    anchors = next(iter(named), frozenset())
+    missing = sorted(anchors - set(state.anchors))
+    if missing:
+        state.report.fail(item, f"its device trust anchor {shown(missing[0])[:70]} is not in "
+                          "trust/")  # fmt: skip
+        return None
+    return evidences, anchors
+
+
+def _device_scheme(state: _State, evidences: list[Evidence], named: frozenset[str]) -> Scheme:
+    """The NVIDIA verifier the service judged the devices with: holding as device roots the
+    anchors a device's chain ends in (by its bytes, or as the issuer of its last
+    certificate), as RIM roots the others (the service holds each once; if the chains end in
+    none or in all, each role holds them all: the judgement then fails as it did)."""
+    anchors = {f: state.anchors[f] for f in named}
+    ends: set[str] = set()
+    for evidence in evidences:
+        chain = evidence.of_kind(EndorsementKind.DEVICE_CERTIFICATE)
+        if chain:
+            ends |= _chain_ends_in(chain[-1].data, anchors)
+    device = frozenset(ends) or frozenset(anchors)
+    rim = frozenset(anchors) - device or frozenset(anchors)
+    key = (device, rim)
+    if key not in state.device_schemes:
+        state.device_schemes[key] = NvidiaVerifier(
+            trust_anchors=[anchors[f] for f in sorted(device)],
+            rim_anchors=[anchors[f] for f in sorted(rim)],
+        )
+    return state.device_schemes[key]
+
+
+def _chain_ends_in(last: bytes, anchors: dict[str, TrustAnchor]) -> set[str]:
+    """The anchors a device chain whose last certificate is ``last`` ends in: that
+    certificate itself, or its issuer by name."""
+    found = {f for f, a in anchors.items() if a.der == last}
+    if found:
+        return found
+    try:
+        issuer = x509.load_der_x509_certificate(last).issuer
+    except ValueError:
+        return set()
+    return {f for f, a in anchors.items() if a.certificate.subject == issuer}
 
 
 def _finish(state: _State) -> None:
@@ -776,6 +989,7 @@ def _manifest_problem(info: Any) -> str | None:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_STATUSES = ("affirming", "warning", "contraindicated")
 _PCR_INDEX = re.compile(r"[0-9]|[12][0-9]|3[01]")
 _PCR_HEX = re.compile(r"[0-9a-f]{96}")
 _MAX_POLICY_SECONDS = 10**9

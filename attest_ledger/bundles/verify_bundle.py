@@ -37,19 +37,25 @@ entry names and under the policy revision it names:
   the entry names, or the enrolment entries of the AK the bundle carries (each proven in
   the log: enrolled, and not revoked, at that instant); then the reference images (PCRs
   and expected events), the event log required, the AK paths allowed, all-reset PCRs;
-- an NVIDIA GPU or NVSwitch SPDM report (nvidia_judge; bundles do not carry GPU evidence
-  yet): its fields by their lengths; the device chain (five P-384 certificates, leaf first,
-  to the NVIDIA root by its bytes); the report's raw r || s signature; the leaf's FWID
-  against the report's; each RIM's XML signature (Canonical XML 1.1, written here on
-  expat) and signer chain; every RIM measurement, versions, architecture, feature flag and
-  nonce against the NvidiaPolicy;
-- for all, the result-hash binding. Only the challenge (the nonce) is not judged again: it
-  was the service's state.
+- the devices of a composite entry (NVIDIA GPUs and NVSwitches judged beside its CPU
+  evidence, each SPDM report and its endorsements in endorsements/): each report against
+  the device root its chain ends in and the RIM root its entry names, under the worker's
+  nvidia-gpu policy, with the nonce it must carry derived again (gpu_nonce: the entry's
+  challenge, its result and the device's position); its fields by their lengths; the
+  device chain (five P-384 certificates, leaf first, to the NVIDIA root by its bytes); the
+  report's raw r || s signature; the leaf's FWID against the report's; each RIM's XML
+  signature (Canonical XML 1.1, written here on expat) and signer chain; every RIM
+  measurement, versions, architecture, feature flag and nonce against the NvidiaPolicy;
+  then the GPUs and NVSwitches the policy requires, and the composed verdict (the worst of
+  the CPU's and every device's);
+- for all, the result-hash binding. Only the CPU evidence's challenge (the nonce) is not
+  judged again: it was the service's state.
 
 And every entry's EAR (the verdict as a JWT, draft-ietf-rats-ear): its ES256 signature by
 the key in ear-key.jwk (whose thumbprint the signed manifest names), or by the key you give
 as --ear-key (a JWKS, a JWK or a PEM public key), and that it says what the entry says: its
-status, evidence SHA-256, result hash, worker, policy and instant.
+status, evidence SHA-256, result hash, worker, policy and instant, and a submod per device
+with its status, evidence SHA-256 and policy.
 
 Exit status 0 if every check passed, 1 otherwise, naming each failing item; 2 for a usage
 error. This file is deliberately self-contained and short enough to read in one sitting. Its
@@ -322,22 +328,42 @@ def ear_claims(token: Any, keys: dict[str, ec.EllipticCurvePublicKey]) -> dict[s
 
 
 def ear_differs(claims: dict[str, Any], record: dict[str, Any]) -> list[str]:
-    """What the EAR says otherwise than the entry carrying it."""
+    """What the EAR says otherwise than the entry carrying it: exactly a cpu0 submod and one
+    per device the entry names (by its submod); the status, the CPU's status (a composite
+    entry's cpu_verdict), each device's status, evidence SHA-256 and policy."""
     submods = claims.get("submods")
     cpu = submods.get("cpu0") if isinstance(submods, dict) else None
-    if not isinstance(cpu, dict):
+    if not isinstance(submods, dict) or not isinstance(cpu, dict):
         return ["it has no cpu0 submod"]
-    said = {
-        "status": (claims.get("ear.status"), "verdict"),
-        "cpu0 status": (cpu.get("ear.status"), "verdict"),
-        "evidence SHA-256": (cpu.get("attestation-ledger.evidence-sha256"), "evidence_sha256"),
-        "result hash": (claims.get("attestation-ledger.result-hash"), "result_hash"),
-        "worker": (claims.get("attestation-ledger.worker"), "worker"),
-        "policy": (cpu.get("ear.appraisal-policy-id"), "policy"),
-        "verified_at": (claims.get("attestation-ledger.verified-at"), "verified_at"),
-    }
-    return [f"its {name} is {str(value)[:80]!r}, the entry's {str(record.get(field))[:80]!r}"
-            for name, (value, field) in said.items() if value != record.get(field)]  # fmt: skip
+    listed = record.get("devices")
+    devices = {
+        str(d.get("submod")): d for d in (listed if isinstance(listed, list) else [])
+        if isinstance(d, dict)
+    }  # fmt: skip
+    named, expected = sorted(str(n) for n in submods), sorted(["cpu0", *devices])
+    if named != expected:
+        return [f"its submods are {', '.join(named)[:120]}, the entry's "
+                f"{', '.join(expected)[:120]}"]  # fmt: skip
+    said = [
+        ("status", claims.get("ear.status"), record.get("verdict")),
+        ("cpu0 status", cpu.get("ear.status"), record.get("cpu_verdict", record.get("verdict"))),
+        ("evidence SHA-256", cpu.get("attestation-ledger.evidence-sha256"),
+         record.get("evidence_sha256")),
+        ("result hash", claims.get("attestation-ledger.result-hash"), record.get("result_hash")),
+        ("worker", claims.get("attestation-ledger.worker"), record.get("worker")),
+        ("policy", cpu.get("ear.appraisal-policy-id"), record.get("policy")),
+        ("verified_at", claims.get("attestation-ledger.verified-at"), record.get("verified_at")),
+    ]  # fmt: skip
+    for name, device in devices.items():
+        sub = submods[name] if isinstance(submods[name], dict) else {}
+        said += [
+            (f"{name} status", sub.get("ear.status"), device.get("verdict")),
+            (f"{name} evidence SHA-256", sub.get("attestation-ledger.evidence-sha256"),
+             device.get("evidence_sha256")),
+            (f"{name} policy", sub.get("ear.appraisal-policy-id"), device.get("policy")),
+        ]  # fmt: skip
+    return [f"its {name} is {str(value)[:80]!r}, the entry's {str(recorded)[:80]!r}"
+            for name, value, recorded in said if value != recorded]  # fmt: skip
 
 
 def check_consistency(
@@ -2748,10 +2774,37 @@ SHA384_DIGEST = "http://www.w3.org/2001/04/xmldsig-more#sha384"
 VBIOS_VERSION = re.compile(r"[0-9a-fA-F]{2}(\.[0-9a-fA-F]{2}){4}")
 DRIVER_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}")
 MAX_XML_DEPTH = 256  # libxml2's limit without XML_PARSE_HUGE
+# A namespace name must be a URI reference (RFC 3986), as libxml2 (the project's lxml) checks
+# it: a fragment may hold [ and ], an IP literal anything but ], a port at most 2^31 - 1.
+_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+_AUTHORITY = (
+    r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
+    r"(?:\[[^\]]*\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]+)?"
+)
+NS_URI = re.compile(
+    rf"(?:[A-Za-z][A-Za-z0-9+.\-]*:(?://{_AUTHORITY}(?:/{_PCHAR}*)*|/(?:{_PCHAR}+(?:/{_PCHAR}*)*)?"
+    rf"|{_PCHAR}+(?:/{_PCHAR}*)*|)|(?://{_AUTHORITY}(?:/{_PCHAR}*)*|/(?:{_PCHAR}+(?:/{_PCHAR}*)*)?"
+    rf"|(?:[A-Za-z0-9\-._~!$&'()*+,;=@]|%[0-9A-Fa-f]{{2}})+(?:/{_PCHAR}*)*|))"
+    rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?\[\]])*)?"
+)
+_PORT = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//(?:[^/?#@]*@)?(?:\[[^\]]*\])?[^/?#:]*:([0-9]+)(?:[/?#]|$)"
+)
+
+
+def ns_uri_ok(value: str) -> bool:
+    """Whether a namespace declaration's value is a URI reference libxml2 takes."""
+    if not NS_URI.fullmatch(value):
+        return False
+    port = _PORT.match(value)
+    return port is None or int(port.group(1)) <= 2**31 - 1
+
+
 NV_POLICY_KEYS = {
     "name", "evidence_kind", "images", "require_rims", "feature_flags", "clock_skew_seconds",
-    "unsafe_accept_any",
+    "unsafe_accept_any", "min_gpus", "min_switches",
 }  # fmt: skip
+NV_MAX_REQUIRED = 16  # the most devices a policy may require (a submission carries 16)
 
 
 def spdm_report(data: bytes) -> dict[str, Any]:
@@ -3088,6 +3141,9 @@ def xml_document(data: bytes) -> tuple[XmlElement, list[Any], list[Any]]:  # noq
         scope = dict(parent.scope) if parent is not None else {}
         attributes = []
         for name_, value in zip(flat[::2], flat[1::2], strict=True):
+            declares = name_ == "xmlns" or name_.startswith("xmlns:")
+            if declares and value and not ns_uri_ok(value):
+                raise Reject("malformed")  # not a URI: lxml refuses the document
             if name_ == "xmlns":
                 scope[""] = value
             elif name_.startswith("xmlns:"):
@@ -3332,6 +3388,10 @@ def rim_signed(rim: dict[str, Any], key: ec.EllipticCurvePublicKey) -> None:
         ECDSA_SHA384
     ):
         raise Reject("malformed")
+    references = signed_info.elements(DS_NS, "Reference")
+    for reference in references:  # the schema first, as signxml validates it: each has both
+        _only(reference, "DigestMethod")
+        _only(reference, "DigestValue")
     try:
         raw = base64.b64decode(_only(signature, "SignatureValue").text())
     except ValueError:
@@ -3343,7 +3403,6 @@ def rim_signed(rim: dict[str, Any], key: ec.EllipticCurvePublicKey) -> None:
         key.verify(encode_dss_signature(r, s), c14n_subset(signed_info), ec.ECDSA(hashes.SHA384()))
     except (InvalidSignature, ValueError):
         raise Reject("rim_signature_invalid") from None
-    references = signed_info.elements(DS_NS, "Reference")
     for reference in references:
         if reference.get("", "URI") != "":
             raise Reject("malformed")  # only the enveloping document is signed
@@ -3369,31 +3428,40 @@ def rim_signed(rim: dict[str, Any], key: ec.EllipticCurvePublicKey) -> None:
 
 def nvidia_policy(data: Any) -> dict[str, Any]:
     """The NvidiaPolicy JSON (a dict) as this judge uses it; policy_invalid if it is not
-    one (the project's rules: images unique by name, of a known arch, VBIOS versions always,
-    driver versions on GPUs only; no images only for unsafe_accept_any; require_rims both
-    unless it says otherwise, and none under unsafe_accept_any unless it says so)."""
+    one (the project's rules: images unique by name, of a known arch in any case, VBIOS
+    versions always, driver versions on GPUs only; no images only for unsafe_accept_any;
+    require_rims both unless it says otherwise, and none under unsafe_accept_any unless it
+    says so; min_gpus and min_switches whole numbers 0 to 16, the devices required beside the
+    CPU evidence, which the composition counts)."""
     if not isinstance(data, dict) or set(data) - NV_POLICY_KEYS:
         raise Reject("policy_invalid")
     accept_any = data.get("unsafe_accept_any", False)
     rims = data.get("require_rims", [] if accept_any is True else ["driver", "vbios"])
     flags, images = data.get("feature_flags"), data.get("images", [])
     skew = data.get("clock_skew_seconds", 60)
+    counts = (data.get("min_gpus", 1), data.get("min_switches", 0))
     if (
         data.get("evidence_kind") != NVIDIA or not isinstance(accept_any, bool)
-        or not isinstance(rims, list) or not set(rims) <= {"driver", "vbios"}
-        or not (flags is None or (isinstance(flags, list) and set(flags) <= {*NV_FLAGS.values()}))
+        or not isinstance(rims, list) or not all(isinstance(r, str) for r in rims)
+        or not set(rims) <= {"driver", "vbios"}
+        or not (flags is None or (isinstance(flags, list) and all(isinstance(f, str) for f in flags)
+                                  and set(flags) <= {*NV_FLAGS.values()}))
         or not isinstance(images, list) or bool(images) == accept_any
-        or not (_is_int(skew) or isinstance(skew, float)) or not 0 <= skew <= 86400
+        or not (_is_int(skew) or isinstance(skew, float)) or not 0 <= skew <= 10 * 365 * 86400
         or not isinstance(data.get("name", "unsafe-accept-any"), str)
         or not (accept_any or data.get("name"))
+        or not all(type(n) is int and 0 <= n <= NV_MAX_REQUIRED for n in counts)
     ):  # fmt: skip
         raise Reject("policy_invalid")
     chosen = []
     for image in images:
         if not isinstance(image, dict) or set(image) - {
             "name", "arch", "driver_versions", "vbios_versions",
-        } or not image.get("name") or image.get("arch") not in NV_ARCHS:  # fmt: skip
+        } or not image.get("name") or not isinstance(image.get("arch"), str) or (
+            image["arch"].upper() not in NV_ARCHS
+        ):  # fmt: skip
             raise Reject("policy_invalid")
+        arch = image["arch"].upper()  # as NvidiaImage reads it
         versions = {}
         for key in ("driver_versions", "vbios_versions"):
             values = image.get(key, [])
@@ -3402,18 +3470,15 @@ def nvidia_policy(data: Any) -> dict[str, Any]:
             ):
                 raise Reject("policy_invalid")
             versions[key] = [v.lower() for v in values]
-        if (
-            not versions["vbios_versions"]
-            or bool(versions["driver_versions"]) != NV_ARCHS[image["arch"]]
-        ):
+        if not versions["vbios_versions"] or bool(versions["driver_versions"]) != NV_ARCHS[arch]:
             raise Reject("policy_invalid")
-        chosen.append({"name": image["name"], "arch": image["arch"], **versions})
+        chosen.append({"name": image["name"], "arch": arch, **versions})
     if len({image["name"] for image in chosen}) != len(chosen):
         raise Reject("policy_invalid")
     return {
         "images": None if accept_any else chosen, "require_rims": sorted(set(rims)),
         "feature_flags": None if flags is None else set(flags),
-        "skew": timedelta(seconds=skew),
+        "skew": timedelta(seconds=skew), "min_gpus": counts[0], "min_switches": counts[1],
     }  # fmt: skip
 
 
@@ -3540,6 +3605,117 @@ def nvidia_appraisal(
     return codes
 
 
+GPU_NONCE_PREFIX = b"attestation-ledger:gpu-nonce:v1:"
+NV_GPU_ARCHS, NV_SWITCH_ARCHS = ("HOPPER", "BLACKWELL"), ("LS10",)
+STATUS_ORDER = ("affirming", "warning", "contraindicated")
+
+
+def gpu_nonce(challenge: bytes, binding: bytes, index: int) -> bytes:
+    """The SPDM requester nonce device ``index`` must carry beside a CPU evidence whose
+    challenge is ``challenge`` (32 bytes) for the result whose user_data is ``binding``:
+    SHA-256(prefix || challenge || SHA-256(binding) || index as one byte)."""
+    return hashlib.sha256(
+        GPU_NONCE_PREFIX + challenge + hashlib.sha256(binding).digest() + bytes([index])
+    ).digest()
+
+
+def carried_challenge(kind: Any, evidence: bytes) -> bytes | None:
+    """The challenge the CPU evidence carries, read without verifying it (what the service
+    records as the entry's nonce): a Nitro document's nonce, the first half of an SEV-SNP
+    report's or an Intel quote's report_data, the first 32 bytes of a TPM quote's
+    extraData. None if the evidence does not parse that far."""
+    try:
+        if kind == SNP:
+            return bytes(snp_report(evidence)["report_data"][:32])
+        if kind in (TDX, SGX):
+            quote = dcap_quote(evidence)
+            return bytes(quote["body"][520:552] if quote["tdx"] else quote["body"][320:352])
+        if kind == TPM:
+            extra = tpm_attest(tpm_container(evidence)["attest"])["extra_data"]
+            return bytes(extra[:32]) if len(extra) >= 32 else None
+        nonce = nitro_document(evidence)[2].get("nonce")
+        return bytes(nonce) if isinstance(nonce, bytes) else None
+    except Reject:
+        return None
+
+
+def recorded_challenge(nonce: Any) -> bytes | None:
+    """The 32-byte challenge an entry's nonce (hex) is, or None."""
+    try:
+        challenge = bytes.fromhex(nonce) if isinstance(nonce, str) else None
+    except ValueError:
+        return None
+    return challenge if challenge is not None and len(challenge) == 32 else None
+
+
+def device_judge(  # noqa: PLR0917 - the judges' shape, read beside its docstring
+    report: bytes, endorsements: list[tuple[str, bytes]], anchors: list[Anchor],
+    rim_anchors: list[Anchor], policy: dict[str, Any] | None, at: datetime,
+    nonce: bytes | None,
+) -> tuple[str, set[str], str | None]:  # fmt: skip
+    """(status, codes, arch) of a device's report judged beside a CPU evidence, as the
+    service judges it: under ``policy`` (None: the worker may attest no NVIDIA image,
+    no_reference_values, judged for the rest under accept-any); ``nonce`` the one it must
+    carry (None: the CPU evidence carried no challenge to bind it to, nonce_missing once the
+    report parses). ``arch``: what its first device certificate names (HOPPER, BLACKWELL,
+    LS10), whatever the verdict, None if the report or that certificate does not parse."""
+    status, codes = nvidia_judge(report, endorsements, anchors, rim_anchors, policy, at, nonce)
+    extra = set() if policy is not None else {"no_reference_values"}
+    try:
+        spdm_report(report)
+    except Reject:
+        return "contraindicated", codes | extra, None
+    if nonce is None:
+        extra.add("nonce_missing")
+    arch = None
+    chain = [der for kind, der in endorsements if kind == "device-certificate"]
+    if chain:
+        try:
+            names = certificate(chain[0]).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            value = names[0].value if names else ""
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            arch = NV_CHIPS.get(text.split(" ", 1)[0])
+        except Exception:  # anything cryptography raises for a certificate that is not one
+            arch = None
+    codes |= extra
+    return ("contraindicated" if codes else status), codes, arch
+
+
+def device_roots(chains: list[list[bytes]], anchors: list[Anchor]) -> tuple[list[Anchor], ...]:
+    """(device roots, RIM roots) among the ``anchors`` a composite entry's devices name
+    (the service holds one NVIDIA verifier, a device root and a RIM root): the device roots
+    are those a device chain ends in (its last certificate, or that certificate's issuer by
+    name), the RIM roots the others; if the chains end in none or in all, each role holds
+    them all (the judgement then fails as the service's did)."""
+    ends = set()
+    for chain in chains:
+        if not chain:
+            continue
+        found = {der for _, der in anchors if der == chain[-1]}
+        if not found:
+            try:
+                issuer = x509.load_der_x509_certificate(chain[-1]).issuer
+            except ValueError:
+                issuer = None
+            found = {der for cert, der in anchors if issuer is not None and cert.subject == issuer}
+        ends |= found
+    device = [a for a in anchors if a[1] in ends] or list(anchors)
+    rim = [a for a in anchors if a[1] not in ends] or list(anchors)
+    return device, rim
+
+
+def composition(policy: dict[str, Any] | None, arches: list[str | None]) -> set[str]:
+    """devices_missing if the worker's NVIDIA policy (its JSON; None: no composition)
+    requires more GPUs or NVSwitches than the devices are, by their arch."""
+    if policy is None:
+        return set()
+    counts = nvidia_policy(policy)
+    gpus = sum(1 for arch in arches if arch in NV_GPU_ARCHS)
+    switches = sum(1 for arch in arches if arch in NV_SWITCH_ARCHS)
+    short = gpus < counts["min_gpus"] or switches < counts["min_switches"]
+    return {"devices_missing"} if short else set()
+
+
 # --- what the judges share: the worker's policy, the one entry point, the anchors -----------
 
 # the policies of the service's intake when the recorded policy gave the worker no image of
@@ -3577,6 +3753,12 @@ def worker_policy(
         chosen = [image["reference"] for image in allowed if image.get("kind") == TPM]
         settings = {**TPM_DEFAULTS, **snapshot.get("schemes", {}).get(TPM, {})}
         return tpm_policy(chosen, settings, skew) if chosen else None
+    if kind == NVIDIA:  # the NvidiaPolicy JSON, as the service compiles it
+        chosen = [image for image in allowed if image.get("kind") == NVIDIA]
+        return nvidia_json(
+            worker, chosen, snapshot.get("schemes", {}).get(NVIDIA, {}),
+            snapshot["clock_skew_seconds"],
+        ) if chosen else None  # fmt: skip
     chosen = [image["pcrs"] for image in allowed if "pcrs" in image]
     max_age = snapshot["max_age_seconds"]
     return {
@@ -3585,6 +3767,22 @@ def worker_policy(
         "max_age": None if max_age is None else timedelta(seconds=max_age),
         "skew": skew,
     } if chosen else None  # fmt: skip
+
+
+NV_DEFAULTS = {"require_rims": ["driver", "vbios"], "feature_flags": None, "min_gpus": 1,
+               "min_switches": 0}  # fmt: skip
+
+
+def nvidia_json(
+    worker: str, images: list[dict[str, Any]], settings: dict[str, Any], skew: Any
+) -> dict[str, Any]:
+    """The NvidiaPolicy JSON of ``worker``'s recorded NVIDIA ``images`` ({"name", "kind",
+    "reference"}) and the recorded settings over their defaults."""
+    return {
+        "name": f"worker:{worker}", "evidence_kind": NVIDIA,
+        "images": [{"name": image["name"], **image["reference"]} for image in images],
+        **{**NV_DEFAULTS, **settings}, "clock_skew_seconds": skew,
+    }  # fmt: skip
 
 
 def dcap_policy(
@@ -3758,7 +3956,7 @@ def policy_problem(snapshot: Any) -> str | None:
         images_ok = all(
             isinstance(image["name"], str) and image["name"]
             and (_nitro_image_ok(image) or _snp_image_ok(image) or _dcap_image_ok(image)
-                 or _tpm_image_ok(image))
+                 or _tpm_image_ok(image) or _nvidia_image_ok(image))
             for image in images
         )  # fmt: skip
         max_age, skew = snapshot["max_age_seconds"], snapshot["clock_skew_seconds"]
@@ -3768,14 +3966,15 @@ def policy_problem(snapshot: Any) -> str | None:
             and _is_int(skew) and 0 <= skew <= 10**9
             and all(isinstance(allowed, list) and all(n in names for n in allowed)
                     for allowed in snapshot["workers"].values())
-            and isinstance(schemes, dict) and set(schemes) <= {SNP, TDX, SGX, TPM}
+            and isinstance(schemes, dict) and set(schemes) <= {SNP, TDX, SGX, TPM, NVIDIA}
             and _snp_settings_ok(schemes.get(SNP, {}))
             and _tpm_settings_ok(schemes.get(TPM, {}))
+            and (NVIDIA not in schemes or _nvidia_settings_ok(schemes[NVIDIA], skew))
             and all(_dcap_settings_ok(kind, schemes.get(kind, {})) for kind in (TDX, SGX))
             # the SEV-SNP policy the service builds takes a skew of at most ten years
             and (skew <= 10 * 365 * 86400 or all("pcrs" in image for image in images))
         )  # fmt: skip
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, Reject):
         return "not a recorded policy"
     return None if images_ok and settings_ok else "not a recorded policy"
 
@@ -3881,6 +4080,35 @@ def _tpm_image_ok(image: dict[str, Any]) -> bool:
         for event in events
     )  # fmt: skip
     return pcrs_ok and events_ok and (any(pcrs.values()) or bool(events))
+
+
+def _nvidia_image_ok(image: dict[str, Any]) -> bool:
+    """{"name", "kind": "nvidia-gpu", "reference": {"arch", driver_versions, vbios_versions}}
+    as an NvidiaPolicy takes it (raises Reject if it does not)."""
+    reference = image.get("reference")
+    if set(image) != {"name", "kind", "reference"} or image["kind"] != NVIDIA:
+        return False
+    if not isinstance(reference, dict) or "arch" not in reference:
+        return False
+    if set(reference) - {"arch", "driver_versions", "vbios_versions"}:
+        return False
+    nvidia_policy({"name": "check", "evidence_kind": NVIDIA,
+                   "images": [{"name": image["name"], **reference}]})  # fmt: skip
+    return True
+
+
+def _nvidia_settings_ok(settings: Any, skew: Any) -> bool:
+    """The NVIDIA settings a policy may give (the others take their defaults), as an
+    NvidiaPolicy takes them with a placeholder image (raises Reject if it does not)."""
+    if not isinstance(settings, dict) or not set(settings) <= set(NV_DEFAULTS):
+        return False
+    placeholder = {
+        "name": "check",
+        "kind": NVIDIA,
+        "reference": {"arch": "LS10", "vbios_versions": ["00.00.00.00.00"]},
+    }
+    nvidia_policy(nvidia_json("check", [placeholder], settings, skew))  # fmt: skip
+    return True
 
 
 def _tpm_settings_ok(settings: Any) -> bool:
@@ -4289,12 +4517,24 @@ class Checker:
         except (Bad, ValueError) as exc:
             self.fail(f"{item}/entry.json", str(exc))
             return
+        # a composite entry's CPU verdict is its cpu_verdict, its reasons those of no submod
         recorded = {
-            str(r.get("code")) for r in _listed(record.get("reasons")) if isinstance(r, dict)
-        }
-        verdict, named = record.get("verdict"), record.get("trust_anchor_sha256")
-        was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
+            str(r.get("code")) for r in _listed(record.get("reasons"))
+            if isinstance(r, dict) and "submod" not in r
+        }  # fmt: skip
+        composite = "devices" in record or "cpu_verdict" in record
+        verdict = record.get("cpu_verdict") if composite else record.get("verdict")
         self.rejudged += 1
+        self.rejudge_cpu(item, record, evidence, kind, policy, at, binding, verdict, recorded)
+        self.rejudge_devices(item, record, evidence, snapshot, at, binding)
+
+    def rejudge_cpu(  # noqa: PLR0917 - one caller
+        self, item: str, record: dict[str, Any], evidence: bytes, kind: str,
+        policy: dict[str, Any] | None, at: datetime, binding: bytes | None, verdict: Any,
+        recorded: set[str],
+    ) -> None:  # fmt: skip
+        named = record.get("trust_anchor_sha256")
+        was = f"recorded {verdict} ({', '.join(sorted(recorded)) or 'no reasons'})"
         if kind in (SNP, TDX, SGX, TPM):
             trust = self.trust_of(item, record, dcap=kind in (TDX, SGX), tpm=kind == TPM)
             if trust is None:
@@ -4332,6 +4572,125 @@ class Checker:
             self.fail(item, f"{judged}, {was}")
         elif outcome == "other_reasons":
             self.notes.append((item, f"{judged}, {was}"))
+
+    def rejudge_devices(  # noqa: PLR0917 - one caller, read beside its docstring
+        self, item: str, record: dict[str, Any], evidence: bytes,
+        snapshot: dict[str, Any] | None, at: datetime, binding: bytes | None,
+    ) -> None:  # fmt: skip
+        """An entry's devices judged again as the service judged them beside its CPU
+        evidence: each report and its endorsements from endorsements/, against the roots it
+        names (the device root its chain ends in, the RIM root), under the worker's NVIDIA
+        policy of the recorded revision, with the nonce derived again from the entry's
+        challenge (which must be the one its CPU evidence carries), result and the device's
+        position; then the devices the policy requires and the composed verdict. An entry
+        without devices whose policy required some fails."""
+        policy = worker_policy(snapshot, record.get("worker"), NVIDIA)
+        try:
+            required = composition(policy, [])
+        except Reject:
+            self.fail(item, "its NVIDIA policy is not one")
+            return
+        if "devices" not in record and "cpu_verdict" not in record:
+            if required:
+                self.fail(item, "its policy requires devices beside the CPU evidence; the entry "
+                          "composes none")  # fmt: skip
+            return
+        listed = record.get("devices")
+        if not isinstance(listed, list) or not all(isinstance(d, dict) for d in listed):
+            self.fail(item, "its devices are not a list of objects")
+            return
+        given = self.device_reports(item, listed)
+        if given is None:
+            return
+        reports, fingerprints = given
+        if binding is None:
+            self.fail(item, "names devices but no result hash to bind them to")
+            return
+        chains = [[d for k, d in e if k == "device-certificate"] for _, e in reports]
+        roots, rims = device_roots(chains, [self.anchors[f] for f in fingerprints])
+        carried = carried_challenge(record.get("evidence_kind") or "aws-nitro-enclave", evidence)
+        if carried is not None and record.get("nonce") != carried.hex():
+            self.fail(item, "its nonce is not the challenge its CPU evidence carries: its "
+                      "devices cannot be bound to it")  # fmt: skip
+            return
+        challenge = recorded_challenge(record.get("nonce"))
+        reasons = [r for r in _listed(record.get("reasons")) if isinstance(r, dict)]
+        statuses, arches = [str(record.get("cpu_verdict"))], []
+        for index, ((data, endorsements), device) in enumerate(zip(reports, listed, strict=True)):
+            expected = None if challenge is None else gpu_nonce(challenge, binding, index)
+            status, codes, arch = device_judge(data, endorsements, roots, rims, policy, at,
+                                               expected)  # fmt: skip
+            submod = f"{'switch' if arch in NV_SWITCH_ARCHS else 'gpu'}{index}"
+            name = f"device {str(device.get('submod'))[:20]}"
+            if device.get("nonce") != (None if expected is None else expected.hex()):
+                self.fail(item, f"{name}: its nonce is not the one derived from the challenge, "
+                          "result and index")  # fmt: skip
+            if device.get("submod") != submod:
+                self.fail(item, f"{name}: judged again it is {submod}")
+            recorded = {str(r.get("code")) for r in reasons
+                        if r.get("submod") == device.get("submod")}  # fmt: skip
+            if (status, codes) != (device.get("verdict"), recorded):
+                self.fail(item, f"{name}: re-verified as {status} "
+                          f"({', '.join(sorted(codes)) or 'no reasons'}), recorded "
+                          f"{str(device.get('verdict'))[:20]} "
+                          f"({', '.join(sorted(recorded)) or 'no reasons'})")  # fmt: skip
+            statuses.append(status)
+            arches.append(arch)
+        missing = composition(policy, arches)
+        recorded = {str(r.get("code")) for r in reasons if r.get("submod") == "composite"}
+        if missing != recorded:
+            self.fail(item, f"its devices as a whole fall short by "
+                      f"{', '.join(sorted(missing)) or 'nothing'}, recorded "
+                      f"{', '.join(sorted(recorded)) or 'nothing'}")  # fmt: skip
+        worst = max(statuses, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 3)
+        composed = "contraindicated" if missing else worst
+        if record.get("verdict") != composed:
+            self.fail(item, f"its composed verdict is {composed[:20]}, recorded "
+                      f"{str(record.get('verdict'))[:20]}")  # fmt: skip
+
+    def device_reports(
+        self, item: str, listed: list[dict[str, Any]]
+    ) -> tuple[list[tuple[bytes, list[tuple[str, bytes]]]], list[str]] | None:
+        """Each device's report and endorsements (kind, bytes), from endorsements/, and the
+        roots they name (one set for all: the service holds one NVIDIA verifier; each in
+        trust/); None (and a failure) if one is not there."""
+        reports, named = [], set()
+        every_kind = (*TPM_ENDORSEMENTS, *NV_ENDORSEMENTS)
+        for index, device in enumerate(listed):
+            anchors = device.get("trust_anchors")
+            if (
+                device.get("index") != index or device.get("evidence_kind") != NVIDIA
+                or not isinstance(anchors, list) or not anchors
+                or not all(isinstance(a, str) for a in anchors)
+            ):  # fmt: skip
+                self.fail(item, f"its device {index} is not one the service records")
+                return None
+            named.add(frozenset(anchors))
+            data = self.endorsements.get(str(device.get("evidence_sha256")))
+            if data is None:
+                self.fail(item, f"the report of its device {index} is not in endorsements/")
+                return None
+            endorsements = []
+            for one in _listed(device.get("endorsements")):
+                kind = one.get("kind") if isinstance(one, dict) else None
+                if kind not in every_kind:  # (as the project's verifier names it)
+                    self.fail(f"{item}/entry.json", "names an endorsement of no known kind")
+                    return None
+                found = self.endorsements.get(str(one.get("sha256")))
+                if found is None:
+                    self.fail(item, f"its endorsement {str(one.get('sha256'))[:70]} is not in "
+                              "endorsements/")  # fmt: skip
+                    return None
+                endorsements.append((str(kind), found))
+            reports.append((data, endorsements))
+        if len(named) > 1:
+            self.fail(item, "its devices name different trust anchors")
+            return None
+        fingerprints = sorted(next(iter(named), frozenset()))
+        if any(f not in self.anchors for f in fingerprints):
+            self.fail(item, "a device trust anchor it names is not in trust/")
+            return None
+        return reports, fingerprints
 
     def trust_of(
         self, item: str, record: dict[str, Any], *, dcap: bool, tpm: bool = False

@@ -22,7 +22,12 @@ from attest_ledger.bundles.export import (
 from attest_ledger.bundles.verify import verify_bundle
 from attest_ledger.ear import EarKeyError, EarSigner, load_public_keys
 from attest_ledger.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from attest_ledger.runtime import intel_anchors_for, snp_anchors_for, trust_anchor_for
+from attest_ledger.runtime import (
+    intel_anchors_for,
+    nvidia_anchors_for,
+    snp_anchors_for,
+    trust_anchor_for,
+)
 from attest_ledger.settings import Settings
 from ledger.errors import InvalidNote
 from ledger.keys import KeyFileError, load_signing_key
@@ -144,8 +149,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
         )
         amd = snp_anchors_for(settings.snp_trust_root_path) or []
         intel = intel_anchors_for(settings.intel_trust_root_path) or []
+        nvidia = [  # the simulated GPUs' device and RIM roots, when configured
+            *(nvidia_anchors_for(settings.nvidia_trust_root_path, "device root") or []),
+            *(nvidia_anchors_for(settings.nvidia_rim_root_path, "RIM root") or []),
+        ]
         given = [a for p in args.trust_root for a in _anchors_in(p)]
-        anchors = known_trust_anchors(configured, *amd, *intel, *given)
+        anchors = known_trust_anchors(configured, *amd, *intel, *nvidia, *given)
         known = args.known_checkpoint.read_text() if args.known_checkpoint else None
     except SearchError as exc:
         print(f"attest-ledger export: --{exc.parameter.replace('_', '-')}: {exc}", file=sys.stderr)

@@ -226,7 +226,8 @@ def mutate(case: Case, rng: random.Random) -> Case:
     elif choice == 10 and policy is not None and "images" in policy:
         image = dict(policy["images"][0])
         key = rng.choice(["driver_versions", "vbios_versions", "arch"])
-        image[key] = rng.choice(["BLACKWELL", "LS10", "HOPPER"]) if key == "arch" else (
+        arches = ["BLACKWELL", "LS10", "HOPPER", "hopper", "Blackwell", "ls10", "ls_10", 5]
+        image[key] = rng.choice(arches) if key == "arch" else (
             rng.choice([["1.2"], ["96.00.00.00.00"], []])
         )  # fmt: skip
         policy = {**policy, "images": [image]}
@@ -235,6 +236,8 @@ def mutate(case: Case, rng: random.Random) -> Case:
             None, ACCEPT_ANY, {**(policy or HEX_POLICY), "feature_flags": rng.choice(
                 [["SPT"], ["MPT", "PPCIE"], [], None])},
             {**(policy or HEX_POLICY), "require_rims": rng.choice([[], ["driver"], ["vbios"]])},
+            {**(policy or HEX_POLICY), rng.choice(["min_gpus", "min_switches"]):
+             rng.choice([0, 2, 16, 17, -1, True, "1", None])},  # composition's: judged valid
         ])  # fmt: skip
     elif choice == 12 and endorsements:
         rims = [i for i, (kind, _) in enumerate(endorsements) if kind == "rim"]
