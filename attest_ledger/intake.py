@@ -58,7 +58,7 @@ from attest_ledger.policy_store import PolicyStore
 from ledger.append import Appended
 from ledger.batcher import AppendBatcher, FollowUp
 from ledger.db import driver_connection
-from ledger.entry import NewEntry, storable_text
+from ledger.entry import MAX_ENTRY_BYTES, NewEntry, storable_text
 from ledger.reads import get_entry
 from verifier import (
     AttestationDocument,
@@ -104,6 +104,7 @@ __all__ = [
     "IntakeError",
     "NonceRace",
     "Receipt",
+    "RecordTooLarge",
     "Submission",
     "UnsupportedKind",
     "Verdict",
@@ -132,6 +133,12 @@ class IdempotencyConflict(IntakeError):
 
 class NonceRace(IntakeError):
     code = "nonce_already_used"
+
+
+class RecordTooLarge(IntakeError):
+    """The verdict record would not fit one ledger entry (too many devices and reasons)."""
+
+    code = "record_too_large"
 
 
 class UnsupportedKind(IntakeError):
@@ -360,6 +367,29 @@ def composition_reasons(
     ]
 
 
+#: the longest message a merged device reason keeps
+_MERGED_MESSAGE = 400
+
+
+def _merged(reasons: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """One reason per code, in the order the codes first appear: a device whose 60 blocks
+    all mismatch records one ``measurement_mismatch`` (the first message, and how many more),
+    so that 16 such devices still fit one entry. Every code is kept; the portal and the
+    bundles judge the stored report again to name every index."""
+    out: dict[str, dict[str, str]] = {}
+    more: dict[str, int] = {}
+    for reason in reasons:
+        code = str(reason.get("code"))
+        if code in out:
+            more[code] = more.get(code, 0) + 1
+        else:
+            out[code] = dict(reason)
+    for code, count in more.items():
+        message = out[code].get("message", "")
+        out[code]["message"] = f"{message[:_MERGED_MESSAGE]} (and {count} more of this code)"
+    return list(out.values())
+
+
 def compose_record(
     record: dict[str, Any],
     devices: Sequence[JudgedDevice],
@@ -374,7 +404,7 @@ def compose_record(
     listed = []
     for device in devices:
         verdict, policy = device.verdict, device.policy
-        reasons.extend({**reason, "submod": device.submod} for reason in verdict.reasons)
+        reasons.extend({**reason, "submod": device.submod} for reason in _merged(verdict.reasons))
         listed.append(
             {
                 "submod": device.submod,
@@ -749,6 +779,11 @@ class Intake:
             ],
         )
         verified = time.perf_counter()
+        if len(entry.data) > MAX_ENTRY_BYTES:  # bounded by the API's limits; never appended
+            raise RecordTooLarge(
+                f"the verdict record would be {len(entry.data)} bytes, more than a ledger "
+                f"entry's {MAX_ENTRY_BYTES}: submit fewer devices"
+            )
 
         books = _Bookkeeping(
             client.id,

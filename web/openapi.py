@@ -930,7 +930,12 @@ def _paths() -> dict[str, Schema]:
                         "idempotency_conflict",
                         "nonce_already_used",
                     ),
-                    "413": _problem("The body or the document is too large", "payload_too_large"),
+                    "413": _problem(
+                        "The body or the document is too large, or the verdict record of its "
+                        "devices would not fit one ledger entry",
+                        "payload_too_large",
+                        "record_too_large",
+                    ),
                     "415": _problem("Not application/json", "unsupported_media_type"),
                     "503": _problem(
                         "The ledger is busy (nothing was written), or the database is "

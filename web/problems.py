@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _STATUS_FOR_INTAKE = {
     "idempotency_conflict": 409,
     "nonce_already_used": 409,
+    "record_too_large": 413,
 }
 _HTTP_CODES = {
     400: "malformed_request",

@@ -432,3 +432,40 @@ def test_any_device_bytes_are_judged_and_recorded_with_a_reason(
         assert devices[0]["verdict"] in ("affirming", "contraindicated")
     else:
         assert devices[0]["verdict"] == "affirming"
+
+
+def test_sixteen_devices_failing_every_block_fit_one_entry(composite) -> None:
+    """The most devices a submission may carry, each with every measurement wrong: one
+    reason per code and device (the first message, and how many more), so the record fits."""
+    rims = SimulatedRim(composite.gpus[0])
+    with session_scope(composite.runtime.sessions) as session:
+        keep_rims(session, [RimDocument(rims.driver()), RimDocument(rims.vbios())], source="import")
+    nonce = composite.challenge()
+    bad = composite.gpus[0].variant(blocks={n: bytes([n]) * 48 for n in range(1, 60)})
+    devices = [
+        encode(bad.evidence(gpu_nonce(nonce, ResultDigest.of(RESULT), i))) for i in range(16)
+    ]
+    reply = submit(composite, cpu_evidence(composite, nonce), devices)
+    assert reply.status_code == 201, reply.json
+    record = stored(composite, reply.json["entry"]["index"])
+    assert len(record["devices"]) == 16
+    for index in range(16):
+        mine = [r for r in record["reasons"] if r.get("submod") == f"gpu{index}"]
+        assert [r["code"] for r in mine] == ["measurement_mismatch"]
+        assert "more of this code)" in mine[0]["message"]
+
+
+def test_a_record_that_would_not_fit_an_entry_is_refused_and_nothing_recorded(
+    composite, monkeypatch
+) -> None:
+    monkeypatch.setattr("attest_ledger.intake.MAX_ENTRY_BYTES", 4000)  # one device is more
+    nonce = composite.challenge()
+    devices = [device_evidence(g, nonce, i) for i, g in enumerate(composite.gpus)]
+    with composite.runtime.sessions() as session:
+        before = session.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
+    reply = submit(composite, cpu_evidence(composite, nonce), devices)
+    assert reply.status_code == 413, reply.json
+    assert reply.json["code"] == "record_too_large"
+    with composite.runtime.sessions() as session:
+        after = session.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
+    assert after == before

@@ -131,7 +131,11 @@ def test_what_the_ledger_holds(ledger) -> None:
     assert _codes(record["missing"], "composite") == {"devices_missing"}
     assert record["missing"]["devices"] == []
     assert _codes(record["bad_devices"], "gpu0") == {"malformed"}
-    assert _codes(record["bad_devices"], "gpu1") == {"rim_missing"}
+    # gpu1 came without RIMs: the service took them from the RIMs kept (earlier devices
+    # brought them), named them in the entry, and the bundle carries them
+    assert _codes(record["bad_devices"], "gpu1") == set()
+    completed = record["bad_devices"]["devices"][1]["endorsements"]
+    assert [e["kind"] for e in completed].count("rim") == 2
     assert _codes(record["unbound"], "gpu0") == {"nonce_missing"}
     assert record["with_switch"]["verdict"] == "affirming"
     assert [d["submod"] for d in record["with_switch"]["devices"]] == ["gpu0", "gpu1", "switch2"]
