@@ -724,7 +724,6 @@ class Intake:
         )
         if self.collateral is not None and isinstance(scheme, DcapVerifier):
             evidence = self.collateral.complete(evidence, now)
-        devices = self._device_evidence(submission, now)
         nonce = carried_nonce(evidence, scheme)
         own_session = session is None
         reads = self.sessions() if session is None else session
@@ -738,6 +737,8 @@ class Intake:
         finally:
             if own_session:
                 reads.close()
+        # a retry answered from the ledger needs no RIM completed (writes, perhaps fetches)
+        devices = self._device_evidence(submission, now)
         policy = config.for_worker(client.name, submission.kind)
         started = time.perf_counter()
         verdict = judge(

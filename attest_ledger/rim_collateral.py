@@ -466,6 +466,8 @@ class RimFetcher:
 
 _KEPT_MEMORY = 4096
 _CHOICE_MEMORY = 1024
+#: RIM ids whose fetch failed lately (ids are derived from unverified reports: bounded)
+_FAILED_MEMORY = 1024
 #: a RIM choice's question: kind, version, chip, RIM id
 _Choice = tuple[RimKind, str, str | None, str | None]
 
@@ -506,6 +508,9 @@ class RimSource:
     choice_seconds: float = 10.0
     _kept: dict[bytes, RimKind] = field(default_factory=dict)
     _chosen: dict[_Choice, tuple[float, bytes | None]] = field(default_factory=dict)
+    #: bumped (under ``_lock``) whenever a RIM is kept: a choice read from the database
+    #: before then is not remembered (it may miss that RIM)
+    _generation: int = 0
 
     def complete(self, evidence: Evidence, at: datetime) -> Evidence:
         if str(evidence.kind) != str(EvidenceKind.NVIDIA_GPU):
@@ -561,7 +566,7 @@ class RimSource:
                     self._kept[digest] = kind
                 while len(self._kept) > _KEPT_MEMORY:
                     del self._kept[next(iter(self._kept))]
-                self._chosen.clear()  # a newer RIM may now be the one to choose
+                self._forget_choices()  # a newer RIM may now be the one to choose
         return kinds
 
     def _choose(
@@ -575,6 +580,7 @@ class RimSource:
         now = time.monotonic()
         with self._lock:
             remembered = self._chosen.get(key)
+            generation = self._generation
         if remembered is not None and now - remembered[0] < self.choice_seconds:
             return remembered[1]
         with self.sessions() as session:
@@ -583,10 +589,19 @@ class RimSource:
             )
             chosen = None if document is None else bytes(document.data)
         with self._lock:
-            self._chosen[key] = (now, chosen)
-            while len(self._chosen) > _CHOICE_MEMORY:
-                del self._chosen[next(iter(self._chosen))]
+            # a RIM kept by another thread while this one read is not in this answer: it
+            # is used, not remembered (remembering it would hide that RIM for
+            # choice_seconds, although the choices were just forgotten)
+            if generation == self._generation:
+                self._chosen[key] = (now, chosen)
+                while len(self._chosen) > _CHOICE_MEMORY:
+                    del self._chosen[next(iter(self._chosen))]
         return chosen
+
+    def _forget_choices(self) -> None:
+        """A RIM was kept: every remembered choice may be stale (caller holds ``_lock``)."""
+        self._generation += 1
+        self._chosen.clear()
 
     def _fetch(self, rim_id: str) -> bool:
         assert self.fetcher is not None  # noqa: S101 - the caller checked
@@ -600,10 +615,13 @@ class RimSource:
                 keep_rims(session, [document], source="rim-service")
         except CollateralError as exc:
             log.warning("the RIM %s could not be fetched: %s", rim_id, exc)
-            with self._lock:
+            with self._lock:  # the ids come from reports: keep a bounded memory of them
+                self._failed.pop(rim_id, None)
                 self._failed[rim_id] = now
+                while len(self._failed) > _FAILED_MEMORY:
+                    del self._failed[next(iter(self._failed))]
             return False
         log.info("the RIM %s fetched from %s", rim_id, self.fetcher.base)
         with self._lock:
-            self._chosen.clear()
+            self._forget_choices()
         return True

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest_ledger import rim_collateral
 from attest_ledger.cli import main
 from attest_ledger.collateral import CollateralError
 from attest_ledger.models import CollateralDocument
@@ -522,6 +523,51 @@ def test_a_choice_is_remembered_until_a_rim_is_kept_here_or_it_expires(
     assert new in rims_of(source.complete(device(hopper), at))
     expiring = RimSource(session_factory, choice_seconds=0)
     assert new in rims_of(expiring.complete(device(hopper), at))
+
+
+def test_a_choice_read_while_a_rim_is_kept_is_used_but_not_remembered(
+    session_factory, devices
+) -> None:
+    """Review (gunicorn threads): thread A reads a choice, thread B keeps a newer RIM and
+    forgets the choices, then A remembers its (now stale) answer: the new RIM was hidden for
+    choice_seconds. Played in order here: B's keep runs as A's read session closes."""
+    hopper = devices["hopper"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        later = SimulatedNvidiaPki.generate(at=SIM_AT + timedelta(days=3))
+    old, new = SimulatedRim(hopper).driver(), SimulatedRim(hopper, pki=later).driver()
+    keep(session_factory, RimDocument(old))
+    armed: list[Evidence] = []
+
+    class KeepsOnClose(Session):  # a real session; closing it lets "thread B" run
+        def close(self) -> None:
+            super().close()
+            if armed:
+                source.complete(armed.pop(), at)
+
+    source = RimSource(sessionmaker(class_=KeepsOnClose, **session_factory.kw), choice_seconds=3600)
+    at = SIM_AT + timedelta(days=10)
+    plain = device(hopper)
+    vbios = Endorsement(EndorsementKind.RIM, SimulatedRim(hopper).vbios())
+    source._keep_attached([vbios])  # known from now on: only the driver is chosen below
+    with_vbios = Evidence(plain.kind, plain.data, (*plain.endorsements, vbios))
+    newer = Endorsement(EndorsementKind.RIM, new)
+    armed.append(Evidence(plain.kind, plain.data, (*plain.endorsements, newer)))
+    assert old in rims_of(source.complete(with_vbios, at))  # read before the keep
+    assert not armed
+    assert new in rims_of(source.complete(with_vbios, at))  # not the stale choice
+
+
+def test_failed_fetches_are_remembered_in_bounded_memory(session_factory, service) -> None:
+    """Review: the ids asked for derive from unverified reports (any driver version): the
+    memory of failed fetches must not grow with them."""
+    source = RimSource(session_factory, fetcher=RimFetcher(service), retry_seconds=3600)
+    for n in range(rim_collateral._FAILED_MEMORY + 5):
+        assert not source._fetch(f"NV_GPU_DRIVER_GH100_1.{n}")
+    assert len(source._failed) == rim_collateral._FAILED_MEMORY
+    assert "NV_GPU_DRIVER_GH100_1.0" not in source._failed  # the oldest forgotten first
+    assert not source._fetch(f"NV_GPU_DRIVER_GH100_1.{rim_collateral._FAILED_MEMORY}")
+    assert len(_RimService.requests) == rim_collateral._FAILED_MEMORY + 5  # not asked again
 
 
 def test_attached_rims_are_kept_and_used_as_they_came(session_factory, devices) -> None:

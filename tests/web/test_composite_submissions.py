@@ -350,6 +350,29 @@ def test_an_idempotency_key_covers_the_devices_too(composite) -> None:
     assert other.status_code == 409, other.json
 
 
+def test_a_retry_answered_from_the_ledger_completes_no_device(composite) -> None:
+    """Review: a replayed or duplicate submission is answered from the stored entry; its
+    devices' RIMs are not completed again (keeping attached RIMs, perhaps fetching)."""
+    source = composite.runtime.intake.device_collateral
+    completed: list[bytes] = []
+
+    class Counting:
+        def complete(self, evidence, at):
+            completed.append(evidence.data)
+            return source.complete(evidence, at)
+
+    composite.runtime.intake.device_collateral = Counting()
+    nonce = composite.challenge()
+    cpu = cpu_evidence(composite, nonce)
+    devices = [device_evidence(g, nonce, i) for i, g in enumerate(composite.gpus)]
+    first = submit(composite, cpu, devices, key="job-retry")
+    assert first.status_code == 201, first.json
+    assert len(completed) == 2
+    assert submit(composite, cpu, devices, key="job-retry").json["replayed"]
+    assert submit(composite, cpu, devices).json["duplicate"]
+    assert len(completed) == 2
+
+
 def test_rims_not_sent_are_taken_from_the_kept_collateral_and_named_in_the_entry(
     composite,
 ) -> None:
