@@ -17,8 +17,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from attest_ledger import rim_collateral
 from attest_ledger.collateral import CollateralError
-from attest_ledger.rim_collateral import RimSource, describe_rim, documents_in_file, rim_ids
+from attest_ledger.rim_collateral import (
+    RimSource,
+    describe_rim,
+    documents_in_file,
+    looks_like_rim,
+    rim_ids,
+)
 from enclave_worker import SimulatedGpu, SimulatedNvidiaPki, SimulatedNvidiaWarning
 from enclave_worker.simulated_rim import SimulatedRim
 from tests.support import SIM_AT
@@ -186,3 +193,36 @@ def test_any_device_is_completed_without_raising(session_factory, data, endorsem
     )
     completed = RimSource(session_factory).complete(evidence, datetime(2024, 6, 1, tzinfo=UTC))
     assert completed.endorsements[: len(evidence.endorsements)] == evidence.endorsements
+
+
+_SERVICE_KEYS = st.sampled_from(["id", "rim", "sha256", "request_id", "rim_format", "x"])
+
+
+@given(
+    st.dictionaries(_SERVICE_KEYS | st.text(max_size=6), JSON_VALUES, max_size=5).map(
+        lambda d: json.dumps(d).encode()
+    )
+    | st.binary(max_size=300).map(lambda b: b"{" + b)
+    | st.text(max_size=200).map(lambda t: ("{" + t).encode("utf-8", "surrogatepass")),
+    IDS,
+)
+@SETTINGS
+def test_any_answer_to_a_rim_asked_for_only_raises_our_error(
+    data: bytes, asked: str | None
+) -> None:
+    """The RIM service's answer as the fetcher reads it (``asked``: the id it asked for):
+    any object, any bytes after a brace; the RIM it gives is the one asked for."""
+    try:
+        document = rim_collateral._from_service_json(data, asked)
+    except CollateralError:
+        return
+    assert isinstance(document.data, bytes)
+    if asked is not None:
+        assert document.rim_id == asked
+
+
+@given(st.binary(max_size=600) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+@SETTINGS
+def test_any_file_is_told_a_rim_or_not_without_raising(data: bytes) -> None:
+    assert isinstance(looks_like_rim(data), bool)
+    assert isinstance(looks_like_rim(b"  " + data), bool)
