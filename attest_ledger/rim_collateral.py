@@ -55,7 +55,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,7 +70,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from attest_ledger.collateral import CollateralError
 from attest_ledger.models import CollateralDocument
 from verifier import Endorsement, EndorsementKind, Evidence, EvidenceKind, VerifierError
-from verifier.nvidia import MAX_RIM_BYTES, RimKind, SpdmReport, parse_report, parse_rim
+from verifier.nvidia import (
+    MAX_NVIDIA_ENDORSEMENTS,
+    MAX_RIM_BYTES,
+    RimKind,
+    SpdmReport,
+    parse_report,
+    parse_rim,
+)
 
 __all__ = [
     "RIM",
@@ -492,8 +499,10 @@ def device_chip(evidence: Evidence, report: SpdmReport) -> str | None:
 
 @dataclass
 class RimSource:
-    """Completes a device's RIMs before it is judged: the RIMs a worker attached are kept
-    (unverified) and used as they came; each missing driver or VBIOS RIM is taken from the
+    """Completes a device's RIMs before it is judged: the RIMs a worker attached are used as
+    they came, and kept for other devices only when ``verify`` accepts them (a RIM signed
+    under the RIM roots the service trusts, at the instant judged: one worker's forged RIM
+    must not become every tenant's reference); each missing driver or VBIOS RIM is taken from the
     kept ones by kind, the report's version and the device's chip, fetched first from the
     configured RIM service (``fetcher``) when none is kept. A failed fetch is not retried for
     the same id within ``retry_seconds``. Never raises for bad evidence: the verifier's
@@ -502,11 +511,16 @@ class RimSource:
     sessions: sessionmaker[Session]
     fetcher: RimFetcher | None = None
     retry_seconds: float = 60.0
+    #: whether an attached RIM may be kept for other devices (RIM bytes, the instant); None
+    #: keeps every readable one (tools and tests that verify elsewhere)
+    verify: Callable[[bytes, datetime], bool] | None = None
     _failed: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: how long a RIM choice is remembered (see :meth:`_choose`)
     choice_seconds: float = 10.0
     _kept: dict[bytes, RimKind] = field(default_factory=dict)
+    #: attached RIMs ``verify`` refused (used for their own device only): not read again
+    _refused: dict[bytes, RimKind] = field(default_factory=dict)
     _chosen: dict[_Choice, tuple[float, bytes | None]] = field(default_factory=dict)
     #: bumped (under ``_lock``) whenever a RIM is kept: a choice read from the database
     #: before then is not remembered (it may miss that RIM)
@@ -517,13 +531,13 @@ class RimSource:
             return evidence
         given = evidence.endorsements
         attached = [e for e in given if str(e.kind) == str(EndorsementKind.RIM)]
-        present = self._keep_attached(attached)
+        present = self._keep_attached(attached, at)
         try:
             report = parse_report(evidence.data)
         except VerifierError:
             return evidence
         chip = device_chip(evidence, report)
-        added = []
+        added: list[Endorsement] = []
         for kind, rim_id in rim_ids(report, chip).items():
             if kind in present:
                 continue
@@ -534,21 +548,22 @@ class RimSource:
             fetchable = chosen is None and self.fetcher is not None and rim_id is not None
             if fetchable and rim_id is not None and self._fetch(rim_id):
                 chosen = self._choose(kind, version, chip, at, rim_id)
-            if chosen is not None:
-                added.append(Endorsement(EndorsementKind.RIM, chosen))
+            if chosen is not None and len(given) + len(added) < MAX_NVIDIA_ENDORSEMENTS:
+                added.append(Endorsement(EndorsementKind.RIM, chosen))  # (else: rim_missing)
         if not added:
             return evidence
         return Evidence(evidence.kind, evidence.data, (*given, *added))
 
-    def _keep_attached(self, attached: Sequence[Endorsement]) -> set[RimKind]:
-        """Keep the attached RIMs that read (the rest are left to the verifier); returns the
-        kinds they cover. A RIM kept already is known by its digest: not read again."""
+    def _keep_attached(self, attached: Sequence[Endorsement], at: datetime) -> set[RimKind]:
+        """Keep the attached RIMs that read and that ``verify`` accepts (the rest are left to
+        the verifier, for this device only); returns the kinds they cover. A RIM seen already
+        is known by its digest: not read again."""
         kinds: set[RimKind] = set()
         readable = []
         for endorsement in attached:
             digest = hashlib.sha256(endorsement.data).digest()
             with self._lock:
-                known = self._kept.get(digest)
+                known = self._kept.get(digest) or self._refused.get(digest)
             if known is not None:
                 kinds.add(known)
                 continue
@@ -556,8 +571,15 @@ class RimSource:
                 info = describe_rim(endorsement.data)
             except CollateralError:
                 continue
-            kinds.add(RimKind(info.kind))
-            readable.append((digest, RimKind(info.kind), RimDocument(endorsement.data)))
+            kind = RimKind(info.kind)
+            kinds.add(kind)
+            if self.verify is not None and not self.verify(endorsement.data, at):
+                with self._lock:
+                    self._refused[digest] = kind
+                    while len(self._refused) > _KEPT_MEMORY:
+                        del self._refused[next(iter(self._refused))]
+                continue
+            readable.append((digest, kind, RimDocument(endorsement.data)))
         if readable:
             with self.sessions() as session, session.begin():
                 keep_rims(session, [document for _, _, document in readable], source="worker")

@@ -31,7 +31,14 @@ from ledger.batcher import AppendBatcher
 from ledger.db import make_session_factory
 from ledger.keys import load_signing_key
 from ledger.note import NoteSigner, NoteVerifier
-from verifier import EvidenceKind, NitroVerifier, SnpVerifier, TrustAnchor, aws_nitro_root_g1
+from verifier import (
+    EvidenceKind,
+    NitroVerifier,
+    SnpVerifier,
+    TrustAnchor,
+    VerifierError,
+    aws_nitro_root_g1,
+)
 from verifier.nvidia import NvidiaVerifier
 from verifier.tdx import DcapVerifier
 from verifier.tpm import TpmVerifier
@@ -127,7 +134,9 @@ class Runtime:
             ear_signer=ear_signer,
             device_schemes={str(EvidenceKind.NVIDIA_GPU): nvidia},
             device_collateral=RimSource(
-                sessions, RimFetcher(settings.rim_url) if settings.rim_url else None
+                sessions,
+                RimFetcher(settings.rim_url) if settings.rim_url else None,
+                verify=lambda data, at: _rim_verifies(nvidia, data, at),
             ),
         )
         publisher = (
@@ -184,6 +193,15 @@ def intel_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
         ", ".join(a.fingerprint for a in anchors),
     )
     return anchors
+
+
+def _rim_verifies(verifier: NvidiaVerifier, data: bytes, at: datetime) -> bool:
+    """Whether a RIM a worker attached may be shared: signed under the RIM roots trusted."""
+    try:
+        verifier.check_rim(data, at=at)
+    except VerifierError:
+        return False
+    return True
 
 
 def nvidia_anchors_for(path: Path | None, role: str) -> list[TrustAnchor] | None:

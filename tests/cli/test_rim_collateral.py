@@ -549,7 +549,7 @@ def test_a_choice_read_while_a_rim_is_kept_is_used_but_not_remembered(
     at = SIM_AT + timedelta(days=10)
     plain = device(hopper)
     vbios = Endorsement(EndorsementKind.RIM, SimulatedRim(hopper).vbios())
-    source._keep_attached([vbios])  # known from now on: only the driver is chosen below
+    source._keep_attached([vbios], at)  # known from now on: only the driver is chosen below
     with_vbios = Evidence(plain.kind, plain.data, (*plain.endorsements, vbios))
     newer = Endorsement(EndorsementKind.RIM, new)
     armed.append(Evidence(plain.kind, plain.data, (*plain.endorsements, newer)))
@@ -699,3 +699,27 @@ def test_with_nothing_kept_the_verdict_says_which_rims_are_missing(
     with pytest.raises(PolicyViolation) as caught:
         verifier.verify(completed, at=SIM_AT, policy=policy, nonce=NONCE)
     assert {v.code for v in caught.value.violations} == {"rim_missing"}
+
+
+def test_an_attached_rim_verify_refuses_judges_its_device_only(session_factory, devices) -> None:
+    """A RIM store's ``verify`` (the service: signed under the RIM roots it trusts) decides
+    whether a worker's RIM may be kept for others; refused, it is used as it came, never kept,
+    and not read again."""
+    hopper = devices["hopper"]
+    asked: list[bytes] = []
+
+    def refuse(data: bytes, at: datetime) -> bool:
+        asked.append(data)
+        return False
+
+    source = RimSource(session_factory, verify=refuse)
+    rim = SimulatedRim(hopper).driver()
+    plain = device(hopper)
+    attached = Evidence(
+        plain.kind, plain.data, (*plain.endorsements, Endorsement(EndorsementKind.RIM, rim))
+    )
+    assert rims_of(source.complete(attached, SIM_AT)) == [rim]  # as it came
+    assert kept(session_factory) == []
+    assert rims_of(source.complete(plain, SIM_AT)) == []  # not handed to another device
+    source.complete(attached, SIM_AT)
+    assert asked == [rim]  # refused once, remembered

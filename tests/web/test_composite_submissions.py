@@ -492,3 +492,43 @@ def test_a_record_that_would_not_fit_an_entry_is_refused_and_nothing_recorded(
     with composite.runtime.sessions() as session:
         after = session.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
     assert after == before
+
+
+def test_a_forged_rim_a_worker_attaches_is_never_handed_to_another_device(composite) -> None:
+    """RIMs a worker attaches judge its own device as they came; they are kept for other
+    devices only when signed under the RIM roots the service trusts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulatedNvidiaWarning)
+        forger = SimulatedNvidiaPki.generate(at=NOW)  # a RIM PKI the service does not trust
+    nonce = composite.challenge()
+    one, two = composite.gpus
+    forged = encode(
+        one.evidence(gpu_nonce(nonce, ResultDigest.of(RESULT), 0)),
+        rims=SimulatedRim(one, pki=forger).endorsements(),
+    )
+    bare = encode(two.evidence(gpu_nonce(nonce, ResultDigest.of(RESULT), 1)))
+    reply = submit(composite, cpu_evidence(composite, nonce), [forged, bare])
+    assert reply.status_code == 201, reply.json
+    assert codes(reply, "gpu0") & {"rim_chain_invalid", "untrusted_root"}, reply.json["verdict"]
+    assert codes(reply, "gpu1") == {"rim_missing"}  # not the forged RIM
+    with composite.runtime.sessions() as session:
+        kept = session.execute(
+            text("SELECT count(*) FROM collateral_documents WHERE kind = 'rim'")
+        ).scalar_one()
+    assert kept == 0
+
+
+def test_the_service_adds_only_the_rims_that_fit_a_device(composite) -> None:
+    rims = SimulatedRim(composite.gpus[0])
+    with session_scope(composite.runtime.sessions) as session:
+        keep_rims(session, [RimDocument(rims.driver()), RimDocument(rims.vbios())], source="import")
+    nonce = composite.challenge()
+    device = device_evidence(composite.gpus[0], nonce, 0)
+    chain = [e for e in device["endorsements"] if e["kind"] == "device-certificate"]
+    ocsp = {"kind": "ocsp", "data": base64.b64encode(b"an OCSP response").decode()}
+    device["endorsements"] = [*chain, *[ocsp] * 6]  # 11 of 12: room for one RIM
+    reply = submit(composite, cpu_evidence(composite, nonce), [device])
+    assert reply.status_code == 201, reply.json
+    assert codes(reply, "gpu0") == {"rim_missing"}  # one RIM added, not an oversize device
+    record = stored(composite, reply.json["entry"]["index"])
+    assert [e["kind"] for e in record["devices"][0]["endorsements"]].count("rim") == 1

@@ -49,9 +49,9 @@ from verifier.nvidia.claims import NvidiaClaims
 from verifier.nvidia.fwid import fwid_of
 from verifier.nvidia.policy import NvidiaPolicy
 from verifier.nvidia.report import SpdmReport
-from verifier.nvidia.rim import RimKind, VerifiedRim, verify_rim
+from verifier.nvidia.rim import Rim, RimKind, VerifiedRim, verify_rim
 from verifier.nvidia.roots import nvidia_device_root, nvidia_rim_root
-from verifier.policy import SchemePolicy
+from verifier.policy import DEFAULT_CLOCK_SKEW, SchemePolicy
 from verifier.result import (
     AttestationResult,
     TimeBasis,
@@ -179,6 +179,24 @@ class NvidiaVerifier:
             if exc.claims is None:
                 exc.claims = _described(evidence, report)
             raise
+
+    def check_rim(self, data: bytes, *, at: datetime, policy: NvidiaPolicy | None = None) -> Rim:
+        """Verify one RIM alone as :meth:`verify` does (its XML signature, its signer chain
+        to the RIM roots valid at ``at``, within ``policy``'s clock skew); return it parsed.
+        Raises :class:`VerifierError`. For whoever keeps RIMs to share between devices."""
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError("'at' must be timezone-aware")
+        skew = policy.clock_skew if policy is not None else DEFAULT_CLOCK_SKEW
+        verified = self._verified_rims.get(data)
+        if verified is None:
+            verified = verify_rim(
+                data, self.rim_anchors, at=at.astimezone(UTC), clock_skew=skew, links=self._links
+            )
+            self._verified_rims.put(data, verified)
+        else:
+            for info in verified.path.certificates:
+                check_validity(info, at.astimezone(UTC), skew)
+        return verified.rim
 
     # --- the steps ------------------------------------------------------------------------
 

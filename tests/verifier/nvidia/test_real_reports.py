@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 import pytest
 from cryptography import x509
@@ -39,6 +40,7 @@ from verifier import (
     SignatureInvalid,
     Status,
     UntrustedRoot,
+    VerifierError,
     detect_kind,
     kinds,
     scheme_for,
@@ -268,3 +270,18 @@ def test_a_cached_rim_is_judged_again_at_every_time() -> None:
     with pytest.raises(CertificateExpired):
         verifier.verify(item, at=NOW, policy=hex_policy())
     assert verifier.verify(item, at=AT, policy=hex_policy()).status is Status.AFFIRMING
+
+
+def test_a_rim_alone_is_checked_as_verify_checks_it() -> None:
+    """check_rim: what a RIM store asks before sharing a RIM between devices."""
+    data = (NV / PROD_RIM).read_bytes()
+    verifier = NvidiaVerifier()
+    assert verifier.check_rim(data, at=AT).version == "96.00.5e.00.01"
+    with pytest.raises(CertificateExpired):  # the same RIM, judged again later (cached path)
+        verifier.check_rim(data, at=datetime(2031, 1, 1, tzinfo=UTC))
+    with pytest.raises(VerifierError):  # trusting another RIM root
+        NvidiaVerifier(rim_anchors=[nvidia_device_root()]).check_rim(data, at=AT)
+    with pytest.raises(VerifierError):
+        verifier.check_rim(data.replace(b"96.00.5E.00.01", b"96.00.5E.00.02", 1), at=AT)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verifier.check_rim(data, at=datetime(2024, 6, 1))
