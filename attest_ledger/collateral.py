@@ -59,6 +59,7 @@ __all__ = [
     "PcsClient",
     "describe",
     "documents_in_file",
+    "http_get",
     "keep",
     "select_for_quote",
 ]
@@ -314,6 +315,22 @@ def _from_dcap_qvl(data: bytes) -> list[tuple[str, bytes]]:
 # --- a PCCS or Intel PCS -------------------------------------------------------------------
 
 
+def http_get(
+    client: httpx.Client, url: str, *, limit: int, params: dict[str, str] | None = None
+) -> httpx.Response:
+    """GET ``url`` for collateral: a transport failure, a status other than 200 or an answer
+    of more than ``limit`` bytes raises :class:`CollateralError` naming the URL."""
+    try:
+        response = client.get(url, params=params)
+    except httpx.HTTPError as exc:
+        raise CollateralError(f"{url}: {exc}") from None
+    if response.status_code != 200:
+        raise CollateralError(f"{url}: HTTP {response.status_code}")
+    if len(response.content) > limit:
+        raise CollateralError(f"{url}: the answer is larger than {limit} bytes")
+    return response
+
+
 class PcsClient:
     """Intel's Provisioning Certification Service API v4, as Intel PCS
     (https://api.trustedservices.intel.com) and a PCCS serve it. Used only to fill the
@@ -327,16 +344,7 @@ class PcsClient:
         self.client.close()
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
-        url = f"{self.base}{path}"
-        try:
-            response = self.client.get(url, params=params)
-        except httpx.HTTPError as exc:
-            raise CollateralError(f"{url}: {exc}") from None
-        if response.status_code != 200:
-            raise CollateralError(f"{url}: HTTP {response.status_code}")
-        if len(response.content) > _MAX_DOCUMENT:
-            raise CollateralError(f"{url}: the answer is larger than {_MAX_DOCUMENT} bytes")
-        return response
+        return http_get(self.client, f"{self.base}{path}", limit=_MAX_DOCUMENT, params=params)
 
     def _chain(self, response: httpx.Response, header: str) -> list[tuple[str, bytes]]:
         text = response.headers.get(header)

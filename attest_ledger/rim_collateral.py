@@ -67,7 +67,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest_ledger.collateral import CollateralError
+from attest_ledger.collateral import CollateralError, http_get
 from attest_ledger.models import CollateralDocument
 from verifier import Endorsement, EndorsementKind, Evidence, EvidenceKind, VerifierError
 from verifier.nvidia import (
@@ -452,15 +452,7 @@ class RimFetcher:
             document = RimDocument(content, rim_id)
         else:
             url = f"{self.base}/v1/rim/{urllib.parse.quote(rim_id)}"
-            try:
-                response = self.client.get(url)
-            except httpx.HTTPError as exc:
-                raise CollateralError(f"{url}: {exc}") from None
-            if response.status_code != 200:
-                raise CollateralError(f"{url}: HTTP {response.status_code}")
-            content = response.content
-            if len(content) > _MAX_ANSWER:
-                raise CollateralError(f"{url}: the answer is larger than {_MAX_ANSWER} bytes")
+            content = http_get(self.client, url, limit=_MAX_ANSWER).content
             if content.lstrip().startswith(b"{"):
                 document = _from_service_json(content, rim_id)
             else:

@@ -161,38 +161,34 @@ class Runtime:
         self.engine.dispose()
 
 
-def snp_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
-    """AMD's pinned ARKs (None), unless a file of ARKs is configured explicitly (and then say
-    so): the simulated AMD platform's, for demos and tests."""
-    if path is None:
-        return None
+def _configured_anchors(path: Path, role: str, vendor: str, simulated: str) -> list[TrustAnchor]:
+    """The ``role`` certificates in the PEM file ``path``, trusted INSTEAD of ``vendor``'s
+    pinned ones (and said so in the log): a simulated PKI's, for demos and tests."""
     anchors = [
-        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured ARK {n}")
+        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured {role} {n}")
         for n, certificate in enumerate(x509.load_pem_x509_certificates(path.read_bytes()))
     ]
     log.warning(
-        "trusting the ARK(s) in %s (SHA-256 %s) INSTEAD of AMD's: for simulated SEV-SNP only",
+        "trusting the %s(s) in %s (SHA-256 %s) INSTEAD of %s's: for simulated %s only",
+        role,
         path,
         ", ".join(a.fingerprint for a in anchors),
+        vendor,
+        simulated,
     )
     return anchors
+
+
+def snp_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
+    """AMD's pinned ARKs (None), unless a file of ARKs is configured explicitly (and then say
+    so): the simulated AMD platform's, for demos and tests."""
+    return None if path is None else _configured_anchors(path, "ARK", "AMD", "SEV-SNP")
 
 
 def intel_anchors_for(path: Path | None) -> list[TrustAnchor] | None:
     """Intel's pinned SGX Root CA (None), unless a root file is configured explicitly (and
     then say so): the simulated Intel PKI's, for demos and tests."""
-    if path is None:
-        return None
-    anchors = [
-        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured root {n}")
-        for n, certificate in enumerate(x509.load_pem_x509_certificates(path.read_bytes()))
-    ]
-    log.warning(
-        "trusting the root(s) in %s (SHA-256 %s) INSTEAD of Intel's: for simulated TDX/SGX only",
-        path,
-        ", ".join(a.fingerprint for a in anchors),
-    )
-    return anchors
+    return None if path is None else _configured_anchors(path, "root", "Intel", "TDX/SGX")
 
 
 def _rim_verifies(verifier: NvidiaVerifier, data: bytes, at: datetime) -> bool:
@@ -208,19 +204,7 @@ def nvidia_anchors_for(path: Path | None, role: str) -> list[TrustAnchor] | None
     """NVIDIA's pinned ``role`` (None: the device root or the RIM root), unless a file of
     roots is configured explicitly (and then say so): the simulated GPUs', for demos and
     tests."""
-    if path is None:
-        return None
-    anchors = [
-        TrustAnchor.from_der(certificate.public_bytes(Encoding.DER), name=f"configured {role} {n}")
-        for n, certificate in enumerate(x509.load_pem_x509_certificates(path.read_bytes()))
-    ]
-    log.warning(
-        "trusting the %s(s) in %s (SHA-256 %s) INSTEAD of NVIDIA's: for simulated GPUs only",
-        role,
-        path,
-        ", ".join(a.fingerprint for a in anchors),
-    )
-    return anchors
+    return None if path is None else _configured_anchors(path, role, "NVIDIA", "GPUs")
 
 
 def trust_anchor_for(path: Path | None) -> TrustAnchor:

@@ -60,6 +60,7 @@ from ledger.entry import MAX_EVIDENCE_BYTES, parse_entry
 from ledger.errors import LedgerError
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import NoteVerifier, open_note
+from ledger.search import VERDICTS
 from verifier import (
     AMD_ARK_SHA256,
     AWS_NITRO_ROOT_G1_SHA256,
@@ -819,7 +820,7 @@ def _rejudge_devices(  # noqa: PLR0917 - private, one caller
                     f"{', '.join(sorted(composition)) or 'nothing'}, recorded "
                     f"{', '.join(sorted(recorded)) or 'nothing'}")  # fmt: skip
     statuses = [str(record.get("cpu_verdict")), *(str(d.verdict.status) for d in judged)]
-    unknown = [s for s in statuses if s not in _STATUSES]  # a proven entry may hold anything
+    unknown = [s for s in statuses if s not in VERDICTS]  # a proven entry may hold anything
     composed = "contraindicated" if composition else (unknown or [compose_status(statuses)])[0]
     if record.get("verdict") != composed:
         report.fail(item, f"its composed verdict is {composed}, recorded "
@@ -989,7 +990,6 @@ def _manifest_problem(info: Any) -> str | None:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_STATUSES = ("affirming", "warning", "contraindicated")
 _PCR_INDEX = re.compile(r"[0-9]|[12][0-9]|3[01]")
 _PCR_HEX = re.compile(r"[0-9a-f]{96}")
 _MAX_POLICY_SECONDS = 10**9

@@ -18,7 +18,6 @@ from cryptography import x509
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from attest_ledger.cli import main
 from attest_ledger.collateral import (
     CRL,
     PCK_PLATFORM_CA,
@@ -29,7 +28,7 @@ from attest_ledger.collateral import (
     select_for_quote,
 )
 from attest_ledger.models import CollateralDocument
-from attest_ledger.settings import Settings
+from tests.cli.support import run
 from tests.support import FIXTURES
 
 pytestmark = pytest.mark.db
@@ -39,17 +38,6 @@ PHALA = TDX / "phala_dcapqvl_tdx_quote_collateral.json"
 PCS_BODY = TDX / "tdx_gtg_sample_tcbinfo_response_v5.json"
 #: inside the Phala TDX collateral's window (fixture README)
 IN_WINDOW = datetime(2025, 6, 19, 11, 16, 3, tzinfo=UTC)
-
-
-@pytest.fixture
-def settings(db_url, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=db_url, ledger_key_path=tmp_path / "ledger.key")
-
-
-def run(capsys, settings, *argv):
-    code = main(list(argv), settings=settings)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def kept(settings) -> list[CollateralDocument]:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from attest_ledger.cli import main
 from attest_ledger.settings import Settings
 from ledger.append import append
 from ledger.db import session_scope
 from ledger.note import NoteVerifier, open_note
+from tests.cli.support import run
 from tests.ledger.test_append import entry
 
 pytestmark = pytest.mark.db
@@ -29,12 +29,6 @@ def settings(db_url, tmp_path) -> Settings:
         ledger_key_path=tmp_path / "keys" / "ledger.key",
         ledger_origin="example.com/cli-test",
     )
-
-
-def run(capsys, settings, *argv):
-    code = main(list(argv), settings=settings)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_keys_init_creates_a_private_file_and_prints_the_verifier_key(capsys, settings) -> None:

@@ -11,16 +11,17 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from attest_ledger import database
-from attest_ledger.cli import main
 from attest_ledger.cli.policy import nvidia_reference
 from attest_ledger.policy_store import PolicyStore
 from attest_ledger.settings import Settings
 from ledger.db import make_session_factory
 from ledger.reads import get_entry
+from tests.cli.support import run
 from tests.verifier.nvidia.support import AT, NV
 from verifier import Evidence, EvidenceKind, PolicyViolation, VerifierError
 from verifier.nvidia import NvidiaPolicy, NvidiaVerifier, from_json
@@ -44,19 +45,8 @@ ADD = ("policy", "image", "add")
 SET = ("policy", "set", "--type", "nvidia-gpu")
 
 
-@pytest.fixture
-def cli_settings(db_url, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=db_url, ledger_key_path=tmp_path / "ledger.key")
-
-
-def run(capsys, cli_settings, *argv):
-    code = main(list(argv), settings=cli_settings)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def shown(capsys, cli_settings) -> dict:
-    code, out, _ = run(capsys, cli_settings, "policy", "show")
+def shown(capsys, settings) -> dict:
+    code, out, _ = run(capsys, settings, "policy", "show")
     assert code == 0
     return json.loads(out)
 
@@ -67,8 +57,8 @@ def recorded(err: str) -> int:
     return int(found.group(1))
 
 
-def ledger_entry(cli_settings: Settings, index: int) -> dict:
-    engine = database.engine_for(cli_settings, pool_size=1)
+def ledger_entry(settings: Settings, index: int) -> dict:
+    engine = database.engine_for(settings, pool_size=1)
     try:
         with make_session_factory(engine)() as session:
             return json.loads(get_entry(session, index).data)
@@ -76,8 +66,8 @@ def ledger_entry(cli_settings: Settings, index: int) -> dict:
         engine.dispose()
 
 
-def worker_policy(cli_settings: Settings, worker: str) -> NvidiaPolicy:
-    engine = database.engine_for(cli_settings, pool_size=1)
+def worker_policy(settings: Settings, worker: str) -> NvidiaPolicy:
+    engine = database.engine_for(settings, pool_size=1)
     try:
         with make_session_factory(engine)() as session:
             policy = PolicyStore().current(session).for_worker(worker, "nvidia-gpu")
@@ -87,26 +77,26 @@ def worker_policy(cli_settings: Settings, worker: str) -> NvidiaPolicy:
     return policy
 
 
-def test_images_from_the_real_evidence_are_the_versions_it_reports(capsys, cli_settings) -> None:
-    run(capsys, cli_settings, "workers", "add", "w1")
+def test_images_from_the_real_evidence_are_the_versions_it_reports(capsys, settings) -> None:
+    run(capsys, settings, "workers", "add", "w1")
     entries = []
     for name, (path, _) in EXPECTED.items():
         code, _, err = run(
-            capsys, cli_settings, *ADD, name, "--type", "nvidia-gpu", "--from-evidence", path
+            capsys, settings, *ADD, name, "--type", "nvidia-gpu", "--from-evidence", path
         )
         assert code == 0, err
         assert "(read, not verified)" in err
         entries.append(recorded(err))
-        assert run(capsys, cli_settings, "policy", "allow", "w1", name)[0] == 0
+        assert run(capsys, settings, "policy", "allow", "w1", name)[0] == 0
     assert entries == sorted(entries)
     # the hex report, its arch from the leaf of its chain
     code, _, err = run(
-        capsys, cli_settings, *ADD, "h100-535", "--type", "nvidia-gpu",
+        capsys, settings, *ADD, "h100-535", "--type", "nvidia-gpu",
         "--from-evidence", REPORT, "--chain", CHAIN,
     )  # fmt: skip
     assert code == 0, err
     assert "1 HOPPER device(s) (read, not verified): driver 535.86.09; VBIOS 96.00.5e.00.01" in err
-    images = {image["name"]: image for image in shown(capsys, cli_settings)["images"]}
+    images = {image["name"]: image for image in shown(capsys, settings)["images"]}
     for name, (_, reference) in EXPECTED.items():
         assert images[name] == {"name": name, "kind": "nvidia-gpu", "reference": reference}
     assert images["h100-535"]["reference"] == {
@@ -114,8 +104,8 @@ def test_images_from_the_real_evidence_are_the_versions_it_reports(capsys, cli_s
     }  # fmt: skip
 
     # the worker's device policy matches each sample by these images (no RIM given here)
-    assert run(capsys, cli_settings, *SET, "--require-rims", "none")[0] == 0
-    policy = worker_policy(cli_settings, "w1")
+    assert run(capsys, settings, *SET, "--require-rims", "none")[0] == 0
+    policy = worker_policy(settings, "w1")
     scheme = NvidiaVerifier()
     for name, (path, _) in EXPECTED.items():
         ((report, chain, _, nonce),) = from_json(Path(path).read_bytes())
@@ -127,32 +117,32 @@ def test_images_from_the_real_evidence_are_the_versions_it_reports(capsys, cli_s
         assert result.trustworthiness["configuration"] == "affirming"
         assert result.status == "warning"
     # and a worker with another arch's image only: the sample matches none
-    run(capsys, cli_settings, "workers", "add", "w2")
-    assert run(capsys, cli_settings, "policy", "allow", "w2", "gb100")[0] == 0
+    run(capsys, settings, "workers", "add", "w2")
+    assert run(capsys, settings, "policy", "allow", "w2", "gb100")[0] == 0
     ((report, chain, _, nonce),) = from_json(Path(HOPPER).read_bytes())
     with pytest.raises(PolicyViolation):
         scheme.verify(
             Evidence(EvidenceKind.NVIDIA_GPU, report, chain),
             at=AT,
-            policy=worker_policy(cli_settings, "w2"),
+            policy=worker_policy(settings, "w2"),
             nonce=nonce,
         )
 
 
-def test_an_image_by_hand_and_versions_beside_the_evidence(capsys, cli_settings) -> None:
+def test_an_image_by_hand_and_versions_beside_the_evidence(capsys, settings) -> None:
     code, _, err = run(
-        capsys, cli_settings, *ADD, "h100", "--type", "nvidia-gpu", "--arch", "hopper",
+        capsys, settings, *ADD, "h100", "--type", "nvidia-gpu", "--arch", "hopper",
         "--driver-version", "590.12", "--driver-version", "535.86.09",
         "--vbios-version", "96.00.A5.00.01", "--vbios-version", "96.00.a5.00.01",
     )  # fmt: skip
     assert code == 0, err
     recorded(err)
     code, _, err = run(
-        capsys, cli_settings, *ADD, "ls10", "--type", "nvidia-gpu", "--from-evidence", SWITCH,
+        capsys, settings, *ADD, "ls10", "--type", "nvidia-gpu", "--from-evidence", SWITCH,
         "--vbios-version", "96.10.60.00.01",
     )  # fmt: skip
     assert code == 0, err
-    images = {image["name"]: image for image in shown(capsys, cli_settings)["images"]}
+    images = {image["name"]: image for image in shown(capsys, settings)["images"]}
     assert images["h100"]["reference"] == {
         "arch": "HOPPER",
         "driver_versions": ["535.86.09", "590.12"],
@@ -163,34 +153,34 @@ def test_an_image_by_hand_and_versions_beside_the_evidence(capsys, cli_settings)
     }  # fmt: skip
 
 
-def test_one_arch_taken_from_evidence_of_several(capsys, cli_settings, tmp_path) -> None:
+def test_one_arch_taken_from_evidence_of_several(capsys, settings, tmp_path) -> None:
     both = tmp_path / "gpu-and-switch.json"
     both.write_text(
         json.dumps([*json.loads(Path(HOPPER).read_text()), *json.loads(Path(SWITCH).read_text())])
     )
     nvidia = (*ADD, "x", "--type", "nvidia-gpu", "--from-evidence", str(both))
-    code, _, err = run(capsys, cli_settings, *nvidia)
+    code, _, err = run(capsys, settings, *nvidia)
     assert code == 2
     assert "devices of several architectures (HOPPER, LS10)" in err
-    assert run(capsys, cli_settings, *nvidia, "--arch", "LS10")[0] == 0
-    images = shown(capsys, cli_settings)["images"]
+    assert run(capsys, settings, *nvidia, "--arch", "LS10")[0] == 0
+    images = shown(capsys, settings)["images"]
     assert images == [{"name": "x", "kind": "nvidia-gpu", "reference": EXPECTED["ls10"][1]}]
 
 
-def test_settings(capsys, cli_settings) -> None:
-    assert shown(capsys, cli_settings).get("schemes", {}).get("nvidia-gpu") is None
+def test_settings(capsys, settings) -> None:
+    assert shown(capsys, settings).get("schemes", {}).get("nvidia-gpu") is None
     code, _, err = run(
-        capsys, cli_settings, *SET, "--require-rims", "vbios,vbios", "--feature-flags",
+        capsys, settings, *SET, "--require-rims", "vbios,vbios", "--feature-flags",
         "PPCIE,SPT,PPCIE", "--min-gpus", "8", "--min-switches", "4",
     )  # fmt: skip
     assert code == 0, err
     index = recorded(err)
-    assert shown(capsys, cli_settings)["schemes"]["nvidia-gpu"] == {
+    assert shown(capsys, settings)["schemes"]["nvidia-gpu"] == {
         "require_rims": ["vbios"], "feature_flags": ["PPCIE", "SPT"],
         "min_gpus": 8, "min_switches": 4,
     }  # fmt: skip
     # the change is a ledger entry holding the complete policy after it
-    entry = ledger_entry(cli_settings, index)
+    entry = ledger_entry(settings, index)
     assert entry["kind"] == "policy"
     assert entry["change"] == {
         "action": "options_set", "kind": "nvidia-gpu", "require_rims": ["vbios"],
@@ -198,24 +188,24 @@ def test_settings(capsys, cli_settings) -> None:
     }  # fmt: skip
     assert entry["policy"]["schemes"]["nvidia-gpu"]["min_switches"] == 4
     code, _, err = run(
-        capsys, cli_settings, *SET, "--feature-flags", "any", "--require-rims", "driver,vbios",
+        capsys, settings, *SET, "--feature-flags", "any", "--require-rims", "driver,vbios",
         "--min-gpus", "0",
     )  # fmt: skip
     assert code == 0, err
-    assert shown(capsys, cli_settings)["schemes"]["nvidia-gpu"] == {
+    assert shown(capsys, settings)["schemes"]["nvidia-gpu"] == {
         "require_rims": ["driver", "vbios"], "feature_flags": None,
         "min_gpus": 0, "min_switches": 4,
     }  # fmt: skip
-    assert run(capsys, cli_settings, *SET, "--require-rims", "none")[0] == 0
-    assert shown(capsys, cli_settings)["schemes"]["nvidia-gpu"]["require_rims"] == []
+    assert run(capsys, settings, *SET, "--require-rims", "none")[0] == 0
+    assert shown(capsys, settings)["schemes"]["nvidia-gpu"]["require_rims"] == []
 
 
-def test_refusals(capsys, cli_settings, tmp_path) -> None:
+def test_refusals(capsys, settings, tmp_path) -> None:
     nvidia = (*ADD, "x", "--type", "nvidia-gpu")
     vbios = ("--vbios-version", "96.00.a5.00.01")
     unreadable = tmp_path / "garbage.json"
     unreadable.write_text('[{"arch": "HOPPER"}]')
-    assert run(capsys, cli_settings, *nvidia, "--arch", "LS10", *vbios)[0] == 0
+    assert run(capsys, settings, *nvidia, "--arch", "LS10", *vbios)[0] == 0
     for argv, message in (
         (nvidia, "an NVIDIA image needs --arch HOPPER|BLACKWELL|LS10"),
         ((*nvidia, "--arch", "AMPERE", *vbios), "arch must be one of HOPPER, BLACKWELL, LS10"),
@@ -261,18 +251,18 @@ def test_refusals(capsys, cli_settings, tmp_path) -> None:
             "--feature-flags not for --type amd-sev-snp",
         ),
     ):
-        code, _, err = run(capsys, cli_settings, *argv)
+        code, _, err = run(capsys, settings, *argv)
         assert code == 2, (argv, err)
         assert message in err, (argv, err)
     with pytest.raises(SystemExit) as exited:  # argparse's own refusal: usage, code 2
-        run(capsys, cli_settings, *SET, "--min-gpus", "two")
+        run(capsys, settings, *SET, "--min-gpus", "two")
     assert exited.value.code == 2
     assert "--min-gpus: invalid int value: 'two'" in capsys.readouterr().err
     # nothing refused was recorded
-    assert shown(capsys, cli_settings).get("schemes", {}).get("nvidia-gpu") is None
+    assert shown(capsys, settings).get("schemes", {}).get("nvidia-gpu") is None
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(
         st.binary(max_size=4096),
@@ -294,10 +284,10 @@ def test_reading_evidence_raises_only_our_errors(data: bytes, arch: str | None) 
         nvidia_reference(data, chain=(), arch=arch)
 
 
-def test_the_store_keeps_an_nvidia_image_in_one_form(capsys, cli_settings) -> None:
+def test_the_store_keeps_an_nvidia_image_in_one_form(capsys, settings) -> None:
     """An arch as NVIDIA writes it, versions lowercased (as the verifier compares them),
     whoever adds the image."""
-    engine = database.engine_for(cli_settings, pool_size=1)
+    engine = database.engine_for(settings, pool_size=1)
     try:
         with make_session_factory(engine)() as session:
             PolicyStore().add_reference(
@@ -306,7 +296,7 @@ def test_the_store_keeps_an_nvidia_image_in_one_form(capsys, cli_settings) -> No
             session.commit()
     finally:
         engine.dispose()
-    assert shown(capsys, cli_settings)["images"] == [
+    assert shown(capsys, settings)["images"] == [
         {"name": "ls10", "kind": "nvidia-gpu",
          "reference": {"arch": "LS10", "vbios_versions": ["96.10.ab"]}},
     ]  # fmt: skip

@@ -23,7 +23,6 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest_ledger import rim_collateral
-from attest_ledger.cli import main
 from attest_ledger.collateral import CollateralError
 from attest_ledger.models import CollateralDocument
 from attest_ledger.rim_collateral import (
@@ -40,6 +39,7 @@ from attest_ledger.rim_collateral import (
 from attest_ledger.settings import Settings
 from enclave_worker import SimulatedGpu, SimulatedNvidiaPki, SimulatedNvidiaWarning
 from enclave_worker.simulated_rim import SimulatedRim
+from tests.cli.support import run
 from tests.support import SIM_AT
 from tests.verifier.nvidia.support import (
     AT,
@@ -251,17 +251,6 @@ def test_service_json_and_named_files() -> None:
 
 
 # --- the CLI ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def settings(db_url, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=db_url, ledger_key_path=tmp_path / "ledger.key")
-
-
-def run(capsys, settings, *argv):
-    code = main(list(argv), settings=settings)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def rows_of(settings) -> list[CollateralDocument]:

@@ -7,25 +7,13 @@ import stat
 
 import pytest
 
-from attest_ledger.cli import main
-from attest_ledger.settings import Settings
+from tests.cli.support import run
 from tests.support import NITRO
 from tests.verifier.tpm.support import TPM as TPM_FIXTURES
 from tests.verifier.tpm.support import Quote
 from tests.verifier.tpm.support import container as tpm_container
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def settings(db_url, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=db_url, ledger_key_path=tmp_path / "ledger.key")
-
-
-def run(capsys, settings, *argv):
-    code = main(list(argv), settings=settings)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_workers_and_readers(capsys, settings, tmp_path) -> None:

@@ -15,27 +15,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from attest_ledger.cli import main
 from attest_ledger.database import engine_for
-from attest_ledger.settings import Settings
 from attest_ledger.tpm_enrolments import enrolment_book, enrolment_of
 from ledger.db import make_session_factory
 from ledger.reads import get_endorsement, get_entry
+from tests.cli.support import run
 
 pytestmark = pytest.mark.db
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def settings(db_url, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=db_url, ledger_key_path=tmp_path / "ledger.key")
-
-
-def run(capsys, settings, *argv):
-    code = main(list(argv), settings=settings)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _name(text: str) -> x509.Name:

@@ -140,8 +140,9 @@ def sign_in(http, name="ada", password=PASSWORD, next_page=None):
     return http.post("/portal/login", data=data)
 
 
-@pytest.fixture
-def portal(service):
+def signed_in(service):
+    """``service`` with an auditor (ada) added and signed in to the portal as
+    ``service.browser``."""
     with session_scope(service.runtime.sessions) as session:
         add_user(session, "ada", "auditor", PASSWORD)
     http = service.app.test_client()
@@ -149,6 +150,11 @@ def portal(service):
     assert sign_in(http).status_code == 302
     service.browser = http
     return service
+
+
+@pytest.fixture
+def portal(service):
+    return signed_in(service)
 
 
 def publish(service) -> None:

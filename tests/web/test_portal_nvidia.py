@@ -15,10 +15,8 @@ import warnings
 
 import pytest
 
-from attest_ledger.users import add_user
 from enclave_worker.simulated_nvidia import SimulatedGpu, SimulatedNvidiaWarning
-from ledger.db import session_scope
-from tests.web.conftest import PASSWORD, csrf_of, sign_in
+from tests.web.conftest import csrf_of, signed_in
 from tests.web.test_composite_submissions import (  # noqa: F401 - fixtures, used by name
     composite,
     cpu_evidence,
@@ -34,13 +32,7 @@ pytestmark = pytest.mark.db
 @pytest.fixture
 def portal(composite):  # noqa: F811 - the imported fixture
     """The composite service with an auditor signed in."""
-    with session_scope(composite.runtime.sessions) as session:
-        add_user(session, "ada", "auditor", PASSWORD)
-    http = composite.app.test_client()
-    http.environ_base["wsgi.url_scheme"] = "https"
-    assert sign_in(http).status_code == 302
-    composite.browser = http
-    return composite
+    return signed_in(composite)
 
 
 def get(service, path: str, status: int = 200) -> str:

@@ -22,12 +22,18 @@ from markupsafe import escape
 from sqlalchemy import text
 
 from attest_ledger.intake import anchors_of
-from attest_ledger.users import add_user
 from enclave_worker import SimulatedAmdWarning
 from enclave_worker.binding import ResultDigest
 from ledger.db import session_scope
 from tests.enclave_worker.snp_support import amd_pki, fixture, load_certificate, snp_platform
-from tests.web.conftest import NOW, PASSWORD, build_service, csrf_of, page, publish, sign_in
+from tests.web.conftest import (
+    NOW,
+    build_service,
+    csrf_of,
+    page,
+    publish,
+    signed_in,
+)
 from verifier import ResultHash, SnpVerifier
 
 pytestmark = pytest.mark.db
@@ -35,16 +41,6 @@ pytestmark = pytest.mark.db
 IMAGE = "inference-snp"
 #: Inside every window of the real samples (tests/fixtures/snp/README.md).
 REAL_AT = datetime(2025, 9, 1, tzinfo=UTC)
-
-
-def _portal(service):
-    with session_scope(service.runtime.sessions) as session:
-        add_user(session, "ada", "auditor", PASSWORD)
-    http = service.app.test_client()
-    http.environ_base["wsgi.url_scheme"] = "https"
-    assert sign_in(http).status_code == 302
-    service.browser = http
-    return service
 
 
 @pytest.fixture
@@ -60,7 +56,7 @@ def snp(db_url, tmp_path, sim_pki, sim_nsm):
             session, IMAGE, "amd-sev-snp", {"measurement": service.platform.measurement.hex()}
         )
         service.runtime.policies.allow(session, "worker-1", IMAGE)
-    yield _portal(service)
+    yield signed_in(service)
     service.runtime.close()
 
 
@@ -68,7 +64,7 @@ def snp(db_url, tmp_path, sim_pki, sim_nsm):
 def amd(db_url, tmp_path, sim_pki, sim_nsm):
     """The service trusting only AMD's pinned ARKs, as in production."""
     service = build_service(db_url, tmp_path, sim_pki, sim_nsm)
-    yield _portal(service)
+    yield signed_in(service)
     service.runtime.close()
 
 

@@ -15,11 +15,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from attest_ledger.users import add_user
 from enclave_worker import TcbStanding
-from ledger.db import session_scope
 from tests.support import SIM_AT
-from tests.web.conftest import PASSWORD, csrf_of, page, publish, sign_in
+from tests.web.conftest import csrf_of, page, publish, signed_in
 from tests.web.test_collateral_impact import kept, tcb_info_of
 from tests.web.test_tdx_submissions import SGX_IMAGE, TD_IMAGE, attest, intel, submit
 from verifier import ResultHash
@@ -32,13 +30,7 @@ __all__ = ["intel"]  # the fixture, shared with the submissions' tests
 @pytest.fixture
 def portal(intel):
     """The service of the submissions' tests, with an auditor signed in to the portal."""
-    with session_scope(intel.runtime.sessions) as session:
-        add_user(session, "ada", "auditor", PASSWORD)
-    http = intel.app.test_client()
-    http.environ_base["wsgi.url_scheme"] = "https"
-    assert sign_in(http).status_code == 302
-    intel.browser = http
-    return intel
+    return signed_in(intel)
 
 
 def record_of(service, index: int) -> dict:
