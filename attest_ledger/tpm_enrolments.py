@@ -21,6 +21,7 @@ TPM (credential activation would): the operator's enrolment is what vouches for 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Sequence
@@ -45,7 +46,9 @@ from ledger.append import append
 from ledger.entry import NewEntry
 from verifier.timefmt import iso_utc
 from verifier.tpm.enrolment import Enrolment, StaticEnrolments
+from verifier.x509 import CERTIFICATE_PARSE_ERRORS, load_der_certificate
 
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
 __all__ = [
     "EnrolmentError",
     "LedgerEnrolments",
@@ -103,14 +106,18 @@ def _certificate(data: bytes, what: str) -> x509.Certificate:
     names and validity lazily, so a malformed one would otherwise raise ValueError or
     TypeError in the middle of the check."""
     try:
-        if data.lstrip().startswith(b"-----"):
-            certificate = x509.load_pem_x509_certificate(data)
-        else:
-            certificate = x509.load_der_x509_certificate(data)
+        if data.lstrip().startswith(b"-----"):  # PEM: its DER, for the verifier's own loader,
+            found = _PEM_CERTIFICATE.search(data)
+            if found is None:
+                raise ValueError("no PEM certificate")
+            data = base64.b64decode(b"".join(found.group(1).split()), validate=True)
+        # which refuses a non-positive serial and bad names with ValueError, whatever the
+        # process's warning filters (cryptography only warns of them)
+        certificate = load_der_certificate(data)
         certificate.subject.rfc4514_string()
         certificate.issuer.rfc4514_string()
         _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    except (ValueError, TypeError, x509.InvalidVersion):
+    except (*CERTIFICATE_PARSE_ERRORS, x509.InvalidVersion):
         raise EnrolmentError(f"{what}: not an X.509 certificate in PEM or DER") from None
     return certificate
 
