@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from attest_ledger.settings import Settings
 from bench.slow_clients_bench import SLOW_HEAD, SlowClients, is_open
 from enclave_worker import SimulatedNitroPki, SimulatedNitroWarning, SimulatedNsm
 from enclave_worker.binding import bind_result, result_hash_text
@@ -220,15 +221,16 @@ def _chunked(data: bytes, size: int = 4096) -> Iterator[bytes]:
 
 
 def test_a_chunked_body_over_the_limit_is_refused_not_cut(live) -> None:
-    """A chunked submission whose first 64 KiB are a complete, valid submission (the JSON
-    padded with spaces) followed by more bytes: answered 413 ``payload_too_large``, and
-    nothing is recorded. The same submission under the limit, chunked too, is accepted."""
+    """A chunked submission whose first bytes up to the limit (512 KiB) are a complete, valid
+    submission (the JSON padded with spaces) followed by more bytes: answered 413
+    ``payload_too_large``, and nothing is recorded. The same submission under the limit,
+    chunked too, is accepted."""
     base, submitter = live["base"], Submitter(live)
     headers = {**submitter.auth, "Content-Type": "application/json"}
     size = _tree_size(base)
 
     valid = json.dumps(submitter.body()).encode()
-    limit = 64 * 1024
+    limit = Settings.__dataclass_fields__["max_request_bytes"].default
     over = valid + b" " * (limit - len(valid)) + b"and more than the limit allows"
     reply = httpx.post(
         f"{base}/api/v1/attestations", headers=headers, content=_chunked(over), timeout=30
