@@ -45,10 +45,13 @@ def sim_policy(sim_nsm: SimulatedNsm) -> Policy:
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:
     """The PostgreSQL server for this run: TEST_DATABASE_URL, or an embedded one."""
     admin_url = admin_url_from_environment()
+    embedded = admin_url is None
     if admin_url is None:
         directory: Path = tmp_path_factory.mktemp("postgres") / "data"
         admin_url = start_embedded(directory, cleanup="delete")
     manager = TestDatabases(admin_url)
+    if embedded:
+        manager.tune_for_tests()
     manager.create_template()
     yield manager
     manager.close()
