@@ -62,6 +62,7 @@ __all__ = [
     "compose_status",
     "ear_disagreements",
     "load_public_keys",
+    "recorded_devices",
     "verify_ear",
 ]
 
@@ -311,7 +312,7 @@ def build_ear(
             record.get("policy"),
         )
     }
-    for device in _devices(record):
+    for device in recorded_devices(record):
         name = str(device.get("submod"))
         submods[name] = _appraisal(
             str(device.get("verdict")),
@@ -360,7 +361,8 @@ def _appraisal(  # noqa: PLR0917 - one submod's fields
     return appraisal
 
 
-def _devices(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+def recorded_devices(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The devices a record lists (its objects; anything else in the list is ignored)."""
     devices = record.get("devices")
     return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
 
@@ -388,7 +390,7 @@ def ear_disagreements(claims: Mapping[str, Any], record: Mapping[str, Any]) -> l
     cpu = submods.get(CPU) if isinstance(submods, dict) else None
     if not isinstance(submods, dict) or not isinstance(cpu, dict):
         return [f"it has no {CPU} submod"]
-    devices = {str(d.get("submod")): d for d in _devices(record)}
+    devices = {str(d.get("submod")): d for d in recorded_devices(record)}
     named = sorted(str(name) for name in submods)
     if named != sorted([CPU, *devices]):
         return [f"its submods are {', '.join(named)[:120]}, the entry's "

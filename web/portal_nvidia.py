@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from attest_ledger.ear import recorded_devices
 from attest_ledger.explain import recorded_instant
 from attest_ledger.explain_snp import StoredEndorsement
 from ledger.reads import get_endorsement
@@ -104,11 +105,6 @@ def _reasons(record: Mapping[str, Any], submod: str) -> tuple[tuple[str, str], .
     )
 
 
-def _devices(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    devices = record.get("devices")
-    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
-
-
 # --- the composite panel ----------------------------------------------------------------------
 
 
@@ -178,7 +174,7 @@ def composite_of(record: Mapping[str, Any]) -> CompositeView | None:
         verdict=_text(record.get("verdict")),
         cpu_verdict=_text(record.get("cpu_verdict")),
         composition=_reasons(record, "composite"),
-        devices=tuple(_row(record, d) for d in _devices(record)),
+        devices=tuple(_row(record, d) for d in recorded_devices(record)),
         cpu_reasons=cpu_reasons,
     )
 
@@ -470,7 +466,7 @@ def explain_device(session: Session, record: Mapping[str, Any], submod: str) -> 
     """The device ``submod`` of a composite ``record``, laid out; None if it names none."""
     if record.get("kind") != "attestation":
         return None
-    device = next((d for d in _devices(record) if d.get("submod") == submod), None)
+    device = next((d for d in recorded_devices(record) if d.get("submod") == submod), None)
     if device is None:
         return None
     view = DeviceView(

@@ -36,6 +36,7 @@ from attest_ledger.ear import (
     compose_status,
     ear_disagreements,
     load_public_keys,
+    recorded_devices,
     verify_ear,
 )
 from attest_ledger.explain import SERVICE_STATE_CODES, compare, judge_again, recorded_instant
@@ -795,7 +796,7 @@ def _rejudge_devices(  # noqa: PLR0917 - private, one caller
         challenge=challenge,
         result_hash=result_hash,
     )
-    listed = [d for d in _listed(record.get("devices")) if isinstance(d, dict)]
+    listed = recorded_devices(record)
     reasons = [r for r in _listed(record.get("reasons")) if isinstance(r, dict)]
     for device, again in zip(listed, judged, strict=True):
         name = f"device {device.get('submod')!s:.20}"
