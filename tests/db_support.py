@@ -62,9 +62,13 @@ class TestDatabases:
         with self._admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{self.template}"'))
             version = connection.execute(text("SHOW server_version_num")).scalar_one()
-        # PostgreSQL 15+: copy the template's files (one checkpoint) rather than WAL-log
-        # every page of it, which is slower for a database this small
-        self._strategy = " STRATEGY = FILE_COPY" if int(version) >= 150000 else ""
+            fsync = connection.execute(text("SHOW fsync")).scalar_one()
+        # PostgreSQL 15+ without fsync: copy the template's files (its checkpoint is then
+        # cheap) rather than WAL-log every page; with fsync the checkpoint costs more (0.46 s
+        # against 0.32 s a copy, measured on the embedded server)
+        self._strategy = (
+            " STRATEGY = FILE_COPY" if int(version) >= 150000 and fsync == "off" else ""
+        )
         upgrade(self.url_for(self.template))
         self._thread = threading.Thread(target=self._prepare, name="test-databases", daemon=True)
         self._thread.start()
